@@ -1,0 +1,98 @@
+//! `ltshim stats FILE`: the JSON report as a readable table.
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use crate::CliError;
+
+pub fn print(args: &[String]) -> Result<ExitCode, CliError> {
+    let [path] = args else { return Err(CliError("usage: ltshim stats FILE".into())) };
+    let text = std::fs::read_to_string(path).map_err(|e| CliError(format!("cannot read {path}: {e}")))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| CliError(format!("{path} is not a stats report: {e}")))?;
+    print!("{}", render(&v));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = n as f64;
+    let mut u = 0;
+    while x >= 1024.0 && u + 1 < units.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{x:.1} {}", units[u]) }
+}
+
+/// Renders a report; sections a report lacks are skipped.
+pub fn render(v: &Value) -> String {
+    let mut out = String::new();
+    let mut row = |k: &str, val: String| out.push_str(&format!("  {k:<34} {val}\n"));
+    let num = |v: &Value| v.as_u64().unwrap_or(0);
+    row("pid", num(&v["pid"]).to_string());
+    if let Some(cfg) = v["config"].as_object() {
+        for (k, val) in cfg {
+            row(k, val.as_str().unwrap_or("").to_string());
+        }
+    }
+    let a = &v["allocations"];
+    row("allocations / frees", format!("{} / {}", num(&a["count"]), num(&a["frees"])));
+    row("live buffers", format!("{} ({})", num(&a["live_buffers"]), bytes(num(&a["live_bytes"]))));
+    row("peak allocated", bytes(num(&a["peak_bytes"])));
+    row("program-mapped ranges (cuMemMap)", num(&a["user_maps"]).to_string());
+    let l = &v["launches"];
+    row("kernels executed, seen", num(&l["kernels_executed_seen"]).to_string());
+    row("  runtime / driver / graph", format!("{} / {} / {}", num(&l["runtime"]), num(&l["driver"]), num(&l["graph_kernels"])));
+    row("  captured (run at replay)", num(&l["captured"]).to_string());
+    row("graph launches", num(&l["graph_launches"]).to_string());
+    row("cuBLAS / cuDNN calls", format!("{} / {}", num(&l["cublas_calls"]), num(&l["cudnn_calls"])));
+    if let (Some(found), Some(missing)) = (v["pointers"]["found"].as_object(), v["pointers"]["not_found"].as_object()) {
+        for (path, f) in found {
+            let m = missing.get(path).map(num).unwrap_or(0);
+            row(&format!("pointers via {path}"), format!("{} found, {} not found", num(f), m));
+        }
+    }
+    if let Some(flags) = v["buffers"]["live_by_flag"].as_object() {
+        let s: Vec<String> = flags.iter().map(|(k, n)| format!("{k} {}", num(n))).collect();
+        row("live buffers by flag", s.join(", "));
+    }
+    row("time inside the library", format!("{:.3} ms", num(&v["time_in_library_ns"]) as f64 / 1e6));
+    if let Some(f) = v["fallbacks"].as_object() {
+        let s: Vec<String> = f.iter().filter(|(_, n)| num(n) > 0).map(|(k, n)| format!("{k} {}", num(n))).collect();
+        row("fallbacks", if s.is_empty() { "none".into() } else { s.join(", ") });
+    }
+    if let Some(calls) = v["calls"].as_object() {
+        out.push_str("  calls per hook:\n");
+        let mut c: Vec<(&String, u64)> = calls.iter().map(|(k, n)| (k, num(n))).collect();
+        c.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        for (k, n) in c {
+            out.push_str(&format!("    {k:<32} {n}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_sections_of_a_report() {
+        let v: Value = serde_json::from_str(r#"{"pid":7,"allocations":{"count":3,"frees":1,"live_buffers":2,"live_bytes":4096,"peak_bytes":8192},
+            "launches":{"kernels_executed_seen":10,"runtime":6,"driver":4,"graph_kernels":0},
+            "pointers":{"found":{"cublas":5},"not_found":{"cublas":1}},"fallbacks":{"panic":0,"layout_unknown":2},
+            "calls":{"cudaMalloc":3}}"#).unwrap();
+        let t = render(&v).split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(t.contains("allocations / frees 3 / 1"), "{t}");
+        assert!(t.contains("4.0 KiB") && t.contains("8.0 KiB"), "{t}");
+        assert!(t.contains("pointers via cublas 5 found, 1 not found"), "{t}");
+        assert!(t.contains("fallbacks layout_unknown 2"), "{t}");
+        assert!(t.contains("cudaMalloc"), "{t}");
+    }
+
+    #[test]
+    fn byte_sizes_read_naturally() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
+    }
+}

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Causal-LM inference through Hugging Face transformers: greedy generation of N tokens and
+the logits of a fixed prompt.
+
+Default model: a Llama-architecture model built from a config with seeded random weights (no
+download), sized by --params (3b = hidden 3072, 28 layers, 24 heads / 8 KV heads, vocabulary
+128256: about 3.2B parameters). --model PATH loads a local checkpoint instead.
+--offload accelerate --max-gpu-memory SIZE runs the same model under accelerate's CPU offload
+(the baseline users compare ltshim with).
+
+Writes --out FILE (torch.save: generated ids, prompt logits) and --metrics FILE (JSON:
+prefill and decode tokens/s, peak memory). Runs alone: `python3 infer.py --params tiny`.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+SIZES = {
+    # name: hidden, layers, heads, kv_heads, intermediate, vocab
+    "tiny": (256, 2, 4, 2, 688, 32000),
+    "1b": (2048, 16, 32, 8, 8192, 128256),
+    "3b": (3072, 28, 24, 8, 8192, 128256),
+}
+PROMPT = ("The quick brown fox jumps over the lazy dog. Compression of GPU memory lets a model "
+          "that almost fits run on the card it has, ")
+
+
+def parse_size(s):
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    s = s.strip().lower().rstrip("ib").rstrip("b")
+    if s and s[-1] in units:
+        return int(float(s[:-1]) * units[s[-1]])
+    return int(s)
+
+
+def build_model(args, dtype):
+    from transformers import LlamaConfig, LlamaForCausalLM, AutoModelForCausalLM
+    if args.model:
+        kw = {"dtype": dtype}
+        if args.offload == "accelerate":
+            kw.update(device_map="auto", max_memory={0: args.max_gpu_memory, "cpu": "200GiB"})
+        m = AutoModelForCausalLM.from_pretrained(args.model, **kw)
+        return m if args.offload else m.cuda()
+    hidden, layers, heads, kv, inter, vocab = SIZES[args.params]
+    cfg = LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                      num_key_value_heads=kv, intermediate_size=inter, vocab_size=vocab,
+                      max_position_embeddings=4096, tie_word_embeddings=False)
+    torch.manual_seed(args.seed)
+    if args.offload == "accelerate":
+        from accelerate import dispatch_model, infer_auto_device_map
+        with torch.device("cpu"):
+            m = LlamaForCausalLM(cfg).to(dtype)
+        dm = infer_auto_device_map(m, max_memory={0: args.max_gpu_memory, "cpu": "200GiB"},
+                                   no_split_module_classes=["LlamaDecoderLayer"])
+        return dispatch_model(m, device_map=dm)
+    with torch.device("cuda"):
+        m = LlamaForCausalLM(cfg).to(dtype)
+    return m
+
+
+def prompt_ids(vocab, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (1, n), generator=g)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="causal-LM greedy generation and prompt logits")
+    ap.add_argument("--params", default="3b", choices=sorted(SIZES))
+    ap.add_argument("--model", help="a local checkpoint directory instead of a random model")
+    ap.add_argument("--tokens", type=int, default=32, help="tokens to generate")
+    ap.add_argument("--prompt-len", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--offload", choices=["accelerate"], help="CPU offload baseline")
+    ap.add_argument("--max-gpu-memory", default="8GiB", help="GPU share for --offload")
+    ap.add_argument("--out", help="save generated ids and prompt logits here")
+    ap.add_argument("--metrics", help="write metrics JSON here")
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("infer: no GPU here", file=sys.stderr)
+        return 2
+    if args.offload:
+        args.max_gpu_memory = parse_size(args.max_gpu_memory)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    t0 = time.perf_counter()
+    model = build_model(args, torch.bfloat16)
+    model.eval()
+    load_s = time.perf_counter() - t0
+    vocab = model.config.vocab_size
+    ids = prompt_ids(vocab, args.prompt_len, args.seed).cuda()
+    params = sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        logits = model(ids).logits[0].float()  # warm-up and the fixed prompt's logits
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        model(ids)
+        torch.cuda.synchronize()
+        prefill_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        gen = model.generate(ids, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False,
+                             pad_token_id=0, eos_token_id=None)
+        torch.cuda.synchronize()
+        gen_s = time.perf_counter() - t0
+    new = gen[0, ids.shape[1]:].cpu()
+    metrics = {
+        "params": params, "load_s": load_s,
+        "prefill_tokens_per_s": args.prompt_len / prefill_s,
+        "decode_tokens_per_s": len(new) / gen_s,
+        "generated_tokens": len(new),
+        "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
+        "peak_reserved_bytes": torch.cuda.max_memory_reserved(),
+        "offload": args.offload or "none",
+    }
+    if args.out:
+        torch.save({"generated": new, "logits": logits.cpu()}, args.out)
+    if args.metrics:
+        with open(args.metrics, "w") as fh:
+            json.dump(metrics, fh, indent=1)
+    print(f"infer: {params / 1e9:.2f}B params, prefill {metrics['prefill_tokens_per_s']:.1f} tok/s, "
+          f"decode {metrics['decode_tokens_per_s']:.2f} tok/s, peak {metrics['peak_allocated_bytes'] / 2**30:.2f} GiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

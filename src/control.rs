@@ -1,0 +1,50 @@
+//! The `ltshim_*` control API (declared in `shim/ltshim.h`): what a program, or a harness
+//! through ctypes, may ask of the library while it runs.
+use std::ffi::{c_char, c_int, c_void};
+
+use crate::registry::flag;
+
+fn boundary<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+/// The library version as a NUL-terminated string.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn ltshim_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+}
+
+/// Writes the stats report (JSON) into `buf` (up to `len` bytes, NUL-terminated when it fits)
+/// and returns its full length, so a caller can retry with a larger buffer.
+///
+/// # Safety
+/// `buf` is null or valid for `len` bytes of writes.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn ltshim_stats_json(buf: *mut c_char, len: usize) -> usize {
+    boundary(0, || {
+        let json = crate::stats::report_json();
+        if !buf.is_null() && len > json.len() {
+            // SAFETY: len > json.len(), so the bytes and the NUL fit in the caller's buffer.
+            unsafe {
+                std::ptr::copy_nonoverlapping(json.as_ptr(), buf as *mut u8, json.len());
+                *buf.add(json.len()) = 0;
+            }
+        }
+        json.len()
+    })
+}
+
+/// Pins (or unpins) the buffer holding `ptr` resident. Returns 0, or -1 when `ptr` is not in
+/// a buffer the library knows.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn ltshim_pin(ptr: *const c_void, pinned: c_int) -> c_int {
+    boundary(-1, || {
+        let Some(b) = crate::registry::REGISTRY.find(ptr as u64) else { return -1 };
+        if pinned != 0 {
+            crate::hooks::mark(ptr as u64, flag::PINNED);
+        } else {
+            b.flags.fetch_and(!flag::PINNED, std::sync::atomic::Ordering::Relaxed);
+        }
+        0
+    })
+}

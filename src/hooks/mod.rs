@@ -1,0 +1,177 @@
+//! The C-ABI surface: one exported stub per symbol of `list.rs`, generated here, each
+//! forwarding into the body of the same name in its family module.
+//!
+//! A stub: resolve the real function (missing → the family's not-found status); take the
+//! thread guard (none → call the real function and return); count the call; run the family
+//! body, which calls the real function exactly once through `call` with the caller's own
+//! arguments. The body runs inside `catch_unwind`: if it panics, the library switches to
+//! passthrough and the caller still gets the real call's result (made now if the body had
+//! not made it yet). The caller always receives the real function's own return value.
+#![allow(non_snake_case, non_upper_case_globals, clippy::too_many_arguments)]
+
+pub mod alloc;
+pub mod blas;
+pub mod copy;
+pub mod dnn;
+pub mod graph;
+pub mod info;
+pub mod launch;
+mod list;
+pub mod lookup;
+pub mod vmm;
+
+use std::ffi::CStr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::real::RealSlot;
+
+/// What the lookup hooks need of each hooked symbol.
+pub struct HookEntry {
+    pub name: &'static CStr,
+    /// Our exported stub.
+    pub stub: *const (),
+    pub slot: &'static dyn SlotOps,
+}
+
+// SAFETY: the entries are immutable after construction; `stub` is a code address.
+unsafe impl Sync for HookEntry {}
+
+pub trait SlotOps: Sync {
+    fn address(&self) -> usize;
+    fn offer(&self, addr: usize) -> bool;
+}
+
+impl<F: Copy> SlotOps for RealSlot<F> {
+    fn address(&self) -> usize {
+        RealSlot::address(self)
+    }
+    fn offer(&self, addr: usize) -> bool {
+        RealSlot::offer(self, addr)
+    }
+}
+
+// SAFETY: RealSlot holds only an atomic and a static name.
+unsafe impl<F: Copy> Sync for RealSlot<F> {}
+
+macro_rules! generate_hooks {
+    ($( $family:ident fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty; )*) => {
+        /// Index of each hook in the call counters.
+        #[allow(non_camel_case_types, dead_code)]
+        #[derive(Clone, Copy)]
+        #[repr(usize)]
+        pub enum HookId { $($name,)* }
+
+        pub const HOOK_NAMES: &[&str] = &[$(stringify!($name),)*];
+        pub const HOOK_COUNT: usize = HOOK_NAMES.len();
+
+        /// The real functions behind the hooks.
+        pub struct Slots { $(pub $name: RealSlot<unsafe extern "C" fn($($ty),*) -> $ret>,)* }
+        pub static REAL: Slots = Slots {
+            $($name: RealSlot::new(crate::real::cstr(concat!(stringify!($name), "\0").as_bytes())),)*
+        };
+
+        pub static HOOKS: &[HookEntry] = &[$(HookEntry {
+            name: crate::real::cstr(concat!(stringify!($name), "\0").as_bytes()),
+            stub: exports::$name as *const (),
+            slot: &REAL.$name,
+        },)*];
+
+        pub mod exports {
+            use super::*;
+            $(
+                #[cfg_attr(not(test), no_mangle)]
+                pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+                    let Some(real) = REAL.$name.get() else {
+                        crate::stats::fallback(crate::stats::Fallback::SymbolMissing);
+                        return $family::MISSING;
+                    };
+                    let Some(guard) = crate::state::HookGuard::enter($family::PRIMITIVE) else {
+                        // SAFETY: the caller's arguments, unchanged, to the function it meant.
+                        return unsafe { real($($arg),*) };
+                    };
+                    crate::stats::count_call(HookId::$name as usize);
+                    let outcome = std::cell::Cell::new(None);
+                    let call = |$($arg: $ty),*| -> $ret {
+                        // SAFETY: as above; the body passes the caller's arguments through.
+                        let r = guard.around_real(|| unsafe { real($($arg),*) });
+                        outcome.set(Some(r));
+                        r
+                    };
+                    // SAFETY: the body's contract is the C function's own: the arguments are
+                    // what the caller passed to the real function.
+                    match catch_unwind(AssertUnwindSafe(|| unsafe { $family::$name(&call, $($arg),*) })) {
+                        Ok(r) => r,
+                        Err(_) => {
+                            crate::init::internal_error(stringify!($name));
+                            match outcome.get() {
+                                Some(r) => r,
+                                // SAFETY: the real call had not been made: make it now.
+                                None => unsafe { real($($arg),*) },
+                            }
+                        }
+                    }
+                }
+            )*
+        }
+    };
+}
+
+use crate::cuda_abi::*;
+use std::os::raw::{c_char, c_int, c_uint, c_void};
+
+crate::for_each_hook!(generate_hooks);
+
+/// Runs library work inside a hook body: timed, and a panic in it switches the library to
+/// passthrough instead of reaching the caller. Returns None after a panic.
+#[inline]
+pub fn observe<T>(hook: &'static str, work: impl FnOnce() -> T) -> Option<T> {
+    let _t = crate::stats::InLibrary::start();
+    match catch_unwind(AssertUnwindSafe(work)) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            crate::init::internal_error(hook);
+            None
+        }
+    }
+}
+
+/// Looks up pointers a library call (cuBLAS, cuDNN) named, counting found / not found.
+pub fn touch_pointers(path: crate::registry::Path, ptrs: &[u64]) {
+    touch(path, ptrs, true)
+}
+
+/// Looks up addresses that may be host or device (copies): only the found ones count.
+pub fn touch_if_device(path: crate::registry::Path, ptrs: &[u64]) {
+    touch(path, ptrs, false)
+}
+
+fn touch(path: crate::registry::Path, ptrs: &[u64], count_missing: bool) {
+    let now = crate::clock::now_ns();
+    let reader = crate::registry::REGISTRY.reader();
+    for &p in ptrs {
+        if p == 0 {
+            continue;
+        }
+        match reader.find(p) {
+            Some(b) => {
+                b.touch(path, now);
+                crate::stats::pointer(path, true);
+            }
+            None if count_missing => crate::stats::pointer(path, false),
+            None => {}
+        }
+    }
+}
+
+/// Sets a flag on the buffer holding `addr`, counting it the first time.
+pub fn mark(addr: u64, f: u32) -> bool {
+    match crate::registry::REGISTRY.find(addr) {
+        Some(b) => {
+            if b.flags.fetch_or(f, std::sync::atomic::Ordering::Relaxed) & f == 0 {
+                crate::stats::flagged(f);
+            }
+            true
+        }
+        None => false,
+    }
+}

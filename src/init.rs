@@ -1,0 +1,50 @@
+//! Start-up, done by the first hook that runs: read the knobs, start logging, register the
+//! exit report and the fork handler, then become Active, or Passthrough for good.
+use crate::config::{Config, Mode};
+use crate::state;
+
+pub fn start() -> Config {
+    let config = Config::from_env();
+    for line in &config.errors {
+        eprintln!("{line}");
+    }
+    crate::log::init(&config.log);
+    // SAFETY: registering plain extern "C" handlers with no arguments.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(in_fork_child));
+        libc::atexit(at_exit);
+    }
+    if config.observes() {
+        if matches!(config.mode, Mode::Lossless | Mode::Lossy) {
+            tracing::warn!("LTSHIM_MODE={}: packing is not built yet, so this run only observes", config.mode.as_str());
+        }
+        tracing::debug!("started in {} mode", config.mode.as_str());
+        state::set_active();
+    } else {
+        state::enter_passthrough();
+    }
+    config
+}
+
+extern "C" fn in_fork_child() {
+    // The child shares no CUDA context with us: it passes everything through, and writes no
+    // report (the parent's report is the one that counts).
+    state::enter_passthrough();
+    FORKED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+static FORKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn at_exit() {
+    if FORKED.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let _ = std::panic::catch_unwind(crate::stats::write_report);
+}
+
+/// A panic inside library code: say so once, count it, pass everything through from now on.
+pub fn internal_error(hook: &str) {
+    crate::stats::fallback(crate::stats::Fallback::Panic);
+    crate::warn_once!("internal error in the {hook} hook: passing everything through from now on (please report this)");
+    state::enter_passthrough();
+}

@@ -1,0 +1,131 @@
+//! Parameter layouts of kernels: where each argument sits and how large it is.
+//!
+//! Learned once per kernel from the driver (`cuKernelGetParamInfo` for a `CUkernel` /
+//! `cudaKernel_t`, `cuFuncGetParamInfo` for a `CUfunction`; a runtime host stub is first turned
+//! into its `CUfunction` with `cudaGetFuncBySymbol`), then cached: a per-thread map answers a
+//! launch without a lock or an allocation; a miss fills it from a global map or the driver.
+//! A kernel whose layout cannot be had is cached as unknown: its launches are counted as
+//! fallbacks and its buffers cannot be proven safe.
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use once_cell::sync::Lazy;
+use parking_lot::Mutex;
+
+use crate::cuda_abi::{Handle, CUDA_SUCCESS};
+use crate::real::USES;
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct ParamLayout {
+    /// `(offset, size)` of each parameter, in order.
+    pub params: Box<[(u32, u32)]>,
+}
+
+/// What a launch named as its kernel.
+#[derive(Clone, Copy)]
+pub enum KernelRef {
+    /// A `CUkernel` / `cudaKernel_t` (`__cudaLaunchKernel`).
+    Kernel(Handle),
+    /// A `CUfunction`, or a `CUkernel` passed where a function is expected (driver launches).
+    Function(Handle),
+    /// A runtime host stub (`cudaLaunchKernel(const void *func, ...)`).
+    HostStub(Handle),
+}
+
+impl KernelRef {
+    fn key(self) -> usize {
+        match self {
+            KernelRef::Kernel(h) | KernelRef::Function(h) | KernelRef::HostStub(h) => h as usize,
+        }
+    }
+}
+
+type Cached = Option<Arc<ParamLayout>>;
+
+static GLOBAL: Lazy<Mutex<HashMap<usize, Cached>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+
+thread_local! {
+    static LOCAL: RefCell<HashMap<usize, Cached>> = RefCell::new(HashMap::new());
+}
+
+/// The layout of a kernel, if the driver can tell it.
+pub fn layout_of(k: KernelRef) -> Cached {
+    let key = k.key();
+    if let Ok(Some(hit)) = LOCAL.try_with(|m| m.borrow().get(&key).cloned()) {
+        return hit;
+    }
+    let found = {
+        let mut global = GLOBAL.lock();
+        global.entry(key).or_insert_with(|| query(k).map(Arc::new)).clone()
+    };
+    let _ = LOCAL.try_with(|m| m.borrow_mut().insert(key, found.clone()));
+    found
+}
+
+/// Largest parameter count we ask about (32 KiB of parameters at 4 bytes each).
+const MAX_PARAMS: usize = 8192;
+
+fn query(k: KernelRef) -> Option<ParamLayout> {
+    let layout = match k {
+        KernelRef::Kernel(h) => by_kernel(h),
+        KernelRef::Function(h) => by_function(h).or_else(|| by_kernel(h)),
+        KernelRef::HostStub(stub) => function_of_stub(stub).and_then(by_function),
+    };
+    if layout.is_some() {
+        crate::stats::add(&crate::stats::C.layouts_learned, 1);
+    }
+    layout
+}
+
+fn by_kernel(h: Handle) -> Option<ParamLayout> {
+    let f = USES.cuKernelGetParamInfo.get()?;
+    // SAFETY: cuKernelGetParamInfo reads a handle the program itself launched with and writes
+    // two size_t out-parameters; an invalid index returns an error, which ends the loop.
+    collect(|i, off, size| unsafe { f(h, i, off, size) })
+}
+
+fn by_function(h: Handle) -> Option<ParamLayout> {
+    let f = USES.cuFuncGetParamInfo.get()?;
+    // SAFETY: as above, for a CUfunction the program launched.
+    collect(|i, off, size| unsafe { f(h, i, off, size) })
+}
+
+fn collect(mut info: impl FnMut(usize, *mut usize, *mut usize) -> i32) -> Option<ParamLayout> {
+    let mut params = Vec::new();
+    for i in 0..MAX_PARAMS {
+        let (mut off, mut size) = (0usize, 0usize);
+        if info(i, &mut off, &mut size) != CUDA_SUCCESS {
+            break;
+        }
+        params.push((off as u32, size as u32));
+    }
+    // A kernel with no parameters answers "invalid" for index 0 as well; we cannot tell that
+    // from a handle the driver does not know, so an empty answer counts as known-empty only
+    // if the driver accepted the handle at all, which it did not tell us: treat as unknown.
+    if params.is_empty() {
+        return None;
+    }
+    Some(ParamLayout { params: params.into_boxed_slice() })
+}
+
+/// The `CUfunction` of a runtime host stub, without leaving an error of ours behind:
+/// the runtime's last-error slot is touched only when it was clear before we called.
+fn function_of_stub(stub: Handle) -> Option<Handle> {
+    let by_symbol = USES.cudaGetFuncBySymbol.get()?;
+    let peek = USES.cudaPeekAtLastError.get()?;
+    let clear = USES.cudaGetLastError.get()?;
+    // SAFETY: cudaPeekAtLastError takes no arguments and only reads the thread's error slot.
+    if unsafe { peek() } != CUDA_SUCCESS {
+        return None; // the program has an error pending: do not risk disturbing it
+    }
+    let mut func: Handle = std::ptr::null_mut();
+    // SAFETY: out-parameter is valid; stub is what the program passed as its kernel.
+    let rc = unsafe { by_symbol(&mut func, stub) };
+    if rc != CUDA_SUCCESS {
+        // SAFETY: the slot was clear before; this resets only the error we caused.
+        unsafe { clear() };
+        return None;
+    }
+    (!func.is_null()).then_some(func)
+}

@@ -1,0 +1,252 @@
+//! The table of live device buffers: address-range lookup and what we know of each buffer.
+//!
+//! A buffer is one allocation the program made (for PyTorch, a caching-allocator segment that
+//! holds many tensors). Lookups happen on every launch, so the map sits behind a read-mostly
+//! lock and each buffer's counters are atomics updated under the read lock; `lo..hi` bounds
+//! all live buffers so that most scanned words are rejected without taking the lock at all.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use once_cell::sync::Lazy;
+use parking_lot::{RwLock, RwLockReadGuard};
+
+/// How a reference to a buffer reached us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Path {
+    RuntimeLaunch,
+    DriverLaunch,
+    Graph,
+    Cublas,
+    Cudnn,
+    Copy,
+    Set,
+}
+
+pub const PATHS: [Path; 7] = [Path::RuntimeLaunch, Path::DriverLaunch, Path::Graph, Path::Cublas, Path::Cudnn, Path::Copy, Path::Set];
+
+impl Path {
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::RuntimeLaunch => "runtime_launch",
+            Path::DriverLaunch => "driver_launch",
+            Path::Graph => "graph",
+            Path::Cublas => "cublas",
+            Path::Cudnn => "cudnn",
+            Path::Copy => "copy",
+            Path::Set => "set",
+        }
+    }
+}
+
+/// Facts that keep a buffer resident (see docs/SAFETY.md).
+pub mod flag {
+    /// Passed to a call whose pointers we cannot all see.
+    pub const OPAQUE: u32 = 1;
+    /// Its address was written into device memory by a host-to-device copy.
+    pub const POINTED_FROM_DEVICE: u32 = 2;
+    /// Referenced by an instantiated CUDA graph that is still alive.
+    pub const GRAPH: u32 = 4;
+    /// Exported through IPC or a shareable handle.
+    pub const EXPORTED: u32 = 8;
+    /// Pinned resident by the control API.
+    pub const PINNED: u32 = 16;
+    /// Memory the program mapped itself (cuMemMap): never ours to remap.
+    pub const USER_MAPPED: u32 = 32;
+
+    pub const ALL: [(u32, &str); 6] = [
+        (OPAQUE, "opaque"),
+        (POINTED_FROM_DEVICE, "pointed_from_device"),
+        (GRAPH, "graph"),
+        (EXPORTED, "exported"),
+        (PINNED, "pinned"),
+        (USER_MAPPED, "user_mapped"),
+    ];
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    // (named in the report's live_by_origin)
+    Runtime,
+    Driver,
+    StreamOrdered,
+    UserMapped,
+}
+
+impl Origin {
+    pub const ALL: [(Origin, &'static str); 4] =
+        [(Origin::Runtime, "runtime"), (Origin::Driver, "driver"), (Origin::StreamOrdered, "stream_ordered"), (Origin::UserMapped, "user_mapped")];
+}
+
+pub struct Buffer {
+    pub start: u64,
+    pub size: u64,
+    pub origin: Origin,
+    pub refs: [AtomicU64; PATHS.len()],
+    pub last_use_ns: AtomicU64,
+    pub flags: AtomicU32,
+}
+
+impl Buffer {
+    pub fn touch(&self, path: Path, now_ns: u64) {
+        self.refs[path as usize].fetch_add(1, Ordering::Relaxed);
+        self.last_use_ns.store(now_ns, Ordering::Relaxed);
+    }
+
+    pub fn has_flag(&self, f: u32) -> bool {
+        self.flags.load(Ordering::Relaxed) & f != 0
+    }
+
+    pub fn contains(&self, addr: u64) -> bool {
+        addr >= self.start && addr - self.start < self.size
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    map: RwLock<BTreeMap<u64, Arc<Buffer>>>,
+    lo: AtomicU64,
+    hi: AtomicU64,
+}
+
+pub static REGISTRY: Lazy<Registry> = Lazy::new(Registry::default);
+
+/// A read view for a batch of lookups (one lock for a whole launch).
+pub struct Reader<'a> {
+    map: RwLockReadGuard<'a, BTreeMap<u64, Arc<Buffer>>>,
+}
+
+impl Reader<'_> {
+    pub fn find(&self, addr: u64) -> Option<&Arc<Buffer>> {
+        let (_, b) = self.map.range(..=addr).next_back()?;
+        b.contains(addr).then_some(b)
+    }
+}
+
+impl Registry {
+    /// True when `word` could be a pointer into some live buffer (cheap, lock-free).
+    #[inline]
+    pub fn may_contain(&self, word: u64) -> bool {
+        word >= self.lo.load(Ordering::Relaxed) && word < self.hi.load(Ordering::Relaxed)
+    }
+
+    pub fn reader(&self) -> Reader<'_> {
+        Reader { map: self.map.read() }
+    }
+
+    pub fn find(&self, addr: u64) -> Option<Arc<Buffer>> {
+        self.reader().find(addr).cloned()
+    }
+
+    /// Records a new buffer; returns false if one already starts there (seen twice).
+    pub fn insert(&self, start: u64, size: u64, origin: Origin, flags: u32) -> bool {
+        if size == 0 {
+            return false;
+        }
+        let mut map = self.map.write();
+        if map.contains_key(&start) {
+            return false;
+        }
+        map.insert(
+            start,
+            Arc::new(Buffer {
+                start,
+                size,
+                origin,
+                refs: Default::default(),
+                last_use_ns: AtomicU64::new(crate::clock::now_ns()),
+                flags: AtomicU32::new(flags),
+            }),
+        );
+        self.update_bounds(&map);
+        true
+    }
+
+    /// Puts back a buffer taken out by `remove` (its free failed).
+    pub fn restore(&self, b: Arc<Buffer>) {
+        let mut map = self.map.write();
+        map.entry(b.start).or_insert(b);
+        self.update_bounds(&map);
+    }
+
+    /// Forgets the buffer that starts at `start`.
+    pub fn remove(&self, start: u64) -> Option<Arc<Buffer>> {
+        let mut map = self.map.write();
+        let b = map.remove(&start)?;
+        self.update_bounds(&map);
+        Some(b)
+    }
+
+    /// Forgets every buffer that starts inside `[start, start+size)`.
+    pub fn remove_range(&self, start: u64, size: u64) -> Vec<Arc<Buffer>> {
+        let mut map = self.map.write();
+        let keys: Vec<u64> = map.range(start..start.saturating_add(size)).map(|(k, _)| *k).collect();
+        let out = keys.iter().filter_map(|k| map.remove(k)).collect();
+        self.update_bounds(&map);
+        out
+    }
+
+    fn update_bounds(&self, map: &BTreeMap<u64, Arc<Buffer>>) {
+        let lo = map.values().next().map(|b| b.start).unwrap_or(u64::MAX);
+        let hi = map.values().next_back().map(|b| b.start + b.size).unwrap_or(0);
+        self.lo.store(lo, Ordering::Relaxed);
+        self.hi.store(hi, Ordering::Relaxed);
+    }
+
+    /// All live buffers (for the report).
+    pub fn snapshot(&self) -> Vec<Arc<Buffer>> {
+        self.map.read().values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_addresses_inside_and_not_past_the_end() {
+        let r = Registry::default();
+        assert!(r.insert(0x1000, 0x100, Origin::Runtime, 0));
+        assert!(r.insert(0x2000, 0x10, Origin::Driver, 0));
+        assert_eq!(r.find(0x1000).unwrap().start, 0x1000);
+        assert_eq!(r.find(0x10ff).unwrap().start, 0x1000);
+        assert!(r.find(0x1100).is_none());
+        assert!(r.find(0xfff).is_none());
+        assert_eq!(r.find(0x200f).unwrap().start, 0x2000);
+        assert!(r.find(0x2010).is_none());
+    }
+
+    #[test]
+    fn bounds_follow_inserts_and_removals() {
+        let r = Registry::default();
+        assert!(!r.may_contain(0x1000));
+        r.insert(0x1000, 0x100, Origin::Runtime, 0);
+        r.insert(0x3000, 0x100, Origin::Runtime, 0);
+        assert!(r.may_contain(0x1000) && r.may_contain(0x30ff) && !r.may_contain(0x3100));
+        r.remove(0x3000);
+        assert!(!r.may_contain(0x3000));
+        r.remove(0x1000);
+        assert!(!r.may_contain(0x1000));
+    }
+
+    #[test]
+    fn a_second_insert_at_the_same_address_is_refused() {
+        let r = Registry::default();
+        assert!(r.insert(0x1000, 0x100, Origin::Runtime, 0));
+        assert!(!r.insert(0x1000, 0x100, Origin::Driver, 0));
+        assert_eq!(r.find(0x1000).unwrap().origin, Origin::Runtime);
+    }
+
+    #[test]
+    fn remove_range_takes_every_buffer_starting_inside() {
+        let r = Registry::default();
+        for i in 0..4u64 {
+            r.insert(0x10000 + i * 0x1000, 0x1000, Origin::UserMapped, flag::USER_MAPPED);
+        }
+        assert_eq!(r.remove_range(0x11000, 0x2000).len(), 2);
+        assert!(r.find(0x10000).is_some() && r.find(0x13000).is_some() && r.find(0x11000).is_none());
+    }
+}

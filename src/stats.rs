@@ -1,0 +1,304 @@
+//! Counters, and the JSON report written at exit (`LTSHIM_STATS`).
+//!
+//! Every counter is a relaxed atomic: hooks only add, the report reads once at the end (or
+//! when `ltshim_stats_json` asks). The report's field names are a contract with
+//! `ltshim stats` and the harness: docs/STATS.md lists them.
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::hooks::{HOOK_COUNT, HOOK_NAMES};
+use crate::registry::{flag, PATHS, REGISTRY};
+
+macro_rules! counters {
+    ($($name:ident),* $(,)?) => {
+        pub struct Counters { $(pub $name: AtomicU64,)* }
+        pub static C: Counters = Counters { $($name: AtomicU64::new(0),)* };
+    };
+}
+
+counters! {
+    allocations, frees, frees_unknown, bytes_live, bytes_peak, bytes_allocated_total,
+    user_maps, user_unmaps,
+    launches_runtime, launches_driver, launches_captured,
+    graph_instantiations, graph_launches, graph_kernels,
+    cublas_calls, cudnn_calls, cudnn_pointers,
+    layouts_learned, h2d_bytes_scanned, h2d_pointer_words,
+    time_in_library_ns, dlsym_calls, lookups_substituted,
+}
+
+/// Why the library did less than it could.
+#[derive(Clone, Copy)]
+#[repr(usize)]
+pub enum Fallback {
+    /// An internal panic: the library switched to passthrough.
+    Panic,
+    /// A launch whose parameter layout the driver would not tell: its pointers are unknown.
+    LayoutUnknown,
+    /// A launch in `extra` form we could not read.
+    ExtraUnreadable,
+    /// A lookup handed out a pointer that differs from the one we call: left unwrapped.
+    LookupMismatch,
+    /// The program maps memory itself (expandable segments): those buffers stay resident.
+    UserMappedMemory,
+    /// cuDNN's variant pack could not be read.
+    CudnnPackUnreadable,
+    /// A graph's nodes could not be read.
+    GraphUnreadable,
+    /// A real function we needed was missing.
+    SymbolMissing,
+}
+
+pub const FALLBACKS: [(Fallback, &str); 8] = [
+    (Fallback::Panic, "panic"),
+    (Fallback::LayoutUnknown, "layout_unknown"),
+    (Fallback::ExtraUnreadable, "extra_unreadable"),
+    (Fallback::LookupMismatch, "lookup_mismatch"),
+    (Fallback::UserMappedMemory, "user_mapped_memory"),
+    (Fallback::CudnnPackUnreadable, "cudnn_pack_unreadable"),
+    (Fallback::GraphUnreadable, "graph_unreadable"),
+    (Fallback::SymbolMissing, "symbol_missing"),
+];
+
+static FALLBACK_COUNTS: [AtomicU64; FALLBACKS.len()] = [const { AtomicU64::new(0) }; FALLBACKS.len()];
+static CALLS: [AtomicU64; HOOK_COUNT] = [const { AtomicU64::new(0) }; HOOK_COUNT];
+static FOUND: [AtomicU64; PATHS.len()] = [const { AtomicU64::new(0) }; PATHS.len()];
+static NOT_FOUND: [AtomicU64; PATHS.len()] = [const { AtomicU64::new(0) }; PATHS.len()];
+static FLAGGED: [AtomicU64; flag::ALL.len()] = [const { AtomicU64::new(0) }; flag::ALL.len()];
+
+#[inline]
+pub fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Relaxed);
+}
+
+#[inline]
+pub fn count_call(hook: usize) {
+    CALLS[hook].fetch_add(1, Relaxed);
+}
+
+pub fn fallback(f: Fallback) {
+    FALLBACK_COUNTS[f as usize].fetch_add(1, Relaxed);
+}
+
+pub fn pointer(path: crate::registry::Path, found: bool) {
+    let t = if found { &FOUND } else { &NOT_FOUND };
+    t[path as usize].fetch_add(1, Relaxed);
+}
+
+/// A flag was newly set on a buffer.
+pub fn flagged(f: u32) {
+    if let Some(i) = flag::ALL.iter().position(|(v, _)| *v == f) {
+        FLAGGED[i].fetch_add(1, Relaxed);
+    }
+}
+
+pub fn allocated(size: u64) {
+    add(&C.allocations, 1);
+    add(&C.bytes_allocated_total, size);
+    let live = C.bytes_live.fetch_add(size, Relaxed) + size;
+    C.bytes_peak.fetch_max(live, Relaxed);
+}
+
+pub fn freed(size: u64) {
+    add(&C.frees, 1);
+    let _ = C.bytes_live.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(size)));
+}
+
+/// Measures time spent in library code.
+pub struct InLibrary(u64);
+
+impl InLibrary {
+    #[inline]
+    pub fn start() -> Self {
+        InLibrary(crate::clock::now_ns())
+    }
+}
+
+impl Drop for InLibrary {
+    #[inline]
+    fn drop(&mut self) {
+        add(&C.time_in_library_ns, crate::clock::now_ns().saturating_sub(self.0));
+    }
+}
+
+fn get(c: &AtomicU64) -> u64 {
+    c.load(Relaxed)
+}
+
+/// A tiny JSON object writer: keys are ours (plain ASCII), strings are escaped.
+struct Obj<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> Obj<'a> {
+    fn open(out: &'a mut String) -> Self {
+        out.push('{');
+        Obj { out, first: true }
+    }
+    fn key(&mut self, k: &str) -> &mut String {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        self.out.push_str(&json_string(k));
+        self.out.push(':');
+        self.out
+    }
+    fn num(&mut self, k: &str, v: u64) {
+        let s = v.to_string();
+        self.key(k).push_str(&s);
+    }
+    fn str(&mut self, k: &str, v: &str) {
+        let s = json_string(v);
+        self.key(k).push_str(&s);
+    }
+    fn obj(&mut self, k: &str, f: impl FnOnce(&mut Obj<'_>)) {
+        let out = self.key(k);
+        let mut o = Obj::open(out);
+        f(&mut o);
+        o.out.push('}');
+    }
+}
+
+pub fn json_string(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// True once the process made any CUDA call through us (the report is skipped otherwise, so
+/// that helper processes that inherit LD_PRELOAD do not overwrite it).
+pub fn any_cuda_call() -> bool {
+    CALLS.iter().any(|c| get(c) > 0)
+}
+
+/// The whole report as JSON.
+pub fn report_json() -> String {
+    let mut s = String::new();
+    let mut root = Obj::open(&mut s);
+    root.num("format_version", 1);
+    root.num("pid", std::process::id() as u64);
+    root.str("ltshim_version", env!("CARGO_PKG_VERSION"));
+    root.obj("config", |o| {
+        if let Some(cfg) = crate::state::config() {
+            for (k, v) in cfg.effective() {
+                o.str(k, &v);
+            }
+        }
+        o.str("state", if crate::state::is_passthrough() { "passthrough" } else { "active" });
+        o.str("packing", "not implemented yet: every mode but off observes");
+    });
+    root.obj("calls", |o| {
+        o.num("dlsym", get(&C.dlsym_calls));
+        for (i, name) in HOOK_NAMES.iter().enumerate() {
+            let n = get(&CALLS[i]);
+            if n > 0 {
+                o.num(name, n);
+            }
+        }
+    });
+    let buffers = REGISTRY.snapshot();
+    root.obj("allocations", |o| {
+        o.num("count", get(&C.allocations));
+        o.num("frees", get(&C.frees));
+        o.num("frees_unknown", get(&C.frees_unknown));
+        o.num("live_buffers", buffers.len() as u64);
+        o.num("live_bytes", get(&C.bytes_live));
+        o.num("peak_bytes", get(&C.bytes_peak));
+        o.num("total_bytes", get(&C.bytes_allocated_total));
+        o.num("user_maps", get(&C.user_maps));
+        o.num("user_unmaps", get(&C.user_unmaps));
+    });
+    let seen = get(&C.launches_runtime) + get(&C.launches_driver) + get(&C.graph_kernels);
+    root.obj("launches", |o| {
+        o.num("runtime", get(&C.launches_runtime));
+        o.num("driver", get(&C.launches_driver));
+        o.num("captured", get(&C.launches_captured));
+        o.num("graph_instantiations", get(&C.graph_instantiations));
+        o.num("graph_launches", get(&C.graph_launches));
+        o.num("graph_kernels", get(&C.graph_kernels));
+        o.num("cublas_calls", get(&C.cublas_calls));
+        o.num("cudnn_calls", get(&C.cudnn_calls));
+        o.num("kernels_executed_seen", seen);
+        o.num("layouts_learned", get(&C.layouts_learned));
+    });
+    root.obj("pointers", |o| {
+        o.obj("found", |f| PATHS.iter().for_each(|p| f.num(p.name(), get(&FOUND[*p as usize]))));
+        o.obj("not_found", |f| PATHS.iter().for_each(|p| f.num(p.name(), get(&NOT_FOUND[*p as usize]))));
+        o.num("cudnn_pack_pointers", get(&C.cudnn_pointers));
+    });
+    root.obj("buffers", |o| {
+        o.obj("live_by_origin", |f| {
+            for (origin, name) in crate::registry::Origin::ALL {
+                f.num(name, buffers.iter().filter(|b| b.origin == origin).count() as u64);
+            }
+        });
+        o.obj("live_by_flag", |f| {
+            for (bit, name) in flag::ALL {
+                f.num(name, buffers.iter().filter(|b| b.has_flag(bit)).count() as u64);
+            }
+        });
+        o.obj("ever_flagged", |f| {
+            for (i, (_, name)) in flag::ALL.iter().enumerate() {
+                f.num(name, get(&FLAGGED[i]));
+            }
+        });
+    });
+    root.obj("h2d_scan", |o| {
+        o.num("bytes", get(&C.h2d_bytes_scanned));
+        o.num("pointer_words", get(&C.h2d_pointer_words));
+    });
+    root.num("time_in_library_ns", get(&C.time_in_library_ns));
+    root.num("lookups_substituted", get(&C.lookups_substituted));
+    root.obj("fallbacks", |o| {
+        for (f, name) in FALLBACKS {
+            o.num(name, get(&FALLBACK_COUNTS[f as usize]));
+        }
+    });
+    drop(root);
+    s.push('}');
+    s
+}
+
+/// Writes the report to the configured path (`%p` → pid). Called at exit.
+pub fn write_report() {
+    let Some(path) = crate::state::config().and_then(|c| c.stats.clone()) else { return };
+    if !any_cuda_call() {
+        return;
+    }
+    let path = path.replace("%p", &std::process::id().to_string());
+    let json = report_json();
+    if let Err(e) = std::fs::write(&path, json) {
+        eprintln!("ltshim: could not write the stats report to {path}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+
+    #[test]
+    fn report_is_one_object_with_the_documented_sections() {
+        let r = report_json();
+        assert!(r.starts_with('{') && r.ends_with('}'));
+        for key in ["\"calls\"", "\"allocations\"", "\"launches\"", "\"pointers\"", "\"buffers\"", "\"fallbacks\"", "\"time_in_library_ns\""] {
+            assert!(r.contains(key), "missing {key} in {r}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&r).expect("valid JSON");
+        assert!(v["launches"]["kernels_executed_seen"].is_u64());
+    }
+}
