@@ -1,5 +1,6 @@
 //! The `ltshim_*` control API (declared in `shim/ltshim.h`): what a program, or a harness
 //! through ctypes, may ask of the library while it runs.
+#![cfg_attr(test, allow(dead_code))] // exported only outside unit tests
 use std::ffi::{c_char, c_int, c_void};
 
 use crate::registry::flag;

@@ -207,6 +207,7 @@ fn resolve_real_dlsym() -> usize {
     f
 }
 
+#[cfg_attr(test, allow(dead_code))]
 extern "C" fn resolve_at_load() {
     resolve_real_dlsym();
 }

@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--counts", help="write per-phase kernel counts here (JSON)")
     ap.add_argument("--profile", action="store_true", help="count kernels with torch.profiler")
     ap.add_argument("--small-launches", type=int, default=20000)
+    ap.add_argument("--only-small-launches", action="store_true", help="skip the phases (for timing runs)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("observe_mix: no GPU here", file=sys.stderr)
@@ -116,7 +117,7 @@ def main():
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True, warn_only=True)
-    ph = phases(dev)
+    ph = [] if args.only_small_launches else phases(dev)
     for _, f in ph:  # warm-up: compilation, autotuning, library handles
         f()
     torch.cuda.synchronize()

@@ -21,7 +21,9 @@ use crate::registry::{flag, Path, REGISTRY};
 use crate::stats;
 
 pub const MISSING: i32 = CUDA_ERROR_NOT_FOUND;
-pub const PRIMITIVE: bool = false;
+/// The runtime's graph calls reach the driver's through pointers we handed out: nested graph
+/// hooks are the same operation seen twice (a replay counted twice, before this was set).
+pub const PRIMITIVE: bool = true;
 
 static CAPTURES: AtomicUsize = AtomicUsize::new(0);
 

@@ -113,6 +113,8 @@ macro_rules! for_each_hook {
             blas fn cublasCgemmStridedBatched(handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void, lda: c_int, stride_a: i64, b: *const c_void, ldb: c_int, stride_b: i64, beta: *const c_void, c: *mut c_void, ldc: c_int, stride_c: i64, batch: c_int) -> cublasStatus_t;
             blas fn cublasZgemmStridedBatched(handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void, lda: c_int, stride_a: i64, b: *const c_void, ldb: c_int, stride_b: i64, beta: *const c_void, c: *mut c_void, ldc: c_int, stride_c: i64, batch: c_int) -> cublasStatus_t;
             // cuDNN (its kernels are visible at no other level)
+            dnn fn cudnnBackendSetAttribute(desc: Handle, name: c_int, kind: c_int, count: i64, elements: *const c_void) -> cudnnStatus_t;
+            dnn fn cudnnBackendDestroyDescriptor(desc: Handle) -> cudnnStatus_t;
             dnn fn cudnnBackendExecute(handle: Handle, plan: Handle, variant_pack: Handle) -> cudnnStatus_t;
         }
     };

@@ -53,6 +53,9 @@ int cublasSgemm_v2(Handle h, int ta, int tb, int m, int n, int k, const float *a
 int cublasGemmEx(Handle h, int ta, int tb, int m, int n, int k, const void *al, const void *a, int at, int lda, const void *b, int bt, int ldb, const void *be, void *c, int ct, int ldc, int comp, int algo);
 int cublasLtMatmul(Handle h, Handle d, const void *al, const void *a, Handle ad, const void *b, Handle bd, const void *be, const void *c, Handle cd, void *dd, Handle ddesc, const void *algo, void *ws, size_t wss, Handle s);
 int cudnnBackendExecute(Handle h, Handle plan, Handle pack);
+int cudnnBackendCreateDescriptor(int kind, Handle *desc);
+int cudnnBackendSetAttribute(Handle desc, int name, int kind, int64_t count, const void *elements);
+int cudnnBackendDestroyDescriptor(Handle desc);
 
 /* double-only helpers */
 Handle dbl_register_kernel(void (*run)(void **), size_t n, const size_t *sizes, int hide_layout);

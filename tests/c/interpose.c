@@ -149,7 +149,16 @@ static int paths(void) {
     CHECK(cudnnBackendExecute(NULL, NULL, pack));
     CHECK(cudaMemcpy(h3, m3, 16, 2));
     EXPECT(h3[0] == 0.0f, "cudnn execute did not run");
-    printf("did cudnn 1\ndid cudnn_pointers 4\n");
+    CHECK(cudaMemcpy(m3, h2, 16, 1));
+    /* ... and one built the way cudnn-frontend builds it: attributes set on a descriptor */
+    Handle vp = NULL; int64_t uids[3] = {1, 2, 3}; uint64_t ws = (uint64_t)out;
+    CHECK(cudnnBackendCreateDescriptor(26, &vp));
+    CHECK(cudnnBackendSetAttribute(vp, 1000, 3, 3, uids));
+    CHECK(cudnnBackendSetAttribute(vp, 1001, 6, 3, ptrs));
+    CHECK(cudnnBackendSetAttribute(vp, 1003, 6, 1, &ws));
+    CHECK(cudnnBackendExecute(NULL, NULL, vp));
+    CHECK(cudnnBackendDestroyDescriptor(vp));
+    printf("did cudnn 2\ndid cudnn_pointers 8\n");
 
     /* IPC export */
     char ipc[64];

@@ -80,8 +80,21 @@ fn free(addr: u64) -> c_int {
     OK
 }
 
+/// A driver function as the real runtime gets one: through `cuGetProcAddress`, itself found
+/// with `dlsym` (so an interposer's lookup hooks see both, and may hand out wrappers).
+unsafe fn via_driver(name: &CStr) -> usize {
+    type GetProc = unsafe extern "C" fn(*const c_char, *mut *mut c_void, c_int, u64, *mut c_int) -> c_int;
+    let lib = libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+    let gp = libc::dlsym(lib, c"cuGetProcAddress_v2".as_ptr());
+    let gp: GetProc = std::mem::transmute(gp);
+    let mut f: *mut c_void = std::ptr::null_mut();
+    let mut st = 0;
+    gp(name.as_ptr(), &mut f, 13000, 0, &mut st);
+    f as usize
+}
 #[no_mangle] pub unsafe extern "C" fn cudaMalloc(p: *mut *mut c_void, size: usize) -> c_int {
-    match alloc(size) { Some(a) => { *p = a as *mut c_void; OK } None => 2 }
+    let alloc_v2: unsafe extern "C" fn(*mut u64, usize) -> c_int = std::mem::transmute(via_driver(c"cuMemAlloc"));
+    alloc_v2(p as *mut u64, size)
 }
 #[no_mangle] pub unsafe extern "C" fn cudaFree(p: *mut c_void) -> c_int { free(p as u64) }
 #[no_mangle] pub unsafe extern "C" fn cudaMallocAsync(p: *mut *mut c_void, size: usize, _s: Handle) -> c_int { cudaMalloc(p, size) }
@@ -411,12 +424,15 @@ pub struct KernelNodeParams { func: Handle, g: [c_uint; 3], b: [c_uint; 3], smem
 #[no_mangle] pub unsafe extern "C" fn cuGraphExecUpdate_v2(_e: Handle, _g: Handle, _i: *mut c_void) -> c_int { OK }
 #[no_mangle] pub unsafe extern "C" fn cudaGraphExecDestroy(_e: Handle) -> c_int { OK }
 #[no_mangle] pub unsafe extern "C" fn cuGraphExecDestroy(_e: Handle) -> c_int { OK }
-#[no_mangle] pub unsafe extern "C" fn cudaGraphLaunch(e: Handle, _s: Handle) -> c_int {
+#[no_mangle] pub unsafe extern "C" fn cuGraphLaunch(e: Handle, _s: Handle) -> c_int {
     let g = &mut *(e as *mut Graph);
     for n in g.nodes.iter_mut() { run(n); }
     OK
 }
-#[no_mangle] pub unsafe extern "C" fn cuGraphLaunch(e: Handle, s: Handle) -> c_int { cudaGraphLaunch(e, s) }
+#[no_mangle] pub unsafe extern "C" fn cudaGraphLaunch(e: Handle, s: Handle) -> c_int {
+    let launch: unsafe extern "C" fn(Handle, Handle) -> c_int = std::mem::transmute(via_driver(c"cuGraphLaunch"));
+    launch(e, s)
+}
 
 // ---------------------------------------------------------------- lookups
 
@@ -501,7 +517,20 @@ checked_strided!(cublasSgemmStridedBatched, cublasDgemmStridedBatched, cublasCge
 
 // ---------------------------------------------------------------- cuDNN
 
+#[derive(Default)]
 pub struct VariantPack { ptrs: Vec<u64>, workspace: u64 }
+#[no_mangle] pub unsafe extern "C" fn cudnnBackendCreateDescriptor(_kind: c_int, desc: *mut Handle) -> c_int {
+    *desc = Box::into_raw(Box::<VariantPack>::default()) as Handle; OK
+}
+#[no_mangle] pub unsafe extern "C" fn cudnnBackendSetAttribute(desc: Handle, name: c_int, kind: c_int, count: i64, elements: *const c_void) -> c_int {
+    let p = &mut *(desc as *mut VariantPack);
+    if name == 1000 { return OK } // unique ids (CUDNN_TYPE_INT64): not kept
+    if kind != 6 { return 2000 }
+    let values = std::slice::from_raw_parts(elements as *const u64, count as usize);
+    match name { 1001 => p.ptrs = values.to_vec(), 1003 => p.workspace = values[0], 1000 => {}, _ => return 2000 }
+    OK
+}
+#[no_mangle] pub unsafe extern "C" fn cudnnBackendDestroyDescriptor(desc: Handle) -> c_int { drop(Box::from_raw(desc as *mut VariantPack)); OK }
 /// Test helper: a variant pack holding these data pointers and workspace.
 #[no_mangle] pub unsafe extern "C" fn dbl_variant_pack(ptrs: *const u64, n: usize, workspace: u64) -> Handle {
     Box::into_raw(Box::new(VariantPack { ptrs: std::slice::from_raw_parts(ptrs, n).to_vec(), workspace })) as Handle
