@@ -3,20 +3,25 @@
 # dev machine, carried). Writes everything under $OUT and prints a summary table last.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+# Bulky outputs stay on the machine; $OUT gets the reports (at most 8 files come back).
+WORK=/tmp/ltshim-accept; rm -rf "$WORK"; mkdir -p "$WORK"
+RUNS=${RUNS:-5}
 export PYTHONUNBUFFERED=1
 W=harness/workloads
 L=".dev/ltshim run --lib .dev/libltshim.so --mode observe"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 -c 'import torch,transformers,accelerate;print("torch",torch.__version__,"transformers",transformers.__version__,"accelerate",accelerate.__version__)' | tee -a "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$WORK/gpu.txt"
+python3 -c 'import torch,transformers,accelerate;print("torch",torch.__version__,"transformers",transformers.__version__,"accelerate",accelerate.__version__)' | tee -a "$WORK/gpu.txt"
+h=$(python3 -c "import nvidia.cudnn,os;print(os.path.dirname(nvidia.cudnn.__file__))" 2>/dev/null)/include/cudnn_graph.h
+[ -f "$h" ] && grep -nE "CUDNN_ATTR_VARIANT_PACK_(DATA_POINTERS|WORKSPACE)|CUDNN_TYPE_VOID_PTR|CUDNN_TYPE_INT64 " "$h" | head
 
 echo "== mix: native, then under ltshim (profiled)"
-python3 $W/observe_mix.py --profile --out $OUT/mix_native.pt --counts $OUT/mix_native_counts.json 2>&1 | tail -3
-$L --stats $OUT/mix_stats.json -- python3 $W/observe_mix.py --profile --out $OUT/mix_ltshim.pt --counts $OUT/mix_ltshim_counts.json 2>&1 | tail -5
-.dev/ltshim stats $OUT/mix_stats.json > $OUT/mix_stats.txt
-python3 - "$OUT" <<'PY'
+python3 $W/observe_mix.py --profile --out $WORK/mix_native.pt --counts $WORK/mix_native_counts.json 2>&1 | tail -3
+$L --stats $OUT/mix_stats.json -- python3 $W/observe_mix.py --profile --out $WORK/mix_ltshim.pt --counts $OUT/mix_ltshim_counts.json 2>&1 | tail -5
+.dev/ltshim stats $OUT/mix_stats.json > $WORK/mix_stats.txt
+python3 - "$OUT" "$WORK" <<'PY'
 import json, sys, torch
-out = sys.argv[1]
-a, b = torch.load(f"{out}/mix_native.pt"), torch.load(f"{out}/mix_ltshim.pt")
+out, work = sys.argv[1], sys.argv[2]
+a, b = torch.load(f"{work}/mix_native.pt"), torch.load(f"{work}/mix_ltshim.pt")
 same = {k: bool(torch.equal(a[k], b[k])) for k in a}
 print("bit-identical per phase:", same)
 c = json.load(open(f"{out}/mix_ltshim_counts.json"))
@@ -27,51 +32,53 @@ for k, v in c.items():
 json.dump({"bit_identical": same}, open(f"{out}/mix_compare.json", "w"))
 PY
 
-echo "== small-launch loop: 3 runs each, alternating"
-for i in 1 2 3; do
-  python3 $W/observe_mix.py --only-small-launches --counts $OUT/small_native_$i.json >/dev/null
-  $L -- python3 $W/observe_mix.py --only-small-launches --counts $OUT/small_ltshim_$i.json >/dev/null
+echo "== small-launch loop: $RUNS runs each, alternating"
+for i in $(seq $RUNS); do
+  python3 $W/observe_mix.py --only-small-launches --counts $WORK/small_native_$i.json >/dev/null
+  $L -- python3 $W/observe_mix.py --only-small-launches --counts $WORK/small_ltshim_$i.json >/dev/null
 done
 
-echo "== 3B decode: 3 runs each, alternating"
-for i in 1 2 3; do
-  python3 $W/infer.py --params 3b --tokens 32 --metrics $OUT/infer_native_$i.json --out $OUT/infer_native_$i.pt 2>&1 | tail -1
-  $L --stats $OUT/infer_stats_$i.json -- python3 $W/infer.py --params 3b --tokens 32 --metrics $OUT/infer_ltshim_$i.json --out $OUT/infer_ltshim_$i.pt 2>&1 | tail -1
+echo "== 3B decode: $RUNS runs each, alternating"
+for i in $(seq $RUNS); do
+  python3 $W/infer.py --params 3b --tokens 64 --metrics $WORK/infer_native_$i.json --out $WORK/infer_native_$i.pt 2>&1 | tail -1
+  $L --stats $WORK/infer_stats_$i.json -- python3 $W/infer.py --params 3b --tokens 64 --metrics $WORK/infer_ltshim_$i.json --out $WORK/infer_ltshim_$i.pt 2>&1 | tail -1
 done
 
 echo "== expandable segments"
 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $L --stats $OUT/expandable_stats.json -- python3 $W/infer.py --params tiny --tokens 4 2>&1 | tail -3
 
-python3 - "$OUT" <<'PY'
+cp $WORK/infer_stats_1.json $OUT/infer_stats.json
+python3 - "$OUT" "$WORK" "$RUNS" <<'PY'
 import json, statistics, sys, torch
-out = sys.argv[1]
+out, work, runs = sys.argv[1], sys.argv[2], range(1, int(sys.argv[3]) + 1)
 def med(paths, key, sub=None):
     vals = []
     for p in paths:
         d = json.load(open(p))
         vals.append(d[key][sub] if sub else d[key])
     return statistics.median(vals), vals
-sn, snv = med([f"{out}/small_native_{i}.json" for i in (1, 2, 3)], "small_launch_loop_s", "median")
-sl, slv = med([f"{out}/small_ltshim_{i}.json" for i in (1, 2, 3)], "small_launch_loop_s", "median")
-dn, dnv = med([f"{out}/infer_native_{i}.json" for i in (1, 2, 3)], "decode_tokens_per_s")
-dl, dlv = med([f"{out}/infer_ltshim_{i}.json" for i in (1, 2, 3)], "decode_tokens_per_s")
-same = all(torch.equal(torch.load(f"{out}/infer_native_{i}.pt")["logits"], torch.load(f"{out}/infer_ltshim_{i}.pt")["logits"]) and
-           torch.equal(torch.load(f"{out}/infer_native_{i}.pt")["generated"], torch.load(f"{out}/infer_ltshim_{i}.pt")["generated"]) for i in (1, 2, 3))
-st = json.load(open(f"{out}/infer_stats_1.json"))
+sn, snv = med([f"{work}/small_native_{i}.json" for i in runs], "small_launch_loop_s", "median")
+sl, slv = med([f"{work}/small_ltshim_{i}.json" for i in runs], "small_launch_loop_s", "median")
+dn, dnv = med([f"{work}/infer_native_{i}.json" for i in runs], "decode_tokens_per_s")
+dl, dlv = med([f"{work}/infer_ltshim_{i}.json" for i in runs], "decode_tokens_per_s")
+same = all(torch.equal(torch.load(f"{work}/infer_native_{i}.pt")["logits"], torch.load(f"{work}/infer_ltshim_{i}.pt")["logits"]) and
+           torch.equal(torch.load(f"{work}/infer_native_{i}.pt")["generated"], torch.load(f"{work}/infer_ltshim_{i}.pt")["generated"]) for i in runs)
+st = json.load(open(f"{out}/infer_stats.json"))
+calls = sum(st["calls"].values())
 ex = json.load(open(f"{out}/expandable_stats.json"))
 summary = {
   "small_launch_s_native": snv, "small_launch_s_ltshim": slv, "small_launch_ratio": sl / sn,
   "decode_tok_s_native": dnv, "decode_tok_s_ltshim": dlv, "decode_ratio": dl / dn, "infer_bit_identical": same,
   "infer_stats": {"kernels": st["launches"]["kernels_executed_seen"], "cublas": st["launches"]["cublas_calls"],
                   "cublas_ptrs": [st["pointers"]["found"]["cublas"], st["pointers"]["not_found"]["cublas"]],
-                  "time_in_library_ms": st["time_in_library_ns"] / 1e6, "fallbacks": st["fallbacks"], "allocs": st["allocations"]},
+                  "time_in_library_ms": st["time_in_library_ns"] / 1e6, "hook_calls": calls, "ns_per_call": st["time_in_library_ns"] / max(calls, 1), "fallbacks": st["fallbacks"], "allocs": st["allocations"]},
   "expandable": {"user_maps": ex["allocations"]["user_maps"], "fallbacks": ex["fallbacks"]},
 }
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=1)
 print("| measure | native | ltshim observe | ratio |")
 print("|---|---|---|---|")
-print(f"| small-launch loop, 20000 add_ (s, median of 3) | {sn:.4f} | {sl:.4f} | {sl/sn:.3f} |")
-print(f"| 3B decode tok/s (median of 3) | {dn:.2f} | {dl:.2f} | {dl/dn:.3f} |")
+print(f"| small-launch loop, 20000 add_ (s, median of runs) | {sn:.4f} | {sl:.4f} | {sl/sn:.3f} |")
+print(f"| 3B decode tok/s (median of runs) | {dn:.2f} | {dl:.2f} | {dl/dn:.3f} |")
 print(f"| 3B outputs bit-identical | | {same} | |")
 print("infer stats:", summary["infer_stats"])
 print("expandable:", summary["expandable"])
