@@ -43,10 +43,31 @@ impl KernelRef {
 
 type Cached = Option<Arc<ParamLayout>>;
 
-static GLOBAL: Lazy<Mutex<HashMap<usize, Cached>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+/// Keys are kernel handles (addresses): one multiply mixes them well enough, and costs far
+/// less than the default SipHash on every launch.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.0 = (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+}
+
+type Map = HashMap<usize, Cached, std::hash::BuildHasherDefault<AddressHasher>>;
+
+static GLOBAL: Lazy<Mutex<Map>> = Lazy::new(|| Mutex::new(Map::default()));
 
 thread_local! {
-    static LOCAL: RefCell<HashMap<usize, Cached>> = RefCell::new(HashMap::new());
+    static LOCAL: RefCell<Map> = RefCell::new(Map::default());
 }
 
 /// The layout of a kernel, if the driver can tell it.

@@ -5,7 +5,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 # Bulky outputs stay on the machine; $OUT gets the reports (at most 8 files come back).
 WORK=/tmp/ltshim-accept; rm -rf "$WORK"; mkdir -p "$WORK"
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-7}
 export PYTHONUNBUFFERED=1
 W=harness/workloads
 L=".dev/ltshim run --lib .dev/libltshim.so --mode observe"
@@ -31,6 +31,15 @@ for k, v in c.items():
               f"cublas ptrs {v.get('cublas_found','-')}/{v.get('cublas_not_found','-')} cudnn ptrs {v.get('cudnn_found','-')}/{v.get('cudnn_not_found','-')}")
 json.dump({"bit_identical": same}, open(f"{out}/mix_compare.json", "w"))
 PY
+
+echo "== launch overhead (CUDA C, best of 7 x 200000 launches per process), 5 processes each, alternating"
+cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null | sed 's/^/clocksource: /'
+nvcc -O2 -arch=sm_90 -o $WORK/launch_overhead bench/launch_overhead.cu -lcuda || echo "nvcc failed"
+for i in 1 2 3 4 5; do
+  $WORK/launch_overhead > $WORK/lo_native_$i.json
+  $L -- $WORK/launch_overhead > $WORK/lo_ltshim_$i.json
+done
+cat $WORK/lo_native_1.json $WORK/lo_ltshim_1.json
 
 echo "== small-launch loop: $RUNS runs each, alternating"
 for i in $(seq $RUNS); do
@@ -66,7 +75,11 @@ same = all(torch.equal(torch.load(f"{work}/infer_native_{i}.pt")["logits"], torc
 st = json.load(open(f"{out}/infer_stats.json"))
 calls = sum(st["calls"].values())
 ex = json.load(open(f"{out}/expandable_stats.json"))
+lo = {k: [json.load(open(f"{work}/lo_{k}_{i}.json")) for i in range(1, 6)] for k in ("native", "ltshim")}
+lo_rt = {k: [r["runtime_ns"] for r in v] for k, v in lo.items()}
+lo_drv = {k: [r["driver_ns"] for r in v] for k, v in lo.items()}
 summary = {
+  "launch_runtime_ns": lo_rt, "launch_driver_ns": lo_drv,
   "small_launch_s_native": snv, "small_launch_s_ltshim": slv, "small_launch_ratio": sl / sn,
   "decode_tok_s_native": dnv, "decode_tok_s_ltshim": dlv, "decode_ratio": dl / dn, "infer_bit_identical": same,
   "infer_stats": {"kernels": st["launches"]["kernels_executed_seen"], "cublas": st["launches"]["cublas_calls"],
@@ -77,8 +90,13 @@ summary = {
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=1)
 print("| measure | native | ltshim observe | ratio |")
 print("|---|---|---|---|")
+for name, d in (("runtime <<<>>>", lo_rt), ("driver cuLaunchKernel", lo_drv)):
+    a, b = statistics.median(d["native"]), statistics.median(d["ltshim"])
+    print(f"| launch cost, {name} (ns, median of 5 processes, each best of 7) | {a:.0f} | {b:.0f} | {b/a:.3f} (+{b-a:.0f} ns) |")
 print(f"| small-launch loop, 20000 add_ (s, median of runs) | {sn:.4f} | {sl:.4f} | {sl/sn:.3f} |")
+print(f"| small-launch loop (s, min of runs) | {min(snv):.4f} | {min(slv):.4f} | {min(slv)/min(snv):.3f} |")
 print(f"| 3B decode tok/s (median of runs) | {dn:.2f} | {dl:.2f} | {dl/dn:.3f} |")
+print(f"| 3B decode tok/s (max of runs) | {max(dnv):.2f} | {max(dlv):.2f} | {max(dlv)/max(dnv):.3f} |")
 print(f"| 3B outputs bit-identical | | {same} | |")
 print("infer stats:", summary["infer_stats"])
 print("expandable:", summary["expandable"])

@@ -13,13 +13,11 @@ use crate::stats;
 pub const MISSING: i32 = CUBLAS_STATUS_NOT_INITIALIZED;
 pub const PRIMITIVE: bool = false;
 
-fn gemm(hook: &'static str, matrices: &[*const c_void], scalars: &[*const c_void]) {
+fn gemm<const M: usize>(hook: &'static str, matrices: [*const c_void; M], scalars: [*const c_void; 2]) {
     observe(hook, || {
         stats::add(&stats::C.cublas_calls, 1);
-        let m: Vec<u64> = matrices.iter().map(|p| *p as u64).collect();
-        touch_pointers(Path::Cublas, &m);
-        let s: Vec<u64> = scalars.iter().map(|p| *p as u64).collect();
-        touch_if_device(Path::Cublas, &s);
+        touch_pointers(Path::Cublas, &matrices.map(|p| p as u64));
+        touch_if_device(Path::Cublas, &scalars.map(|p| p as u64));
     });
 }
 
@@ -29,7 +27,7 @@ pub unsafe fn cublasLtMatmul(
     c: *const c_void, c_desc: Handle, d: *mut c_void, d_desc: Handle, algo: *const c_void, workspace: *mut c_void, workspace_size: usize, stream: Handle,
 ) -> i32 {
     let ws = if workspace_size > 0 { workspace as *const c_void } else { std::ptr::null() };
-    gemm("cublasLtMatmul", &[a, b, c, d as *const c_void, ws], &[alpha, beta]);
+    gemm("cublasLtMatmul", [a, b, c, d as *const c_void, ws], [alpha, beta]);
     call(handle, desc, alpha, a, a_desc, b, b_desc, beta, c, c_desc, d, d_desc, algo, workspace, workspace_size, stream)
 }
 
@@ -38,7 +36,7 @@ pub unsafe fn cublasGemmEx(
     handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void, a_type: c_int, lda: c_int,
     b: *const c_void, b_type: c_int, ldb: c_int, beta: *const c_void, c: *mut c_void, c_type: c_int, ldc: c_int, compute: c_int, algo: c_int,
 ) -> i32 {
-    gemm("cublasGemmEx", &[a, b, c as *const c_void], &[alpha, beta]);
+    gemm("cublasGemmEx", [a, b, c as *const c_void], [alpha, beta]);
     call(handle, ta, tb, m, n, k, alpha, a, a_type, lda, b, b_type, ldb, beta, c, c_type, ldc, compute, algo)
 }
 
@@ -48,7 +46,7 @@ pub unsafe fn cublasGemmStridedBatchedEx(
     b: *const c_void, b_type: c_int, ldb: c_int, stride_b: i64, beta: *const c_void, c: *mut c_void, c_type: c_int, ldc: c_int, stride_c: i64,
     batch: c_int, compute: c_int, algo: c_int,
 ) -> i32 {
-    gemm("cublasGemmStridedBatchedEx", &[a, b, c as *const c_void], &[alpha, beta]);
+    gemm("cublasGemmStridedBatchedEx", [a, b, c as *const c_void], [alpha, beta]);
     call(handle, ta, tb, m, n, k, alpha, a, a_type, lda, stride_a, b, b_type, ldb, stride_b, beta, c, c_type, ldc, stride_c, batch, compute, algo)
 }
 
@@ -58,7 +56,7 @@ unsafe fn typed_gemm(
     hook: &'static str, call: &Gemm<'_>, handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void,
     lda: c_int, b: *const c_void, ldb: c_int, beta: *const c_void, c: *mut c_void, ldc: c_int,
 ) -> i32 {
-    gemm(hook, &[a, b, c as *const c_void], &[alpha, beta]);
+    gemm(hook, [a, b, c as *const c_void], [alpha, beta]);
     call(handle, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
@@ -77,7 +75,7 @@ type StridedGemm<'a> = dyn Fn(Handle, c_int, c_int, c_int, c_int, c_int, *const 
 macro_rules! strided_gemms {
     ($($name:ident),*) => {$(
         pub unsafe fn $name(call: &StridedGemm<'_>, handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void, lda: c_int, stride_a: i64, b: *const c_void, ldb: c_int, stride_b: i64, beta: *const c_void, c: *mut c_void, ldc: c_int, stride_c: i64, batch: c_int) -> i32 {
-            gemm(stringify!($name), &[a, b, c as *const c_void], &[alpha, beta]);
+            gemm(stringify!($name), [a, b, c as *const c_void], [alpha, beta]);
             call(handle, ta, tb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc, stride_c, batch)
         }
     )*};

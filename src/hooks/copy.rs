@@ -5,28 +5,13 @@
 //! `POINTED_FROM_DEVICE` and stays resident.
 use std::os::raw::{c_int, c_uint, c_void};
 
-use super::{mark, observe, touch_if_device};
+use super::{is_host, mark, observe, touch_if_device};
 use crate::cuda_abi::*;
-use crate::real::USES;
 use crate::registry::{flag, Path, REGISTRY};
 use crate::stats;
 
 pub const MISSING: i32 = CUDA_ERROR_NOT_FOUND;
 pub const PRIMITIVE: bool = true;
-
-/// True when `addr` is host memory (so it may be read here): not a buffer we know, and not
-/// device memory according to the driver.
-fn is_host(addr: u64) -> bool {
-    if addr == 0 || REGISTRY.find(addr).is_some() {
-        return false;
-    }
-    let Some(attr) = USES.cuPointerGetAttribute.get() else { return false };
-    let mut kind: c_uint = 0;
-    // SAFETY: a driver query with a valid out-parameter; no sticky error in the driver API.
-    let rc = unsafe { attr(&mut kind as *mut c_uint as *mut c_void, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, addr) };
-    // Pageable host memory is unknown to the driver (an error); pinned host memory is HOST.
-    rc != CUDA_SUCCESS || kind == CU_MEMORYTYPE_HOST
-}
 
 /// Scans `rows` rows of `width` bytes, `pitch` apart, of host memory for pointer words.
 ///

@@ -145,6 +145,23 @@ pub fn touch_if_device(path: crate::registry::Path, ptrs: &[u64]) {
     touch(path, ptrs, false)
 }
 
+/// What the driver says of an address we do not know: Some(true) for host memory (pageable
+/// memory is unknown to the driver, an error; pinned memory is HOST), Some(false) for device
+/// memory, None when it cannot be asked.
+fn driver_says_host(addr: u64) -> Option<bool> {
+    let attr = crate::real::USES.cuPointerGetAttribute.get()?;
+    let mut kind: c_uint = 0;
+    // SAFETY: a driver query with a valid out-parameter; the driver API leaves no sticky error.
+    let rc = unsafe { attr(&mut kind as *mut c_uint as *mut c_void, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, addr) };
+    Some(rc != CUDA_SUCCESS || kind == CU_MEMORYTYPE_HOST)
+}
+
+/// True when `addr` is host memory (so it may be read here): not a buffer we know, and not
+/// device memory according to the driver.
+pub fn is_host(addr: u64) -> bool {
+    addr != 0 && crate::registry::REGISTRY.find(addr).is_none() && driver_says_host(addr) == Some(true)
+}
+
 fn touch(path: crate::registry::Path, ptrs: &[u64], count_missing: bool) {
     let now = crate::clock::now_ns();
     let reader = crate::registry::REGISTRY.reader();
@@ -157,7 +174,9 @@ fn touch(path: crate::registry::Path, ptrs: &[u64], count_missing: bool) {
                 b.touch(path, now);
                 crate::stats::pointer(path, true);
             }
-            None if count_missing => crate::stats::pointer(path, false),
+            // A library argument that is host memory (a scalar, cuDNN's pass-by-value tensors)
+            // is not a miss; device memory we never saw allocated is.
+            None if count_missing && driver_says_host(p) != Some(true) => crate::stats::pointer(path, false),
             None => {}
         }
     }
