@@ -29,12 +29,7 @@ PROMPT = ("The quick brown fox jumps over the lazy dog. Compression of GPU memor
           "that almost fits run on the card it has, ")
 
 
-def parse_size(s):
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    s = s.strip().lower().rstrip("ib").rstrip("b")
-    if s and s[-1] in units:
-        return int(float(s[:-1]) * units[s[-1]])
-    return int(s)
+from common import parse_size  # noqa: E402
 
 
 def build_model(args, dtype):
@@ -78,6 +73,7 @@ def main():
     ap.add_argument("--max-gpu-memory", default="8GiB", help="GPU share for --offload")
     ap.add_argument("--out", help="save generated ids and prompt logits here")
     ap.add_argument("--metrics", help="write metrics JSON here")
+    ap.add_argument("--device-limit", help="cap this process's GPU memory (torch's per-process fraction)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("infer: no GPU here", file=sys.stderr)
@@ -85,6 +81,10 @@ def main():
     if args.offload:
         args.max_gpu_memory = parse_size(args.max_gpu_memory)
     torch.backends.cuda.matmul.allow_tf32 = False
+    limit = args.device_limit or os.environ.get("HARNESS_DEVICE_LIMIT")
+    if limit:
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, parse_size(limit) / total))
     t0 = time.perf_counter()
     model = build_model(args, torch.bfloat16)
     model.eval()
@@ -115,7 +115,7 @@ def main():
         "offload": args.offload or "none",
     }
     if args.out:
-        torch.save({"generated": new, "logits": logits.cpu()}, args.out)
+        torch.save({"generated": new, "logits": logits.cpu(), "prompt_ids": ids[0].cpu()}, args.out)
     if args.metrics:
         with open(args.metrics, "w") as fh:
             json.dump(metrics, fh, indent=1)

@@ -1,0 +1,1 @@
+"""ltharness: run a workload natively and under ltshim, compare memory, speed and outputs."""

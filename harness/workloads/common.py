@@ -1,0 +1,75 @@
+"""What every workload shares: the --out / --metrics / --device-limit arguments, determinism,
+and saving. Workloads are plain scripts: `python3 harness/workloads/NAME.py --help`."""
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def parser(description):
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--out", help="save the outputs here (torch.save) for comparison")
+    ap.add_argument("--metrics", help="write metrics (JSON) here")
+    ap.add_argument("--device-limit", help="cap this process's GPU memory, e.g. 8GiB (torch's per-process fraction)")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap
+
+
+def parse_size(s):
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = s.strip().lower().replace("ib", "").replace("b", "")
+    if t and t[-1] in units:
+        return int(float(t[:-1]) * units[t[-1]])
+    return int(t)
+
+
+def setup(args, deterministic=True):
+    """Checks the GPU, seeds, applies the device limit. Exits 2 without a GPU."""
+    import torch
+    if not torch.cuda.is_available():
+        print(f"{os.path.basename(sys.argv[0])}: no GPU here", file=sys.stderr)
+        sys.exit(2)
+    torch.manual_seed(args.seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    limit = args.device_limit or os.environ.get("HARNESS_DEVICE_LIMIT")
+    if limit:
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, parse_size(limit) / total))
+    return torch.device("cuda")
+
+
+def finish(args, outputs, metrics):
+    """Saves outputs and metrics (adding peak memory) and prints a one-line summary."""
+    import torch
+    torch.cuda.synchronize()
+    metrics = dict(metrics)
+    metrics["peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
+    metrics["peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
+    if args.out:
+        torch.save({k: (v.detach().cpu() if hasattr(v, "detach") else v) for k, v in outputs.items()}, args.out)
+    if args.metrics:
+        with open(args.metrics, "w") as fh:
+            json.dump(metrics, fh, indent=1)
+    shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+    print(f"{os.path.basename(sys.argv[0])}: {shown}")
+
+
+class Timer:
+    def __enter__(self):
+        import torch
+        torch.cuda.synchronize()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+        torch.cuda.synchronize()
+        self.s = time.perf_counter() - self.t0
