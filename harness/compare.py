@@ -39,7 +39,8 @@ def parse_args(argv):
     ap.add_argument("--workload-args", default="", help="extra arguments for the workload, one string")
     ap.add_argument("--mode", default="observe", choices=["observe", "lossless", "lossy"])
     ap.add_argument("--device-limit", help="cap GPU memory for both runs, e.g. 20GiB (workloads apply it as torch's per-process fraction)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs of each kind, alternating native / ltshim")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each kind; the order alternates (native first in odd repeats, ltshim first in even ones)")
+    ap.add_argument("--warmup", type=int, default=0, help="discarded native runs before measuring (the first run on a fresh machine is slower: cold caches)")
     ap.add_argument("--out", default="ltshim-compare", help="report directory")
     ap.add_argument("--ltshim", default=os.path.join(ROOT, "target", "release", "ltshim"), help="the ltshim CLI")
     ap.add_argument("--lib", help="libltshim.so (default: beside the CLI)")
@@ -78,7 +79,7 @@ def say(msg):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.makedirs(args.out, exist_ok=True)
-    meta = {"workload": args.workload, "command": build_command(args), "mode": args.mode, "repeat": args.repeat,
+    meta = {"workload": args.workload, "command": build_command(args), "mode": args.mode, "repeat": args.repeat, "warmup": args.warmup,
             "device_limit": args.device_limit, "date": datetime.datetime.now().isoformat(timespec="seconds"), "gpu": None}
     notes, problems, runs = [], [], []
     sampler = Sampler()
@@ -103,9 +104,12 @@ def main(argv=None):
         print(f"compare: {msg}", file=sys.stderr)
         return 2
     env = {"HARNESS_DEVICE_LIMIT": args.device_limit} if args.device_limit else {}
+    for w in range(args.warmup):
+        say(f"warm-up {w + 1}/{args.warmup} (native, not recorded) ...")
+        run_once("native", 0, meta["command"], args.out, sampler, env_extra=env, timeout=args.timeout)
     total = 2 * args.repeat
     for i in range(args.repeat):
-        for kind in ("native", "ltshim"):
+        for kind in (("native", "ltshim") if i % 2 == 0 else ("ltshim", "native")):
             say(f"run {len(runs) + 1}/{total}: {kind}, repeat {i + 1} ...")
             r = run_once(kind, i + 1, meta["command"], args.out, sampler, ltshim_cli=cli, mode=args.mode, lib=lib, env_extra=env, timeout=args.timeout)
             runs.append(r)

@@ -169,9 +169,9 @@ def test_a_deterministic_command_compares_bit_exact(tmp_path, fake):
     assert r.returncode == 0, r.stderr
     data = json.loads((out / "report.json").read_text())
     assert data["fidelity"]["bit_exact"] is True
-    assert [x["kind"] for x in data["runs"]] == ["native", "ltshim", "native", "ltshim"]
+    assert [x["kind"] for x in data["runs"]] == ["native", "ltshim", "ltshim", "native"]  # order alternates
     assert data["aggregate"]["ltshim"]["metrics"]["items_per_s"]["median"] == 100.0
-    assert "[compare] run 4/4: ltshim ok" in r.stderr
+    assert "[compare] run 4/4: native ok" in r.stderr
 
 
 def test_differing_outputs_in_observe_mode_exit_1(tmp_path, fake):
