@@ -1,0 +1,310 @@
+//! The buffer container: header, index, blocks. See docs/FORMAT.md for the bytes.
+use crate::checksum::ltsum32;
+use crate::codec::{int8g, zvc, Codec};
+use crate::{CodecError, DType};
+
+pub const BUFFER_MAGIC: &[u8; 4] = b"LTBF";
+pub const BLOCK_MAGIC: &[u8; 4] = b"LTBK";
+pub const VERSION: u16 = 1;
+pub const BUFFER_HEADER: usize = 40;
+pub const BLOCK_HEADER: usize = 32;
+pub const DEFAULT_BLOCK_SIZE: usize = 64 << 10;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Lossless,
+    Lossy,
+}
+
+#[derive(Clone, Debug)]
+pub struct EncodeOptions {
+    pub mode: Mode,
+    pub dtype: DType,
+    /// int8g group size (elements).
+    pub group: usize,
+    /// Largest relative L2 error a lossy block may have.
+    pub max_rel_l2: f32,
+    pub block_size: usize,
+    /// Leading bytes (a file header) that are only ever stored losslessly, in blocks of their own.
+    pub lossless_prefix: usize,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions { mode: Mode::Lossless, dtype: DType::U8, group: 128, max_rel_l2: 0.01, block_size: DEFAULT_BLOCK_SIZE, lossless_prefix: 0 }
+    }
+}
+
+/// What one block holds (from its header).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockInfo {
+    pub codec: Codec,
+    pub dtype: DType,
+    pub original_len: u32,
+    pub payload_len: u32,
+    pub rel_l2: f32,
+    pub group: u16,
+}
+
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub dtype: DType,
+    pub mode: Mode,
+    pub original_len: u64,
+    pub packed_len: u64,
+    pub lossless_prefix: u64,
+    pub blocks: Vec<BlockInfo>,
+}
+
+impl Summary {
+    pub fn ratio(&self) -> f64 {
+        self.original_len as f64 / self.packed_len.max(1) as f64
+    }
+}
+
+/// The input spans of each block: the prefix in blocks of its own, then the rest.
+fn spans(len: usize, prefix: usize, block: usize) -> Vec<(usize, usize, bool)> {
+    let prefix = prefix.min(len);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < prefix {
+        let end = (start + block).min(prefix);
+        out.push((start, end, true));
+        start = end;
+    }
+    while start < len {
+        let end = (start + block).min(len);
+        out.push((start, end, false));
+        start = end;
+    }
+    out
+}
+
+/// Encodes a buffer. Each block gets the smallest codec the mode allows that passes its checks.
+pub fn encode(data: &[u8], opts: &EncodeOptions) -> Vec<u8> {
+    encode_with_progress(data, opts, |_, _| {})
+}
+
+/// As `encode`, calling `progress(done, total)` after each block.
+pub fn encode_with_progress(data: &[u8], opts: &EncodeOptions, mut progress: impl FnMut(usize, usize)) -> Vec<u8> {
+    let block = opts.block_size.max(1);
+    let spans = spans(data.len(), opts.lossless_prefix, block);
+    let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(spans.len());
+    for (k, &(s, e, in_prefix)) in spans.iter().enumerate() {
+        let bytes = &data[s..e];
+        let dtype = if in_prefix { DType::U8 } else { opts.dtype };
+        let sum = ltsum32(bytes);
+        let mut best = (Codec::Raw, bytes.to_vec(), sum, 0f32);
+        let z = zvc::encode(bytes, dtype);
+        if z.len() < best.1.len() {
+            best = (Codec::Zvc, z, sum, 0.0);
+        }
+        if opts.mode == Mode::Lossy && !in_prefix {
+            if let Some(q) = int8g::encode(bytes, dtype, opts.group, opts.max_rel_l2) {
+                if q.payload.len() < best.1.len() {
+                    best = (Codec::Int8g, q.payload, ltsum32(&q.decoded), q.rel_l2);
+                }
+            }
+        }
+        let (codec, payload, decoded_sum, err) = best;
+        let mut h = Vec::with_capacity(BLOCK_HEADER + payload.len());
+        h.extend_from_slice(BLOCK_MAGIC);
+        h.push(VERSION as u8);
+        h.push(codec.id());
+        h.push(dtype.id());
+        h.push(codec.is_lossy() as u8);
+        h.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        h.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        h.extend_from_slice(&sum.to_le_bytes());
+        h.extend_from_slice(&decoded_sum.to_le_bytes());
+        h.extend_from_slice(&err.to_le_bytes());
+        h.extend_from_slice(&(if codec == Codec::Int8g { opts.group as u16 } else { 0 }).to_le_bytes());
+        h.extend_from_slice(&0u16.to_le_bytes());
+        h.extend_from_slice(&payload);
+        blocks.push(h);
+        progress(k + 1, spans.len());
+    }
+    let count = blocks.len();
+    let mut offsets = Vec::with_capacity(count + 1);
+    let mut off = (BUFFER_HEADER + 8 * (count + 1)) as u64;
+    for b in &blocks {
+        offsets.push(off);
+        off += b.len() as u64;
+    }
+    offsets.push(off);
+    let mut out = Vec::with_capacity(off as usize);
+    out.extend_from_slice(BUFFER_MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.push(opts.dtype.id());
+    out.push((opts.mode == Mode::Lossy) as u8);
+    out.extend_from_slice(&(block as u32).to_le_bytes());
+    out.extend_from_slice(&(count as u32).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(opts.lossless_prefix.min(data.len()) as u64).to_le_bytes());
+    let mut index = Vec::with_capacity(8 * (count + 1));
+    for o in &offsets {
+        index.extend_from_slice(&o.to_le_bytes());
+    }
+    let mut check = out.clone();
+    check.extend_from_slice(&index);
+    out.extend_from_slice(&ltsum32(&check).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&index);
+    for b in blocks {
+        out.extend_from_slice(&b);
+    }
+    out
+}
+
+fn u16_at(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([b[o], b[o + 1]])
+}
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3], b[o + 4], b[o + 5], b[o + 6], b[o + 7]])
+}
+
+/// A parsed, validated buffer header and index.
+struct Parsed<'a> {
+    buf: &'a [u8],
+    dtype: DType,
+    mode: Mode,
+    block_size: usize,
+    original_len: u64,
+    prefix: u64,
+    offsets: Vec<u64>,
+}
+
+fn parse(buf: &[u8]) -> Result<Parsed<'_>, CodecError> {
+    let have = buf.len() as u64;
+    if buf.len() < BUFFER_HEADER {
+        return Err(CodecError::Truncated { block: None, needed: BUFFER_HEADER as u64, have });
+    }
+    if &buf[0..4] != BUFFER_MAGIC {
+        return Err(CodecError::BadMagic { block: None });
+    }
+    let version = u16_at(buf, 4);
+    if version != VERSION {
+        return Err(CodecError::UnsupportedVersion { block: None, version: version as u32 });
+    }
+    let dtype = DType::from_id(buf[6]).ok_or(CodecError::UnknownDType { block: None, id: buf[6] })?;
+    let mode = match buf[7] {
+        0 => Mode::Lossless,
+        1 => Mode::Lossy,
+        _ => return Err(CodecError::Inconsistent { block: None, what: "mode" }),
+    };
+    let block_size = u32_at(buf, 8) as usize;
+    let count = u32_at(buf, 12) as u64;
+    let original_len = u64_at(buf, 16);
+    let prefix = u64_at(buf, 24);
+    let index_end = BUFFER_HEADER as u64 + 8 * (count + 1);
+    if have < index_end {
+        return Err(CodecError::Truncated { block: None, needed: index_end, have });
+    }
+    if u32_at(buf, 36) != 0 || block_size == 0 || prefix > original_len {
+        return Err(CodecError::Inconsistent { block: None, what: "header fields" });
+    }
+    let mut check = buf[..32].to_vec();
+    check.extend_from_slice(&buf[BUFFER_HEADER..index_end as usize]);
+    if ltsum32(&check) != u32_at(buf, 32) {
+        return Err(CodecError::Inconsistent { block: None, what: "header checksum" });
+    }
+    let offsets: Vec<u64> = (0..=count as usize).map(|i| u64_at(buf, BUFFER_HEADER + 8 * i)).collect();
+    if offsets[0] != index_end || offsets.windows(2).any(|w| w[1] < w[0] + BLOCK_HEADER as u64) {
+        return Err(CodecError::Inconsistent { block: None, what: "index offsets" });
+    }
+    let end = *offsets.last().unwrap_or(&index_end);
+    if end != have {
+        return if end > have {
+            Err(CodecError::Truncated { block: None, needed: end, have })
+        } else {
+            Err(CodecError::Inconsistent { block: None, what: "trailing bytes after the last block" })
+        };
+    }
+    Ok(Parsed { buf, dtype, mode, block_size, original_len, prefix, offsets })
+}
+
+impl Parsed<'_> {
+    fn count(&self) -> u32 {
+        (self.offsets.len() - 1) as u32
+    }
+
+    fn info(&self, k: u32) -> Result<(BlockInfo, &[u8], u32, u32), CodecError> {
+        let (s, e) = (self.offsets[k as usize] as usize, self.offsets[k as usize + 1] as usize);
+        let h = &self.buf[s..e];
+        let block = Some(k);
+        if &h[0..4] != BLOCK_MAGIC {
+            return Err(CodecError::BadMagic { block });
+        }
+        if h[4] as u16 != VERSION {
+            return Err(CodecError::UnsupportedVersion { block, version: h[4] as u32 });
+        }
+        let codec = Codec::from_id(h[5]).ok_or(CodecError::UnknownCodec { block: k, id: h[5] })?;
+        let dtype = DType::from_id(h[6]).ok_or(CodecError::UnknownDType { block, id: h[6] })?;
+        let original_len = u32_at(h, 8);
+        let payload_len = u32_at(h, 12);
+        if h[7] != codec.is_lossy() as u8 || u16_at(h, 30) != 0 || payload_len as usize != h.len() - BLOCK_HEADER {
+            return Err(CodecError::Inconsistent { block, what: "block header fields" });
+        }
+        if original_len as usize > self.block_size {
+            return Err(CodecError::Inconsistent { block, what: "block length larger than the block size" });
+        }
+        let rel_l2 = f32::from_le_bytes([h[24], h[25], h[26], h[27]]);
+        let info = BlockInfo { codec, dtype, original_len, payload_len, rel_l2, group: u16_at(h, 28) };
+        Ok((info, &h[BLOCK_HEADER..], u32_at(h, 16), u32_at(h, 20)))
+    }
+
+    fn decode_block(&self, k: u32) -> Result<Vec<u8>, CodecError> {
+        let (info, payload, original_sum, decoded_sum) = self.info(k)?;
+        let len = info.original_len as usize;
+        let out = match info.codec {
+            Codec::Raw => (payload.len() == len).then(|| payload.to_vec()),
+            Codec::Zvc => zvc::decode(payload, info.dtype, len),
+            Codec::Int8g => int8g::decode(payload, info.dtype, info.group as usize, len),
+        }
+        .ok_or(CodecError::Inconsistent { block: Some(k), what: "payload length for its codec" })?;
+        let want = if info.codec.is_lossy() { decoded_sum } else { original_sum };
+        if !info.codec.is_lossy() && original_sum != decoded_sum {
+            return Err(CodecError::Inconsistent { block: Some(k), what: "checksums of a lossless block" });
+        }
+        if ltsum32(&out) != want {
+            return Err(CodecError::Checksum { block: k });
+        }
+        Ok(out)
+    }
+}
+
+/// Decodes a whole buffer.
+pub fn decode(buf: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let p = parse(buf)?;
+    let mut out = Vec::new(); // not sized from the header: a forged length must not allocate
+    for k in 0..p.count() {
+        out.extend_from_slice(&p.decode_block(k)?);
+    }
+    if out.len() as u64 != p.original_len {
+        return Err(CodecError::Inconsistent { block: None, what: "total length of the blocks" });
+    }
+    Ok(out)
+}
+
+/// Decodes one block alone (random access through the index).
+pub fn decode_block(buf: &[u8], k: u32) -> Result<Vec<u8>, CodecError> {
+    let p = parse(buf)?;
+    if k >= p.count() {
+        return Err(CodecError::NoSuchBlock { block: k, count: p.count() });
+    }
+    p.decode_block(k)
+}
+
+/// Reads every header (no decoding).
+pub fn inspect(buf: &[u8]) -> Result<Summary, CodecError> {
+    let p = parse(buf)?;
+    let blocks = (0..p.count()).map(|k| p.info(k).map(|i| i.0)).collect::<Result<Vec<_>, _>>()?;
+    let total: u64 = blocks.iter().map(|b| b.original_len as u64).sum();
+    if total != p.original_len {
+        return Err(CodecError::Inconsistent { block: None, what: "total length of the blocks" });
+    }
+    Ok(Summary { dtype: p.dtype, mode: p.mode, original_len: p.original_len, packed_len: buf.len() as u64, lossless_prefix: p.prefix, blocks })
+}
