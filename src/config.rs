@@ -30,13 +30,15 @@ pub struct Config {
     pub mode: Mode,
     pub log: String,
     pub stats: Option<String>,
+    pub int8_group: u32,
+    pub int8_max_err: f32,
     /// Problems found while parsing; non-empty means passthrough.
     pub errors: Vec<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { mode: Mode::Observe, log: "warn".into(), stats: None, errors: Vec::new() }
+        Config { mode: Mode::Observe, log: "warn".into(), stats: None, int8_group: 128, int8_max_err: 0.01, errors: Vec::new() }
     }
 }
 
@@ -93,6 +95,32 @@ pub const KNOBS: &[Knob] = &[
             }
             c.stats = Some(v.to_string());
             true
+        },
+    },
+    Knob {
+        name: "LTSHIM_INT8_GROUP",
+        default: "128",
+        accepted: "an integer 1..65535",
+        doc: "Elements per scale of the lossy int8g codec (`ltshim pack` reads it too; packing in the library is not built yet).",
+        apply: |v, c| match v.parse::<u32>() {
+            Ok(g) if (1..=65535).contains(&g) => {
+                c.int8_group = g;
+                true
+            }
+            _ => false,
+        },
+    },
+    Knob {
+        name: "LTSHIM_INT8_MAX_ERR",
+        default: "0.01",
+        accepted: "a relative L2 error, 0 to 1",
+        doc: "A block goes lossy only if its relative L2 error stays at or under this; otherwise it stays lossless (`ltshim pack` reads it too).",
+        apply: |v, c| match v.parse::<f32>() {
+            Ok(e) if (0.0..=1.0).contains(&e) => {
+                c.int8_max_err = e;
+                true
+            }
+            _ => false,
         },
     },
 ];
@@ -165,6 +193,8 @@ impl Config {
             ("LTSHIM_MODE", self.mode.as_str().to_string()),
             ("LTSHIM_LOG", self.log.clone()),
             ("LTSHIM_STATS", self.stats.clone().unwrap_or_default()),
+            ("LTSHIM_INT8_GROUP", self.int8_group.to_string()),
+            ("LTSHIM_INT8_MAX_ERR", self.int8_max_err.to_string()),
         ]
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! The binary is thin: `main` → `run() -> Result<ExitCode, CliError>`; every error a user can
 //! cause is one line on stderr and a non-zero exit. These messages are for people, not logs.
+mod bench;
+mod pack;
 mod run;
 mod stats;
+mod tensor_file;
 
 use std::process::ExitCode;
 
@@ -14,6 +17,12 @@ usage:
   ltshim run [--mode M] [--stats FILE] [--lib PATH] -- CMD [ARGS...]
         run CMD with libltshim preloaded (M: off, observe, lossless, lossy)
   ltshim stats FILE      print a stats report (LTSHIM_STATS) as a table
+  ltshim pack IN OUT [--dtype bf16|f16|f32|u8] [--mode lossless|lossy] [--group G] [--max-err E]
+        pack a file into LT-Blocks with the CPU codecs (.npy and .safetensors: dtype from the file)
+  ltshim unpack IN OUT   decode a packed file (checksums verified)
+  ltshim inspect FILE    per-codec block counts, ratio and error of a packed file
+  ltshim bench [--size MiB] [--json FILE]
+        codec throughput, ratio and error (CPU reference; the GPU kernels are not built yet)
   ltshim --help          this text
 ";
 
@@ -40,6 +49,10 @@ fn dispatch(args: &[String]) -> Result<ExitCode, CliError> {
     match args.first().map(String::as_str) {
         Some("run") => run::run(&args[1..]),
         Some("stats") => stats::print(&args[1..]),
+        Some("pack") => pack::pack(&args[1..]),
+        Some("unpack") => pack::unpack(&args[1..]),
+        Some("inspect") => pack::inspect(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("--help") | Some("-h") | Some("help") => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
