@@ -22,7 +22,8 @@ usage:
   ltshim unpack IN OUT   decode a packed file (checksums verified)
   ltshim inspect FILE    per-codec block counts, ratio and error of a packed file
   ltshim bench [--size MiB] [--json FILE]
-        codec throughput, ratio and error (CPU reference; the GPU kernels are not built yet)
+        codec throughput, ratio and error on the GPU (default 1024 MiB), checked against the
+        CPU reference; without a GPU, the CPU reference codecs (default 64 MiB)
   ltshim --help          this text
 ";
 

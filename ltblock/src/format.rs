@@ -9,6 +9,13 @@ pub const VERSION: u16 = 1;
 pub const BUFFER_HEADER: usize = 40;
 pub const BLOCK_HEADER: usize = 32;
 pub const DEFAULT_BLOCK_SIZE: usize = 64 << 10;
+/// Every block (and the first one, after the index) starts on this boundary; the bytes
+/// between a payload's end and the next block are zero.
+pub const ALIGN: usize = 16;
+
+fn align_up(x: usize) -> usize {
+    x.div_ceil(ALIGN) * ALIGN
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -121,12 +128,13 @@ pub fn encode_with_progress(data: &[u8], opts: &EncodeOptions, mut progress: imp
         h.extend_from_slice(&(if codec == Codec::Int8g { opts.group as u16 } else { 0 }).to_le_bytes());
         h.extend_from_slice(&0u16.to_le_bytes());
         h.extend_from_slice(&payload);
+        h.resize(align_up(h.len()), 0);
         blocks.push(h);
         progress(k + 1, spans.len());
     }
     let count = blocks.len();
     let mut offsets = Vec::with_capacity(count + 1);
-    let mut off = (BUFFER_HEADER + 8 * (count + 1)) as u64;
+    let mut off = align_up(BUFFER_HEADER + 8 * (count + 1)) as u64;
     for b in &blocks {
         offsets.push(off);
         off += b.len() as u64;
@@ -150,6 +158,7 @@ pub fn encode_with_progress(data: &[u8], opts: &EncodeOptions, mut progress: imp
     out.extend_from_slice(&ltsum32(&check).to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&index);
+    out.resize(align_up(out.len()), 0);
     for b in blocks {
         out.extend_from_slice(&b);
     }
@@ -200,6 +209,7 @@ fn parse(buf: &[u8]) -> Result<Parsed<'_>, CodecError> {
     let original_len = u64_at(buf, 16);
     let prefix = u64_at(buf, 24);
     let index_end = BUFFER_HEADER as u64 + 8 * (count + 1);
+    let first_block = index_end.div_ceil(ALIGN as u64) * ALIGN as u64;
     if have < index_end {
         return Err(CodecError::Truncated { block: None, needed: index_end, have });
     }
@@ -212,10 +222,13 @@ fn parse(buf: &[u8]) -> Result<Parsed<'_>, CodecError> {
         return Err(CodecError::Inconsistent { block: None, what: "header checksum" });
     }
     let offsets: Vec<u64> = (0..=count as usize).map(|i| u64_at(buf, BUFFER_HEADER + 8 * i)).collect();
-    if offsets[0] != index_end || offsets.windows(2).any(|w| w[1] < w[0] + BLOCK_HEADER as u64) {
+    if offsets[0] != first_block || offsets.iter().any(|o| o % ALIGN as u64 != 0) || offsets.windows(2).any(|w| w[1] < w[0] + BLOCK_HEADER as u64) {
         return Err(CodecError::Inconsistent { block: None, what: "index offsets" });
     }
-    let end = *offsets.last().unwrap_or(&index_end);
+    if buf.len() as u64 >= first_block && buf[index_end as usize..first_block as usize].iter().any(|&b| b != 0) {
+        return Err(CodecError::Inconsistent { block: None, what: "padding after the index" });
+    }
+    let end = *offsets.last().unwrap_or(&first_block);
     if end != have {
         return if end > have {
             Err(CodecError::Truncated { block: None, needed: end, have })
@@ -245,7 +258,8 @@ impl Parsed<'_> {
         let dtype = DType::from_id(h[6]).ok_or(CodecError::UnknownDType { block, id: h[6] })?;
         let original_len = u32_at(h, 8);
         let payload_len = u32_at(h, 12);
-        if h[7] != codec.is_lossy() as u8 || u16_at(h, 30) != 0 || payload_len as usize != h.len() - BLOCK_HEADER {
+        let padded = BLOCK_HEADER + align_up(payload_len as usize);
+        if h[7] != codec.is_lossy() as u8 || u16_at(h, 30) != 0 || padded != h.len() || h[BLOCK_HEADER + payload_len as usize..].iter().any(|&b| b != 0) {
             return Err(CodecError::Inconsistent { block, what: "block header fields" });
         }
         if original_len as usize > self.block_size {
@@ -253,7 +267,7 @@ impl Parsed<'_> {
         }
         let rel_l2 = f32::from_le_bytes([h[24], h[25], h[26], h[27]]);
         let info = BlockInfo { codec, dtype, original_len, payload_len, rel_l2, group: u16_at(h, 28) };
-        Ok((info, &h[BLOCK_HEADER..], u32_at(h, 16), u32_at(h, 20)))
+        Ok((info, &h[BLOCK_HEADER..BLOCK_HEADER + payload_len as usize], u32_at(h, 16), u32_at(h, 20)))
     }
 
     fn decode_block(&self, k: u32) -> Result<Vec<u8>, CodecError> {

@@ -42,7 +42,8 @@ pub fn encode(bytes: &[u8], dtype: DType, group: usize, max_rel_l2: f32) -> Opti
         payload.extend_from_slice(&s.to_le_bytes());
     }
     let mut decoded = vec![0u8; bytes.len()];
-    let (mut err2, mut ref2, mut worst) = (0f64, 0f64, 0f32);
+    let mut worst = 0f32;
+    let mut diff = vec![0f64; n];
     for (i, &v) in x.iter().enumerate() {
         let s = scales[i / group];
         let q = if s > 0.0 { (v / s).round().clamp(-127.0, 127.0) as i8 } else { 0 };
@@ -50,11 +51,16 @@ pub fn encode(bytes: &[u8], dtype: DType, group: usize, max_rel_l2: f32) -> Opti
         // exactly what `decode` computes from the stored byte (so a -0.0 quotient is +0)
         dtype.store(&mut decoded, i, q as f32 * s);
         let d = dtype.load(&decoded, i);
-        err2 += ((d - v) as f64).powi(2);
-        ref2 += (v as f64).powi(2);
+        diff[i] = d as f64 - v as f64;
         if s > 0.0 {
             worst = worst.max((d - v).abs() / s);
         }
+    }
+    let (mut err2, mut ref2) = (0f64, 0f64);
+    for g in 0..groups {
+        let r = g * group..((g + 1) * group).min(n);
+        err2 += warp_sum_of_squares(&diff[r.clone()]);
+        ref2 += warp_sum_of_squares(&x[r].iter().map(|&v| v as f64).collect::<Vec<_>>());
     }
     payload.extend_from_slice(tail);
     decoded[n * w..].copy_from_slice(tail);
@@ -63,6 +69,24 @@ pub fn encode(bytes: &[u8], dtype: DType, group: usize, max_rel_l2: f32) -> Opti
         return None;
     }
     Some(Encoded { payload, decoded, rel_l2, max_abs_over_scale: worst })
+}
+
+/// The sum of squares of one group in the order a GPU warp computes it, so that the GPU and
+/// this reference agree to the bit: lane `l` adds the squares of elements `l, l+32, l+64, ...`
+/// in turn, then the 32 lane sums combine in an xor butterfly (offsets 16, 8, 4, 2, 1), and
+/// lane 0's value is the result. (Addition is commutative, so both lanes of a pair agree.)
+pub fn warp_sum_of_squares(v: &[f64]) -> f64 {
+    let mut lanes = [0f64; 32];
+    for (j, x) in v.iter().enumerate() {
+        lanes[j % 32] += x * x;
+    }
+    for off in [16, 8, 4, 2, 1] {
+        let prev = lanes;
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            *lane = prev[l] + prev[l ^ off];
+        }
+    }
+    lanes[0]
 }
 
 /// None when the payload's length does not match.

@@ -1,0 +1,139 @@
+// Helpers shared by the LT-Block kernels: the LTSUM32 checksum, the float conversions of
+// ltblock/src/dtype.rs ported bit for bit, and block-wide reductions. Compiled by NVRTC at
+// run time (no host headers): fixed-width types are spelled out here.
+#pragma once
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+#define LTB_THREADS 256
+#define LTB_WARPS (LTB_THREADS / 32)
+#define FULL_MASK 0xffffffffu
+
+enum { CODEC_RAW = 0, CODEC_ZVC = 1, CODEC_INT8G = 2 };
+enum { DT_U8 = 0, DT_F16 = 1, DT_BF16 = 2, DT_F32 = 3 };
+enum { ST_OK = 0, ST_MAGIC = 1, ST_CODEC = 2, ST_LENGTH = 3, ST_CHECKSUM = 4, ST_DTYPE = 5 };
+
+__device__ __forceinline__ u32 fmix32(u32 h) {
+    h ^= h >> 16; h *= 0x85ebca6bu; h ^= h >> 13; h *= 0xc2b2ae35u; h ^= h >> 16;
+    return h;
+}
+
+__device__ __forceinline__ u32 ltsum_term(u32 word, u32 index) { return fmix32(word ^ (index * 0x9E3779B9u)); }
+__device__ __forceinline__ u32 ltsum_final(u32 sum, u32 len) { return fmix32(sum ^ (len * 0x27d4eb2fu)); }
+
+__device__ __forceinline__ int dtype_width(int dt) { return dt == DT_U8 ? 1 : (dt == DT_F32 ? 4 : 2); }
+
+// ---- conversions, identical to ltblock/src/dtype.rs ----
+__device__ __forceinline__ u16 f32_to_bf16(float v) {
+    u32 b = __float_as_uint(v);
+    if (v != v) return (u16)(b >> 16) | 0x40;
+    u32 rounding = 0x7fffu + ((b >> 16) & 1u);
+    return (u16)((b + rounding) >> 16);
+}
+__device__ __forceinline__ float bf16_to_f32(u16 h) { return __uint_as_float(((u32)h) << 16); }
+
+__device__ __forceinline__ float f16_to_f32(u16 h) {
+    u32 sign = ((u32)h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    if (exp == 0) {
+        if (man == 0) return __uint_as_float(sign);
+        float v = (float)man * (1.0f / 16777216.0f);
+        return sign ? -v : v;
+    }
+    if (exp == 0x1f) return __uint_as_float(sign | 0x7f800000u | (man ? (0x400000u | (man << 13)) : 0u));
+    return __uint_as_float(sign | ((exp + 112u) << 23) | (man << 13));
+}
+
+__device__ __forceinline__ u16 f32_to_f16(float v) {
+    u32 b = __float_as_uint(v);
+    u16 sign = (u16)((b >> 16) & 0x8000u);
+    int exp = (int)((b >> 23) & 0xff);
+    u32 man = b & 0x7fffffu;
+    if (exp == 0xff) return sign | 0x7c00 | (man ? 0x200 : 0);
+    int e = exp - 127 + 15;
+    if (e >= 0x1f) return sign | 0x7c00;
+    if (e <= 0) {
+        if (e < -10) return sign;
+        u32 m = man | 0x800000u;
+        u32 shift = (u32)(14 - e);
+        u32 half = 1u << (shift - 1);
+        u32 rest = m & ((1u << shift) - 1);
+        u32 r = m >> shift;
+        if (rest > half || (rest == half && (r & 1u))) r += 1;
+        return sign | (u16)r;
+    }
+    u32 r = ((u32)e << 10) | (man >> 13);
+    u32 rest = man & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (r & 1u))) r += 1;
+    return sign | (u16)r;
+}
+
+// Element i of a block as f32, and x rounded to the dtype and read back (what decode yields).
+__device__ __forceinline__ float load_elem(const u8* p, int dt, u32 i) {
+    if (dt == DT_F32) return ((const float*)p)[i];
+    u16 h = ((const u16*)p)[i];
+    return dt == DT_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+}
+__device__ __forceinline__ float round_to(int dt, float x) {
+    if (dt == DT_F32) return x;
+    return dt == DT_BF16 ? bf16_to_f32(f32_to_bf16(x)) : f16_to_f32(f32_to_f16(x));
+}
+__device__ __forceinline__ void store_elem(u8* p, int dt, u32 i, float x) {
+    if (dt == DT_F32) ((float*)p)[i] = x;
+    else ((u16*)p)[i] = dt == DT_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
+}
+
+// ---- reductions over the CTA (all threads must call) ----
+__device__ __forceinline__ u32 block_sum_u32(u32 v, u32* scratch) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(FULL_MASK, v, off);
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    u32 total = 0;
+    for (int w = 0; w < LTB_WARPS; w++) total += scratch[w];
+    __syncthreads();
+    return total;
+}
+
+// Exclusive scan of `count` u32 values in shared memory, in place; returns the total.
+__device__ __forceinline__ u32 block_exclusive_scan(u32* vals, u32 count, u32* scratch) {
+    u32 per = (count + LTB_THREADS - 1) / LTB_THREADS;
+    u32 lo = threadIdx.x * per, hi = min(lo + per, count);
+    u32 mine = 0;
+    for (u32 k = lo; k < hi; k++) mine += vals[k];
+    // inclusive scan of the per-thread totals
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    u32 x = mine;
+    for (int off = 1; off < 32; off <<= 1) {
+        u32 y = __shfl_up_sync(FULL_MASK, x, off);
+        if (lane >= off) x += y;
+    }
+    __syncthreads();
+    if (lane == 31) scratch[warp] = x;
+    __syncthreads();
+    u32 warp_base = 0, total = 0;
+    for (int w = 0; w < LTB_WARPS; w++) { if (w < warp) warp_base += scratch[w]; total += scratch[w]; }
+    u32 run = warp_base + x - mine;
+    for (u32 k = lo; k < hi; k++) { u32 c = vals[k]; vals[k] = run; run += c; }
+    __syncthreads();
+    return total;
+}
+
+// LTSUM32 of `len` bytes at a 4-byte aligned address, over the CTA.
+__device__ __forceinline__ u32 block_ltsum(const u8* p, u32 len, u32* scratch) {
+    u32 words = (len + 3) / 4, full = len / 4, sum = 0;
+    for (u32 i = threadIdx.x; i < words; i += LTB_THREADS) {
+        u32 w;
+        if (i < full) w = ((const u32*)p)[i];
+        else { w = 0; for (u32 k = 0; k < len - 4 * i; k++) w |= (u32)p[4 * i + k] << (8 * k); }
+        sum += ltsum_term(w, i);
+    }
+    return ltsum_final(block_sum_u32(sum, scratch), len);
+}
+
+__device__ __forceinline__ void put_u32(u8* p, u32 v) { p[0] = v; p[1] = v >> 8; p[2] = v >> 16; p[3] = v >> 24; }
+__device__ __forceinline__ u32 get_u32(const u8* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | ((u32)p[3] << 24); }
