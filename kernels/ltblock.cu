@@ -105,7 +105,7 @@ extern "C" __global__ void ltb_analyze_blocks(EncodeParams p, BlockChoice* out) 
     if (threadIdx.x == 0) { out[b].codec = best_codec; out[b].payload_len = best; out[b].rel_l2 = err; out[b].pad = 0; }
 }
 
-// ---- zvc, both directions: a warp per mask word, lanes per element ----
+// ---- zvc encode: a warp per mask word, lanes per element ----
 template <typename T>
 __device__ void zvc_encode(const T* in, u32 n, u8* payload, u32* prefix, u32* scratch) {
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -126,33 +126,6 @@ __device__ void zvc_encode(const T* in, u32 n, u8* payload, u32* prefix, u32* sc
         u32 m = __ballot_sync(FULL_MASK, v != 0);
         if (v != 0) packed[prefix[wd] + __popc(m & ((1u << lane) - 1))] = v;
     }
-}
-
-template <typename T>
-__device__ int zvc_decode(const u8* payload, u32 payload_len, u32 n, u32 tail, T* out, u32* prefix, u32* scratch) {
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    u32 words = (n + 31) / 32;
-    if ((u64)words * 4 > payload_len) return ST_LENGTH;
-    const u32* mask = (const u32*)payload;
-    __shared__ int bad;
-    if (threadIdx.x == 0) bad = 0;
-    __syncthreads();
-    for (u32 wd = threadIdx.x; wd < words; wd += LTB_THREADS) {
-        u32 m = mask[wd];
-        u32 valid = (wd + 1) * 32 <= n ? FULL_MASK : ((1u << (n - wd * 32)) - 1);
-        if (m & ~valid) bad = 1;
-        prefix[wd] = __popc(m);
-    }
-    __syncthreads();
-    u32 ones = block_exclusive_scan(prefix, words, scratch);
-    if (bad || (u64)words * 4 + (u64)ones * sizeof(T) + tail != payload_len) return ST_LENGTH;
-    const T* packed = (const T*)(payload + words * 4);
-    for (u32 wd = warp; wd < words; wd += LTB_WARPS) {
-        u32 m = mask[wd];
-        u32 i = wd * 32 + lane;
-        if (i < n) out[i] = (m >> lane) & 1u ? packed[prefix[wd] + __popc(m & ((1u << lane) - 1))] : (T)0;
-    }
-    return ST_OK;
 }
 
 struct EncodeTarget {
@@ -234,47 +207,151 @@ extern "C" __global__ void ltb_encode_blocks(EncodeParams p, EncodeTarget t) {
 
 struct DecodeDesc {
     const u8* block;  // the block's header
-    u8* out;          // where its bytes go (4-byte aligned)
+    u8* out;          // where its bytes go (16-byte aligned)
 };
+
+// Decode writes 16-byte vectors: thread t owns output bytes [16v, 16v + 16) for v = t, t + 256,
+// ... and folds those four words into the checksum in registers, so the output is never
+// read back. Bytes past the last whole vector (at most 15) are thread 0's.
+struct DecodeCtx {
+    const u8* payload;
+    int dt, w;
+    u32 codec, n, len, groups, group;
+};
+
+// Element i (a w-byte value, zero-extended) of the decoded block; `src` is the zvc packed index.
+__device__ __forceinline__ u32 int8g_elem_bits(const DecodeCtx& c, u32 i) {
+    const float* scales = (const float*)c.payload;
+    const i8* q = (const i8*)(c.payload + c.groups * 4);
+    float x = (float)q[i] * scales[i / c.group];
+    if (c.dt == DT_F32) return __float_as_uint(x);
+    return c.dt == DT_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
+}
+
+template <typename T>
+__device__ __forceinline__ uint4 zvc_vector(const u32* mask, const u32* prefix, const T* packed, u32 v) {
+    const u32 E = 16 / sizeof(T);
+    u32 base = v * E, word = base / 32, sh = base % 32;
+    u32 m = mask[word];
+    u32 bits = (m >> sh) & (E == 32 ? FULL_MASK : ((1u << E) - 1));
+    u32 src = prefix[word] + __popc(m & ((1u << sh) - 1));
+    union { uint4 q; T e[E]; } u;
+#pragma unroll
+    for (u32 k = 0; k < E; k++) u.e[k] = (bits >> k) & 1u ? packed[src++] : (T)0;
+    return u.q;
+}
+
+template <typename T>
+__device__ __forceinline__ uint4 int8g_vector(const DecodeCtx& c, u32 v) {
+    const u32 E = 16 / sizeof(T);
+    union { uint4 q; T e[E]; } u;
+#pragma unroll
+    for (u32 k = 0; k < E; k++) u.e[k] = (T)int8g_elem_bits(c, v * E + k);
+    return u.q;
+}
+
+__device__ __forceinline__ u32 vec_terms(uint4 q, u32 v) {
+    return ltsum_term(q.x, 4 * v) + ltsum_term(q.y, 4 * v + 1) + ltsum_term(q.z, 4 * v + 2) + ltsum_term(q.w, 4 * v + 3);
+}
+
+template <typename T>
+__device__ u32 decode_vectors(const DecodeCtx& c, const u32* mask, const u32* prefix, u8* out) {
+    u32 nvec = c.len / 16, sum = 0;
+    const T* packed = (const T*)(c.payload + ((c.n + 31) / 32) * 4);
+    for (u32 v = threadIdx.x; v < nvec; v += LTB_THREADS) {
+        uint4 q;
+        if (c.codec == CODEC_RAW) q = ((const uint4*)c.payload)[v];
+        else if (c.codec == CODEC_ZVC) q = zvc_vector<T>(mask, prefix, packed, v);
+        else q = int8g_vector<T>(c, v);
+        ((uint4*)out)[v] = q;
+        sum += vec_terms(q, v);
+    }
+    return sum;
+}
+
+// The last (len mod 16) bytes, by thread 0: elements one by one, then the raw tail.
+__device__ u32 decode_rest(const DecodeCtx& c, const u32* mask, const u32* prefix, u32 tail_at, u8* out) {
+    u32 start = c.len / 16 * 16, body = c.n * c.w;
+    u8 bytes[16];
+    for (u32 p = start; p < c.len; p++) {
+        u8 b;
+        if (p >= body) b = c.payload[tail_at + (p - body)];
+        else {
+            u32 i = p / c.w, bits;
+            if (c.codec == CODEC_RAW) bits = 0, b = c.payload[p];
+            else {
+                if (c.codec == CODEC_ZVC) {
+                    u32 word = i / 32, m = mask[word];
+                    const u8* packed = c.payload + ((c.n + 31) / 32) * 4;
+                    u32 src = prefix[word] + __popc(m & ((1u << (i % 32)) - 1));
+                    bits = 0;
+                    if ((m >> (i % 32)) & 1u) for (int k = 0; k < c.w; k++) bits |= (u32)packed[src * c.w + k] << (8 * k);
+                } else bits = int8g_elem_bits(c, i);
+                b = (u8)(bits >> (8 * (p % c.w)));
+            }
+        }
+        bytes[p - start] = b;
+        out[p] = b;
+    }
+    u32 sum = 0;
+    for (u32 p = start; p < c.len; p += 4) {
+        u32 word = 0;
+        for (u32 k = 0; k < 4 && p + k < c.len; k++) word |= (u32)bytes[p - start + k] << (8 * k);
+        sum += ltsum_term(word, p / 4);
+    }
+    return sum;
+}
 
 extern "C" __global__ void ltb_decode_blocks(const DecodeDesc* descs, u32* status) {
     __shared__ u32 prefix[MAX_WORDS];
     __shared__ u32 scratch[LTB_WARPS];
+    __shared__ int bad;
     DecodeDesc d = descs[blockIdx.x];
     const u8* h = d.block;
-    const u8* payload = h + 32;
+    DecodeCtx c;
+    c.payload = h + 32;
+    c.codec = h[5]; c.dt = h[6]; c.len = get_u32(h + 8);
+    u32 plen = get_u32(h + 12);
+    c.group = h[28] | (h[29] << 8);
+    u32 want = c.codec == CODEC_INT8G ? get_u32(h + 20) : get_u32(h + 16);
     int st = ST_OK;
-    u32 codec = h[5], dt = h[6], len = get_u32(h + 8), plen = get_u32(h + 12), group = h[28] | (h[29] << 8);
-    u32 want = codec == CODEC_INT8G ? get_u32(h + 20) : get_u32(h + 16);
     if (h[0] != 'L' || h[1] != 'T' || h[2] != 'B' || h[3] != 'K' || h[4] != 1) st = ST_MAGIC;
-    else if (dt > DT_F32) st = ST_DTYPE;
-    else if (codec > CODEC_INT8G) st = ST_CODEC;
-    if (st == ST_OK) {
-        int w = dtype_width(dt);
-        u32 n = len / w, tail = len - n * w;
-        if (codec == CODEC_RAW) {
-            if (plen != len) st = ST_LENGTH;
-            else {
-                for (u32 i = threadIdx.x; i < len / 16; i += LTB_THREADS) ((uint4*)d.out)[i] = ((const uint4*)payload)[i];
-                for (u32 i = (len / 16) * 16 + threadIdx.x; i < len; i += LTB_THREADS) d.out[i] = payload[i];
+    else if (c.dt > DT_F32) st = ST_DTYPE;
+    else if (c.codec > CODEC_INT8G) st = ST_CODEC;
+    c.w = st == ST_OK ? dtype_width(c.dt) : 1;
+    c.n = c.len / c.w;
+    u32 tail = c.len - c.n * c.w, words = (c.n + 31) / 32, tail_at = 0;
+    c.groups = c.group ? (c.n + c.group - 1) / c.group : 0;
+    const u32* mask = (const u32*)c.payload;
+    if (st == ST_OK && c.codec == CODEC_RAW && plen != c.len) st = ST_LENGTH;
+    if (st == ST_OK && c.codec == CODEC_INT8G && (c.dt == DT_U8 || c.group == 0 || plen != c.groups * 4 + c.n + tail)) st = ST_LENGTH;
+    if (st == ST_OK && c.codec == CODEC_INT8G) tail_at = c.groups * 4 + c.n;
+    if (st == ST_OK && c.codec == CODEC_RAW) tail_at = c.n * c.w;
+    if (st == ST_OK && c.codec == CODEC_ZVC) {
+        if ((u64)words * 4 > plen || words > MAX_WORDS) st = ST_LENGTH;
+        else {
+            if (threadIdx.x == 0) bad = 0;
+            __syncthreads();
+            for (u32 wd = threadIdx.x; wd < words; wd += LTB_THREADS) {
+                u32 m = mask[wd];
+                u32 valid = (wd + 1) * 32 <= c.n ? FULL_MASK : ((1u << (c.n - wd * 32)) - 1);
+                if (m & ~valid) bad = 1;
+                prefix[wd] = __popc(m);
             }
-        } else if (codec == CODEC_ZVC) {
-            if (w == 1) st = zvc_decode<u8>(payload, plen, n, tail, d.out, prefix, scratch);
-            else if (w == 2) st = zvc_decode<u16>(payload, plen, n, tail, (u16*)d.out, prefix, scratch);
-            else st = zvc_decode<u32>(payload, plen, n, tail, (u32*)d.out, prefix, scratch);
-            if (st == ST_OK && threadIdx.x < tail) d.out[n * w + threadIdx.x] = payload[plen - tail + threadIdx.x];
-        } else {
-            u32 groups = group ? (n + group - 1) / group : 0;
-            if (dt == DT_U8 || group == 0 || plen != groups * 4 + n + tail) st = ST_LENGTH;
-            else {
-                const float* scales = (const float*)payload;
-                const i8* q = (const i8*)(payload + groups * 4);
-                for (u32 i = threadIdx.x; i < n; i += LTB_THREADS) store_elem(d.out, dt, i, (float)q[i] * scales[i / group]);
-                if (threadIdx.x < tail) d.out[n * w + threadIdx.x] = payload[groups * 4 + n + threadIdx.x];
-            }
+            __syncthreads();
+            u32 ones = block_exclusive_scan(prefix, words, scratch);
+            if (bad || (u64)words * 4 + (u64)ones * c.w + tail != plen) st = ST_LENGTH;
+            tail_at = plen - tail;
         }
     }
+    u32 sum = 0;
+    if (st == ST_OK) {
+        if (c.w == 1) sum = decode_vectors<u8>(c, mask, prefix, d.out);
+        else if (c.w == 2) sum = decode_vectors<u16>(c, mask, prefix, d.out);
+        else sum = decode_vectors<u32>(c, mask, prefix, d.out);
+        if (threadIdx.x == 0) sum += decode_rest(c, mask, prefix, tail_at, d.out);
+    }
     __syncthreads();
-    if (st == ST_OK && block_ltsum(d.out, len, scratch) != want) st = ST_CHECKSUM;
+    if (st == ST_OK && ltsum_final(block_sum_u32(sum, scratch), c.len) != want) st = ST_CHECKSUM;
     if (threadIdx.x == 0) status[blockIdx.x] = st;
 }
