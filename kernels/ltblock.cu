@@ -242,9 +242,24 @@ __device__ __forceinline__ uint4 zvc_vector(const u32* mask, const u32* prefix, 
 }
 
 template <typename T>
-__device__ __forceinline__ uint4 int8g_vector(const DecodeCtx& c, u32 v) {
+__device__ __forceinline__ uint4 int8g_vector(const DecodeCtx& c, u32 v, bool whole_groups) {
     const u32 E = 16 / sizeof(T);
     union { uint4 q; T e[E]; } u;
+    if (whole_groups && sizeof(T) >= 2) {
+        // G is a multiple of E: one scale for the vector, its E int8 values in 4-byte loads
+        float s = ((const float*)c.payload)[(v * E) / c.group];
+        const u32* q32 = (const u32*)(c.payload + c.groups * 4) + v * E / 4;
+#pragma unroll
+        for (u32 k = 0; k < E / 4; k++) {
+            u32 qs = q32[k];
+#pragma unroll
+            for (u32 j = 0; j < 4; j++) {
+                float x = (float)(i8)(qs >> (8 * j)) * s;
+                u.e[4 * k + j] = (T)(c.dt == DT_F32 ? __float_as_uint(x) : (c.dt == DT_BF16 ? f32_to_bf16(x) : f32_to_f16(x)));
+            }
+        }
+        return u.q;
+    }
 #pragma unroll
     for (u32 k = 0; k < E; k++) u.e[k] = (T)int8g_elem_bits(c, v * E + k);
     return u.q;
@@ -258,11 +273,12 @@ template <typename T>
 __device__ u32 decode_vectors(const DecodeCtx& c, const u32* mask, const u32* prefix, u8* out) {
     u32 nvec = c.len / 16, sum = 0;
     const T* packed = (const T*)(c.payload + ((c.n + 31) / 32) * 4);
+    bool whole_groups = c.codec == CODEC_INT8G && c.group % (16 / sizeof(T)) == 0;
     for (u32 v = threadIdx.x; v < nvec; v += LTB_THREADS) {
         uint4 q;
         if (c.codec == CODEC_RAW) q = ((const uint4*)c.payload)[v];
         else if (c.codec == CODEC_ZVC) q = zvc_vector<T>(mask, prefix, packed, v);
-        else q = int8g_vector<T>(c, v);
+        else q = int8g_vector<T>(c, v, whole_groups);
         ((uint4*)out)[v] = q;
         sum += vec_terms(q, v);
     }
