@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Every test: the Rust workspace (unit tests, the integration tests that run C programs under
-# LD_PRELOAD against the CUDA double) and the Python harness's own tests.
+# Every test: the Rust workspace (unit tests; the integration tests that run C programs under
+# LD_PRELOAD against the CUDA double; the kernels' NVRTC compile for sm_80 and sm_90 when NVRTC
+# is installed, e.g. `pip install nvidia-cuda-nvrtc`) and the Python harness's own tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+nvrtc=$(python3 - <<'PY' 2>/dev/null || true
+import glob, site
+dirs = site.getsitepackages() + [site.getusersitepackages()]
+print(next((d for p in dirs for d in glob.glob(p + "/nvidia/cu13/lib") if glob.glob(d + "/libnvrtc.so*")), ""))
+PY
+)
+if [ -n "$nvrtc" ]; then export LD_LIBRARY_PATH="$nvrtc${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; fi
 cargo build --workspace --quiet
-cargo test --workspace --quiet 2>&1 | tee /tmp/ltshim-cargo-test.log
-if [ -d harness/tests ]; then
-    python3 -m pytest -q harness/tests
-fi
+cargo test --workspace --quiet
+python3 -m pytest -q harness/tests
