@@ -9,6 +9,10 @@
 #define MAX_WORDS 2048   // mask words of a 64 KiB u8 block
 #define MAX_GROUPS 1024  // int8g groups of a 64 KiB block (G >= 16 for f32)
 
+__device__ __forceinline__ u32 vec_terms(uint4 q, u32 v) {
+    return ltsum_term(q.x, 4 * v) + ltsum_term(q.y, 4 * v + 1) + ltsum_term(q.z, 4 * v + 2) + ltsum_term(q.w, 4 * v + 3);
+}
+
 struct EncodeParams {
     const u8* input;     // the buffer's bytes
     u64 len;             // its length
@@ -17,6 +21,8 @@ struct EncodeParams {
     int lossy;
     u32 group;
     float max_rel_l2;
+    float* scales;       // scratch: max_groups f32 per block, written by analyse for int8g blocks
+    u32 max_groups;
 };
 
 struct BlockChoice {
@@ -82,7 +88,7 @@ __device__ u32 count_nonzero(const u8* in, int w, u32 n) {
     return block_sum_u32(c, scratch);
 }
 
-extern "C" __global__ void ltb_analyze_blocks(EncodeParams p, BlockChoice* out) {
+extern "C" __global__ void __launch_bounds__(LTB_THREADS) ltb_analyze_blocks(EncodeParams p, BlockChoice* out) {
     __shared__ float scales[MAX_GROUPS];
     __shared__ double e2[MAX_GROUPS], r2[MAX_GROUPS];
     __shared__ int nonfinite;
@@ -97,35 +103,16 @@ extern "C" __global__ void ltb_analyze_blocks(EncodeParams p, BlockChoice* out) 
     u32 nnz = count_nonzero(in, w, n);
     u32 zvc = ((n + 31) / 32) * 4 + nnz * w + tail;
     if (zvc < best) { best = zvc; best_codec = CODEC_ZVC; }
-    if (p.lossy && p.dtype != DT_U8 && p.group > 0 && (n + p.group - 1) / p.group <= MAX_GROUPS) {
+    u32 int8g_size = p.group ? ((n + p.group - 1) / p.group) * 4 + n + tail : 0;
+    // measuring the int8g error only matters when int8g would be the smallest
+    if (p.lossy && p.dtype != DT_U8 && p.group > 0 && (n + p.group - 1) / p.group <= MAX_GROUPS && int8g_size < best) {
         float rel = int8g_measure(in, p.dtype, n, p.group, scales, e2, r2, &nonfinite);
-        u32 size = ((n + p.group - 1) / p.group) * 4 + n + tail;
-        if (rel <= p.max_rel_l2 && size < best) { best = size; best_codec = CODEC_INT8G; err = rel; }
+        if (rel <= p.max_rel_l2) { best = int8g_size; best_codec = CODEC_INT8G; err = rel; }
+        u32 groups = (n + p.group - 1) / p.group;
+        if (best_codec == CODEC_INT8G && groups <= p.max_groups)
+            for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) p.scales[b * p.max_groups + g] = scales[g];
     }
     if (threadIdx.x == 0) { out[b].codec = best_codec; out[b].payload_len = best; out[b].rel_l2 = err; out[b].pad = 0; }
-}
-
-// ---- zvc encode: a warp per mask word, lanes per element ----
-template <typename T>
-__device__ void zvc_encode(const T* in, u32 n, u8* payload, u32* prefix, u32* scratch) {
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    u32 words = (n + 31) / 32;
-    u32* mask = (u32*)payload;
-    for (u32 wd = warp; wd < words; wd += LTB_WARPS) {
-        u32 i = wd * 32 + lane;
-        bool nz = i < n && in[i] != 0;
-        u32 m = __ballot_sync(FULL_MASK, nz);
-        if (lane == 0) { mask[wd] = m; prefix[wd] = __popc(m); }
-    }
-    __syncthreads();
-    block_exclusive_scan(prefix, words, scratch);
-    T* packed = (T*)(payload + words * 4);
-    for (u32 wd = warp; wd < words; wd += LTB_WARPS) {
-        u32 i = wd * 32 + lane;
-        T v = i < n ? in[i] : (T)0;
-        u32 m = __ballot_sync(FULL_MASK, v != 0);
-        if (v != 0) packed[prefix[wd] + __popc(m & ((1u << lane) - 1))] = v;
-    }
 }
 
 struct EncodeTarget {
@@ -134,12 +121,116 @@ struct EncodeTarget {
     const BlockChoice* choice;
 };
 
-extern "C" __global__ void ltb_encode_blocks(EncodeParams p, EncodeTarget t) {
+// Encode reads each block as 16-byte vectors: thread t owns input bytes [16v, 16v + 16).
+// The original bytes' checksum terms come from those loads; bytes past the last whole vector
+// (at most 15) are thread 0's.
+template <typename T>
+__device__ void encode_vectors(const EncodeParams& p, const u8* in, u32 len, u32 n, u32 codec, const float* scales,
+                               u8* payload, u32* maskw, u32* prefix, u32* scratch, u32* sum_orig, u32* sum_dec) {
+    const u32 E = 16 / sizeof(T);
+    u32 nvec = len / 16, so = 0, sd = 0;
+    u32 words = (n + 31) / 32, groups = p.group ? (n + p.group - 1) / p.group : 0;
+    if (codec == CODEC_ZVC) {
+        for (u32 wd = threadIdx.x; wd < words; wd += LTB_THREADS) maskw[wd] = 0;
+        __syncthreads();
+    }
+    // pass A: checksums; zvc mask words; int8g q bytes and the decoded checksum
+    for (u32 base = 0; base < nvec; base += LTB_THREADS) {
+        u32 v = base + threadIdx.x;
+        bool valid = v < nvec;
+        union { uint4 q; T e[E]; u32 w[4]; } u;
+        u.q = valid ? ((const uint4*)in)[v] : make_uint4(0, 0, 0, 0);
+        if (valid) so += vec_terms(u.q, v);
+        if (codec == CODEC_RAW) {
+            if (valid) ((uint4*)payload)[v] = u.q;
+        } else if (codec == CODEC_ZVC) {
+            u32 bits = 0;
+#pragma unroll
+            for (u32 k = 0; k < E; k++) bits |= (u32)(u.e[k] != 0) << k;
+            u32 contrib = bits << ((v * E) % 32);
+            for (u32 off = 1; off < 32 / E; off <<= 1) contrib |= __shfl_xor_sync(FULL_MASK, contrib, off);
+            if (valid && (v * E) % 32 == 0) maskw[v * E / 32] = contrib;
+        } else if (valid) {
+            union { uint4 q; T e[E]; u32 w[4]; } dq;
+            u32 qw[E / 4 > 0 ? E / 4 : 1];
+#pragma unroll
+            for (u32 k = 0; k < E / 4; k++) qw[k] = 0;
+#pragma unroll
+            for (u32 k = 0; k < E; k++) {
+                u32 i = v * E + k;
+                float sc = scales[i / p.group];
+                float x = load_elem((const u8*)&u.q, p.dtype, k);
+                int q = sc > 0.0f ? (int)fmaxf(-127.0f, fminf(127.0f, roundf(x / sc))) : 0;
+                qw[k / 4] |= ((u32)(u8)(i8)q) << (8 * (k % 4));
+                float dx = (float)q * sc;
+                if (p.dtype == DT_F32) dq.e[k] = (T)__float_as_uint(dx);
+                else dq.e[k] = (T)(p.dtype == DT_BF16 ? f32_to_bf16(dx) : f32_to_f16(dx));
+            }
+            u32* qout = (u32*)(payload + groups * 4) + v * E / 4;
+#pragma unroll
+            for (u32 k = 0; k < E / 4; k++) qout[k] = qw[k];
+            sd += vec_terms(dq.q, v);
+        }
+    }
+    if (codec == CODEC_ZVC) {
+        __syncthreads();
+        // the elements past the last whole vector
+        if (threadIdx.x == 0)
+            for (u32 i = nvec * E; i < n; i++) if (((const T*)in)[i] != 0) maskw[i / 32] |= 1u << (i % 32);
+        __syncthreads();
+        for (u32 wd = threadIdx.x; wd < words; wd += LTB_THREADS) { prefix[wd] = __popc(maskw[wd]); ((u32*)payload)[wd] = maskw[wd]; }
+        __syncthreads();
+        block_exclusive_scan(prefix, words, scratch);
+        T* packed = (T*)(payload + words * 4);
+        // pass B: the non-zero elements to their places (the block is hot in L1/L2)
+        for (u32 v = threadIdx.x; v < nvec; v += LTB_THREADS) {
+            union { uint4 q; T e[E]; } u;
+            u.q = ((const uint4*)in)[v];
+            u32 w = v * E / 32, sh = (v * E) % 32;
+            u32 dst = prefix[w] + __popc(maskw[w] & ((1u << sh) - 1));
+#pragma unroll
+            for (u32 k = 0; k < E; k++) if (u.e[k] != 0) packed[dst++] = u.e[k];
+        }
+        if (threadIdx.x == 0)
+            for (u32 i = nvec * E; i < n; i++) {
+                T x = ((const T*)in)[i];
+                if (x != 0) packed[prefix[i / 32] + __popc(maskw[i / 32] & ((1u << (i % 32)) - 1))] = x;
+            }
+    }
+    // the bytes past the last whole vector: raw copy / int8g q values, and their checksum terms
+    if (threadIdx.x == 0) {
+        u32 start = nvec * 16;
+        for (u32 pos = start; pos < len; pos += 4) {
+            u32 word = 0, dword = 0;
+            for (u32 k = 0; k < 4 && pos + k < len; k++) word |= (u32)in[pos + k] << (8 * k);
+            so += ltsum_term(word, pos / 4);
+            if (codec == CODEC_INT8G) {
+                for (u32 k = 0; k < 4 && pos + k < len; k += sizeof(T)) {
+                    u32 at = pos + k, bits;
+                    if (at >= n * sizeof(T)) { bits = 0; for (u32 z = 0; at + z < len && z < 4 - k; z++) bits |= (u32)in[at + z] << (8 * z); dword |= bits << (8 * k); break; }
+                    u32 i = at / sizeof(T);
+                    float sc = scales[i / p.group];
+                    float x = load_elem(in, p.dtype, i);
+                    int q = sc > 0.0f ? (int)fmaxf(-127.0f, fminf(127.0f, roundf(x / sc))) : 0;
+                    ((i8*)(payload + groups * 4))[i] = (i8)q;
+                    float dx = (float)q * sc;
+                    bits = p.dtype == DT_F32 ? __float_as_uint(dx) : (p.dtype == DT_BF16 ? f32_to_bf16(dx) : f32_to_f16(dx));
+                    dword |= bits << (8 * k);
+                }
+                sd += ltsum_term(dword, pos / 4);
+            }
+        }
+        if (codec == CODEC_RAW) for (u32 pos = start; pos < len; pos++) payload[pos] = in[pos];
+    }
+    *sum_orig = ltsum_final(block_sum_u32(so, scratch), len);
+    *sum_dec = codec == CODEC_INT8G ? ltsum_final(block_sum_u32(sd, scratch), len) : *sum_orig;
+}
+
+extern "C" __global__ void __launch_bounds__(LTB_THREADS) ltb_encode_blocks(EncodeParams p, EncodeTarget t) {
+    __shared__ u32 maskw[MAX_WORDS];
     __shared__ u32 prefix[MAX_WORDS];
     __shared__ u32 scratch[LTB_WARPS];
     __shared__ float scales[MAX_GROUPS];
-    __shared__ double e2[MAX_GROUPS], r2[MAX_GROUPS];
-    __shared__ int nonfinite;
     u64 b = blockIdx.x;
     u64 start = b * p.block_size;
     u32 len = (u32)min((u64)p.block_size, p.len - start);
@@ -149,48 +240,17 @@ extern "C" __global__ void ltb_encode_blocks(EncodeParams p, EncodeTarget t) {
     BlockChoice c = t.choice[b];
     int w = dtype_width(p.dtype);
     u32 n = len / w, tail = len - n * w, body = n * w;
-    u32 sum = block_ltsum(in, len, scratch), decoded_sum = sum;
-    if (c.codec == CODEC_RAW) {
-        for (u32 i = threadIdx.x; i < len / 16; i += LTB_THREADS) ((uint4*)payload)[i] = ((const uint4*)in)[i];
-        for (u32 i = (len / 16) * 16 + threadIdx.x; i < len; i += LTB_THREADS) payload[i] = in[i];
-    } else if (c.codec == CODEC_ZVC) {
-        if (w == 1) zvc_encode<u8>(in, n, payload, prefix, scratch);
-        else if (w == 2) zvc_encode<u16>((const u16*)in, n, payload, prefix, scratch);
-        else zvc_encode<u32>((const u32*)in, n, payload, prefix, scratch);
-        if (threadIdx.x < tail) payload[c.payload_len - tail + threadIdx.x] = in[body + threadIdx.x];
-    } else {
-        u32 G = p.group, groups = (n + G - 1) / G;
-        int8g_measure(in, p.dtype, n, G, scales, e2, r2, &nonfinite);
-        for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) ((float*)payload)[g] = scales[g];
-        i8* q = (i8*)(payload + groups * 4);
-        u32 dsum = 0;
-        for (u32 i = threadIdx.x; i < n; i += LTB_THREADS) {
-            float s = scales[i / G];
-            float v = load_elem(in, p.dtype, i);
-            q[i] = s > 0.0f ? (i8)(int)fmaxf(-127.0f, fminf(127.0f, roundf(v / s))) : (i8)0;
-        }
+    if (c.codec == CODEC_INT8G) {
+        u32 groups = (n + p.group - 1) / p.group;
+        for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) { float s = p.scales[b * p.max_groups + g]; scales[g] = s; ((float*)payload)[g] = s; }
+        __syncthreads();
         if (threadIdx.x < tail) payload[groups * 4 + n + threadIdx.x] = in[body + threadIdx.x];
-        // checksum of the decoded block, word by word
-        u32 words = (len + 3) / 4;
-        for (u32 k = threadIdx.x; k < words; k += LTB_THREADS) {
-            u32 word = 0;
-            for (u32 byte = 0; byte < 4 && 4 * k + byte < len; byte += w) {
-                u32 pos = 4 * k + byte;
-                u32 bits;
-                if (pos >= body) { bits = 0; for (u32 z = 0; z < 4 - byte && pos + z < len; z++) bits |= (u32)in[pos + z] << (8 * z); word |= bits << (8 * byte); break; }
-                u32 i = pos / w;
-                float s = scales[i / G];
-                float v = load_elem(in, p.dtype, i);
-                int qq = s > 0.0f ? (int)fmaxf(-127.0f, fminf(127.0f, roundf(v / s))) : 0;
-                float x = (float)qq * s;
-                if (p.dtype == DT_F32) bits = __float_as_uint(x);
-                else bits = p.dtype == DT_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
-                word |= bits << (8 * byte);
-            }
-            dsum += ltsum_term(word, k);
-        }
-        decoded_sum = ltsum_final(block_sum_u32(dsum, scratch), len);
     }
+    if (c.codec == CODEC_ZVC && threadIdx.x < tail) payload[c.payload_len - tail + threadIdx.x] = in[body + threadIdx.x];
+    u32 sum, decoded_sum;
+    if (w == 1) encode_vectors<u8>(p, in, len, n, c.codec, scales, payload, maskw, prefix, scratch, &sum, &decoded_sum);
+    else if (w == 2) encode_vectors<u16>(p, in, len, n, c.codec, scales, payload, maskw, prefix, scratch, &sum, &decoded_sum);
+    else encode_vectors<u32>(p, in, len, n, c.codec, scales, payload, maskw, prefix, scratch, &sum, &decoded_sum);
     // zero padding up to the next 16-byte boundary
     u32 padded = (c.payload_len + 15) / 16 * 16;
     if (threadIdx.x < padded - c.payload_len) payload[c.payload_len + threadIdx.x] = 0;
@@ -265,15 +325,13 @@ __device__ __forceinline__ uint4 int8g_vector(const DecodeCtx& c, u32 v, bool wh
     return u.q;
 }
 
-__device__ __forceinline__ u32 vec_terms(uint4 q, u32 v) {
-    return ltsum_term(q.x, 4 * v) + ltsum_term(q.y, 4 * v + 1) + ltsum_term(q.z, 4 * v + 2) + ltsum_term(q.w, 4 * v + 3);
-}
 
 template <typename T>
 __device__ u32 decode_vectors(const DecodeCtx& c, const u32* mask, const u32* prefix, u8* out) {
     u32 nvec = c.len / 16, sum = 0;
     const T* packed = (const T*)(c.payload + ((c.n + 31) / 32) * 4);
     bool whole_groups = c.codec == CODEC_INT8G && c.group % (16 / sizeof(T)) == 0;
+#pragma unroll 2
     for (u32 v = threadIdx.x; v < nvec; v += LTB_THREADS) {
         uint4 q;
         if (c.codec == CODEC_RAW) q = ((const uint4*)c.payload)[v];
@@ -318,7 +376,7 @@ __device__ u32 decode_rest(const DecodeCtx& c, const u32* mask, const u32* prefi
     return sum;
 }
 
-extern "C" __global__ void ltb_decode_blocks(const DecodeDesc* descs, u32* status) {
+extern "C" __global__ void __launch_bounds__(LTB_THREADS) ltb_decode_blocks(const DecodeDesc* descs, u32* status) {
     __shared__ u32 prefix[MAX_WORDS];
     __shared__ u32 scratch[LTB_WARPS];
     __shared__ int bad;

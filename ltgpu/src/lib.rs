@@ -123,6 +123,9 @@ struct EncodeParams {
     lossy: i32,
     group: u32,
     max_rel_l2: f32,
+    /// Scratch for analyse to hand int8g scales to encode: `max_groups` f32 per block.
+    scales: u64,
+    max_groups: u32,
 }
 
 #[repr(C)]
@@ -272,11 +275,31 @@ impl Gpu {
         })
     }
 
+    /// The kernels' parameters, and the scratch they share.
+    fn params(&self, input: u64, len: usize, opts: GpuEncode) -> Result<(EncodeParams, DevBuf), GpuError> {
+        let block = ltblock::format::DEFAULT_BLOCK_SIZE;
+        let count = len.div_ceil(block);
+        let max_groups = if opts.lossy && opts.group > 0 { (block / opts.dtype.width()).div_ceil(opts.group as usize) } else { 0 };
+        let scratch = self.alloc(count * max_groups * 4)?;
+        let params = EncodeParams {
+            input,
+            len: len as u64,
+            block_size: block as u32,
+            dtype: opts.dtype.id() as i32,
+            lossy: opts.lossy as i32,
+            group: opts.group,
+            max_rel_l2: opts.max_rel_l2,
+            scales: scratch.ptr,
+            max_groups: max_groups as u32,
+        };
+        Ok((params, scratch))
+    }
+
     /// Encodes `len` bytes at `input` into LT-Blocks on the GPU.
     pub fn encode(&self, input: u64, len: usize, opts: GpuEncode) -> Result<Packed, GpuError> {
         let block = ltblock::format::DEFAULT_BLOCK_SIZE;
         let count = len.div_ceil(block);
-        let mut params = EncodeParams { input, len: len as u64, block_size: block as u32, dtype: opts.dtype.id() as i32, lossy: opts.lossy as i32, group: opts.group, max_rel_l2: opts.max_rel_l2 };
+        let (mut params, _scratch) = self.params(input, len, opts)?;
         let choices_dev = self.alloc(count * std::mem::size_of::<BlockChoice>())?;
         let mut cptr = choices_dev.ptr;
         let analyze_ms = self.timed(|| self.launch(self.analyze, count as u32, &mut [&mut params as *mut _ as *mut c_void, &mut cptr as *mut _ as *mut c_void]))?;
@@ -310,9 +333,8 @@ impl Gpu {
 
     /// The analyse and encode kernels again on an already packed layout (for timing).
     pub fn reencode_ms(&self, input: u64, len: usize, opts: GpuEncode, packed: &Packed) -> Result<f32, GpuError> {
-        let block = ltblock::format::DEFAULT_BLOCK_SIZE;
-        let count = len.div_ceil(block);
-        let mut params = EncodeParams { input, len: len as u64, block_size: block as u32, dtype: opts.dtype.id() as i32, lossy: opts.lossy as i32, group: opts.group, max_rel_l2: opts.max_rel_l2 };
+        let count = len.div_ceil(ltblock::format::DEFAULT_BLOCK_SIZE);
+        let (mut params, _scratch) = self.params(input, len, opts)?;
         let choices_dev = self.alloc(count * 16)?;
         let offsets_dev = self.upload(&packed.offsets.iter().flat_map(|o| o.to_le_bytes()).collect::<Vec<u8>>())?;
         let mut cptr = choices_dev.ptr;
