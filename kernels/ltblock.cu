@@ -226,7 +226,7 @@ __device__ void encode_vectors(const EncodeParams& p, const u8* in, u32 len, u32
     *sum_dec = codec == CODEC_INT8G ? ltsum_final(block_sum_u32(sd, scratch), len) : *sum_orig;
 }
 
-extern "C" __global__ void __launch_bounds__(LTB_THREADS) ltb_encode_blocks(EncodeParams p, EncodeTarget t) {
+extern "C" __global__ void __launch_bounds__(LTB_THREADS, 4) ltb_encode_blocks(EncodeParams p, EncodeTarget t) {
     __shared__ u32 maskw[MAX_WORDS];
     __shared__ u32 prefix[MAX_WORDS];
     __shared__ u32 scratch[LTB_WARPS];
@@ -378,6 +378,7 @@ __device__ u32 decode_rest(const DecodeCtx& c, const u32* mask, const u32* prefi
 
 extern "C" __global__ void __launch_bounds__(LTB_THREADS) ltb_decode_blocks(const DecodeDesc* descs, u32* status) {
     __shared__ u32 prefix[MAX_WORDS];
+    __shared__ u32 maskw[MAX_WORDS];  // the mask words, read once from global memory
     __shared__ u32 scratch[LTB_WARPS];
     __shared__ int bad;
     DecodeDesc d = descs[blockIdx.x];
@@ -408,6 +409,7 @@ extern "C" __global__ void __launch_bounds__(LTB_THREADS) ltb_decode_blocks(cons
             __syncthreads();
             for (u32 wd = threadIdx.x; wd < words; wd += LTB_THREADS) {
                 u32 m = mask[wd];
+                maskw[wd] = m;
                 u32 valid = (wd + 1) * 32 <= c.n ? FULL_MASK : ((1u << (c.n - wd * 32)) - 1);
                 if (m & ~valid) bad = 1;
                 prefix[wd] = __popc(m);
@@ -419,6 +421,7 @@ extern "C" __global__ void __launch_bounds__(LTB_THREADS) ltb_decode_blocks(cons
         }
     }
     u32 sum = 0;
+    if (c.codec == CODEC_ZVC) mask = maskw;
     if (st == ST_OK) {
         if (c.w == 1) sum = decode_vectors<u8>(c, mask, prefix, d.out);
         else if (c.w == 2) sum = decode_vectors<u16>(c, mask, prefix, d.out);

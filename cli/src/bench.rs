@@ -149,6 +149,8 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
     let len = size_mib << 20;
     let tile_len = (64usize << 20).min(len);
     println!("ltshim bench: {} ({}), {size_mib} MiB inputs (a 64 MiB generated tile repeated), CUDA events, median of 5 after a warm-up", gpu.name, gpu.arch);
+    let res: Vec<String> = gpu.kernel_resources().iter().map(|(n, r, l)| format!("{n} {r} regs/{l} B local")).collect();
+    println!("kernels: {}", res.join(", "));
     let src = gpu.alloc(len).map_err(gerr)?;
     let dst = gpu.alloc(len).map_err(gerr)?;
     let _ = gpu.copy_ms(&dst, &src, len).map_err(gerr)?;

@@ -222,6 +222,18 @@ impl Gpu {
         Ok(Gpu { stream, analyze: f("ltb_analyze_blocks")?, encode: f("ltb_encode_blocks")?, decode: f("ltb_decode_blocks")?, arch, name })
     }
 
+    /// Registers per thread and local (spill) bytes of each kernel, for the report.
+    pub fn kernel_resources(&self) -> Vec<(&'static str, i32, i32)> {
+        let attr = |f: sys::CUfunction, a: sys::CUfunction_attribute| {
+            // SAFETY: an attribute query on a loaded function.
+            unsafe { drv::function::get_function_attribute(f, a) }.unwrap_or(-1)
+        };
+        [("analyze", self.analyze), ("encode", self.encode), ("decode", self.decode)]
+            .into_iter()
+            .map(|(n, f)| (n, attr(f, sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_NUM_REGS), attr(f, sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES)))
+            .collect()
+    }
+
     pub fn alloc(&self, len: usize) -> Result<DevBuf, GpuError> {
         // SAFETY: a plain device allocation.
         let ptr = d("cuMemAlloc", unsafe { drv::malloc_sync(len.max(1)) })?;
