@@ -50,6 +50,7 @@ pub unsafe fn extra(extra: *const *mut c_void, layout: Option<&ParamLayout>, mut
         let key = unsafe { *extra.add(i) } as usize;
         match key {
             CU_LAUNCH_PARAM_END => break,
+            // SAFETY: a key is always followed by its value.
             CU_LAUNCH_PARAM_BUFFER_POINTER => buf = unsafe { *extra.add(i + 1) } as *const u8,
             // SAFETY: the value of BUFFER_SIZE points to a size_t.
             CU_LAUNCH_PARAM_BUFFER_SIZE => size = Some(unsafe { *(*extra.add(i + 1) as *const usize) }),

@@ -199,7 +199,12 @@ pub fn any_cuda_call() -> bool {
 /// The whole report as JSON.
 pub fn report_json() -> String {
     let mut s = String::new();
-    let mut root = Obj::open(&mut s);
+    write_report_fields(&mut Obj::open(&mut s));
+    s.push('}');
+    s
+}
+
+fn write_report_fields(root: &mut Obj<'_>) {
     root.num("format_version", 1);
     root.num("pid", std::process::id() as u64);
     root.str("ltshim_version", env!("CARGO_PKG_VERSION"));
@@ -280,9 +285,6 @@ pub fn report_json() -> String {
             o.num(name, get(&FALLBACK_COUNTS[f as usize]));
         }
     });
-    drop(root);
-    s.push('}');
-    s
 }
 
 /// Writes the report to the configured path (`%p` → pid). Called at exit.

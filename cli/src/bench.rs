@@ -157,7 +157,7 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
     let copy_ms = median((0..5).map(|_| gpu.copy_ms(&dst, &src, len).map(|m| m as f64)).collect::<Result<Vec<_>, _>>().map_err(gerr)?);
     let copy_gbps = 2.0 * len as f64 / (copy_ms * 1e-3) / 1e9;
     println!("device-to-device copy: {copy_gbps:.0} GB/s counting bytes read plus written ({:.2} ms for {size_mib} MiB)", copy_ms);
-    println!("{:<26} {:>6} {:>8} {:>9} {:>7} {:>9} {:>7} {:>9}  {}", "input", "codec", "ratio", "enc GB/s", "enc %cp", "dec GB/s", "dec %cp", "max err %", "check");
+    println!("{:<26} {:>6} {:>8} {:>9} {:>7} {:>9} {:>7} {:>9}  check", "input", "codec", "ratio", "enc GB/s", "enc %cp", "dec GB/s", "dec %cp", "max err %");
     let mut rows = Vec::new();
     let mut zvc90: Option<Vec<u8>> = None;
     for (name, kind, dtype, zeros, mode) in CASES {

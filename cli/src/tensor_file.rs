@@ -78,7 +78,7 @@ fn safetensors(path: &str, b: &[u8]) -> Result<Layout, CliError> {
             None => other += size,
         }
     }
-    bytes_by.sort_by(|a, b| b.1.cmp(&a.1));
+    bytes_by.sort_by_key(|x| std::cmp::Reverse(x.1));
     let mixed = bytes_by.len() > 1 || (other > 0 && !bytes_by.is_empty());
     Ok(Layout { dtype: bytes_by.first().map(|x| x.0), header_len: 8 + n, kind: "safetensors", mixed })
 }

@@ -243,8 +243,11 @@ enum Node {
 // SAFETY: test scaffolding; nodes are only touched under the CAPTURE lock or by the owner.
 unsafe impl Send for Node {}
 
+// Node handles are pointers to the boxes: they must not move when the vectors grow.
+#[allow(clippy::vec_box)]
 struct Graph { nodes: Vec<Box<Node>> }
 
+#[allow(clippy::vec_box)]
 static CAPTURE: Mutex<Vec<(usize, Vec<Box<Node>>)>> = Mutex::new(Vec::new());
 
 /// Records the node when `stream` is capturing; returns it back otherwise.
