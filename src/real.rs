@@ -18,7 +18,9 @@ use crate::cuda_abi::*;
 const UNRESOLVED: usize = 0;
 const MISSING: usize = 1;
 
-/// One real function: 0 = not looked up yet, 1 = missing, else the address.
+/// One real function: 0 = not found (yet), else the address. A miss is not remembered: the
+/// library that defines the symbol may be loaded later (frameworks dlopen cuBLAS and cuDNN when
+/// first needed), and a stub that kept answering "missing" would fail the program's calls.
 pub struct RealSlot<F: Copy> {
     name: &'static CStr,
     addr: AtomicUsize,
@@ -52,7 +54,7 @@ impl<F: Copy> RealSlot<F> {
     }
 
     fn resolve(&self) -> usize {
-        let found = resolve_symbol(self.name).unwrap_or(MISSING);
+        let Some(found) = resolve_symbol(self.name) else { return MISSING };
         match self.addr.compare_exchange(UNRESOLVED, found, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => found,
             Err(other) => other,
@@ -69,7 +71,7 @@ impl<F: Copy> RealSlot<F> {
         if current == addr {
             return true;
         }
-        if current == UNRESOLVED || current == MISSING {
+        if current == UNRESOLVED {
             return match self.addr.compare_exchange(current, addr, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => true,
                 Err(now) => now == addr,

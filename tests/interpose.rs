@@ -49,6 +49,8 @@ fn program() -> &'static (PathBuf, PathBuf) {
             .output()
             .expect("run cc");
         assert!(out.status.success(), "cc failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let late = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(dir.join("liblate.so")).arg(src.join("late.c")).output().expect("run cc");
+        assert!(late.status.success(), "cc failed:\n{}", String::from_utf8_lossy(&late.stderr));
         (exe, dir)
     })
 }
@@ -79,10 +81,15 @@ impl Run {
 
 /// Runs a scenario; `preload` false runs it natively.
 fn run(scenario: &str, preload: bool, env: &[(&str, &str)]) -> Run {
+    run_args(&[scenario], preload, env)
+}
+
+fn run_args(args: &[&str], preload: bool, env: &[(&str, &str)]) -> Run {
     let (exe, _) = program();
+    let scenario = args[0];
     let stats = tempfile_path(scenario);
     let mut cmd = Command::new(exe);
-    cmd.arg(scenario);
+    cmd.args(args);
     for (k, _) in std::env::vars() {
         if k.starts_with("LTSHIM_") {
             cmd.env_remove(k);
@@ -193,6 +200,16 @@ fn host_to_device_pointer_arrays_flag_their_targets() {
     let s = r.stats();
     assert_eq!(n(s, "buffers.live_by_flag.pointed_from_device"), r.did("pointed"));
     assert_eq!(n(s, "h2d_scan.pointer_words"), r.did("pointed"));
+}
+
+#[test]
+fn a_library_loaded_after_the_lookups_still_gets_its_calls() {
+    // Regression: a symbol not found at the first lookup was remembered as missing, so a
+    // cuBLAS or cuDNN loaded later had every call through our stub answered "not initialized".
+    let late = program().1.join("liblate.so");
+    let r = run_args(&["late_library", late.to_str().unwrap()], true, &[]);
+    r.assert_ok();
+    assert!(r.stdout().contains("did late ok"));
 }
 
 #[test]

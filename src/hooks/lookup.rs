@@ -22,13 +22,19 @@ use crate::stats;
 pub const MISSING: i32 = CUDA_ERROR_NOT_FOUND;
 pub const PRIMITIVE: bool = false;
 
-/// Our stub for a pointer that is the real function behind a hook, if any.
+/// Our stub for a pointer that is the real function behind a hook, if any. The CUDA lookups
+/// only hand out driver functions, so only the driver's hooks are compared (resolving the
+/// others here would look for cuBLAS or cuDNN symbols that may not be loaded yet).
 fn stub_for_real_pointer(p: *mut c_void) -> Option<*mut c_void> {
     if p.is_null() || crate::state::is_passthrough() {
         return None;
     }
     let addr = p as usize;
-    HOOKS.iter().find(|h| h.slot.address() == addr).map(|h| h.stub as *mut c_void)
+    HOOKS
+        .iter()
+        .filter(|h| home_library(h.name.to_bytes()) == b"libcuda.so")
+        .find(|h| h.slot.address() == addr)
+        .map(|h| h.stub as *mut c_void)
 }
 
 /// Replaces `*pfn` by our stub when it is a hooked function.

@@ -280,6 +280,20 @@ static int forked(void) {
     return 0;
 }
 
+/* A library loaded after the lookup hooks ran: its hooked function must still reach it. */
+static int late_library(const char *path) {
+    void *p = NULL; int st;
+    CHECK(cuGetProcAddress_v2("cuLaunchKernel", &p, 12000, 0, &st)); /* lookups run first */
+    typedef int (*zgemm_t)(void);
+    zgemm_t before = (zgemm_t)dlsym(RTLD_DEFAULT, "cublasZgemmStridedBatched");
+    EXPECT(before != NULL, "the preloaded library exports the hook");
+    EXPECT(dlopen(path, RTLD_NOW | RTLD_GLOBAL) != NULL, "dlopen %s: %s", path, dlerror());
+    int rc = before();
+    EXPECT(rc == 42, "the call through the hook returned %d, not the late library's 42", rc);
+    printf("did late ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
     const char *what = argc > 1 ? argv[1] : "";
@@ -289,6 +303,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "lookups")) return lookups();
     if (!strcmp(what, "threads")) return threads();
     if (!strcmp(what, "fork")) return forked();
+    if (!strcmp(what, "late_library") && argc > 2) return late_library(argv[2]);
     fprintf(stderr, "usage: interpose paths|pointer_array|layout_unknown|lookups|threads|fork\n");
     return 2;
 }

@@ -509,7 +509,9 @@ checked_gemm!(cublasDgemm_v2, cublasCgemm_v2, cublasZgemm_v2);
 macro_rules! checked_strided { ($($f:ident),*) => {$(
     #[no_mangle] pub unsafe extern "C" fn $f(_h: Handle, _ta: c_int, _tb: c_int, _m: c_int, _n: c_int, _k: c_int, _al: *const c_void, a: *const c_void, _lda: c_int, _sa: i64, b: *const c_void, _ldb: c_int, _sb: i64, _be: *const c_void, c: *mut c_void, _ldc: c_int, _sc: i64, _bt: c_int) -> c_int { all_device(&[a, b, c as _]) }
 )*}; }
-checked_strided!(cublasSgemmStridedBatched, cublasDgemmStridedBatched, cublasCgemmStridedBatched, cublasZgemmStridedBatched);
+// cublasZgemmStridedBatched is left out on purpose: tests/c/late.c defines it, in a library
+// the test program loads only after the lookup hooks have run (see `late_library`).
+checked_strided!(cublasSgemmStridedBatched, cublasDgemmStridedBatched, cublasCgemmStridedBatched);
 #[no_mangle] pub unsafe extern "C" fn cublasGemmEx(_h: Handle, _ta: c_int, _tb: c_int, _m: c_int, _n: c_int, _k: c_int, _al: *const c_void, a: *const c_void, _at: c_int, _lda: c_int, b: *const c_void, _bt: c_int, _ldb: c_int, _be: *const c_void, c: *mut c_void, _ct: c_int, _ldc: c_int, _comp: c_int, _algo: c_int) -> c_int { all_device(&[a, b, c as _]) }
 #[no_mangle] pub unsafe extern "C" fn cublasGemmStridedBatchedEx(_h: Handle, _ta: c_int, _tb: c_int, _m: c_int, _n: c_int, _k: c_int, _al: *const c_void, a: *const c_void, _at: c_int, _lda: c_int, _sa: i64, b: *const c_void, _bt: c_int, _ldb: c_int, _sb: i64, _be: *const c_void, c: *mut c_void, _ct: c_int, _ldc: c_int, _sc: i64, _batch: c_int, _comp: c_int, _algo: c_int) -> c_int { all_device(&[a, b, c as _]) }
 /// D = C + A, elementwise over `workspace_size` bytes read as f32 (a checkable stand-in).
