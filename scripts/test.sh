@@ -11,6 +11,7 @@ print(next((d for p in dirs for d in glob.glob(p + "/nvidia/cu13/lib") if glob.g
 PY
 )
 if [ -n "$nvrtc" ]; then export LD_LIBRARY_PATH="$nvrtc${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; fi
+python3 -c "import numpy, matplotlib, pytest" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check -r harness/requirements-ci.txt
 cargo build --workspace --quiet
 cargo test --workspace --quiet
 python3 -m pytest -q harness/tests
