@@ -71,6 +71,17 @@ __device__ __forceinline__ u16 f32_to_f16(float v) {
     return sign | (u16)r;
 }
 
+// The bits of x in a float dtype (rounded to nearest even for the narrow ones).
+__device__ __forceinline__ u32 to_bits(int dt, float x) {
+    if (dt == DT_F32) return __float_as_uint(x);
+    return dt == DT_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
+}
+
+// int8g's quantised value of x for a group scale s (ltblock/src/codec/int8g.rs).
+__device__ __forceinline__ int int8g_q(float x, float s) {
+    return s > 0.0f ? (int)fmaxf(-127.0f, fminf(127.0f, roundf(x / s))) : 0;
+}
+
 // Element i of a block as f32, and x rounded to the dtype and read back (what decode yields).
 __device__ __forceinline__ float load_elem(const u8* p, int dt, u32 i) {
     if (dt == DT_F32) return ((const float*)p)[i];
@@ -83,7 +94,7 @@ __device__ __forceinline__ float round_to(int dt, float x) {
 }
 __device__ __forceinline__ void store_elem(u8* p, int dt, u32 i, float x) {
     if (dt == DT_F32) ((float*)p)[i] = x;
-    else ((u16*)p)[i] = dt == DT_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
+    else ((u16*)p)[i] = (u16)to_bits(dt, x);
 }
 
 // ---- reductions over the CTA (all threads must call) ----

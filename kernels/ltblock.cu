@@ -54,7 +54,7 @@ __device__ float int8g_measure(const u8* in, int dt, u32 n, u32 G, float* scales
         double e = 0.0, r = 0.0;
         for (u32 j = lane; j < glen; j += 32) {
             float v = load_elem(in, dt, start + j);
-            int q = s > 0.0f ? (int)fmaxf(-127.0f, fminf(127.0f, roundf(v / s))) : 0;
+            int q = int8g_q(v, s);
             float d = round_to(dt, (float)q * s);
             double diff = (double)d - (double)v;
             e = __dadd_rn(e, __dmul_rn(diff, diff));
@@ -160,11 +160,10 @@ __device__ void encode_vectors(const EncodeParams& p, const u8* in, u32 len, u32
                 u32 i = v * E + k;
                 float sc = scales[i / p.group];
                 float x = load_elem((const u8*)&u.q, p.dtype, k);
-                int q = sc > 0.0f ? (int)fmaxf(-127.0f, fminf(127.0f, roundf(x / sc))) : 0;
+                int q = int8g_q(x, sc);
                 qw[k / 4] |= ((u32)(u8)(i8)q) << (8 * (k % 4));
                 float dx = (float)q * sc;
-                if (p.dtype == DT_F32) dq.e[k] = (T)__float_as_uint(dx);
-                else dq.e[k] = (T)(p.dtype == DT_BF16 ? f32_to_bf16(dx) : f32_to_f16(dx));
+                dq.e[k] = (T)to_bits(p.dtype, dx);
             }
             u32* qout = (u32*)(payload + groups * 4) + v * E / 4;
 #pragma unroll
@@ -211,10 +210,10 @@ __device__ void encode_vectors(const EncodeParams& p, const u8* in, u32 len, u32
                     u32 i = at / sizeof(T);
                     float sc = scales[i / p.group];
                     float x = load_elem(in, p.dtype, i);
-                    int q = sc > 0.0f ? (int)fmaxf(-127.0f, fminf(127.0f, roundf(x / sc))) : 0;
+                    int q = int8g_q(x, sc);
                     ((i8*)(payload + groups * 4))[i] = (i8)q;
                     float dx = (float)q * sc;
-                    bits = p.dtype == DT_F32 ? __float_as_uint(dx) : (p.dtype == DT_BF16 ? f32_to_bf16(dx) : f32_to_f16(dx));
+                    bits = to_bits(p.dtype, dx);
                     dword |= bits << (8 * k);
                 }
                 sd += ltsum_term(dword, pos / 4);
@@ -283,9 +282,7 @@ struct DecodeCtx {
 __device__ __forceinline__ u32 int8g_elem_bits(const DecodeCtx& c, u32 i) {
     const float* scales = (const float*)c.payload;
     const i8* q = (const i8*)(c.payload + c.groups * 4);
-    float x = (float)q[i] * scales[i / c.group];
-    if (c.dt == DT_F32) return __float_as_uint(x);
-    return c.dt == DT_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
+    return to_bits(c.dt, (float)q[i] * scales[i / c.group]);
 }
 
 template <typename T>
@@ -315,7 +312,7 @@ __device__ __forceinline__ uint4 int8g_vector(const DecodeCtx& c, u32 v, bool wh
 #pragma unroll
             for (u32 j = 0; j < 4; j++) {
                 float x = (float)(i8)(qs >> (8 * j)) * s;
-                u.e[4 * k + j] = (T)(c.dt == DT_F32 ? __float_as_uint(x) : (c.dt == DT_BF16 ? f32_to_bf16(x) : f32_to_f16(x)));
+                u.e[4 * k + j] = (T)to_bits(c.dt, x);
             }
         }
         return u.q;

@@ -238,10 +238,7 @@ macro_rules! driver_uses {
     ($( fn $name:ident($($arg:ident : $ty:ty),*) -> $ret:ty; )*) => {
         pub struct Uses { $( pub $name: RealSlot<unsafe extern "C" fn($($ty),*) -> $ret>, )* }
         /// Functions the library calls itself (driver API first: it has no sticky error).
-        pub static USES: Uses = Uses { $( $name: RealSlot::new(
-            // SAFETY: the literal is NUL-terminated by concat! and has no interior NUL.
-            unsafe { CStr::from_bytes_with_nul_unchecked(concat!(stringify!($name), "\0").as_bytes()) }
-        ), )* };
+        pub static USES: Uses = Uses { $( $name: RealSlot::new(cstr(concat!(stringify!($name), "\0").as_bytes())), )* };
     };
 }
 
@@ -262,7 +259,7 @@ driver_uses! {
     fn cudnnBackendGetAttribute(desc: Handle, name: c_int, kind: c_int, requested: i64, count: *mut i64, array: *mut c_void) -> cudnnStatus_t;
 }
 
-/// Used by the generated hook table: `c"name"` for a hook.
+/// `c"name"` from a `concat!`-built literal (checked at compile time), for the generated tables.
 pub const fn cstr(bytes: &'static [u8]) -> &'static CStr {
     match CStr::from_bytes_with_nul(bytes) {
         Ok(s) => s,

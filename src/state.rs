@@ -104,9 +104,3 @@ impl Drop for HookGuard {
         let _ = THREAD.try_with(|t| t.set(self.saved));
     }
 }
-
-/// Marks a thread of our own (none yet; packing workers will be): all hooks pass through.
-#[allow(dead_code)]
-pub fn mark_internal_thread() {
-    THREAD.with(|t| t.set(BUSY));
-}

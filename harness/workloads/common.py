@@ -39,11 +39,17 @@ def setup(args, deterministic=True):
         torch.backends.cudnn.deterministic = True
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    limit = args.device_limit or os.environ.get("HARNESS_DEVICE_LIMIT")
+    apply_device_limit(args.device_limit)
+    return torch.device("cuda")
+
+
+def apply_device_limit(limit):
+    """Caps this process's GPU memory (--device-limit, else $HARNESS_DEVICE_LIMIT from compare.py)."""
+    import torch
+    limit = limit or os.environ.get("HARNESS_DEVICE_LIMIT")
     if limit:
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, parse_size(limit) / total))
-    return torch.device("cuda")
 
 
 def finish(args, outputs, metrics):

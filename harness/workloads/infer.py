@@ -13,7 +13,6 @@ prefill and decode tokens/s, peak memory). Runs alone: `python3 infer.py --param
 """
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -29,7 +28,7 @@ PROMPT = ("The quick brown fox jumps over the lazy dog. Compression of GPU memor
           "that almost fits run on the card it has, ")
 
 
-from common import parse_size  # noqa: E402
+from common import apply_device_limit, parse_size  # noqa: E402
 
 
 def build_model(args, dtype):
@@ -81,10 +80,7 @@ def main():
     if args.offload:
         args.max_gpu_memory = parse_size(args.max_gpu_memory)
     torch.backends.cuda.matmul.allow_tf32 = False
-    limit = args.device_limit or os.environ.get("HARNESS_DEVICE_LIMIT")
-    if limit:
-        total = torch.cuda.get_device_properties(0).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, parse_size(limit) / total))
+    apply_device_limit(args.device_limit)
     t0 = time.perf_counter()
     model = build_model(args, torch.bfloat16)
     model.eval()
