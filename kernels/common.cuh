@@ -15,7 +15,7 @@ typedef unsigned long long u64;
 
 enum { CODEC_RAW = 0, CODEC_ZVC = 1, CODEC_INT8G = 2 };
 enum { DT_U8 = 0, DT_F16 = 1, DT_BF16 = 2, DT_F32 = 3 };
-enum { ST_OK = 0, ST_MAGIC = 1, ST_CODEC = 2, ST_LENGTH = 3, ST_CHECKSUM = 4, ST_DTYPE = 5 };
+enum { ST_OK = 0, ST_MAGIC = 1, ST_CODEC = 2, ST_LENGTH = 3, ST_CHECKSUM = 4, ST_DTYPE = 5, ST_ALIGN = 6 };
 
 __device__ __forceinline__ u32 fmix32(u32 h) {
     h ^= h >> 16; h *= 0x85ebca6bu; h ^= h >> 13; h *= 0xc2b2ae35u; h ^= h >> 16;
@@ -77,10 +77,35 @@ __device__ __forceinline__ u32 to_bits(int dt, float x) {
     return dt == DT_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
 }
 
-// int8g's quantised value of x for a group scale s (ltblock/src/codec/int8g.rs).
-__device__ __forceinline__ int int8g_q(float x, float s) {
-    return s > 0.0f ? (int)fmaxf(-127.0f, fminf(127.0f, roundf(x / s))) : 0;
+// ---- int8g (ltblock/src/codec/int8g.rs) ----
+// A group's scale and inverse from its largest magnitude (both 0 below 2^-120).
+__device__ __forceinline__ void int8g_scale(float amax, float* s, float* inv) {
+    if (amax < 7.52316384526264e-37f) { *s = 0.0f; *inv = 0.0f; }
+    else { *s = amax / 127.0f; *inv = 127.0f / amax; }
 }
+// rint(x * inv) clamped to +-127, plus 1.5 * 2^23: adding the constant rounds to the nearest
+// even integer, and the low byte of the sum's bits is q as an i8. |x * inv| <= ~127 always.
+#define INT8G_MAGIC 12582912.0f
+__device__ __forceinline__ float int8g_biased(float x, float inv) {
+    float t = x * inv + INT8G_MAGIC;  // two roundings: --fmad=false keeps them apart
+    return fminf(fmaxf(t, INT8G_MAGIC - 127.0f), INT8G_MAGIC + 127.0f);
+}
+// Byte k of a word of q values as a float, without a conversion instruction: (q ^ 0x80) is
+// q + 128 in 0..255, placed in the low mantissa bits of 1.5 * 2^23.
+__device__ __forceinline__ float int8g_byte(u32 flipped_word, u32 k) {
+    return __uint_as_float(__byte_perm(flipped_word, 0x4B400000u, 0x7640u | k)) - (INT8G_MAGIC + 128.0f);
+}
+
+// An element's bits (of a w-byte dtype) as f32, and its magnitude as u32 bits (ordered like
+// the magnitudes; Inf and NaN compare above every finite value).
+template <typename T>
+__device__ __forceinline__ float elem_f32(T bits, int dt) {
+    if (sizeof(T) == 4) return __uint_as_float((u32)bits);
+    if (sizeof(T) == 2) return dt == DT_BF16 ? bf16_to_f32((u16)bits) : f16_to_f32((u16)bits);
+    return (float)bits;
+}
+template <typename T>
+__device__ __forceinline__ u32 abs_bits(T bits, int dt) { return __float_as_uint(elem_f32<T>(bits, dt)) & 0x7fffffffu; }
 
 // Element i of a block as f32, and x rounded to the dtype and read back (what decode yields).
 __device__ __forceinline__ float load_elem(const u8* p, int dt, u32 i) {
@@ -108,6 +133,32 @@ __device__ __forceinline__ u32 block_sum_u32(u32 v, u32* scratch) {
     for (int w = 0; w < LTB_WARPS; w++) total += scratch[w];
     __syncthreads();
     return total;
+}
+
+// The f32 sum over the CTA in a fixed order (ltblock's int8g::block_sum): an xor butterfly in
+// each warp, then the warps' sums added in order.
+__device__ __forceinline__ float block_sum_f32(float v, float* scratch) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(FULL_MASK, v, off);
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float total = 0.0f;
+    for (int w = 0; w < LTB_WARPS; w++) total += scratch[w];
+    __syncthreads();
+    return total;
+}
+
+__device__ __forceinline__ u32 block_max_u32(u32 v, u32* scratch) {
+    for (int off = 16; off > 0; off >>= 1) v = max(v, __shfl_xor_sync(FULL_MASK, v, off));
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    u32 m = 0;
+    for (int w = 0; w < LTB_WARPS; w++) m = max(m, scratch[w]);
+    __syncthreads();
+    return m;
 }
 
 // Exclusive scan of `count` u32 values in shared memory, in place; returns the total.

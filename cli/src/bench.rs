@@ -122,7 +122,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, CliError> {
                                      "max_rel_l2": err / 100.0, "bytes": len, "mode": if mode == Mode::Lossy { "lossy" } else { "lossless" }}));
     }
     if let Some(p) = json_path {
-        let doc = serde_json::json!({"device": "cpu (one core): GPU kernels not built yet", "inputs_mib": size_mib, "rows": rows});
+        let doc = serde_json::json!({"device": "cpu (one core): no GPU found", "inputs_mib": size_mib, "rows": rows});
         std::fs::write(&p, serde_json::to_string_pretty(&doc).unwrap()).map_err(|e| CliError(format!("cannot write {p}: {e}")))?;
     }
     Ok(ExitCode::SUCCESS)
@@ -144,12 +144,67 @@ fn blocks(packed: &[u8]) -> Vec<&[u8]> {
     (0..count).map(|b| &packed[off(b)..off(b + 1)]).collect()
 }
 
+/// Odd lengths, partial blocks and elements, every int8g group-size path of the kernels (a
+/// power of two, a multiple of the vector that is not one, one that splits vectors, groups
+/// larger than a warp, too many groups), NaN, a group below 2^-120 and -0.0: the whole GPU
+/// buffer (header, index, blocks) must equal the CPU reference's, and so must its decode.
+fn exactness_sweep(gpu: &ltgpu::Gpu) -> Result<(serde_json::Value, bool), CliError> {
+    let mut cases: Vec<(&str, DType, f64, Mode, u32, usize)> = Vec::new();
+    for g in [128, 32, 48, 100, 1024, 16] {
+        cases.push(("weights", DType::BF16, 0.0, Mode::Lossy, g, 3 * 65536 + 4099));
+    }
+    for dtype in [DType::F16, DType::F32] {
+        for g in [128, 100] {
+            cases.push(("weights", dtype, 0.0, Mode::Lossy, g, 2 * 65536 + 1003));
+        }
+    }
+    cases.push(("special", DType::BF16, 0.0, Mode::Lossy, 128, 4 * 65536));
+    cases.push(("relu", DType::BF16, 0.9, Mode::Lossless, 128, 65536 + 77));
+    cases.push(("relu", DType::F32, 0.5, Mode::Lossy, 128, 2 * 65536 + 30));
+    cases.push(("random", DType::U8, 0.0, Mode::Lossy, 128, 65536 + 5));
+    cases.push(("zeros", DType::F32, 0.0, Mode::Lossless, 128, 100));
+    let (mut bad, mut results) = (Vec::new(), Vec::new());
+    for (kind, dtype, zeros, mode, group, len) in cases {
+        let mut data = input(if kind == "special" { "weights" } else { kind }, dtype, zeros, len);
+        if kind == "special" {
+            // block 1: a NaN; block 2: a group of tiny values and -0.0; block 3: a huge value
+            data[65536 + 10..65536 + 12].copy_from_slice(&0x7fc0u16.to_le_bytes());
+            for i in 0..128 {
+                data[2 * 65536 + 2 * i..2 * 65536 + 2 * i + 2].copy_from_slice(&(if i % 2 == 0 { 0x0001u16 } else { 0x8000 }).to_le_bytes());
+            }
+            data[3 * 65536 + 6..3 * 65536 + 8].copy_from_slice(&0x7e00u16.to_le_bytes());
+        }
+        let opts = ltgpu::GpuEncode { dtype, lossy: mode == Mode::Lossy, group, max_rel_l2: 0.01 };
+        let cpu = ltblock::encode(&data, &EncodeOptions { mode, dtype, group: group as usize, ..Default::default() });
+        let dev_in = gpu.upload(&data).map_err(gerr)?;
+        let packed = gpu.encode(dev_in.ptr, len, opts).map_err(gerr)?;
+        let gpu_bytes = gpu.download(packed.buf.ptr, packed.len).map_err(gerr)?;
+        let out = gpu.alloc(len).map_err(gerr)?;
+        let decoded = gpu.decode(&ltgpu::descs_for(&packed, out.ptr)).and_then(|_| gpu.download(out.ptr, len));
+        let expect = ltblock::decode(&cpu).map_err(|e| CliError(e.to_string()))?;
+        let name = format!("{kind} {dtype:?} G={group} {len} B");
+        let same = gpu_bytes == cpu;
+        let dec_same = matches!(&decoded, Ok(d) if *d == expect);
+        if !same || !dec_same {
+            bad.push(format!("{name}: packed {} ({} vs {} B), decode {}", if same { "same" } else { "DIFFERS" }, gpu_bytes.len(), cpu.len(),
+                             match &decoded { Ok(_) if dec_same => "same".to_string(), Ok(_) => "DIFFERS".to_string(), Err(e) => e.to_string() }));
+        }
+        results.push(serde_json::json!({"case": name, "packed_identical": same, "decode_identical": dec_same}));
+    }
+    if bad.is_empty() {
+        println!("exactness sweep: {} cases (odd lengths, group sizes, NaN, tiny groups): GPU buffers and decodes identical to the CPU reference", results.len());
+    } else {
+        println!("exactness sweep: MISMATCH in {} of {} cases:\n  {}", bad.len(), results.len(), bad.join("\n  "));
+    }
+    Ok((serde_json::Value::Array(results), bad.is_empty()))
+}
+
 fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Result<ExitCode, CliError> {
     let len = size_mib << 20;
     let tile_len = (64usize << 20).min(len);
     println!("ltshim bench: {} ({}), {size_mib} MiB inputs (a 64 MiB generated tile repeated), CUDA events, median of 5 after a warm-up", gpu.name, gpu.arch);
     let res: Vec<String> = gpu.kernel_resources().iter().map(|(n, r, l)| format!("{n} {r} regs/{l} B local")).collect();
-    println!("kernels: {}", res.join(", "));
+    println!("kernels: {} (cubin: {})", res.join(", "), gpu.cubin_source);
     let src = gpu.alloc(len).map_err(gerr)?;
     let dst = gpu.alloc(len).map_err(gerr)?;
     let _ = gpu.copy_ms(&dst, &src, len).map_err(gerr)?;
@@ -159,6 +214,7 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
     println!("{:<26} {:>6} {:>8} {:>9} {:>7} {:>9} {:>7} {:>9}  check", "input", "codec", "ratio", "enc GB/s", "enc %cp", "dec GB/s", "dec %cp", "max err %");
     let mut rows = Vec::new();
     let mut zvc90: Option<Vec<u8>> = None;
+    let mut all_exact = true;
     for (name, kind, dtype, zeros, mode) in CASES {
         let tile = input(kind, dtype, zeros, tile_len);
         let mut host = Vec::with_capacity(len);
@@ -201,11 +257,14 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
         println!("{:<26} {:>6} {:>7.3}x {:>9.0} {:>6.0}% {:>9.0} {:>6.0}% {:>9.4}  {}", name, codecs.join("+"), ratio, enc_gbps, enc_frac * 100.0, dec_gbps, dec_frac * 100.0, err, check);
         rows.push(serde_json::json!({"input": name, "codecs": codecs, "ratio": ratio, "encode_ms": enc_ms, "decode_ms": dec_ms,
             "encode_gbps_input": enc_gbps, "decode_gbps_input": dec_gbps, "encode_fraction_of_copy": enc_frac, "decode_fraction_of_copy": dec_frac,
-            "host_scan_ms": packed.scan_ms, "max_rel_l2": err / 100.0, "blocks": gb.len(), "blocks_mismatched": mismatched, "decode_exact": decode_ok}));
+            "first_encode_ms": {"analyze": packed.analyze_ms, "scan": packed.scan_ms, "encode": packed.encode_ms}, "max_rel_l2": err / 100.0, "blocks": gb.len(), "blocks_mismatched": mismatched, "decode_exact": decode_ok}));
         if mismatched != 0 || !decode_ok {
+            all_exact = false;
             eprintln!("ltshim bench: GPU output differs from the CPU reference for {name}");
         }
     }
+    let (sweep, sweep_exact) = exactness_sweep(gpu)?;
+    all_exact &= sweep_exact;
     // many small buffers (PyTorch segments), decoded in one launch
     let tile = zvc90.expect("the 90% case ran");
     let mut small = Vec::new();
@@ -222,12 +281,17 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
         let packed_total: usize = packs.iter().map(|p| p.len).sum();
         let frac = (count * seg + packed_total) as f64 / (ms * 1e-3) / 1e9 / copy_gbps;
         let check = gpu.download(out.ptr + ((count - 1) * seg) as u64, seg).map_err(gerr)? == tile[..seg.min(tile.len())].repeat(seg.div_ceil(tile.len()))[..seg];
+        all_exact &= check;
         println!("decode of {count} x {seg_mib} MiB bf16 90%-zero buffers in one launch: {:.0} GB/s of output, {:.0}% of copy, last buffer exact: {check}", (count * seg) as f64 / (ms * 1e-3) / 1e9, frac * 100.0);
         small.push(serde_json::json!({"buffer_mib": seg_mib, "buffers": count, "decode_ms": ms, "fraction_of_copy": frac, "exact": check}));
     }
     if let Some(p) = json_path {
-        let doc = serde_json::json!({"device": gpu.name, "arch": gpu.arch, "inputs_mib": size_mib, "copy_gbps_read_plus_write": copy_gbps, "rows": rows, "small_buffers": small});
+        let doc = serde_json::json!({"device": gpu.name, "arch": gpu.arch, "inputs_mib": size_mib, "copy_gbps_read_plus_write": copy_gbps, "rows": rows, "small_buffers": small, "exactness_sweep": sweep});
         std::fs::write(&p, serde_json::to_string_pretty(&doc).unwrap()).map_err(|e| CliError(format!("cannot write {p}: {e}")))?;
+    }
+    if !all_exact {
+        eprintln!("ltshim bench: the GPU's output differs from the CPU reference (see above)");
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

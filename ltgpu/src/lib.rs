@@ -16,9 +16,14 @@ use std::ffi::{c_void, CString};
 use cudarc::driver::{result as drv, sys};
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys};
 
+pub mod cache;
+
 pub const COMMON: &str = include_str!("../../kernels/common.cuh");
 pub const LTBLOCK: &str = include_str!("../../kernels/ltblock.cu");
 pub const THREADS: u32 = 256;
+/// NVRTC options besides the architecture: no multiply-add contraction (the CPU reference has
+/// none, and results must match it bit for bit).
+pub const OPTIONS: [&str; 2] = ["--fmad=false", "--std=c++17"];
 
 #[derive(Debug)]
 pub enum GpuError {
@@ -55,6 +60,7 @@ pub fn status_name(s: u32) -> &'static str {
         3 => "payload length",
         4 => "checksum mismatch",
         5 => "unknown dtype",
+        6 => "block or output not 16-byte aligned",
         _ => "unknown status",
     }
 }
@@ -76,7 +82,7 @@ pub fn compile(arch: &str) -> Result<Vec<u8>, GpuError> {
     }
     let src = CString::new(source()).map_err(|e| GpuError::Nvrtc(e.to_string()))?;
     let prog = nvrtc::create_program(&src, Some(c"ltblock.cu")).map_err(|e| GpuError::Nvrtc(format!("{e:?}")))?;
-    let options = vec![format!("--gpu-architecture={arch}"), "--fmad=false".to_string(), "--std=c++17".to_string()];
+    let options: Vec<String> = std::iter::once(format!("--gpu-architecture={arch}")).chain(OPTIONS.iter().map(|o| o.to_string())).collect();
     // SAFETY: prog was just created and is destroyed below, once.
     let compiled = unsafe { nvrtc::compile_program(prog, &options) };
     let result = match compiled {
@@ -104,6 +110,18 @@ pub fn compile(arch: &str) -> Result<Vec<u8>, GpuError> {
     result
 }
 
+/// NVRTC's (major, minor) version; None when it cannot be loaded.
+pub fn nvrtc_version() -> Option<(i32, i32)> {
+    // SAFETY: only tries to dlopen candidate names of the NVRTC library.
+    if !unsafe { nvrtc_sys::is_culib_present() } {
+        return None;
+    }
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: NVRTC is loaded; both out-parameters are valid.
+    let rc = unsafe { nvrtc_sys::nvrtcVersion(&mut major, &mut minor) };
+    (rc == nvrtc_sys::nvrtcResult::NVRTC_SUCCESS).then_some((major, minor))
+}
+
 /// Options of a GPU encode, as in `ltblock::EncodeOptions` (no lossless prefix on the GPU).
 #[derive(Clone, Copy, Debug)]
 pub struct GpuEncode {
@@ -123,8 +141,8 @@ struct EncodeParams {
     lossy: i32,
     group: u32,
     max_rel_l2: f32,
-    /// Scratch for analyse to hand int8g scales to encode: `max_groups` f32 per block.
-    scales: u64,
+    /// Scratch for analyse to hand each int8g group's max |x| to encode: `max_groups` f32 per block.
+    amax: u64,
     max_groups: u32,
 }
 
@@ -141,15 +159,32 @@ pub struct BlockChoice {
 #[derive(Clone, Copy)]
 struct EncodeTarget {
     out: u64,
-    offsets: u64,
     choice: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ScanParams {
+    out: u64,
+    choice: u64,
+    total: u64,
+    len: u64,
+    count: u32,
+    block_size: u32,
+    dtype: i32,
+    lossy: i32,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct DecodeDesc {
+    /// The block's header (16-byte aligned).
     pub block: u64,
+    /// Where its bytes go (16-byte aligned).
     pub out: u64,
+    /// Bytes readable from `block` on (to the next block in the index): the kernel reads
+    /// nothing past it, whatever the header says.
+    pub extent: u64,
 }
 
 /// Device memory, freed on drop.
@@ -169,24 +204,28 @@ impl Drop for DevBuf {
 
 /// A packed buffer on the device.
 pub struct Packed {
+    /// Allocated for the largest possible result (every block raw); `len` bytes are used.
     pub buf: DevBuf,
     pub len: usize,
-    /// Offset of each block's header, and the end.
+    /// Offset of each block's header, and the end (the buffer's index, read back).
     pub offsets: Vec<u64>,
     pub choices: Vec<BlockChoice>,
-    /// Kernel times in milliseconds (analyse, encode) and the host's scan of block sizes.
+    /// Kernel times in milliseconds: analyse, the scan of block sizes, encode.
     pub analyze_ms: f32,
+    pub scan_ms: f32,
     pub encode_ms: f32,
-    pub scan_ms: f64,
 }
 
 pub struct Gpu {
     stream: sys::CUstream,
     analyze: sys::CUfunction,
+    scan: sys::CUfunction,
     encode: sys::CUfunction,
     decode: sys::CUfunction,
     pub arch: String,
     pub name: String,
+    /// Where the cubin came from: "compiled" or the cache file it was read from.
+    pub cubin_source: String,
 }
 
 struct Events(sys::CUevent, sys::CUevent);
@@ -213,13 +252,31 @@ impl Gpu {
         };
         let arch = format!("sm_{major}{minor}");
         let name = drv::device::get_name(dev).unwrap_or_else(|_| "unknown GPU".into());
-        let cubin = compile(&arch)?;
-        // SAFETY: cubin is a complete image for this device's architecture.
-        let module = d("cuModuleLoadData", unsafe { drv::module::load_data(cubin.as_ptr() as *const c_void) })?;
+        let (cubin, cubin_source) = cache::compile_cached(cache::dir(), &arch, compile)?;
+        // SAFETY: cubin is a complete image for this device's architecture (NVRTC's output, or
+        // a cache file that starts like one; a bad one makes this call fail, not crash).
+        let module = match d("cuModuleLoadData", unsafe { drv::module::load_data(cubin.as_ptr() as *const c_void) }) {
+            Ok(m) => m,
+            Err(_) if cubin_source != "compiled" => {
+                let fresh = compile(&arch)?;
+                // SAFETY: as above, straight from NVRTC.
+                d("cuModuleLoadData", unsafe { drv::module::load_data(fresh.as_ptr() as *const c_void) })?
+            }
+            Err(e) => return Err(e),
+        };
         // SAFETY: module is loaded; names are the kernels' extern "C" entry points.
         let f = |n: &str| d("cuModuleGetFunction", unsafe { drv::module::get_function(module, CString::new(n).unwrap()) });
         let stream = d("cuStreamCreate", drv::stream::create(drv::stream::StreamKind::NonBlocking))?;
-        Ok(Gpu { stream, analyze: f("ltb_analyze_blocks")?, encode: f("ltb_encode_blocks")?, decode: f("ltb_decode_blocks")?, arch, name })
+        Ok(Gpu {
+            stream,
+            analyze: f("ltb_analyze_blocks")?,
+            scan: f("ltb_scan_blocks")?,
+            encode: f("ltb_encode_blocks")?,
+            decode: f("ltb_decode_blocks")?,
+            arch,
+            name,
+            cubin_source,
+        })
     }
 
     /// Registers per thread and local (spill) bytes of each kernel, for the report.
@@ -228,7 +285,7 @@ impl Gpu {
             // SAFETY: an attribute query on a loaded function.
             unsafe { drv::function::get_function_attribute(f, a) }.unwrap_or(-1)
         };
-        [("analyze", self.analyze), ("encode", self.encode), ("decode", self.decode)]
+        [("analyze", self.analyze), ("scan", self.scan), ("encode", self.encode), ("decode", self.decode)]
             .into_iter()
             .map(|(n, f)| (n, attr(f, sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_NUM_REGS), attr(f, sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES)))
             .collect()
@@ -275,6 +332,9 @@ impl Gpu {
     }
 
     fn launch(&self, f: sys::CUfunction, grid: u32, params: &mut [*mut c_void]) -> Result<(), GpuError> {
+        if grid == 0 {
+            return Ok(());
+        }
         // SAFETY: params point to values laid out as the kernel's parameters (repr(C) mirrors).
         d("cuLaunchKernel", unsafe { drv::launch_kernel(f, (grid, 1, 1), (THREADS, 1, 1), 0, self.stream, params) })
     }
@@ -289,6 +349,9 @@ impl Gpu {
 
     /// The kernels' parameters, and the scratch they share.
     fn params(&self, input: u64, len: usize, opts: GpuEncode) -> Result<(EncodeParams, DevBuf), GpuError> {
+        if input % 16 != 0 {
+            return Err(GpuError::Driver { call: "encode", error: format!("input {input:#x} is not 16-byte aligned") });
+        }
         let block = ltblock::format::DEFAULT_BLOCK_SIZE;
         let count = len.div_ceil(block);
         let max_groups = if opts.lossy && opts.group > 0 { (block / opts.dtype.width()).div_ceil(opts.group as usize) } else { 0 };
@@ -301,65 +364,80 @@ impl Gpu {
             lossy: opts.lossy as i32,
             group: opts.group,
             max_rel_l2: opts.max_rel_l2,
-            scales: scratch.ptr,
+            amax: scratch.ptr,
             max_groups: max_groups as u32,
         };
         Ok((params, scratch))
     }
 
-    /// Encodes `len` bytes at `input` into LT-Blocks on the GPU.
-    pub fn encode(&self, input: u64, len: usize, opts: GpuEncode) -> Result<Packed, GpuError> {
-        let block = ltblock::format::DEFAULT_BLOCK_SIZE;
-        let count = len.div_ceil(block);
-        let (mut params, _scratch) = self.params(input, len, opts)?;
-        let choices_dev = self.alloc(count * std::mem::size_of::<BlockChoice>())?;
-        let mut cptr = choices_dev.ptr;
-        let analyze_ms = self.timed(|| self.launch(self.analyze, count as u32, &mut [&mut params as *mut _ as *mut c_void, &mut cptr as *mut _ as *mut c_void]))?;
-        let t = std::time::Instant::now();
-        let raw = self.download(choices_dev.ptr, count * 16)?;
-        let choices: Vec<BlockChoice> = raw.chunks_exact(16).map(|c| BlockChoice {
-            codec: u32::from_le_bytes(c[0..4].try_into().unwrap()),
-            payload_len: u32::from_le_bytes(c[4..8].try_into().unwrap()),
-            rel_l2: f32::from_le_bytes(c[8..12].try_into().unwrap()),
-            pad: 0,
-        }).collect();
-        let align = |x: u64| x.div_ceil(16) * 16;
-        let index_end = (ltblock::format::BUFFER_HEADER + 8 * (count + 1)) as u64;
-        let mut offsets = Vec::with_capacity(count + 1);
-        let mut off = align(index_end);
-        for c in &choices {
-            offsets.push(off);
-            off += 32 + align(c.payload_len as u64);
+    /// Launches stage 0 (analyse), 1 (the scan of block sizes, which writes the buffer header
+    /// and index) or 2 (encode) of an encode; the three run in stream order, no host round trip.
+    fn encode_stage(&self, stage: usize, params: &mut EncodeParams, out: u64, choices: u64, total: u64) -> Result<(), GpuError> {
+        let count = params.len.div_ceil(params.block_size as u64) as u32;
+        let mut choices = choices;
+        match stage {
+            0 => self.launch(self.analyze, count, &mut [params as *mut _ as *mut c_void, &mut choices as *mut _ as *mut c_void]),
+            1 => {
+                let mut scan = ScanParams {
+                    out,
+                    choice: choices,
+                    total,
+                    len: params.len,
+                    count,
+                    block_size: params.block_size,
+                    dtype: params.dtype,
+                    lossy: params.lossy,
+                };
+                self.launch(self.scan, 1, &mut [&mut scan as *mut _ as *mut c_void])
+            }
+            _ => {
+                let mut target = EncodeTarget { out, choice: choices };
+                self.launch(self.encode, count, &mut [params as *mut _ as *mut c_void, &mut target as *mut _ as *mut c_void])
+            }
         }
-        offsets.push(off);
-        let scan_ms = t.elapsed().as_secs_f64() * 1e3;
-        let head = buffer_head(opts, len, &offsets);
-        let out = self.alloc(off as usize)?;
-        // SAFETY: out holds `off` >= head.len() bytes.
-        d("cuMemcpyHtoD", unsafe { drv::memcpy_htod_sync(out.ptr, &head) })?;
-        let offsets_dev = self.upload(&offsets.iter().flat_map(|o| o.to_le_bytes()).collect::<Vec<u8>>())?;
-        let mut target = EncodeTarget { out: out.ptr, offsets: offsets_dev.ptr, choice: choices_dev.ptr };
-        let encode_ms = self.timed(|| self.launch(self.encode, count as u32, &mut [&mut params as *mut _ as *mut c_void, &mut target as *mut _ as *mut c_void]))?;
-        Ok(Packed { buf: out, len: off as usize, offsets, choices, analyze_ms, encode_ms, scan_ms })
     }
 
-    /// The analyse and encode kernels again on an already packed layout (for timing).
+    /// Encodes `len` bytes at `input` (16-byte aligned) into LT-Blocks on the GPU.
+    pub fn encode(&self, input: u64, len: usize, opts: GpuEncode) -> Result<Packed, GpuError> {
+        let count = len.div_ceil(ltblock::format::DEFAULT_BLOCK_SIZE);
+        let (mut params, _scratch) = self.params(input, len, opts)?;
+        let choices_dev = self.alloc(count * std::mem::size_of::<BlockChoice>())?;
+        let total = self.alloc(8)?;
+        let out = self.alloc(max_packed_len(len))?;
+        let mut ms = [0f32; 3];
+        for (stage, t) in ms.iter_mut().enumerate() {
+            *t = self.timed(|| self.encode_stage(stage, &mut params, out.ptr, choices_dev.ptr, total.ptr))?;
+        }
+        let [analyze_ms, scan_ms, encode_ms] = ms;
+        let packed_len = u64::from_le_bytes(self.download(total.ptr, 8)?.try_into().unwrap()) as usize;
+        let index = self.download(out.ptr + ltblock::format::BUFFER_HEADER as u64, 8 * (count + 1))?;
+        let offsets = index.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        let raw = self.download(choices_dev.ptr, count * 16)?;
+        let choices = raw
+            .chunks_exact(16)
+            .map(|c| BlockChoice {
+                codec: u32::from_le_bytes(c[0..4].try_into().unwrap()),
+                payload_len: u32::from_le_bytes(c[4..8].try_into().unwrap()),
+                rel_l2: f32::from_le_bytes(c[8..12].try_into().unwrap()),
+                pad: 0,
+            })
+            .collect();
+        Ok(Packed { buf: out, len: packed_len, offsets, choices, analyze_ms, scan_ms, encode_ms })
+    }
+
+    /// Analyse, scan and encode again into `packed`'s buffer (for timing): milliseconds from
+    /// the first kernel's start to the last one's end.
     pub fn reencode_ms(&self, input: u64, len: usize, opts: GpuEncode, packed: &Packed) -> Result<f32, GpuError> {
         let count = len.div_ceil(ltblock::format::DEFAULT_BLOCK_SIZE);
         let (mut params, _scratch) = self.params(input, len, opts)?;
         let choices_dev = self.alloc(count * 16)?;
-        let offsets_dev = self.upload(&packed.offsets.iter().flat_map(|o| o.to_le_bytes()).collect::<Vec<u8>>())?;
-        let mut cptr = choices_dev.ptr;
-        let mut target = EncodeTarget { out: packed.buf.ptr, offsets: offsets_dev.ptr, choice: choices_dev.ptr };
-        self.timed(|| {
-            self.launch(self.analyze, count as u32, &mut [&mut params as *mut _ as *mut c_void, &mut cptr as *mut _ as *mut c_void])?;
-            self.launch(self.encode, count as u32, &mut [&mut params as *mut _ as *mut c_void, &mut target as *mut _ as *mut c_void])
-        })
+        let total = self.alloc(8)?;
+        self.timed(|| (0..3).try_for_each(|stage| self.encode_stage(stage, &mut params, packed.buf.ptr, choices_dev.ptr, total.ptr)))
     }
 
     /// Decodes the blocks the descriptors name, in one launch; checks every block's status.
     pub fn decode(&self, descs: &[DecodeDesc]) -> Result<f32, GpuError> {
-        let bytes: Vec<u8> = descs.iter().flat_map(|x| x.block.to_le_bytes().into_iter().chain(x.out.to_le_bytes())).collect();
+        let bytes: Vec<u8> = descs.iter().flat_map(|x| [x.block, x.out, x.extent]).flat_map(u64::to_le_bytes).collect();
         let descs_dev = self.upload(&bytes)?;
         let status = self.alloc(descs.len() * 4)?;
         let (mut dptr, mut sptr) = (descs_dev.ptr, status.ptr);
@@ -378,29 +456,20 @@ impl Gpu {
 /// Descriptors that decode every block of `packed` into `out` (block b at b * block size).
 pub fn descs_for(packed: &Packed, out: u64) -> Vec<DecodeDesc> {
     let block = ltblock::format::DEFAULT_BLOCK_SIZE as u64;
-    (0..packed.offsets.len() - 1).map(|b| DecodeDesc { block: packed.buf.ptr + packed.offsets[b], out: out + b as u64 * block }).collect()
+    packed
+        .offsets
+        .windows(2)
+        .enumerate()
+        .map(|(b, o)| DecodeDesc { block: packed.buf.ptr + o[0], out: out + b as u64 * block, extent: o[1] - o[0] })
+        .collect()
 }
 
-/// The buffer header, the index and the padding before the first block (see FORMAT.md).
-fn buffer_head(opts: GpuEncode, len: usize, offsets: &[u64]) -> Vec<u8> {
-    let count = offsets.len() - 1;
-    let mut h = Vec::new();
-    h.extend_from_slice(ltblock::format::BUFFER_MAGIC);
-    h.extend_from_slice(&ltblock::format::VERSION.to_le_bytes());
-    h.push(opts.dtype.id());
-    h.push(opts.lossy as u8);
-    h.extend_from_slice(&(ltblock::format::DEFAULT_BLOCK_SIZE as u32).to_le_bytes());
-    h.extend_from_slice(&(count as u32).to_le_bytes());
-    h.extend_from_slice(&(len as u64).to_le_bytes());
-    h.extend_from_slice(&0u64.to_le_bytes());
-    let index: Vec<u8> = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
-    let mut check = h.clone();
-    check.extend_from_slice(&index);
-    h.extend_from_slice(&ltblock::checksum::ltsum32(&check).to_le_bytes());
-    h.extend_from_slice(&0u32.to_le_bytes());
-    h.extend_from_slice(&index);
-    h.resize(offsets[0] as usize, 0);
-    h
+/// The largest packed size of `len` bytes: the header and index, then every block raw.
+pub fn max_packed_len(len: usize) -> usize {
+    let block = ltblock::format::DEFAULT_BLOCK_SIZE;
+    let count = len.div_ceil(block);
+    let head = (ltblock::format::BUFFER_HEADER + 8 * (count + 1)).div_ceil(16) * 16;
+    head + count * 32 + (len / block) * block + (len % block).div_ceil(16) * 16
 }
 
 #[cfg(test)]

@@ -1,12 +1,24 @@
 //! int8g: symmetric int8 with one f32 scale per group of G contiguous elements, lossy, for
-//! f32, f16 and bf16. `scale = max|x| / 127` (0 for an all-zero group); `q = round(x / scale)`
-//! (ties away from zero, clamped to ±127); decoded `x' = q * scale`, rounded to the input
-//! dtype (nearest even). Payload: the scales (little-endian f32), then the q values (i8), then
-//! the bytes of a trailing partial element, raw.
+//! f32, f16 and bf16. For a group whose largest magnitude is `amax`: `scale = amax / 127` and
+//! `inv = 127 / amax` (both 0 when `amax < 2^-120`, so `inv` stays finite); `q =
+//! round_ties_even(x * inv)` clamped to ±127; decoded `x' = q * scale`, rounded to the input
+//! dtype (nearest even). A multiply instead of a division per element, and ties to even, because
+//! the GPU does exactly this in two instructions (docs/FORMAT.md). Payload: the scales
+//! (little-endian f32), then the q values (i8), then the bytes of a trailing partial element, raw.
 //!
 //! The encoder measures the block's own error and refuses the block (None) when it holds NaN
-//! or Inf, or when the relative L2 error `||x' - x|| / ||x||` exceeds the caller's bound.
+//! or Inf, when its largest magnitude is outside [2^-40, 2^40] (where the f32 error sums could
+//! under- or overflow), when it has more than `MAX_GROUPS` groups, or when the relative L2 error
+//! `||x' - x|| / ||x||` exceeds the caller's bound.
 use crate::DType;
+
+/// Most groups in one block: the GPU keeps a block's scales in shared memory.
+pub const MAX_GROUPS: usize = 1024;
+/// Threads of the GPU's per-block reduction; the error sums follow its order (see `block_sum`).
+pub const LANES: usize = 256;
+const TINY: f32 = f32::from_bits(7 << 23); // 2^-120
+const MIN_BLOCK_AMAX: f32 = f32::from_bits(87 << 23); // 2^-40
+const MAX_BLOCK_AMAX: f32 = f32::from_bits(167 << 23); // 2^40
 
 pub struct Encoded {
     pub payload: Vec<u8>,
@@ -21,6 +33,20 @@ pub fn payload_len(n: usize, group: usize, tail: usize) -> usize {
     n.div_ceil(group) * 4 + n + tail
 }
 
+/// A group's (scale, inverse scale).
+pub fn scale_of(amax: f32) -> (f32, f32) {
+    if amax < TINY {
+        (0.0, 0.0)
+    } else {
+        (amax / 127.0, 127.0 / amax)
+    }
+}
+
+/// The quantised value of x as a float integer in [-127, 127].
+pub fn quantize(x: f32, inv: f32) -> f32 {
+    (x * inv).round_ties_even().clamp(-127.0, 127.0)
+}
+
 pub fn encode(bytes: &[u8], dtype: DType, group: usize, max_rel_l2: f32) -> Option<Encoded> {
     if !dtype.is_float() || group == 0 {
         return None;
@@ -28,65 +54,77 @@ pub fn encode(bytes: &[u8], dtype: DType, group: usize, max_rel_l2: f32) -> Opti
     let w = dtype.width();
     let n = bytes.len() / w;
     let tail = &bytes[n * w..];
+    let groups = n.div_ceil(group);
+    if groups > MAX_GROUPS {
+        return None;
+    }
     let x: Vec<f32> = (0..n).map(|i| dtype.load(bytes, i)).collect();
     if x.iter().any(|v| !v.is_finite()) {
         return None;
     }
-    let groups = n.div_ceil(group);
+    let amax: Vec<f32> = x.chunks(group).map(|g| g.iter().fold(0f32, |m, v| m.max(v.abs()))).collect();
+    let block_amax = amax.iter().fold(0f32, |m, &a| m.max(a));
+    if block_amax != 0.0 && !(MIN_BLOCK_AMAX..=MAX_BLOCK_AMAX).contains(&block_amax) {
+        return None;
+    }
     let mut payload = Vec::with_capacity(payload_len(n, group, tail.len()));
-    let mut scales = Vec::with_capacity(groups);
-    for g in x.chunks(group) {
-        let amax = g.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let s = amax / 127.0;
-        scales.push(s);
+    let scales: Vec<(f32, f32)> = amax.iter().map(|&a| scale_of(a)).collect();
+    for (s, _) in &scales {
         payload.extend_from_slice(&s.to_le_bytes());
     }
     let mut decoded = vec![0u8; bytes.len()];
     let mut worst = 0f32;
-    let mut diff = vec![0f64; n];
+    let (mut err, mut refs) = (vec![0f32; n], vec![0f32; n]);
     for (i, &v) in x.iter().enumerate() {
-        let s = scales[i / group];
-        let q = if s > 0.0 { (v / s).round().clamp(-127.0, 127.0) as i8 } else { 0 };
-        payload.push(q as u8);
+        let (s, inv) = scales[i / group];
+        let q = quantize(v, inv);
+        payload.push(q as i8 as u8);
         // exactly what `decode` computes from the stored byte (so a -0.0 quotient is +0)
-        dtype.store(&mut decoded, i, q as f32 * s);
+        dtype.store(&mut decoded, i, (q as i8) as f32 * s);
         let d = dtype.load(&decoded, i);
-        diff[i] = d as f64 - v as f64;
+        let diff = d - v;
+        err[i] = diff * diff;
+        refs[i] = v * v;
         if s > 0.0 {
-            worst = worst.max((d - v).abs() / s);
+            worst = worst.max(diff.abs() / s);
         }
     }
-    let (mut err2, mut ref2) = (0f64, 0f64);
-    for g in 0..groups {
-        let r = g * group..((g + 1) * group).min(n);
-        err2 += warp_sum_of_squares(&diff[r.clone()]);
-        ref2 += warp_sum_of_squares(&x[r].iter().map(|&v| v as f64).collect::<Vec<_>>());
-    }
+    let per_vector = 16 / w;
+    let (err2, ref2) = (block_sum(&err, per_vector), block_sum(&refs, per_vector));
     payload.extend_from_slice(tail);
     decoded[n * w..].copy_from_slice(tail);
-    let rel_l2 = if ref2 > 0.0 { (err2 / ref2).sqrt() as f32 } else if err2 > 0.0 { f32::INFINITY } else { 0.0 };
+    let rel_l2 = if ref2 > 0.0 { (err2 / ref2).sqrt() } else if err2 > 0.0 { f32::INFINITY } else { 0.0 };
     if rel_l2 > max_rel_l2 {
         return None;
     }
     Some(Encoded { payload, decoded, rel_l2, max_abs_over_scale: worst })
 }
 
-/// The sum of squares of one group in the order a GPU warp computes it, so that the GPU and
-/// this reference agree to the bit: lane `l` adds the squares of elements `l, l+32, l+64, ...`
-/// in turn, then the 32 lane sums combine in an xor butterfly (offsets 16, 8, 4, 2, 1), and
-/// lane 0's value is the result. (Addition is commutative, so both lanes of a pair agree.)
-pub fn warp_sum_of_squares(v: &[f64]) -> f64 {
-    let mut lanes = [0f64; 32];
-    for (j, x) in v.iter().enumerate() {
-        lanes[j % 32] += x * x;
+/// The f32 sum of a block's per-element terms in the order the GPU's 256 threads compute it,
+/// so that both agree to the bit. Element i is in 16-byte vector `i / per_vector`; thread
+/// `vector % 256` adds its elements in increasing i (the elements of a last, partial vector
+/// are thread 0's, after its others); each warp of 32 threads combines in an xor butterfly
+/// (offsets 16, 8, 4, 2, 1); the 8 warp sums are added in order.
+pub fn block_sum(terms: &[f32], per_vector: usize) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let whole = terms.len() / per_vector * per_vector;
+    for (i, t) in terms[..whole].iter().enumerate() {
+        lanes[(i / per_vector) % LANES] += t;
     }
-    for off in [16, 8, 4, 2, 1] {
-        let prev = lanes;
-        for (l, lane) in lanes.iter_mut().enumerate() {
-            *lane = prev[l] + prev[l ^ off];
+    for t in &terms[whole..] {
+        lanes[0] += t;
+    }
+    let mut total = 0f32;
+    for warp in lanes.chunks_mut(32) {
+        for off in [16, 8, 4, 2, 1] {
+            let prev: Vec<f32> = warp.to_vec();
+            for (l, lane) in warp.iter_mut().enumerate() {
+                *lane = prev[l] + prev[l ^ off];
+            }
         }
+        total += warp[0];
     }
-    lanes[0]
+    total
 }
 
 /// None when the payload's length does not match.
@@ -109,4 +147,57 @@ pub fn decode(payload: &[u8], dtype: DType, group: usize, original_len: usize) -
     }
     out[n * w..].copy_from_slice(&rest[n..]);
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn quantisation_rounds_ties_to_even_and_stays_within_127() {
+        assert_eq!(quantize(2.5, 1.0), 2.0);
+        assert_eq!(quantize(-3.5, 1.0), -4.0);
+        assert_eq!(quantize(1000.0, 1.0), 127.0);
+        let (s, inv) = scale_of(3.0);
+        assert_eq!(quantize(3.0, inv), 127.0);
+        assert_eq!(quantize(-3.0, inv), -127.0);
+        assert!(s > 0.0 && (127.0 * s - 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_group_below_two_to_the_minus_120_decodes_to_zero() {
+        assert_eq!(scale_of(1e-37), (0.0, 0.0));
+        // a tiny group beside a normal one: the tiny one gets scale 0, the block still packs
+        let mut v = vec![1e-37f32; 16];
+        v.extend((0..16).map(|i| i as f32 / 16.0));
+        let e = encode(&f32_bytes(&v), DType::F32, 16, 0.5).expect("packs");
+        assert_eq!(&e.payload[..4], &0f32.to_le_bytes());
+        assert_eq!(&e.decoded[..4], &0f32.to_le_bytes());
+    }
+
+    #[test]
+    fn blocks_outside_the_safe_magnitude_range_or_with_too_many_groups_are_refused() {
+        assert!(encode(&f32_bytes(&[1e13, 1.0, -2.0, 3.0]), DType::F32, 2, 1.0).is_none());
+        assert!(encode(&f32_bytes(&[1e-13, 1e-14, 0.0, 0.0]), DType::F32, 2, 1.0).is_none());
+        assert!(encode(&f32_bytes(&[0.0; 8]), DType::F32, 2, 1.0).is_some(), "all zeros pack, error 0");
+        let many = vec![0.5f32; MAX_GROUPS + 1];
+        assert!(encode(&f32_bytes(&many), DType::F32, 1, 1.0).is_none());
+        assert!(encode(&f32_bytes(&many[..MAX_GROUPS]), DType::F32, 1, 1.0).is_some());
+    }
+
+    #[test]
+    fn block_sum_follows_the_gpu_order() {
+        // one term per 16-byte vector of f32 (4 elements): thread k gets vectors k, k+256, ...
+        let terms: Vec<f32> = (0..4 * 600 + 3).map(|i| (i % 7) as f32 * 0.1).collect();
+        let direct: f64 = terms.iter().map(|&t| t as f64).sum();
+        assert!((block_sum(&terms, 4) as f64 - direct).abs() < 1e-3);
+        // the partial vector's terms are thread 0's
+        let mut only_tail = vec![0f32; 8];
+        only_tail.push(1.5);
+        assert_eq!(block_sum(&only_tail, 4), 1.5);
+    }
 }
