@@ -77,6 +77,18 @@ __device__ __forceinline__ u32 to_bits(int dt, float x) {
     return dt == DT_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
 }
 
+// Two floats in a 16-bit float dtype, packed (lo in bits 0..15), in one instruction. cvt.rn
+// rounds to nearest even, as f32_to_bf16 / f32_to_f16 do, for every value but NaN (whose
+// payload bits may differ); int8g's q * scale is never NaN unless a payload is corrupt, and then
+// the block's checksum fails whatever the bits.
+template <int dt>
+__device__ __forceinline__ u32 to_bits2(float lo, float hi) {
+    u32 r;
+    if (dt == DT_BF16) asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    else asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
 // ---- int8g (ltblock/src/codec/int8g.rs) ----
 // A group's scale and inverse from its largest magnitude (both 0 below 2^-120).
 __device__ __forceinline__ void int8g_scale(float amax, float* s, float* inv) {

@@ -12,7 +12,8 @@
 #define MAX_WORDS 2048    // mask words of a 64 KiB u8 block
 #define MAX_GROUPS 1024   // int8g groups of a block (ltblock int8g::MAX_GROUPS)
 #define VPT 16            // 16-byte vectors per thread in a 64 KiB block
-#define HV 8              // of which a thread holds this many in registers at a time
+#define HV 8              // of which encode holds this many in registers at a time
+#define HA 4              // and analyse (more CTAs an SM instead: its work is mostly arithmetic)
 #define STAGE_VECS 2040   // zvc decode: staged packed bytes (static shared memory stays < 48 KiB)
 #define CHUNK_VECS 2032   // output vectors per staged chunk (a multiple of 8; packed bytes fit)
 
@@ -20,12 +21,15 @@ __device__ __forceinline__ u32 vec_terms(uint4 q, u32 v) {
     return ltsum_term(q.x, 4 * v) + ltsum_term(q.y, 4 * v + 1) + ltsum_term(q.z, 4 * v + 2) + ltsum_term(q.w, 4 * v + 3);
 }
 
-// Part h of this thread's vectors of a block: x[k] is vector vec(h, k), zero past the end.
-__device__ __forceinline__ u32 vec(int h, int k) { return threadIdx.x + (h * HV + k) * LTB_THREADS; }
-__device__ __forceinline__ void load_part(const u8* in, u32 nvec, int h, uint4 (&x)[HV]) {
+// Part h (of VPT / N) of this thread's vectors of a block: x[k] is vector vec<N>(h, k), zero
+// past the end.
+template <int N>
+__device__ __forceinline__ u32 vec(int h, int k) { return threadIdx.x + (h * N + k) * LTB_THREADS; }
+template <int N>
+__device__ __forceinline__ void load_part(const u8* in, u32 nvec, int h, uint4 (&x)[N]) {
 #pragma unroll
-    for (int k = 0; k < HV; k++) {
-        u32 v = vec(h, k);
+    for (int k = 0; k < N; k++) {
+        u32 v = vec<N>(h, k);
         x[k] = v < nvec ? ((const uint4*)in)[v] : make_uint4(0, 0, 0, 0);
     }
 }
@@ -56,23 +60,30 @@ template <typename T, int dt, bool PV>
 __device__ __forceinline__ void int8g_vector(uint4 in, u32 G, const float* gs, const float* ginv, u32 i0,
                                              u32* qw, uint4* dec, float* e2, float* r2) {
     const u32 E = 16 / sizeof(T);
-    union { uint4 q; T e[E]; } u, d;
+    union { uint4 q; T e[E]; u32 w[4]; } u, d;
     u.q = in;
     u32 g = i0 / G, rem = i0 - g * G;
-    float s = gs[g], inv = ginv[g];
+    float s = gs[g], inv = ginv[g], x[E], dx[E];
 #pragma unroll
     for (u32 j = 0; j < (E + 3) / 4; j++) qw[j] = 0;
 #pragma unroll
     for (u32 j = 0; j < E; j++) {
-        float x = elem_f32<T>(u.e[j], dt);
-        float t = int8g_biased(x, inv);
+        x[j] = elem_f32<T>(u.e[j], dt);
+        float t = int8g_biased(x[j], inv);
         qw[j / 4] |= (__float_as_uint(t) & 0xffu) << (8 * (j % 4));
-        u32 bits = to_bits(dt, (t - INT8G_MAGIC) * s);
-        d.e[j] = (T)bits;
-        float df = elem_f32<T>((T)bits, dt) - x;
-        *e2 += df * df;
-        *r2 += x * x;
+        dx[j] = (t - INT8G_MAGIC) * s;
         if (!PV && ++rem == G && j + 1 < E) { rem = 0; g++; s = gs[g]; inv = ginv[g]; }
+    }
+#pragma unroll
+    for (u32 j = 0; j < E; j += 2) {
+        if constexpr (sizeof(T) == 2) d.w[j / 2] = to_bits2<dt>(dx[j], dx[j + 1]);
+        else { d.e[j] = (T)__float_as_uint(dx[j]); d.e[j + 1] = (T)__float_as_uint(dx[j + 1]); }
+    }
+#pragma unroll
+    for (u32 j = 0; j < E; j++) {
+        float df = elem_f32<T>(d.e[j], dt) - x[j];
+        *e2 += df * df;
+        *r2 += x[j] * x[j];
     }
     *dec = d.q;
 }
@@ -98,12 +109,12 @@ struct AnalyzeShared {
 // The max |x| (as bits) of each group that vectors x meet, into sh.gmax (zeroed before);
 // returns this thread's largest. Inf and NaN compare above every finite value.
 template <typename T, int dt>
-__device__ __forceinline__ u32 int8g_part_max(const uint4 (&x)[HV], int h, u32 nvec, u32 G, bool per_vector, bool shuffle, AnalyzeShared& sh) {
+__device__ __forceinline__ u32 int8g_part_max(const uint4 (&x)[HA], int h, u32 nvec, u32 G, bool per_vector, bool shuffle, AnalyzeShared& sh) {
     const u32 E = 16 / sizeof(T);
     u32 V = G / E, mine = 0;
 #pragma unroll
-    for (int k = 0; k < HV; k++) {
-        u32 v = vec(h, k);
+    for (int k = 0; k < HA; k++) {
+        u32 v = vec<HA>(h, k);
         union { uint4 q; T e[E]; } u;
         u.q = x[k];
         if (per_vector) {
@@ -139,12 +150,12 @@ __device__ float int8g_error(const u8* in, u32 n, u32 nvec, u32 G, AnalyzeShared
     const u32 E = 16 / sizeof(T);
     float e2 = 0.0f, r2 = 0.0f;
 #pragma unroll 1
-    for (int h = 0; h < VPT / HV; h++) {
-        uint4 x[HV];
+    for (int h = 0; h < VPT / HA; h++) {
+        uint4 x[HA];
         load_part(in, nvec, h, x);
 #pragma unroll
-        for (int k = 0; k < HV; k++) {
-            u32 v = vec(h, k);
+        for (int k = 0; k < HA; k++) {
+            u32 v = vec<HA>(h, k);
             if (v < nvec) {
                 u32 qw[(E + 3) / 4];
                 uint4 dec;
@@ -179,11 +190,11 @@ __device__ void analyze_block(const EncodeParams& p, u64 b, const u8* in, u32 le
     }
     u32 nz = 0, mine = 0;
 #pragma unroll 1
-    for (int h = 0; h < VPT / HV; h++) {
-        uint4 x[HV];
+    for (int h = 0; h < VPT / HA; h++) {
+        uint4 x[HA];
         load_part(in, nvec, h, x);
 #pragma unroll
-        for (int k = 0; k < HV; k++) {
+        for (int k = 0; k < HA; k++) {
             union { uint4 q; T e[E]; } u;
             u.q = x[k];
 #pragma unroll
@@ -227,7 +238,7 @@ __device__ void analyze_block(const EncodeParams& p, u64 b, const u8* in, u32 le
     if (threadIdx.x == 0) { out[b].codec = best_codec; out[b].payload_len = best; out[b].rel_l2 = err; out[b].pad = 0; }
 }
 
-extern "C" __global__ void __launch_bounds__(LTB_THREADS, 3) ltb_analyze_blocks(EncodeParams p, BlockChoice* out) {
+extern "C" __global__ void __launch_bounds__(LTB_THREADS, 4) ltb_analyze_blocks(EncodeParams p, BlockChoice* out) {
     __shared__ AnalyzeShared sh;
     u64 b = blockIdx.x;
     u64 start = b * p.block_size;
@@ -333,19 +344,19 @@ __device__ void encode_vectors(const EncodeParams& p, const u8* in, u32 len, u32
         load_part(in, nvec, h, x);
 #pragma unroll
         for (int k = 0; k < HV; k++) {
-            u32 v = vec(h, k);
+            u32 v = vec<HV>(h, k);
             if (v < nvec) so += vec_terms(x[k], v);
         }
         if (codec == CODEC_RAW) {
 #pragma unroll
             for (int k = 0; k < HV; k++) {
-                u32 v = vec(h, k);
+                u32 v = vec<HV>(h, k);
                 if (v < nvec) ((uint4*)payload)[v] = x[k];
             }
         } else if (codec == CODEC_ZVC) {
 #pragma unroll
             for (int k = 0; k < HV; k++) {
-                u32 v = vec(h, k);
+                u32 v = vec<HV>(h, k);
                 union { uint4 q; T e[E]; } u;
                 u.q = x[k];
                 u32 bits = 0;
@@ -357,17 +368,20 @@ __device__ void encode_vectors(const EncodeParams& p, const u8* in, u32 len, u32
             }
         } else if constexpr (sizeof(T) >= 2) {
             u32* qout = (u32*)(payload + groups * 4);
+            bool q_wide = (groups * 4) % 8 == 0;
             float e2 = 0.0f, r2 = 0.0f;  // not needed here
 #pragma unroll
             for (int k = 0; k < HV; k++) {
-                u32 v = vec(h, k);
+                u32 v = vec<HV>(h, k);
                 if (v < nvec) {
                     u32 qw[E / 4];
                     uint4 dec;
                     if (G % E == 0) int8g_vector<T, dt, true>(x[k], G, sh.gs, sh.ginv, v * E, qw, &dec, &e2, &r2);
                     else int8g_vector<T, dt, false>(x[k], G, sh.gs, sh.ginv, v * E, qw, &dec, &e2, &r2);
+                    if (E == 8 && q_wide) ((uint2*)qout)[v] = make_uint2(qw[0], qw[E / 8]);  // a warp: 256 contiguous bytes
+                    else
 #pragma unroll
-                    for (u32 j = 0; j < E / 4; j++) qout[v * E / 4 + j] = qw[j];
+                        for (u32 j = 0; j < E / 4; j++) qout[v * E / 4 + j] = qw[j];
                     sd += vec_terms(dec, v);
                 }
             }
@@ -389,7 +403,7 @@ __device__ void encode_vectors(const EncodeParams& p, const u8* in, u32 len, u32
             load_part(in, nvec, h, x);
 #pragma unroll
             for (int k = 0; k < HV; k++) {
-                u32 v = vec(h, k);
+                u32 v = vec<HV>(h, k);
                 if (v < nvec) {
                     union { uint4 q; T e[E]; } u;
                     u.q = x[k];
@@ -560,49 +574,53 @@ __device__ u32 zvc_decode(const DecodeCtx& c, const u32* mask, const u32* prefix
     return sum;
 }
 
-// int8g with G a multiple of 16, w = 2 or 4: a thread takes 16 q bytes (one 16-byte load, one
-// scale) and writes 16 * w bytes, QV of them at a time with all the loads issued first.
+// int8g with G a multiple of the elements per output vector (E = 8 for 16-bit dtypes, 4 for
+// f32): thread t makes output vectors t, t + 256, ... (a warp stores 512 contiguous bytes),
+// each from E q bytes (one 8- or 4-byte load) and one scale, QV vectors at a time with all the
+// loads issued first.
 template <typename T, int dt>
 __device__ u32 int8g_decode(const DecodeCtx& c, u8* out, u32* done_vecs) {
-    const u32 OUT = sizeof(T);  // output vectors per 16 q bytes
-    const u32 QV = 4;           // q vectors a thread loads at once
-    u32 nq = c.n / 16, sum = 0;
+    const u32 E = 16 / sizeof(T);
+    const u32 QV = 6;
+    u32 nfull = c.n / E, sum = 0;  // output vectors made of whole elements
     const u8* qbase = c.payload + c.groups * 4;
     const float* scales = (const float*)c.payload;
-    bool aligned = (c.groups * 4) % 16 == 0;
-    for (u32 q0 = 0; q0 < nq; q0 += QV * LTB_THREADS) {
-        uint4 q[QV];
+    bool wide = E == 4 || (c.groups * 4) % 8 == 0;  // q of a vector loads as one 8-byte word
+    u32 vpg = c.group / E;                          // output vectors per group
+    for (u32 v0 = 0; v0 < nfull; v0 += QV * LTB_THREADS) {
+        uint2 q[QV];
         float s[QV];
 #pragma unroll
         for (u32 k = 0; k < QV; k++) {
-            u32 j = q0 + threadIdx.x + k * LTB_THREADS;
-            if (j < nq) {
-                if (aligned) q[k] = ((const uint4*)qbase)[j];
-                else { const u32* w = (const u32*)qbase + 4 * j; q[k] = make_uint4(w[0], w[1], w[2], w[3]); }
-                s[k] = scales[j * 16 / c.group];
+            u32 v = v0 + threadIdx.x + k * LTB_THREADS;
+            if (v < nfull) {
+                if (E == 4) q[k] = make_uint2(((const u32*)qbase)[v], 0);
+                else if (wide) q[k] = ((const uint2*)qbase)[v];
+                else q[k] = make_uint2(((const u32*)qbase)[2 * v], ((const u32*)qbase)[2 * v + 1]);
+                s[k] = scales[v / vpg];
             }
         }
 #pragma unroll
         for (u32 k = 0; k < QV; k++) {
-            u32 j = q0 + threadIdx.x + k * LTB_THREADS;
-            if (j < nq) {
-                u32 words[4] = {q[k].x ^ 0x80808080u, q[k].y ^ 0x80808080u, q[k].z ^ 0x80808080u, q[k].w ^ 0x80808080u};
+            u32 v = v0 + threadIdx.x + k * LTB_THREADS;
+            if (v < nfull) {
+                u32 w0 = q[k].x ^ 0x80808080u, w1 = q[k].y ^ 0x80808080u;
+                union { uint4 v; u32 w[4]; } u;
+                if constexpr (sizeof(T) == 2) {
+                    u.w[0] = to_bits2<dt>(int8g_byte(w0, 0) * s[k], int8g_byte(w0, 1) * s[k]);
+                    u.w[1] = to_bits2<dt>(int8g_byte(w0, 2) * s[k], int8g_byte(w0, 3) * s[k]);
+                    u.w[2] = to_bits2<dt>(int8g_byte(w1, 0) * s[k], int8g_byte(w1, 1) * s[k]);
+                    u.w[3] = to_bits2<dt>(int8g_byte(w1, 2) * s[k], int8g_byte(w1, 3) * s[k]);
+                } else {
 #pragma unroll
-                for (u32 o = 0; o < OUT; o++) {
-                    union { uint4 v; T e[16 / sizeof(T)]; } u;
-#pragma unroll
-                    for (u32 e = 0; e < 16 / sizeof(T); e++) {
-                        u32 idx = o * (16 / sizeof(T)) + e;  // element within the 16
-                        u.e[e] = (T)to_bits(dt, int8g_byte(words[idx / 4], idx % 4) * s[k]);
-                    }
-                    u32 v = j * OUT + o;
-                    ((uint4*)out)[v] = u.v;
-                    sum += vec_terms(u.v, v);
+                    for (u32 e = 0; e < 4; e++) u.w[e] = __float_as_uint(int8g_byte(w0, e) * s[k]);
                 }
+                ((uint4*)out)[v] = u.v;
+                sum += vec_terms(u.v, v);
             }
         }
     }
-    *done_vecs = nq * OUT;
+    *done_vecs = nfull;
     return sum;
 }
 
@@ -665,7 +683,7 @@ __device__ u32 decode_block(const DecodeCtx& c, const u32* mask, const u32* pref
     if (c.codec == CODEC_ZVC) return zvc_decode<T>(c, mask, prefix, stage, out);
     u32 from = 0, sum = 0;
     if constexpr (sizeof(T) >= 2)
-        if (c.codec == CODEC_INT8G && c.group % 16 == 0) sum = int8g_decode<T, dt>(c, out, &from);
+        if (c.codec == CODEC_INT8G && c.group % (16 / sizeof(T)) == 0) sum = int8g_decode<T, dt>(c, out, &from);
     return sum + decode_vectors<T>(c, from, out);
 }
 
