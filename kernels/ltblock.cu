@@ -10,7 +10,7 @@
 #include "common.cuh"
 
 #define MAX_WORDS 2048    // mask words of a 64 KiB u8 block
-#define MAX_GROUPS 1024   // int8g groups of a block (ltblock int8g::MAX_GROUPS)
+#define MAX_GROUPS 2048   // int8g groups of a block (ltblock int8g::MAX_GROUPS)
 #define VPT 16            // 16-byte vectors per thread in a 64 KiB block
 #define HV 8              // of which encode holds this many in registers at a time
 #define HA 4              // and analyse (more CTAs an SM instead: its work is mostly arithmetic)

@@ -50,17 +50,18 @@ fn input(kind: &str, dtype: DType, zeros: f64, len: usize) -> Vec<u8> {
     out
 }
 
-type Case = (&'static str, &'static str, DType, f64, Mode);
-const CASES: [Case; 9] = [
-        ("bf16 weights, normal", "weights", DType::BF16, 0.0, Mode::Lossy),
-        ("bf16 post-ReLU 50% zeros", "relu", DType::BF16, 0.5, Mode::Lossless),
-        ("bf16 post-ReLU 90% zeros", "relu", DType::BF16, 0.9, Mode::Lossless),
-        ("bf16 post-ReLU 99% zeros", "relu", DType::BF16, 0.99, Mode::Lossless),
-        ("f32 post-ReLU 50% zeros", "relu", DType::F32, 0.5, Mode::Lossless),
-        ("f32 post-ReLU 90% zeros", "relu", DType::F32, 0.9, Mode::Lossless),
-        ("f32 post-ReLU 99% zeros", "relu", DType::F32, 0.99, Mode::Lossless),
-        ("random bytes", "random", DType::U8, 0.0, Mode::Lossy),
-        ("all zeros", "zeros", DType::BF16, 0.0, Mode::Lossless),
+type Case = (&'static str, &'static str, DType, f64, Mode, u32);
+const CASES: [Case; 10] = [
+    ("bf16 weights, normal", "weights", DType::BF16, 0.0, Mode::Lossy, 128),
+    ("bf16 weights, normal, G=16", "weights", DType::BF16, 0.0, Mode::Lossy, 16),
+    ("bf16 post-ReLU 50% zeros", "relu", DType::BF16, 0.5, Mode::Lossless, 128),
+    ("bf16 post-ReLU 90% zeros", "relu", DType::BF16, 0.9, Mode::Lossless, 128),
+    ("bf16 post-ReLU 99% zeros", "relu", DType::BF16, 0.99, Mode::Lossless, 128),
+    ("f32 post-ReLU 50% zeros", "relu", DType::F32, 0.5, Mode::Lossless, 128),
+    ("f32 post-ReLU 90% zeros", "relu", DType::F32, 0.9, Mode::Lossless, 128),
+    ("f32 post-ReLU 99% zeros", "relu", DType::F32, 0.99, Mode::Lossless, 128),
+    ("random bytes", "random", DType::U8, 0.0, Mode::Lossy, 128),
+    ("all zeros", "zeros", DType::BF16, 0.0, Mode::Lossless, 128),
 ];
 
 /// One warm-up call, then the median of three.
@@ -95,37 +96,52 @@ pub fn run(args: &[String]) -> Result<ExitCode, CliError> {
     let len = size_mib << 20;
     let cases = CASES;
     let mut rows = Vec::new();
-    println!("{:<28} {:>7} {:>8} {:>12} {:>12} {:>10}", "input", "codec", "ratio", "encode GB/s", "decode GB/s", "max err %");
-    for (name, kind, dtype, zeros, mode) in cases {
+    println!("{:<28} {:>7} {:>8} {:>12} {:>12} {:>8} {:>10}", "input", "codec", "ratio", "encode GB/s", "decode GB/s", "err %", "max err %");
+    for (name, kind, dtype, zeros, mode, group) in cases {
         let data = input(kind, dtype, zeros, len);
-        let opts = EncodeOptions { mode, dtype, ..Default::default() };
+        let opts = EncodeOptions { mode, dtype, group: group as usize, ..Default::default() };
         let mut packed = Vec::new();
         let enc = median3(|| {
             let t = Instant::now();
             packed = ltblock::encode(&data, &opts);
             t.elapsed().as_secs_f64()
         });
+        let mut out = Vec::new();
         let dec = median3(|| {
             let t = Instant::now();
-            let out = ltblock::decode(&packed).expect("bench data decodes");
-            std::hint::black_box(out);
+            out = ltblock::decode(&packed).expect("bench data decodes");
             t.elapsed().as_secs_f64()
         });
+        let overall = overall_rel_l2(dtype, &data, &out) * 100.0;
         let s = ltblock::inspect(&packed).expect("bench data inspects");
         let mut codecs: Vec<&str> = s.blocks.iter().map(|b| b.codec.name()).collect();
         codecs.sort();
         codecs.dedup();
         let err = s.blocks.iter().map(|b| b.rel_l2).fold(0f32, f32::max) as f64 * 100.0;
         let (eg, dg) = (len as f64 / enc / 1e9, len as f64 / dec / 1e9);
-        println!("{:<28} {:>7} {:>7.3}x {:>12.2} {:>12.2} {:>10.4}", name, codecs.join("+"), s.ratio(), eg, dg, err);
+        println!("{:<28} {:>7} {:>7.3}x {:>12.2} {:>12.2} {:>8.4} {:>10.4}", name, codecs.join("+"), s.ratio(), eg, dg, overall, err);
         rows.push(serde_json::json!({"input": name, "codecs": codecs, "ratio": s.ratio(), "encode_gbps": eg, "decode_gbps": dg,
-                                     "max_rel_l2": err / 100.0, "bytes": len, "mode": if mode == Mode::Lossy { "lossy" } else { "lossless" }}));
+                                     "rel_l2": overall / 100.0, "max_rel_l2": err / 100.0, "bytes": len, "mode": if mode == Mode::Lossy { "lossy" } else { "lossless" }}));
     }
     if let Some(p) = json_path {
         let doc = serde_json::json!({"device": "cpu (one core): no GPU found", "inputs_mib": size_mib, "rows": rows});
         std::fs::write(&p, serde_json::to_string_pretty(&doc).unwrap()).map_err(|e| CliError(format!("cannot write {p}: {e}")))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Relative L2 error of `decoded` against `original` over the whole buffer (0 for u8).
+fn overall_rel_l2(dtype: DType, original: &[u8], decoded: &[u8]) -> f64 {
+    if !dtype.is_float() {
+        return 0.0;
+    }
+    let (mut err, mut refs) = (0f64, 0f64);
+    for i in 0..original.len() / dtype.width() {
+        let (x, d) = (dtype.load(original, i) as f64, dtype.load(decoded, i) as f64);
+        err += (d - x) * (d - x);
+        refs += x * x;
+    }
+    if refs > 0.0 { (err / refs).sqrt() } else { 0.0 }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -146,11 +162,11 @@ fn blocks(packed: &[u8]) -> Vec<&[u8]> {
 
 /// Odd lengths, partial blocks and elements, every int8g group-size path of the kernels (a
 /// power of two, a multiple of the vector that is not one, one that splits vectors, groups
-/// larger than a warp, too many groups), NaN, a group below 2^-120 and -0.0: the whole GPU
+/// larger than a warp, too many groups for one block), NaN, a group below 2^-120 and -0.0: the whole GPU
 /// buffer (header, index, blocks) must equal the CPU reference's, and so must its decode.
 fn exactness_sweep(gpu: &ltgpu::Gpu) -> Result<(serde_json::Value, bool), CliError> {
     let mut cases: Vec<(&str, DType, f64, Mode, u32, usize)> = Vec::new();
-    for g in [128, 32, 48, 100, 1024, 16] {
+    for g in [128, 32, 48, 100, 1024, 16, 8] {
         cases.push(("weights", DType::BF16, 0.0, Mode::Lossy, g, 3 * 65536 + 4099));
     }
     for dtype in [DType::F16, DType::F32] {
@@ -211,18 +227,18 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
     let copy_ms = median((0..5).map(|_| gpu.copy_ms(&dst, &src, len).map(|m| m as f64)).collect::<Result<Vec<_>, _>>().map_err(gerr)?);
     let copy_gbps = 2.0 * len as f64 / (copy_ms * 1e-3) / 1e9;
     println!("device-to-device copy: {copy_gbps:.0} GB/s counting bytes read plus written ({:.2} ms for {size_mib} MiB)", copy_ms);
-    println!("{:<26} {:>6} {:>8} {:>9} {:>7} {:>9} {:>7} {:>9}  check", "input", "codec", "ratio", "enc GB/s", "enc %cp", "dec GB/s", "dec %cp", "max err %");
+    println!("{:<26} {:>6} {:>8} {:>9} {:>7} {:>9} {:>7} {:>7} {:>9}  check", "input", "codec", "ratio", "enc GB/s", "enc %cp", "dec GB/s", "dec %cp", "err %", "max err %");
     let mut rows = Vec::new();
     let mut zvc90: Option<Vec<u8>> = None;
     let mut all_exact = true;
-    for (name, kind, dtype, zeros, mode) in CASES {
+    for (name, kind, dtype, zeros, mode, group) in CASES {
         let tile = input(kind, dtype, zeros, tile_len);
         let mut host = Vec::with_capacity(len);
         while host.len() < len {
             host.extend_from_slice(&tile[..tile_len.min(len - host.len())]);
         }
-        let opts = ltgpu::GpuEncode { dtype, lossy: mode == Mode::Lossy, group: 128, max_rel_l2: 0.01 };
-        let cpu_opts = EncodeOptions { mode, dtype, ..Default::default() };
+        let opts = ltgpu::GpuEncode { dtype, lossy: mode == Mode::Lossy, group, max_rel_l2: 0.01 };
+        let cpu_opts = EncodeOptions { mode, dtype, group: group as usize, ..Default::default() };
         let dev_in = gpu.upload(&host).map_err(gerr)?;
         let packed = gpu.encode(dev_in.ptr, len, opts).map_err(gerr)?;
         // every GPU block against the CPU reference's block of the same tile position
@@ -254,10 +270,11 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
         codecs.dedup();
         let err = summary.blocks.iter().map(|b| b.rel_l2).fold(0f32, f32::max) as f64 * 100.0;
         let check = if mismatched == 0 && decode_ok { "bit-exact with CPU".to_string() } else { format!("MISMATCH: {mismatched} blocks differ, decode ok {decode_ok}") };
-        println!("{:<26} {:>6} {:>7.3}x {:>9.0} {:>6.0}% {:>9.0} {:>6.0}% {:>9.4}  {}", name, codecs.join("+"), ratio, enc_gbps, enc_frac * 100.0, dec_gbps, dec_frac * 100.0, err, check);
+        let overall = overall_rel_l2(dtype, &tile, &expect_tile) * 100.0;
+        println!("{:<26} {:>6} {:>7.3}x {:>9.0} {:>6.0}% {:>9.0} {:>6.0}% {:>7.4} {:>9.4}  {}", name, codecs.join("+"), ratio, enc_gbps, enc_frac * 100.0, dec_gbps, dec_frac * 100.0, overall, err, check);
         rows.push(serde_json::json!({"input": name, "codecs": codecs, "ratio": ratio, "encode_ms": enc_ms, "decode_ms": dec_ms,
             "encode_gbps_input": enc_gbps, "decode_gbps_input": dec_gbps, "encode_fraction_of_copy": enc_frac, "decode_fraction_of_copy": dec_frac,
-            "first_encode_ms": {"analyze": packed.analyze_ms, "scan": packed.scan_ms, "encode": packed.encode_ms}, "max_rel_l2": err / 100.0, "blocks": gb.len(), "blocks_mismatched": mismatched, "decode_exact": decode_ok}));
+            "first_encode_ms": {"analyze": packed.analyze_ms, "scan": packed.scan_ms, "encode": packed.encode_ms}, "rel_l2": overall / 100.0, "max_rel_l2": err / 100.0, "blocks": gb.len(), "blocks_mismatched": mismatched, "decode_exact": decode_ok}));
         if mismatched != 0 || !decode_ok {
             all_exact = false;
             eprintln!("ltshim bench: GPU output differs from the CPU reference for {name}");

@@ -13,7 +13,7 @@
 use crate::DType;
 
 /// Most groups in one block: the GPU keeps a block's scales in shared memory.
-pub const MAX_GROUPS: usize = 1024;
+pub const MAX_GROUPS: usize = 2048;
 /// Threads of the GPU's per-block reduction; the error sums follow its order (see `block_sum`).
 pub const LANES: usize = 256;
 const TINY: f32 = f32::from_bits(7 << 23); // 2^-120
