@@ -160,6 +160,51 @@ fn blocks(packed: &[u8]) -> Vec<&[u8]> {
     (0..count).map(|b| &packed[off(b)..off(b + 1)]).collect()
 }
 
+/// Malformed blocks on the GPU: a flipped payload byte, a header claiming more than the block's
+/// extent, a misaligned output and a bad magic must each come back as that block's error
+/// status (never a fault), and the context must stay usable for a good decode after them.
+fn malformed_checks(gpu: &ltgpu::Gpu) -> Result<bool, CliError> {
+    let data = input("relu", DType::BF16, 0.9, 2 * 65536);
+    let opts = ltgpu::GpuEncode { dtype: DType::BF16, lossy: false, group: 128, max_rel_l2: 0.01 };
+    let dev_in = gpu.upload(&data).map_err(gerr)?;
+    let packed = gpu.encode(dev_in.ptr, data.len(), opts).map_err(gerr)?;
+    let good = gpu.download(packed.buf.ptr, packed.len).map_err(gerr)?;
+    let out = gpu.alloc(data.len() + 64).map_err(gerr)?;
+    let b0 = packed.offsets[0] as usize;
+    let payload_len = u32::from_le_bytes(good[b0 + 12..b0 + 16].try_into().unwrap()) as usize;
+    let decode_with = |bytes: &[u8], extent_cut: u64, out_shift: u64| -> Result<Result<f32, ltgpu::GpuError>, CliError> {
+        let dev = gpu.upload(bytes).map_err(gerr)?;
+        let copy = ltgpu::Packed { buf: dev, len: packed.len, offsets: packed.offsets.clone(), choices: Vec::new(), analyze_ms: 0.0, scan_ms: 0.0, encode_ms: 0.0 };
+        let mut descs = ltgpu::descs_for(&copy, out.ptr);
+        descs[0].extent -= extent_cut;
+        descs[0].out += out_shift;
+        Ok(gpu.decode(&descs))
+    };
+    let mut flipped = good.clone();
+    flipped[b0 + 32 + payload_len - 1] ^= 0x01;
+    let mut bad_magic = good.clone();
+    bad_magic[b0] = b'X';
+    let cases: [(&str, Vec<u8>, u64, u64, u32); 4] = [
+        ("flipped payload byte", flipped, 0, 0, 4),
+        ("header longer than the extent", good.clone(), 16, 0, 3),
+        ("misaligned output", good.clone(), 0, 8, 6),
+        ("bad magic", bad_magic, 0, 0, 1),
+    ];
+    let mut reported = true;
+    for (what, bytes, cut, shift, want) in cases {
+        let got = decode_with(&bytes, cut, shift)?;
+        let as_expected = matches!(got, Err(ltgpu::GpuError::Block { block: 0, status }) if status == want);
+        if !as_expected {
+            println!("malformed block ({what}): expected status {want} ({}), got {:?}", ltgpu::status_name(want), got.map_err(|e| e.to_string()));
+            reported = false;
+        }
+    }
+    let healthy = matches!(decode_with(&good, 0, 0)?, Ok(_)) && gpu.download(out.ptr, data.len()).map_err(gerr)? == data;
+    println!("malformed blocks on the GPU: flipped byte, overlong header, misaligned output, bad magic {}; a good decode afterwards {}",
+             if reported { "reported as their errors" } else { "NOT all reported as expected" }, if healthy { "exact" } else { "FAILED" });
+    Ok(reported && healthy)
+}
+
 /// Odd lengths, partial blocks and elements, every int8g group-size path of the kernels (a
 /// power of two, a multiple of the vector that is not one, one that splits vectors, groups
 /// larger than a warp, too many groups for one block), NaN, a group below 2^-120 and -0.0: the whole GPU
@@ -282,6 +327,8 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
     }
     let (sweep, sweep_exact) = exactness_sweep(gpu)?;
     all_exact &= sweep_exact;
+    let malformed_ok = malformed_checks(gpu)?;
+    all_exact &= malformed_ok;
     // many small buffers (PyTorch segments), decoded in one launch
     let tile = zvc90.expect("the 90% case ran");
     let mut small = Vec::new();
@@ -303,7 +350,7 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
         small.push(serde_json::json!({"buffer_mib": seg_mib, "buffers": count, "decode_ms": ms, "fraction_of_copy": frac, "exact": check}));
     }
     if let Some(p) = json_path {
-        let doc = serde_json::json!({"device": gpu.name, "arch": gpu.arch, "inputs_mib": size_mib, "copy_gbps_read_plus_write": copy_gbps, "rows": rows, "small_buffers": small, "exactness_sweep": sweep});
+        let doc = serde_json::json!({"device": gpu.name, "arch": gpu.arch, "inputs_mib": size_mib, "copy_gbps_read_plus_write": copy_gbps, "rows": rows, "small_buffers": small, "exactness_sweep": sweep, "malformed_blocks_reported": malformed_ok});
         std::fs::write(&p, serde_json::to_string_pretty(&doc).unwrap()).map_err(|e| CliError(format!("cannot write {p}: {e}")))?;
     }
     if !all_exact {
