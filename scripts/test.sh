@@ -15,3 +15,6 @@ python3 -c "import numpy, matplotlib, pytest" 2>/dev/null || python3 -m pip inst
 cargo build --workspace --quiet
 cargo test --workspace --quiet
 python3 -m pytest -q harness/tests
+# The GPU tests return early without a GPU; say so where it shows (the device runs them:
+# scripts/device/gpu_tests.sh).
+cargo test -p ltgpu --test gpu --quiet -- --nocapture 2>&1 | grep -m1 SKIPPED || true

@@ -11,44 +11,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use ltblock::{DType, EncodeOptions, Mode};
+use ltgpu::selfcheck::input;
 
 use crate::CliError;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn normal(&mut self) -> f32 {
-        let u = ((self.next() >> 11) as f64 / (1u64 << 53) as f64).max(1e-300);
-        let v = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
-    }
-}
-
-fn input(kind: &str, dtype: DType, zeros: f64, len: usize) -> Vec<u8> {
-    let mut rng = Rng(0x1234_5678_9abc_def1);
-    let mut out = vec![0u8; len];
-    match kind {
-        "random" => out.iter_mut().for_each(|b| *b = rng.next() as u8),
-        "zeros" => {}
-        _ => {
-            for i in 0..len / dtype.width() {
-                let v = rng.normal();
-                let keep = (rng.next() >> 11) as f64 / (1u64 << 53) as f64 >= zeros;
-                if kind == "weights" {
-                    dtype.store(&mut out, i, v * 0.02);
-                } else if keep {
-                    dtype.store(&mut out, i, v.abs() + 1e-3);
-                }
-            }
-        }
-    }
-    out
-}
 
 type Case = (&'static str, &'static str, DType, f64, Mode, u32);
 const CASES: [Case; 10] = [
@@ -160,104 +125,26 @@ fn blocks(packed: &[u8]) -> Vec<&[u8]> {
     (0..count).map(|b| &packed[off(b)..off(b + 1)]).collect()
 }
 
-/// Malformed blocks on the GPU: a flipped payload byte, a header claiming more than the block's
-/// extent, a misaligned output and a bad magic must each come back as that block's error
-/// status (never a fault), and the context must stay usable for a good decode after them.
-fn malformed_checks(gpu: &ltgpu::Gpu) -> Result<bool, CliError> {
-    let data = input("relu", DType::BF16, 0.9, 2 * 65536);
-    let opts = ltgpu::GpuEncode { dtype: DType::BF16, lossy: false, group: 128, max_rel_l2: 0.01 };
-    let dev_in = gpu.upload(&data).map_err(gerr)?;
-    let packed = gpu.encode(dev_in.ptr, data.len(), opts).map_err(gerr)?;
-    let good = gpu.download(packed.buf.ptr, packed.len).map_err(gerr)?;
-    let out = gpu.alloc(data.len() + 64).map_err(gerr)?;
-    let b0 = packed.offsets[0] as usize;
-    let payload_len = u32::from_le_bytes(good[b0 + 12..b0 + 16].try_into().unwrap()) as usize;
-    let decode_with = |bytes: &[u8], extent_cut: u64, out_shift: u64| -> Result<Result<f32, ltgpu::GpuError>, CliError> {
-        let dev = gpu.upload(bytes).map_err(gerr)?;
-        let copy = ltgpu::Packed { buf: dev, len: packed.len, offsets: packed.offsets.clone(), choices: Vec::new(), analyze_ms: 0.0, scan_ms: 0.0, encode_ms: 0.0 };
-        let mut descs = ltgpu::descs_for(&copy, out.ptr);
-        descs[0].extent -= extent_cut;
-        descs[0].out += out_shift;
-        Ok(gpu.decode(&descs))
-    };
-    let mut flipped = good.clone();
-    flipped[b0 + 32 + payload_len - 1] ^= 0x01;
-    let mut bad_magic = good.clone();
-    bad_magic[b0] = b'X';
-    let cases: [(&str, Vec<u8>, u64, u64, u32); 4] = [
-        ("flipped payload byte", flipped, 0, 0, 4),
-        ("header longer than the extent", good.clone(), 16, 0, 3),
-        ("misaligned output", good.clone(), 0, 8, 6),
-        ("bad magic", bad_magic, 0, 0, 1),
-    ];
-    let mut reported = true;
-    for (what, bytes, cut, shift, want) in cases {
-        let got = decode_with(&bytes, cut, shift)?;
-        let as_expected = matches!(got, Err(ltgpu::GpuError::Block { block: 0, status }) if status == want);
-        if !as_expected {
-            println!("malformed block ({what}): expected status {want} ({}), got {:?}", ltgpu::status_name(want), got.map_err(|e| e.to_string()));
-            reported = false;
-        }
+/// `ltgpu::selfcheck`'s sweep and malformed blocks, printed; true when all went as they must.
+fn selfcheck(gpu: &ltgpu::Gpu) -> Result<(serde_json::Value, bool), CliError> {
+    let sweep = ltgpu::selfcheck::exactness_sweep(gpu).map_err(gerr)?;
+    let bad: Vec<String> = sweep.iter().filter_map(|c| c.problem.as_ref().map(|p| format!("{}: {p}", c.name))).collect();
+    if bad.is_empty() {
+        println!("exactness sweep: {} cases (odd lengths, group sizes, NaN, tiny groups): GPU buffers and decodes identical to the CPU reference", sweep.len());
+    } else {
+        println!("exactness sweep: MISMATCH in {} of {} cases:\n  {}", bad.len(), sweep.len(), bad.join("\n  "));
     }
-    let healthy = matches!(decode_with(&good, 0, 0)?, Ok(_)) && gpu.download(out.ptr, data.len()).map_err(gerr)? == data;
+    let (malformed, healthy) = ltgpu::selfcheck::malformed_checks(gpu).map_err(gerr)?;
+    for c in malformed.iter().filter(|c| !c.reported()) {
+        println!("malformed block ({}): expected status {} ({}), got {:?}", c.what, c.expected_status, ltgpu::status_name(c.expected_status), c.got.as_ref().map_err(|e| e.to_string()));
+    }
+    let reported = malformed.iter().all(|c| c.reported());
     println!("malformed blocks on the GPU: flipped byte, overlong header, misaligned output, bad magic {}; a good decode afterwards {}",
              if reported { "reported as their errors" } else { "NOT all reported as expected" }, if healthy { "exact" } else { "FAILED" });
-    Ok(reported && healthy)
-}
-
-/// Odd lengths, partial blocks and elements, every int8g group-size path of the kernels (a
-/// power of two, a multiple of the vector that is not one, one that splits vectors, groups
-/// larger than a warp, too many groups for one block), NaN, a group below 2^-120 and -0.0: the whole GPU
-/// buffer (header, index, blocks) must equal the CPU reference's, and so must its decode.
-fn exactness_sweep(gpu: &ltgpu::Gpu) -> Result<(serde_json::Value, bool), CliError> {
-    let mut cases: Vec<(&str, DType, f64, Mode, u32, usize)> = Vec::new();
-    for g in [128, 32, 48, 100, 1024, 16, 8] {
-        cases.push(("weights", DType::BF16, 0.0, Mode::Lossy, g, 3 * 65536 + 4099));
-    }
-    for dtype in [DType::F16, DType::F32] {
-        for g in [128, 100] {
-            cases.push(("weights", dtype, 0.0, Mode::Lossy, g, 2 * 65536 + 1003));
-        }
-    }
-    cases.push(("special", DType::BF16, 0.0, Mode::Lossy, 128, 4 * 65536));
-    cases.push(("relu", DType::BF16, 0.9, Mode::Lossless, 128, 65536 + 77));
-    cases.push(("relu", DType::F32, 0.5, Mode::Lossy, 128, 2 * 65536 + 30));
-    cases.push(("random", DType::U8, 0.0, Mode::Lossy, 128, 65536 + 5));
-    cases.push(("zeros", DType::F32, 0.0, Mode::Lossless, 128, 100));
-    let (mut bad, mut results) = (Vec::new(), Vec::new());
-    for (kind, dtype, zeros, mode, group, len) in cases {
-        let mut data = input(if kind == "special" { "weights" } else { kind }, dtype, zeros, len);
-        if kind == "special" {
-            // block 1: a NaN; block 2: a group of tiny values and -0.0; block 3: a huge value
-            data[65536 + 10..65536 + 12].copy_from_slice(&0x7fc0u16.to_le_bytes());
-            for i in 0..128 {
-                data[2 * 65536 + 2 * i..2 * 65536 + 2 * i + 2].copy_from_slice(&(if i % 2 == 0 { 0x0001u16 } else { 0x8000 }).to_le_bytes());
-            }
-            data[3 * 65536 + 6..3 * 65536 + 8].copy_from_slice(&0x7e00u16.to_le_bytes());
-        }
-        let opts = ltgpu::GpuEncode { dtype, lossy: mode == Mode::Lossy, group, max_rel_l2: 0.01 };
-        let cpu = ltblock::encode(&data, &EncodeOptions { mode, dtype, group: group as usize, ..Default::default() });
-        let dev_in = gpu.upload(&data).map_err(gerr)?;
-        let packed = gpu.encode(dev_in.ptr, len, opts).map_err(gerr)?;
-        let gpu_bytes = gpu.download(packed.buf.ptr, packed.len).map_err(gerr)?;
-        let out = gpu.alloc(len).map_err(gerr)?;
-        let decoded = gpu.decode(&ltgpu::descs_for(&packed, out.ptr)).and_then(|_| gpu.download(out.ptr, len));
-        let expect = ltblock::decode(&cpu).map_err(|e| CliError(e.to_string()))?;
-        let name = format!("{kind} {dtype:?} G={group} {len} B");
-        let same = gpu_bytes == cpu;
-        let dec_same = matches!(&decoded, Ok(d) if *d == expect);
-        if !same || !dec_same {
-            bad.push(format!("{name}: packed {} ({} vs {} B), decode {}", if same { "same" } else { "DIFFERS" }, gpu_bytes.len(), cpu.len(),
-                             match &decoded { Ok(_) if dec_same => "same".to_string(), Ok(_) => "DIFFERS".to_string(), Err(e) => e.to_string() }));
-        }
-        results.push(serde_json::json!({"case": name, "packed_identical": same, "decode_identical": dec_same}));
-    }
-    if bad.is_empty() {
-        println!("exactness sweep: {} cases (odd lengths, group sizes, NaN, tiny groups): GPU buffers and decodes identical to the CPU reference", results.len());
-    } else {
-        println!("exactness sweep: MISMATCH in {} of {} cases:\n  {}", bad.len(), results.len(), bad.join("\n  "));
-    }
-    Ok((serde_json::Value::Array(results), bad.is_empty()))
+    let json = serde_json::json!({
+        "sweep": sweep.iter().map(|c| serde_json::json!({"case": c.name, "packed_identical": c.packed_identical, "decode_identical": c.decode_identical})).collect::<Vec<_>>(),
+        "malformed_reported": reported, "healthy_after": healthy});
+    Ok((json, bad.is_empty() && reported && healthy))
 }
 
 fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Result<ExitCode, CliError> {
@@ -325,10 +212,8 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
             eprintln!("ltshim bench: GPU output differs from the CPU reference for {name}");
         }
     }
-    let (sweep, sweep_exact) = exactness_sweep(gpu)?;
-    all_exact &= sweep_exact;
-    let malformed_ok = malformed_checks(gpu)?;
-    all_exact &= malformed_ok;
+    let (checks, checks_ok) = selfcheck(gpu)?;
+    all_exact &= checks_ok;
     // many small buffers (PyTorch segments), decoded in one launch
     let tile = zvc90.expect("the 90% case ran");
     let mut small = Vec::new();
@@ -350,7 +235,7 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
         small.push(serde_json::json!({"buffer_mib": seg_mib, "buffers": count, "decode_ms": ms, "fraction_of_copy": frac, "exact": check}));
     }
     if let Some(p) = json_path {
-        let doc = serde_json::json!({"device": gpu.name, "arch": gpu.arch, "inputs_mib": size_mib, "copy_gbps_read_plus_write": copy_gbps, "rows": rows, "small_buffers": small, "exactness_sweep": sweep, "malformed_blocks_reported": malformed_ok});
+        let doc = serde_json::json!({"device": gpu.name, "arch": gpu.arch, "inputs_mib": size_mib, "copy_gbps_read_plus_write": copy_gbps, "rows": rows, "small_buffers": small, "selfcheck": checks});
         std::fs::write(&p, serde_json::to_string_pretty(&doc).unwrap()).map_err(|e| CliError(format!("cannot write {p}: {e}")))?;
     }
     if !all_exact {

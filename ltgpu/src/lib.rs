@@ -17,6 +17,7 @@ use cudarc::driver::{result as drv, sys};
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys};
 
 pub mod cache;
+pub mod selfcheck;
 
 pub const COMMON: &str = include_str!("../../kernels/common.cuh");
 pub const LTBLOCK: &str = include_str!("../../kernels/ltblock.cu");

@@ -1,0 +1,60 @@
+//! The kernels on a real GPU, against the CPU reference. Without a GPU (CI, the dev machine)
+//! each test says so loudly and returns; `LTGPU_REQUIRE_GPU=1` turns that into a failure, as
+//! `scripts/device/gpu_tests.sh` sets on the device machine.
+use ltgpu::selfcheck::{exactness_sweep, input, malformed_checks};
+use ltgpu::{descs_for, Gpu, GpuEncode};
+
+fn gpu_or_skip() -> Option<Gpu> {
+    match Gpu::new(0) {
+        Ok(g) => Some(g),
+        Err(e) if std::env::var_os("LTGPU_REQUIRE_GPU").is_none() => {
+            eprintln!("SKIPPED (loudly): no GPU ({e}); set LTGPU_REQUIRE_GPU=1 to make this a failure");
+            None
+        }
+        Err(e) => panic!("LTGPU_REQUIRE_GPU is set but the GPU cannot be used: {e}"),
+    }
+}
+
+#[test]
+fn gpu_buffers_and_decodes_equal_the_cpu_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let sweep = exactness_sweep(&gpu).unwrap();
+    assert!(sweep.len() >= 16);
+    let bad: Vec<String> = sweep.iter().filter_map(|c| c.problem.as_ref().map(|p| format!("{}: {p}", c.name))).collect();
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+#[test]
+fn malformed_blocks_come_back_as_their_errors() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (cases, healthy) = malformed_checks(&gpu).unwrap();
+    for c in &cases {
+        assert!(c.reported(), "{}: expected status {}, got {:?}", c.what, c.expected_status, c.got.as_ref().map_err(|e| e.to_string()));
+    }
+    assert!(healthy, "a good decode after the malformed ones was not exact");
+}
+
+#[test]
+fn many_buffers_of_different_codecs_decode_in_one_launch() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let opts = GpuEncode { dtype: ltblock::DType::BF16, lossy: true, group: 128, max_rel_l2: 0.01 };
+    let sizes = [2 << 20, 65536 + 1000, 3 << 20];
+    let inputs: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| input(if i == 1 { "weights" } else { "relu" }, opts.dtype, 0.9, n)).collect();
+    let dev: Vec<_> = inputs.iter().map(|d| gpu.upload(d).unwrap()).collect();
+    let packs: Vec<_> = dev.iter().zip(&sizes).map(|(d, &n)| gpu.encode(d.ptr, n, opts).unwrap()).collect();
+    let slot = |n: usize| (n.div_ceil(16) * 16) as u64;
+    let out = gpu.alloc(sizes.iter().map(|&n| slot(n) as usize).sum()).unwrap();
+    let (mut at, mut descs) = (0u64, Vec::new());
+    for (p, &n) in packs.iter().zip(&sizes) {
+        descs.extend(descs_for(p, out.ptr + at));
+        at += slot(n);
+    }
+    gpu.decode(&descs).unwrap();
+    let mut at = 0u64;
+    for (d, &n) in inputs.iter().zip(&sizes) {
+        let got = gpu.download(out.ptr + at, n).unwrap();
+        let cpu = ltblock::encode(d, &ltblock::EncodeOptions { mode: ltblock::Mode::Lossy, dtype: opts.dtype, ..Default::default() });
+        assert_eq!(got, ltblock::decode(&cpu).unwrap(), "buffer of {n} bytes");
+        at += slot(n);
+    }
+}
