@@ -129,49 +129,24 @@ __device__ __forceinline__ float round_to(int dt, float x) {
     if (dt == DT_F32) return x;
     return dt == DT_BF16 ? bf16_to_f32(f32_to_bf16(x)) : f16_to_f32(f32_to_f16(x));
 }
-__device__ __forceinline__ void store_elem(u8* p, int dt, u32 i, float x) {
-    if (dt == DT_F32) ((float*)p)[i] = x;
-    else ((u16*)p)[i] = (u16)to_bits(dt, x);
-}
-
 // ---- reductions over the CTA (all threads must call) ----
-__device__ __forceinline__ u32 block_sum_u32(u32 v, u32* scratch) {
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(FULL_MASK, v, off);
+// An xor butterfly in each warp, then the warps' values combined in order from `identity`: a
+// fixed order, which int8g's f32 error sums rely on (ltblock's int8g::block_sum).
+template <typename T, typename Op>
+__device__ __forceinline__ T block_reduce(T v, T identity, T* scratch, Op op) {
+    for (int off = 16; off > 0; off >>= 1) v = op(v, __shfl_xor_sync(FULL_MASK, v, off));
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     __syncthreads();
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
-    u32 total = 0;
-    for (int w = 0; w < LTB_WARPS; w++) total += scratch[w];
+    T total = identity;
+    for (int w = 0; w < LTB_WARPS; w++) total = op(total, scratch[w]);
     __syncthreads();
     return total;
 }
-
-// The f32 sum over the CTA in a fixed order (ltblock's int8g::block_sum): an xor butterfly in
-// each warp, then the warps' sums added in order.
-__device__ __forceinline__ float block_sum_f32(float v, float* scratch) {
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(FULL_MASK, v, off);
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    __syncthreads();
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    float total = 0.0f;
-    for (int w = 0; w < LTB_WARPS; w++) total += scratch[w];
-    __syncthreads();
-    return total;
-}
-
-__device__ __forceinline__ u32 block_max_u32(u32 v, u32* scratch) {
-    for (int off = 16; off > 0; off >>= 1) v = max(v, __shfl_xor_sync(FULL_MASK, v, off));
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    __syncthreads();
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    u32 m = 0;
-    for (int w = 0; w < LTB_WARPS; w++) m = max(m, scratch[w]);
-    __syncthreads();
-    return m;
-}
+__device__ __forceinline__ u32 block_sum_u32(u32 v, u32* scratch) { return block_reduce<u32>(v, 0u, scratch, [](u32 a, u32 b) { return a + b; }); }
+__device__ __forceinline__ float block_sum_f32(float v, float* scratch) { return block_reduce<float>(v, 0.0f, scratch, [](float a, float b) { return a + b; }); }
+__device__ __forceinline__ u32 block_max_u32(u32 v, u32* scratch) { return block_reduce<u32>(v, 0u, scratch, [](u32 a, u32 b) { return max(a, b); }); }
 
 // Exclusive scan of `count` u32 values in shared memory, in place; returns the total.
 __device__ __forceinline__ u32 block_exclusive_scan(u32* vals, u32 count, u32* scratch) {
@@ -195,18 +170,6 @@ __device__ __forceinline__ u32 block_exclusive_scan(u32* vals, u32 count, u32* s
     for (u32 k = lo; k < hi; k++) { u32 c = vals[k]; vals[k] = run; run += c; }
     __syncthreads();
     return total;
-}
-
-// LTSUM32 of `len` bytes at a 4-byte aligned address, over the CTA.
-__device__ __forceinline__ u32 block_ltsum(const u8* p, u32 len, u32* scratch) {
-    u32 words = (len + 3) / 4, full = len / 4, sum = 0;
-    for (u32 i = threadIdx.x; i < words; i += LTB_THREADS) {
-        u32 w;
-        if (i < full) w = ((const u32*)p)[i];
-        else { w = 0; for (u32 k = 0; k < len - 4 * i; k++) w |= (u32)p[4 * i + k] << (8 * k); }
-        sum += ltsum_term(w, i);
-    }
-    return ltsum_final(block_sum_u32(sum, scratch), len);
 }
 
 __device__ __forceinline__ void put_u32(u8* p, u32 v) { p[0] = v; p[1] = v >> 8; p[2] = v >> 16; p[3] = v >> 24; }

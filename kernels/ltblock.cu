@@ -4,8 +4,10 @@
 //   ltb_scan_blocks:    prefix sum of the blocks' sizes: the buffer header and index
 //   ltb_encode_blocks:  writes each block (header, payload, zero padding) at its indexed offset
 //   ltb_decode_blocks:  decodes blocks anywhere in device memory, verifying checksums
-// Analyse and encode hold their whole block in registers (16 vectors of 16 bytes a thread), so
-// each input byte is loaded once per kernel with all loads in flight at once.
+// Analyse and encode take a thread's 16 vectors of 16 bytes into registers a few at a time with
+// all those loads in flight at once, so each input byte comes from DRAM once per kernel
+// (second passes re-read from L2). The dtype is a template argument below each kernel's
+// dispatch, so no per-element branch on it remains.
 // Compiled with --fmad=false so that no multiply-add is contracted (the reference does none).
 #include "common.cuh"
 
