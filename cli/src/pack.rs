@@ -73,7 +73,13 @@ pub fn pack(args: &[String]) -> Result<ExitCode, CliError> {
     let opts = EncodeOptions { mode, dtype, group, max_rel_l2: max_err, lossless_prefix: layout.header_len, ..Default::default() };
     let show = data.len() > 64 << 20;
     let mut last = 0;
-    let packed = ltblock::encode_with_progress(&data, &opts, |done, total| {
+    let (mut int8g_blocks, mut worst_l2, mut worst_abs) = (0usize, 0f32, 0f32);
+    let packed = ltblock::encode_with_progress(&data, &opts, |done, total, report| {
+        if report.codec == ltblock::Codec::Int8g {
+            int8g_blocks += 1;
+            worst_l2 = worst_l2.max(report.rel_l2);
+            worst_abs = worst_abs.max(report.max_abs_over_scale);
+        }
         let pct = done * 100 / total.max(1);
         if show && pct >= last + 10 {
             last = pct;
@@ -87,6 +93,9 @@ pub fn pack(args: &[String]) -> Result<ExitCode, CliError> {
     write(output, &packed)?;
     let s = ltblock::inspect(&packed).map_err(|e| CliError(format!("internal error: the packed data does not read back: {e}")))?;
     println!("{input} ({}, {}): {} -> {} bytes, {:.3}x", layout.kind, dtype.name(), data.len(), packed.len(), s.ratio());
+    if int8g_blocks > 0 {
+        println!("  {int8g_blocks} int8g blocks: relative L2 error max {:.4}%, max |x' - x| / group scale {worst_abs:.4}", worst_l2 * 100.0);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

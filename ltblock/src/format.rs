@@ -89,11 +89,22 @@ fn spans(len: usize, prefix: usize, block: usize) -> Vec<(usize, usize, bool)> {
 
 /// Encodes a buffer. Each block gets the smallest codec the mode allows that passes its checks.
 pub fn encode(data: &[u8], opts: &EncodeOptions) -> Vec<u8> {
-    encode_with_progress(data, opts, |_, _| {})
+    encode_with_progress(data, opts, |_, _, _| {})
 }
 
-/// As `encode`, calling `progress(done, total)` after each block.
-pub fn encode_with_progress(data: &[u8], opts: &EncodeOptions, mut progress: impl FnMut(usize, usize)) -> Vec<u8> {
+/// What the encoder measured of one block, for callers that report it.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockReport {
+    pub codec: Codec,
+    /// Relative L2 error of the decoded block (0 for lossless codecs; also in the header).
+    pub rel_l2: f32,
+    /// Largest |x' - x| / group scale (int8g only; quantisation alone gives at most 0.5, the
+    /// dtype's rounding of the decoded value adds to it). Not stored in the format.
+    pub max_abs_over_scale: f32,
+}
+
+/// As `encode`, calling `progress(done, total, report)` after each block.
+pub fn encode_with_progress(data: &[u8], opts: &EncodeOptions, mut progress: impl FnMut(usize, usize, &BlockReport)) -> Vec<u8> {
     let block = opts.block_size.max(1);
     let spans = spans(data.len(), opts.lossless_prefix, block);
     let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(spans.len());
@@ -102,6 +113,7 @@ pub fn encode_with_progress(data: &[u8], opts: &EncodeOptions, mut progress: imp
         let dtype = if in_prefix { DType::U8 } else { opts.dtype };
         let sum = ltsum32(bytes);
         let mut best = (Codec::Raw, bytes.to_vec(), sum, 0f32);
+        let mut max_abs_over_scale = 0f32;
         let z = zvc::encode(bytes, dtype);
         if z.len() < best.1.len() {
             best = (Codec::Zvc, z, sum, 0.0);
@@ -110,6 +122,7 @@ pub fn encode_with_progress(data: &[u8], opts: &EncodeOptions, mut progress: imp
             if let Some(q) = int8g::encode(bytes, dtype, opts.group, opts.max_rel_l2) {
                 if q.payload.len() < best.1.len() {
                     best = (Codec::Int8g, q.payload, ltsum32(&q.decoded), q.rel_l2);
+                    max_abs_over_scale = q.max_abs_over_scale;
                 }
             }
         }
@@ -130,7 +143,7 @@ pub fn encode_with_progress(data: &[u8], opts: &EncodeOptions, mut progress: imp
         h.extend_from_slice(&payload);
         h.resize(align_up(h.len()), 0);
         blocks.push(h);
-        progress(k + 1, spans.len());
+        progress(k + 1, spans.len(), &BlockReport { codec, rel_l2: err, max_abs_over_scale });
     }
     let count = blocks.len();
     let mut offsets = Vec::with_capacity(count + 1);

@@ -17,4 +17,4 @@ pub mod format;
 pub use codec::Codec;
 pub use dtype::DType;
 pub use error::CodecError;
-pub use format::{decode, decode_block, encode, encode_with_progress, inspect, BlockInfo, EncodeOptions, Mode, Summary};
+pub use format::{decode, decode_block, encode, encode_with_progress, inspect, BlockInfo, BlockReport, EncodeOptions, Mode, Summary};
