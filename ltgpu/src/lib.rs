@@ -2,10 +2,12 @@
 //!
 //! `compile` turns `kernels/*.cu` into machine code for one architecture with NVRTC (a cubin,
 //! never PTX, so a newer NVRTC than the driver cannot hand it code it cannot load); it needs
-//! no GPU, so CI checks it. `Gpu` loads the module and runs the three kernels: analyse (which
-//! codec each block gets), encode (headers and payloads at offsets from a scan of the sizes)
-//! and decode (any blocks of any buffers, one launch). Output is byte-identical with the CPU
-//! reference in `ltblock`; `ltshim bench` checks that on every run.
+//! no GPU, so CI checks it; `cache` keeps the result on disk. `Gpu` loads the module and runs
+//! the kernels: analyse (which codec each block gets), scan (the sizes' prefix sum: buffer
+//! header and index, on the device), encode (headers and payloads at those offsets) and decode
+//! (any blocks of any buffers, one launch, each bounded by its extent). Output is
+//! byte-identical with the CPU reference in `ltblock`; `selfcheck` shows it, run by `ltshim
+//! bench` and by `tests/gpu.rs`.
 //!
 //! A crate of its own (not a module of the preload library) because the CLI's bench needs it
 //! and the CLI must not link the library, which exports the hook symbols. cudarc is loaded
@@ -259,7 +261,9 @@ impl Gpu {
         let module = match d("cuModuleLoadData", unsafe { drv::module::load_data(cubin.as_ptr() as *const c_void) }) {
             Ok(m) => m,
             Err(_) if cubin_source != "compiled" => {
-                let fresh = compile(&arch)?;
+                // a cache file the driver refuses: drop it, compile afresh (and store that)
+                let _ = std::fs::remove_file(&cubin_source);
+                let (fresh, _) = cache::compile_cached(cache::dir(), &arch, compile)?;
                 // SAFETY: as above, straight from NVRTC.
                 d("cuModuleLoadData", unsafe { drv::module::load_data(fresh.as_ptr() as *const c_void) })?
             }
