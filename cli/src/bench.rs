@@ -5,10 +5,10 @@
 //! and the error, with every block compared byte for byte against the CPU reference and every
 //! decoded byte checked; then `ltgpu::selfcheck` (odd lengths, group sizes, NaN, malformed
 //! blocks) and decode of many 2 MiB and 20 MiB buffers in one launch; any difference from the
-//! CPU reference makes the exit status 1. Without a
-//! GPU it says so and measures the CPU reference codecs, one core. Inputs are generated
-//! (seeded): bf16 weights from a normal distribution (int8g at G = 128 and 16), post-ReLU activations in bf16 and f32 at
-//! 50/90/99% zeros, random bytes, all zeros; GPU inputs repeat a 64 MiB generated tile.
+//! CPU reference makes the exit status 1. Without a GPU it says so and measures the CPU
+//! reference codecs, one core. Inputs are generated (seeded): bf16 weights from a normal
+//! distribution (int8g at G = 128 and 16), post-ReLU activations in bf16 and f32 at 50/90/99%
+//! zeros, random bytes, all zeros; GPU inputs repeat a 64 MiB generated tile.
 use std::process::ExitCode;
 use std::time::Instant;
 
