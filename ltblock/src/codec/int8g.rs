@@ -117,7 +117,8 @@ pub fn block_sum(terms: &[f32], per_vector: usize) -> f32 {
     let mut total = 0f32;
     for warp in lanes.chunks_mut(32) {
         for off in [16, 8, 4, 2, 1] {
-            let prev: Vec<f32> = warp.to_vec();
+            let mut prev = [0f32; 32];
+            prev.copy_from_slice(warp);
             for (l, lane) in warp.iter_mut().enumerate() {
                 *lane = prev[l] + prev[l ^ off];
             }
