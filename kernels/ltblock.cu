@@ -23,16 +23,25 @@ __device__ __forceinline__ u32 vec_terms(uint4 q, u32 v) {
     return ltsum_term(q.x, 4 * v) + ltsum_term(q.y, 4 * v + 1) + ltsum_term(q.z, 4 * v + 2) + ltsum_term(q.w, 4 * v + 3);
 }
 
-// Part h (of VPT / N) of this thread's vectors of a block: x[k] is vector vec<N>(h, k), zero
-// past the end.
-template <int N>
-__device__ __forceinline__ u32 vec(int h, int k) { return threadIdx.x + (h * N + k) * LTB_THREADS; }
-template <int N>
-__device__ __forceinline__ void load_part(const u8* in, u32 nvec, int h, uint4 (&x)[N]) {
+// Calls f(x, v, valid) for each of this thread's vectors of a block (v = threadIdx.x +
+// k * LTB_THREADS), N held in registers at a time: a round's N loads are all issued before any
+// call. Every thread calls f for every k, valid or not (x is zero past the end), so f may use
+// warp shuffles.
+template <int N, typename F>
+__device__ __forceinline__ void for_each_vector(const u8* in, u32 nvec, F f) {
+#pragma unroll 1
+    for (int h = 0; h < VPT / N; h++) {
+        uint4 x[N];
 #pragma unroll
-    for (int k = 0; k < N; k++) {
-        u32 v = vec<N>(h, k);
-        x[k] = v < nvec ? ((const uint4*)in)[v] : make_uint4(0, 0, 0, 0);
+        for (int k = 0; k < N; k++) {
+            u32 v = threadIdx.x + (h * N + k) * LTB_THREADS;
+            x[k] = v < nvec ? ((const uint4*)in)[v] : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int k = 0; k < N; k++) {
+            u32 v = threadIdx.x + (h * N + k) * LTB_THREADS;
+            f(x[k], v, v < nvec);
+        }
     }
 }
 
@@ -108,41 +117,36 @@ struct AnalyzeShared {
     float gs[MAX_GROUPS], ginv[MAX_GROUPS];
 };
 
-// The max |x| (as bits) of each group that vectors x meet, into sh.gmax (zeroed before);
-// returns this thread's largest. Inf and NaN compare above every finite value.
+// The max |x| (as bits) of each group that vector v meets, into sh.gmax (zeroed before);
+// returns the vector's largest. Inf and NaN compare above every finite value.
 template <typename T, int dt>
-__device__ __forceinline__ u32 int8g_part_max(const uint4 (&x)[HA], int h, u32 nvec, u32 G, bool per_vector, bool shuffle, AnalyzeShared& sh) {
+__device__ __forceinline__ u32 int8g_vector_max(uint4 x, u32 v, bool valid, u32 G, bool per_vector, bool shuffle, AnalyzeShared& sh) {
     const u32 E = 16 / sizeof(T);
-    u32 V = G / E, mine = 0;
+    union { uint4 q; T e[E]; } u;
+    u.q = x;
+    u32 am = 0;
+    if (per_vector) {
 #pragma unroll
-    for (int k = 0; k < HA; k++) {
-        u32 v = vec<HA>(h, k);
-        union { uint4 q; T e[E]; } u;
-        u.q = x[k];
-        if (per_vector) {
-            u32 am = 0;
+        for (u32 j = 0; j < E; j++) am = max(am, abs_bits<T>(u.e[j], dt));
+        u32 V = G / E, group_max = am;
+        if (shuffle) {
+            // the V vectors of a group are V aligned lanes of one warp
+            for (u32 off = 1; off < V; off <<= 1) group_max = max(group_max, __shfl_xor_sync(FULL_MASK, group_max, off));
+            if (valid && v % V == 0) sh.gmax[v * E / G] = group_max;
+        } else if (valid) {
+            atomicMax(&sh.gmax[v * E / G], am);
+        }
+    } else if (valid) {
+        u32 i0 = v * E, g = i0 / G, rem = i0 - g * G;
 #pragma unroll
-            for (u32 j = 0; j < E; j++) am = max(am, abs_bits<T>(u.e[j], dt));
-            mine = max(mine, am);
-            if (shuffle) {
-                // the V vectors of a group are V aligned lanes of one warp
-                for (u32 off = 1; off < V; off <<= 1) am = max(am, __shfl_xor_sync(FULL_MASK, am, off));
-                if (v < nvec && v % V == 0) sh.gmax[v * E / G] = am;
-            } else if (v < nvec) {
-                atomicMax(&sh.gmax[v * E / G], am);
-            }
-        } else if (v < nvec) {
-            u32 i0 = v * E, g = i0 / G, rem = i0 - g * G;
-#pragma unroll
-            for (u32 j = 0; j < E; j++) {
-                u32 a = abs_bits<T>(u.e[j], dt);
-                mine = max(mine, a);
-                atomicMax(&sh.gmax[g], a);
-                if (++rem == G) { rem = 0; g++; }
-            }
+        for (u32 j = 0; j < E; j++) {
+            u32 a = abs_bits<T>(u.e[j], dt);
+            am = max(am, a);
+            atomicMax(&sh.gmax[g], a);
+            if (++rem == G) { rem = 0; g++; }
         }
     }
-    return mine;
+    return am;
 }
 
 // The block's relative L2 error under int8g (scales in sh.gs / sh.ginv), in the reference's
@@ -151,20 +155,13 @@ template <typename T, int dt, bool PV>
 __device__ float int8g_error(const u8* in, u32 n, u32 nvec, u32 G, AnalyzeShared& sh) {
     const u32 E = 16 / sizeof(T);
     float e2 = 0.0f, r2 = 0.0f;
-#pragma unroll 1
-    for (int h = 0; h < VPT / HA; h++) {
-        uint4 x[HA];
-        load_part(in, nvec, h, x);
-#pragma unroll
-        for (int k = 0; k < HA; k++) {
-            u32 v = vec<HA>(h, k);
-            if (v < nvec) {
-                u32 qw[(E + 3) / 4];
-                uint4 dec;
-                int8g_vector<T, dt, PV>(x[k], G, sh.gs, sh.ginv, v * E, qw, &dec, &e2, &r2);
-            }
+    for_each_vector<HA>(in, nvec, [&](uint4 x, u32 v, bool valid) {
+        if (valid) {
+            u32 qw[(E + 3) / 4];
+            uint4 dec;
+            int8g_vector<T, dt, PV>(x, G, sh.gs, sh.ginv, v * E, qw, &dec, &e2, &r2);
         }
-    }
+    });
     if (threadIdx.x == 0)
         for (u32 i = nvec * E; i < n; i++) {
             u8 q;
@@ -191,20 +188,14 @@ __device__ void analyze_block(const EncodeParams& p, u64 b, const u8* in, u32 le
         __syncthreads();
     }
     u32 nz = 0, mine = 0;
-#pragma unroll 1
-    for (int h = 0; h < VPT / HA; h++) {
-        uint4 x[HA];
-        load_part(in, nvec, h, x);
+    for_each_vector<HA>(in, nvec, [&](uint4 x, u32 v, bool valid) {
+        union { uint4 q; T e[E]; } u;
+        u.q = x;
 #pragma unroll
-        for (int k = 0; k < HA; k++) {
-            union { uint4 q; T e[E]; } u;
-            u.q = x[k];
-#pragma unroll
-            for (u32 j = 0; j < E; j++) nz += u.e[j] != 0;
-        }
+        for (u32 j = 0; j < E; j++) nz += u.e[j] != 0;
         if constexpr (sizeof(T) >= 2)
-            if (maybe_int8g) mine = max(mine, int8g_part_max<T, dt>(x, h, nvec, G, per_vector, shuffle, sh));
-    }
+            if (maybe_int8g) mine = max(mine, int8g_vector_max<T, dt>(x, v, valid, G, per_vector, shuffle, sh));
+    });
     if (threadIdx.x == 0)
         for (u32 i = nvec * E; i < n; i++) {
             T e = ((const T*)in)[i];
@@ -340,55 +331,36 @@ __device__ void encode_vectors(const EncodeParams& p, const u8* in, u32 len, u32
         __syncthreads();
     }
     // pass A: checksum terms; raw payload; zvc mask words; int8g q bytes and decoded checksum
-#pragma unroll 1
-    for (int h = 0; h < VPT / HV; h++) {
-        uint4 x[HV];
-        load_part(in, nvec, h, x);
-#pragma unroll
-        for (int k = 0; k < HV; k++) {
-            u32 v = vec<HV>(h, k);
-            if (v < nvec) so += vec_terms(x[k], v);
-        }
+    u32* qout = (u32*)(payload + groups * 4);
+    bool q_wide = (groups * 4) % 8 == 0;
+    float e2 = 0.0f, r2 = 0.0f;  // int8g's error terms: not needed here
+    for_each_vector<HV>(in, nvec, [&](uint4 x, u32 v, bool valid) {
+        if (valid) so += vec_terms(x, v);
         if (codec == CODEC_RAW) {
-#pragma unroll
-            for (int k = 0; k < HV; k++) {
-                u32 v = vec<HV>(h, k);
-                if (v < nvec) ((uint4*)payload)[v] = x[k];
-            }
+            if (valid) ((uint4*)payload)[v] = x;
         } else if (codec == CODEC_ZVC) {
+            union { uint4 q; T e[E]; } u;
+            u.q = x;
+            u32 bits = 0;
 #pragma unroll
-            for (int k = 0; k < HV; k++) {
-                u32 v = vec<HV>(h, k);
-                union { uint4 q; T e[E]; } u;
-                u.q = x[k];
-                u32 bits = 0;
-#pragma unroll
-                for (u32 j = 0; j < E; j++) bits |= (u32)(u.e[j] != 0) << j;
-                u32 contrib = bits << ((v * E) % 32);
-                for (u32 off = 1; off < 32 / E; off <<= 1) contrib |= __shfl_xor_sync(FULL_MASK, contrib, off);
-                if (v < nvec && (v * E) % 32 == 0) sh.maskw[v * E / 32] = contrib;
-            }
+            for (u32 j = 0; j < E; j++) bits |= (u32)(u.e[j] != 0) << j;
+            u32 contrib = bits << ((v * E) % 32);
+            for (u32 off = 1; off < 32 / E; off <<= 1) contrib |= __shfl_xor_sync(FULL_MASK, contrib, off);
+            if (valid && (v * E) % 32 == 0) sh.maskw[v * E / 32] = contrib;
         } else if constexpr (sizeof(T) >= 2) {
-            u32* qout = (u32*)(payload + groups * 4);
-            bool q_wide = (groups * 4) % 8 == 0;
-            float e2 = 0.0f, r2 = 0.0f;  // not needed here
+            if (valid) {
+                u32 qw[E / 4];
+                uint4 dec;
+                if (G % E == 0) int8g_vector<T, dt, true>(x, G, sh.gs, sh.ginv, v * E, qw, &dec, &e2, &r2);
+                else int8g_vector<T, dt, false>(x, G, sh.gs, sh.ginv, v * E, qw, &dec, &e2, &r2);
+                if (E == 8 && q_wide) ((uint2*)qout)[v] = make_uint2(qw[0], qw[E / 8]);  // a warp: 256 contiguous bytes
+                else
 #pragma unroll
-            for (int k = 0; k < HV; k++) {
-                u32 v = vec<HV>(h, k);
-                if (v < nvec) {
-                    u32 qw[E / 4];
-                    uint4 dec;
-                    if (G % E == 0) int8g_vector<T, dt, true>(x[k], G, sh.gs, sh.ginv, v * E, qw, &dec, &e2, &r2);
-                    else int8g_vector<T, dt, false>(x[k], G, sh.gs, sh.ginv, v * E, qw, &dec, &e2, &r2);
-                    if (E == 8 && q_wide) ((uint2*)qout)[v] = make_uint2(qw[0], qw[E / 8]);  // a warp: 256 contiguous bytes
-                    else
-#pragma unroll
-                        for (u32 j = 0; j < E / 4; j++) qout[v * E / 4 + j] = qw[j];
-                    sd += vec_terms(dec, v);
-                }
+                    for (u32 j = 0; j < E / 4; j++) qout[v * E / 4 + j] = qw[j];
+                sd += vec_terms(dec, v);
             }
         }
-    }
+    });
     if (codec == CODEC_ZVC) {
         __syncthreads();
         if (threadIdx.x == 0)
@@ -399,23 +371,16 @@ __device__ void encode_vectors(const EncodeParams& p, const u8* in, u32 len, u32
         block_exclusive_scan(sh.prefix, words, sh.scratch);
         T* packed = (T*)(payload + words * 4);
         // pass B: the non-zero elements to their places (the block is read again, from L2)
-#pragma unroll 1
-        for (int h = 0; h < VPT / HV; h++) {
-            uint4 x[HV];
-            load_part(in, nvec, h, x);
+        for_each_vector<HV>(in, nvec, [&](uint4 x, u32 v, bool valid) {
+            if (valid) {
+                union { uint4 q; T e[E]; } u;
+                u.q = x;
+                u32 w = v * E / 32, below = (v * E) % 32;
+                u32 dst = sh.prefix[w] + __popc(sh.maskw[w] & ((1u << below) - 1));
 #pragma unroll
-            for (int k = 0; k < HV; k++) {
-                u32 v = vec<HV>(h, k);
-                if (v < nvec) {
-                    union { uint4 q; T e[E]; } u;
-                    u.q = x[k];
-                    u32 w = v * E / 32, below = (v * E) % 32;
-                    u32 dst = sh.prefix[w] + __popc(sh.maskw[w] & ((1u << below) - 1));
-#pragma unroll
-                    for (u32 j = 0; j < E; j++) if (u.e[j] != 0) packed[dst++] = u.e[j];
-                }
+                for (u32 j = 0; j < E; j++) if (u.e[j] != 0) packed[dst++] = u.e[j];
             }
-        }
+        });
         if (threadIdx.x == 0)
             for (u32 i = nvec * E; i < n; i++) {
                 T v = ((const T*)in)[i];
