@@ -1,21 +1,21 @@
 // LT-Block kernels: one CTA of LTB_THREADS threads per 64 KiB block; many blocks, from many
 // buffers, in one launch. Byte-identical with the CPU reference (ltblock/): docs/FORMAT.md.
-//   ltb_analyze_blocks: per block, the codec the CPU encoder would choose and its payload size
-//   ltb_scan_blocks:    prefix sum of the blocks' sizes: the buffer header and index
-//   ltb_encode_blocks:  writes each block (header, payload, zero padding) at its indexed offset
-//   ltb_decode_blocks:  decodes blocks anywhere in device memory, verifying checksums
-// Analyse and encode take a thread's 16 vectors of 16 bytes into registers a few at a time with
-// all those loads in flight at once, so each input byte comes from DRAM once per kernel
-// (second passes re-read from L2). The dtype is a template argument below each kernel's
-// dispatch, so no per-element branch on it remains.
+//   ltb_pack_blocks:   encodes a buffer in one pass: each CTA stages its block in shared memory,
+//                      analyses it (the codec the CPU encoder would choose), finds its offset by
+//                      a prefix sum of the block sizes (decoupled look-back), encodes it; the
+//                      last CTA writes the buffer header and the index's checksum
+//   ltb_decode_blocks: decodes blocks anywhere in device memory, verifying checksums
+// Passes over a block take a thread's 16 vectors of 16 bytes into registers a few at a time
+// (for_each_vector). The dtype is a template argument below each kernel's dispatch, so no
+// per-element branch on it remains.
 // Compiled with --fmad=false so that no multiply-add is contracted (the reference does none).
 #include "common.cuh"
 
 #define MAX_WORDS 2048    // mask words of a 64 KiB u8 block
 #define MAX_GROUPS 2048   // int8g groups of a block (ltblock int8g::MAX_GROUPS)
 #define VPT 16            // 16-byte vectors per thread in a 64 KiB block
-#define HV 8              // of which encode holds this many in registers at a time
-#define HA 4              // and analyse (more CTAs an SM instead: its work is mostly arithmetic)
+#define HV 8              // of which zvc's scatter holds this many in registers at a time
+#define HA 4              // and the staging and int8g passes (fewer live registers)
 #define STAGE_VECS 2040   // zvc decode: staged packed bytes (static shared memory stays < 48 KiB)
 #define CHUNK_VECS 2032   // output vectors per staged chunk (a multiple of 8; packed bytes fit)
 
@@ -25,9 +25,10 @@ __device__ __forceinline__ u32 vec_terms(uint4 q, u32 v) {
 
 // Calls f(x, v, valid) for each of this thread's vectors of a block (v = threadIdx.x +
 // k * LTB_THREADS), N held in registers at a time: a round's N loads are all issued before any
-// call. Every thread calls f for every k, valid or not (x is zero past the end), so f may use
-// warp shuffles.
-template <int N, typename F>
+// call; SYNC: a barrier between a round's loads and its calls, for f that writes over vectors
+// already read. Every thread calls f for every k, valid or not (x is zero past the end), so f
+// may use warp shuffles.
+template <int N, bool SYNC, typename F>
 __device__ __forceinline__ void for_each_vector(const u8* in, u32 nvec, F f) {
 #pragma unroll 1
     for (int h = 0; h < VPT / N; h++) {
@@ -37,6 +38,7 @@ __device__ __forceinline__ void for_each_vector(const u8* in, u32 nvec, F f) {
             u32 v = threadIdx.x + (h * N + k) * LTB_THREADS;
             x[k] = v < nvec ? ((const uint4*)in)[v] : make_uint4(0, 0, 0, 0);
         }
+        if (SYNC) __syncthreads();
 #pragma unroll
         for (int k = 0; k < N; k++) {
             u32 v = threadIdx.x + (h * N + k) * LTB_THREADS;
@@ -53,8 +55,7 @@ struct EncodeParams {
     int lossy;
     u32 group;
     float max_rel_l2;
-    float* amax;         // scratch: max_groups f32 per block, each group's max |x|, from analyse
-    u32 max_groups;
+    u32 max_groups;      // int8g groups a block may have (<= MAX_GROUPS): shared memory is sized for them
 };
 
 struct BlockChoice {
@@ -110,17 +111,108 @@ __device__ __forceinline__ u32 int8g_scalar(float x, int dt, float s, float inv,
     return bits;
 }
 
-struct AnalyzeShared {
-    u32 scratch[LTB_WARPS];
-    float fscratch[LTB_WARPS];
-    u32 gmax[MAX_GROUPS];
-    float gs[MAX_GROUPS], ginv[MAX_GROUPS];
+// ---- the buffer header and index (FORMAT.md) ----
+struct BufferHead {
+    u8* out;     // the packed buffer (16-byte aligned), allocated for the largest result
+    u64* total;  // the packed length, for the host
+    u64 len;
+    u32 count;
+    u32 block_size;
+    int dtype;
+    int lossy;
 };
 
-// The max |x| (as bits) of each group that vector v meets, into sh.gmax (zeroed before);
-// returns the vector's largest. Inf and NaN compare above every finite value.
+__device__ __forceinline__ u64 first_block_offset(u32 count) { return (40 + 8 * ((u64)count + 1) + 15) / 16 * 16; }
+
+// Once every block's index entry is in place: the index's end entry, the padding after the
+// index, the 40-byte header and its checksum (header bytes 0..32, then the whole index). One CTA.
+__device__ void write_buffer_head(const BufferHead& p, u64 end, u32* scratch) {
+    u64 index_end = 40 + 8 * ((u64)p.count + 1);
+    u64* index = (u64*)(p.out + 40);
+    if (threadIdx.x == 0) {
+        index[p.count] = end;
+        if (first_block_offset(p.count) > index_end) *(u64*)(p.out + index_end) = 0;
+        *p.total = end;
+    }
+    __syncthreads();
+    u32 sum = 0;
+    for (u32 i = threadIdx.x; i <= p.count; i += LTB_THREADS) {
+        u64 o = __ldcg((const unsigned long long*)index + i);  // written by other CTAs: from L2
+        sum += ltsum_term((u32)o, 8 + 2 * i) + ltsum_term((u32)(o >> 32), 9 + 2 * i);
+    }
+    u32 head[8] = {'L' | ('T' << 8) | ('B' << 16) | ((u32)'F' << 24), 1u | ((u32)p.dtype << 16) | ((u32)p.lossy << 24),
+                   p.block_size, p.count, (u32)p.len, (u32)(p.len >> 32), 0, 0};  // no lossless prefix on the GPU
+    if (threadIdx.x == 0)
+        for (u32 i = 0; i < 8; i++) sum += ltsum_term(head[i], i);
+    u32 check = ltsum_final(block_sum_u32(sum, scratch), 32 + 8 * (p.count + 1));
+    if (threadIdx.x == 0) {
+        u32* h = (u32*)p.out;
+        for (u32 i = 0; i < 8; i++) h[i] = head[i];
+        h[8] = check; h[9] = 0;
+    }
+}
+
+// ---- the prefix sum of block sizes: decoupled look-back ----
+// lookback[b] is 0 until block b publishes its own size (LB_AGGREGATE), then the sum of the
+// sizes up to and including it (LB_INCLUSIVE), both in one 64-bit word.
+#define LB_AGGREGATE (1ull << 62)
+#define LB_INCLUSIVE (1ull << 63)
+#define LB_VALUE (LB_AGGREGATE - 1)
+
+// The sizes of the blocks before b (thread 0 of b's CTA). b publishes its own size first, so a
+// successor never waits on b's look-back; b's predecessors took their tickets earlier, so they
+// are running and will publish.
+__device__ u64 lookback_prefix(volatile u64* lb, u32 b, u64 size) {
+    if (b == 0) { lb[0] = LB_INCLUSIVE | size; return 0; }
+    lb[b] = LB_AGGREGATE | size;
+    u64 before = 0;
+    for (u32 j = b - 1;; j--) {
+        u64 w;
+        do { w = lb[j]; } while (w == 0);
+        before += w & LB_VALUE;
+        if (w & LB_INCLUSIVE) break;
+    }
+    lb[b] = LB_INCLUSIVE | (before + size);
+    return before;
+}
+
+
+// ---- the encoder's shared memory ----
+// Dynamic, laid out by pack_smem (the host sizes it the same way, ltgpu pack_shared_bytes):
+// the staged block (64 KiB), the zvc mask words of a whole block, then a region that int8g
+// uses first (each group's max |x|, scale and inverse) and zvc's prefix sums after.
+struct PackSmem {
+    uint4* stage;
+    u32* maskw;
+    u32* prefix;  // the same words as gmax: used only once int8g is out of the running
+    u32* gmax;
+    float* gs;
+    float* ginv;
+};
+
+__device__ __forceinline__ PackSmem pack_smem(uint4* dyn, u32 block_size, int dtype, u32 max_groups) {
+    u32 words = block_size / dtype_width(dtype) / 32;
+    PackSmem s;
+    s.stage = dyn;
+    s.maskw = (u32*)(dyn + block_size / 16);
+    s.prefix = s.gmax = s.maskw + words;
+    s.gs = (float*)(s.gmax + max_groups);
+    s.ginv = s.gs + max_groups;
+    return s;
+}
+
+struct PackShared {
+    u32 scratch[LTB_WARPS];
+    float fscratch[LTB_WARPS];
+    u32 ticket;
+    int last;
+    u64 offset;
+};
+
+// The max |x| (as bits) of each group that vector v meets, into gmax (zeroed before); returns
+// the vector's largest. Inf and NaN compare above every finite value.
 template <typename T, int dt>
-__device__ __forceinline__ u32 int8g_vector_max(uint4 x, u32 v, bool valid, u32 G, bool per_vector, bool shuffle, AnalyzeShared& sh) {
+__device__ __forceinline__ u32 int8g_vector_max(uint4 x, u32 v, bool valid, u32 G, bool per_vector, bool shuffle, u32* gmax) {
     const u32 E = 16 / sizeof(T);
     union { uint4 q; T e[E]; } u;
     u.q = x;
@@ -132,9 +224,9 @@ __device__ __forceinline__ u32 int8g_vector_max(uint4 x, u32 v, bool valid, u32 
         if (shuffle) {
             // the V vectors of a group are V aligned lanes of one warp
             for (u32 off = 1; off < V; off <<= 1) group_max = max(group_max, __shfl_xor_sync(FULL_MASK, group_max, off));
-            if (valid && v % V == 0) sh.gmax[v * E / G] = group_max;
+            if (valid && v % V == 0) gmax[v * E / G] = group_max;
         } else if (valid) {
-            atomicMax(&sh.gmax[v * E / G], am);
+            atomicMax(&gmax[v * E / G], am);
         }
     } else if (valid) {
         u32 i0 = v * E, g = i0 / G, rem = i0 - g * G;
@@ -142,322 +234,282 @@ __device__ __forceinline__ u32 int8g_vector_max(uint4 x, u32 v, bool valid, u32 
         for (u32 j = 0; j < E; j++) {
             u32 a = abs_bits<T>(u.e[j], dt);
             am = max(am, a);
-            atomicMax(&sh.gmax[g], a);
+            atomicMax(&gmax[g], a);
             if (++rem == G) { rem = 0; g++; }
         }
     }
     return am;
 }
 
-// The block's relative L2 error under int8g (scales in sh.gs / sh.ginv), in the reference's
-// order; the block is read again (from L2: analyse read it just before).
-template <typename T, int dt, bool PV>
-__device__ float int8g_error(const u8* in, u32 n, u32 nvec, u32 G, AnalyzeShared& sh) {
+// What the staging pass learns of a block.
+struct BlockScan {
+    u32 sum;   // checksum of the original bytes (final)
+    u32 nnz;   // non-zero elements
+    u32 bmax;  // the largest |x| as bits (when int8g may be tried)
+};
+
+// Pass 1: stages the block (each input byte read from DRAM once) and, from the same registers,
+// the checksum terms, the zvc mask words (zeroed before) and, when int8g may be tried, each
+// group's max |x| (zeroed before). Bytes past the last whole vector (at most 15) are thread 0's.
+template <typename T, int dt>
+__device__ BlockScan stage_block(const u8* src, u32 len, const PackSmem& s, bool want_max, u32 G, bool per_vector, bool shuffle,
+                                 PackShared& sh) {
     const u32 E = 16 / sizeof(T);
+    u32 n = len / sizeof(T), nvec = len / 16;
+    u32 so = 0, nz = 0, mine = 0;
+    for_each_vector<HA, false>(src, nvec, [&](uint4 x, u32 v, bool valid) {
+        if (valid) { s.stage[v] = x; so += vec_terms(x, v); }
+        union { uint4 q; T e[E]; } u;
+        u.q = x;
+        u32 bits = 0;
+#pragma unroll
+        for (u32 j = 0; j < E; j++) bits |= (u32)(u.e[j] != 0) << j;
+        nz += __popc(bits);  // x is zero past the end
+        u32 contrib = bits << ((v * E) % 32);
+        for (u32 off = 1; off < 32 / E; off <<= 1) contrib |= __shfl_xor_sync(FULL_MASK, contrib, off);
+        if (valid && (v * E) % 32 == 0) s.maskw[v * E / 32] = contrib;
+        if constexpr (sizeof(T) >= 2)
+            if (want_max) mine = max(mine, int8g_vector_max<T, dt>(x, v, valid, G, per_vector, shuffle, s.gmax));
+    });
+    u8* stage = (u8*)s.stage;
+    u32 start = nvec * 16;
+    if (threadIdx.x < len - start) stage[start + threadIdx.x] = src[start + threadIdx.x];
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (u32 pos = start; pos < len; pos += 4) {
+            u32 word = 0;
+            for (u32 k = 0; k < 4 && pos + k < len; k++) word |= (u32)stage[pos + k] << (8 * k);
+            so += ltsum_term(word, pos / 4);
+        }
+        for (u32 i = nvec * E; i < n; i++) {
+            T e = ((const T*)stage)[i];
+            if (e != 0) { nz++; s.maskw[i / 32] |= 1u << (i % 32); }
+            if (want_max) {
+                u32 a = abs_bits<T>(e, dt);
+                mine = max(mine, a);
+                atomicMax(&s.gmax[i / G], a);
+            }
+        }
+    }
+    BlockScan r;
+    r.sum = ltsum_final(block_sum_u32(so, sh.scratch), len);  // synchronises
+    r.nnz = block_sum_u32(nz, sh.scratch);
+    r.bmax = want_max ? block_max_u32(mine, sh.scratch) : 0;
+    return r;
+}
+
+// Element i alone (past the last whole vector): q byte, decoded bits, error terms.
+template <typename T, int dt>
+__device__ __forceinline__ u32 int8g_tail_elem(T e, u32 i, u32 G, const PackSmem& s, u8* q, float* e2, float* r2) {
+    u32 g = i / G;
+    return int8g_scalar(elem_f32<T>(e, dt), dt, s.gs[g], s.ginv[g], q, e2, r2);
+}
+
+// int8g's pass over the staged block (scales in s.gs, s.ginv): the block's relative L2 error in
+// the reference's order (each thread its vectors in order, then thread 0 the tail), the
+// decoded bytes' checksum, and the q bytes written over the staged block: vector v's at byte
+// v * E, never beyond a vector that is still to be read, and a barrier between each round's
+// loads and its stores. Afterwards the stage holds q[0..n) and, past n * sizeof(T), the raw
+// tail bytes.
+template <typename T, int dt, bool PV>
+__device__ float int8g_pass(u32 len, u32 G, const PackSmem& s, PackShared& sh, u32* sum_dec) {
+    const u32 E = 16 / sizeof(T);
+    u32 n = len / sizeof(T), nvec = len / 16;
+    u8* stage = (u8*)s.stage;
     float e2 = 0.0f, r2 = 0.0f;
-    for_each_vector<HA>(in, nvec, [&](uint4 x, u32 v, bool valid) {
+    u32 sd = 0;
+    for_each_vector<HA, true>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
         if (valid) {
-            u32 qw[(E + 3) / 4];
+            u32 qw[E / 4];
             uint4 dec;
-            int8g_vector<T, dt, PV>(x, G, sh.gs, sh.ginv, v * E, qw, &dec, &e2, &r2);
+            int8g_vector<T, dt, PV>(x, G, s.gs, s.ginv, v * E, qw, &dec, &e2, &r2);
+            if constexpr (E == 8) ((uint2*)stage)[v] = make_uint2(qw[0], qw[1]);
+            else ((u32*)stage)[v] = qw[0];
+            sd += vec_terms(dec, v);
         }
     });
-    if (threadIdx.x == 0)
-        for (u32 i = nvec * E; i < n; i++) {
-            u8 q;
-            u32 g = i / G;
-            int8g_scalar(elem_f32<T>(((const T*)in)[i], dt), dt, sh.gs[g], sh.ginv[g], &q, &e2, &r2);
+    if (threadIdx.x == 0) {
+        // word by word, each read whole before its q bytes (at lower addresses) are written
+        for (u32 pos = nvec * 16; pos < len; pos += 4) {
+            u32 word = 0, dword = 0;
+            for (u32 k = 0; k < 4 && pos + k < len; k++) word |= (u32)stage[pos + k] << (8 * k);
+            for (u32 k = 0; k < 4 && pos + k < len; k += sizeof(T)) {
+                u32 at = pos + k;
+                if (at >= n * sizeof(T)) { dword |= (word >> (8 * k)) << (8 * k); break; }  // the partial element, raw
+                u8 q;
+                T e = (T)(word >> (8 * k));
+                dword |= int8g_tail_elem<T, dt>(e, at / sizeof(T), G, s, &q, &e2, &r2) << (8 * k);
+                stage[at / sizeof(T)] = q;
+            }
+            sd += ltsum_term(dword, pos / 4);
         }
+    }
+    *sum_dec = ltsum_final(block_sum_u32(sd, sh.scratch), len);
     float err2 = block_sum_f32(e2, sh.fscratch), ref2 = block_sum_f32(r2, sh.fscratch);
     return ref2 > 0.0f ? sqrtf(err2 / ref2) : (err2 > 0.0f ? __int_as_float(0x7f800000) : 0.0f);
 }
 
-// One pass over the block counts its non-zero elements and, when int8g may be tried, each
-// group's max |x|; the error pass follows only when int8g would be the smallest.
+// The codec the CPU encoder would choose for the block, and its payload size; for int8g also
+// the error and the decoded checksum, and then the stage holds the q bytes. When int8g was
+// tried and lost the stage is loaded again from src.
 template <typename T, int dt>
-__device__ void analyze_block(const EncodeParams& p, u64 b, const u8* in, u32 len, BlockChoice* out, AnalyzeShared& sh) {
+__device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 len, const PackSmem& s, PackShared& sh, u32* sum, u32* sum_dec) {
     const u32 E = 16 / sizeof(T);
-    u32 n = len / sizeof(T), tail = len - n * sizeof(T), nvec = len / 16;
+    u32 n = len / sizeof(T), tail = len - n * sizeof(T);
     u32 G = p.group, groups = G ? (n + G - 1) / G : 0;
-    bool maybe_int8g = sizeof(T) >= 2 && p.lossy && G > 0 && groups <= MAX_GROUPS;
+    bool maybe_int8g = sizeof(T) >= 2 && p.lossy && G > 0 && groups <= p.max_groups;
     bool per_vector = maybe_int8g && G % E == 0;
     u32 V = maybe_int8g ? G / E : 0;
     bool shuffle = per_vector && V <= 32 && (V & (V - 1)) == 0;
-    if (maybe_int8g) {
-        for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) sh.gmax[g] = 0;
-        __syncthreads();
+    for (u32 w = threadIdx.x; w < (n + 31) / 32; w += LTB_THREADS) s.maskw[w] = 0;
+    if (maybe_int8g)
+        for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) s.gmax[g] = 0;
+    __syncthreads();
+    BlockScan scan = stage_block<T, dt>(src, len, s, maybe_int8g, G, per_vector, shuffle, sh);
+    *sum = *sum_dec = scan.sum;
+    BlockChoice c = {CODEC_RAW, len, 0.0f, 0};
+    u32 zvc = ((n + 31) / 32) * 4 + scan.nnz * sizeof(T) + tail;
+    if (zvc < c.payload_len) { c.codec = CODEC_ZVC; c.payload_len = zvc; }
+    u32 int8g_size = groups * 4 + n + tail;
+    // finite, and 0 or within [2^-40, 2^40] (ltblock int8g.rs)
+    bool in_range = scan.bmax == 0 || (scan.bmax >= (87u << 23) && scan.bmax <= (167u << 23));
+    if constexpr (sizeof(T) >= 2) {
+        if (maybe_int8g && int8g_size < c.payload_len && in_range) {
+            for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) int8g_scale(__uint_as_float(s.gmax[g]), &s.gs[g], &s.ginv[g]);
+            __syncthreads();
+            u32 dec;
+            float rel = per_vector ? int8g_pass<T, dt, true>(len, G, s, sh, &dec) : int8g_pass<T, dt, false>(len, G, s, sh, &dec);
+            if (rel <= p.max_rel_l2) {
+                c.codec = CODEC_INT8G; c.payload_len = int8g_size; c.rel_l2 = rel;
+                *sum_dec = dec;
+                return c;
+            }
+            // rejected: the q bytes go, the block comes back (rare: the error bound failed)
+            for (u32 v = threadIdx.x; v < len / 16; v += LTB_THREADS) s.stage[v] = ((const uint4*)src)[v];
+            u32 start = len / 16 * 16;
+            if (threadIdx.x < len - start) ((u8*)s.stage)[start + threadIdx.x] = src[start + threadIdx.x];
+            __syncthreads();
+        }
     }
-    u32 nz = 0, mine = 0;
-    for_each_vector<HA>(in, nvec, [&](uint4 x, u32 v, bool valid) {
-        union { uint4 q; T e[E]; } u;
-        u.q = x;
+    return c;
+}
+
+// The zvc payload from the stage and the mask words: the words, then the non-zero elements
+// in order, then the partial element's raw bytes.
+template <typename T>
+__device__ void zvc_payload(u32 len, u32 payload_len, const PackSmem& s, u8* payload, PackShared& sh) {
+    const u32 E = 16 / sizeof(T);
+    u32 n = len / sizeof(T), nvec = len / 16, words = (n + 31) / 32, tail = len - n * sizeof(T);
+    const u8* stage = (const u8*)s.stage;
+    for (u32 wd = threadIdx.x; wd < words; wd += LTB_THREADS) { s.prefix[wd] = __popc(s.maskw[wd]); ((u32*)payload)[wd] = s.maskw[wd]; }
+    __syncthreads();
+    block_exclusive_scan(s.prefix, words, sh.scratch);
+    T* packed = (T*)(payload + words * 4);
+    for_each_vector<HV, false>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
+        if (valid) {
+            union { uint4 q; T e[E]; } u;
+            u.q = x;
+            u32 w = v * E / 32, below = (v * E) % 32;
+            u32 dst = s.prefix[w] + __popc(s.maskw[w] & ((1u << below) - 1));
 #pragma unroll
-        for (u32 j = 0; j < E; j++) nz += u.e[j] != 0;
-        if constexpr (sizeof(T) >= 2)
-            if (maybe_int8g) mine = max(mine, int8g_vector_max<T, dt>(x, v, valid, G, per_vector, shuffle, sh));
+            for (u32 j = 0; j < E; j++) if (u.e[j] != 0) packed[dst++] = u.e[j];
+        }
     });
     if (threadIdx.x == 0)
         for (u32 i = nvec * E; i < n; i++) {
-            T e = ((const T*)in)[i];
-            nz += e != 0;
-            if (maybe_int8g) {
-                u32 a = abs_bits<T>(e, dt);
-                mine = max(mine, a);
-            }
+            T e = ((const T*)stage)[i];
+            if (e != 0) packed[s.prefix[i / 32] + __popc(s.maskw[i / 32] & ((1u << (i % 32)) - 1))] = e;
         }
-    u32 nnz = block_sum_u32(nz, sh.scratch);  // synchronises: gmax is complete but for the tail
-    u32 best_codec = CODEC_RAW, best = len;
-    float err = 0.0f;
-    u32 zvc = ((n + 31) / 32) * 4 + nnz * sizeof(T) + tail;
-    if (zvc < best) { best = zvc; best_codec = CODEC_ZVC; }
-    u32 int8g_size = groups * 4 + n + tail;
-    if constexpr (sizeof(T) >= 2) {
-        if (maybe_int8g && int8g_size < best) {
-            if (threadIdx.x == 0)
-                for (u32 i = nvec * E; i < n; i++) atomicMax(&sh.gmax[i / G], abs_bits<T>(((const T*)in)[i], dt));
-            u32 bmax = block_max_u32(mine, sh.scratch);
-            for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) int8g_scale(__uint_as_float(sh.gmax[g]), &sh.gs[g], &sh.ginv[g]);
-            __syncthreads();
-            // finite, and 0 or within [2^-40, 2^40] (ltblock int8g.rs)
-            if (bmax == 0 || (bmax >= (87u << 23) && bmax <= (167u << 23))) {
-                float rel = per_vector ? int8g_error<T, dt, true>(in, n, nvec, G, sh) : int8g_error<T, dt, false>(in, n, nvec, G, sh);
-                if (rel <= p.max_rel_l2) {
-                    best = int8g_size; best_codec = CODEC_INT8G; err = rel;
-                    for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) p.amax[b * p.max_groups + g] = __uint_as_float(sh.gmax[g]);
-                }
-            }
-        }
-    }
-    if (threadIdx.x == 0) { out[b].codec = best_codec; out[b].payload_len = best; out[b].rel_l2 = err; out[b].pad = 0; }
+    if (threadIdx.x < tail) payload[payload_len - tail + threadIdx.x] = stage[n * sizeof(T) + threadIdx.x];
 }
 
-extern "C" __global__ void __launch_bounds__(LTB_THREADS, 4) ltb_analyze_blocks(EncodeParams p, BlockChoice* out) {
-    __shared__ AnalyzeShared sh;
-    u64 b = blockIdx.x;
-    u64 start = b * p.block_size;
-    u32 len = (u32)min((u64)p.block_size, p.len - start);
-    const u8* in = p.input + start;
-    switch (p.dtype) {  // the dtype as a template argument: no per-element branches on it
-        case DT_U8: analyze_block<u8, DT_U8>(p, b, in, len, out, sh); break;
-        case DT_F16: analyze_block<u16, DT_F16>(p, b, in, len, out, sh); break;
-        case DT_BF16: analyze_block<u16, DT_BF16>(p, b, in, len, out, sh); break;
-        default: analyze_block<u32, DT_F32>(p, b, in, len, out, sh); break;
+// Copies `len` bytes from shared to global memory, 16 bytes a store where dst allows.
+__device__ void copy_out(u8* dst, const u8* src, u32 len) {
+    u32 head = 0;
+    if (((size_t)dst & 15) == 0) {
+        for (u32 v = threadIdx.x; v < len / 16; v += LTB_THREADS) ((uint4*)dst)[v] = ((const uint4*)src)[v];
+        head = len / 16 * 16;
+    } else if (((size_t)dst & 3) == 0) {
+        for (u32 v = threadIdx.x; v < len / 4; v += LTB_THREADS) ((u32*)dst)[v] = ((const u32*)src)[v];
+        head = len / 4 * 4;
     }
+    for (u32 i = head + threadIdx.x; i < len; i += LTB_THREADS) dst[i] = src[i];
 }
 
-// ---- the prefix sum of block sizes: buffer header and index (FORMAT.md), in one CTA ----
-struct ScanParams {
-    u8* out;                    // the packed buffer (16-byte aligned), large enough for any choice
-    const BlockChoice* choice;
-    u64* total;                 // the packed length, for the host
-    u64 len;
-    u32 count;
-    u32 block_size;
-    int dtype;
-    int lossy;
-};
-
-extern "C" __global__ void __launch_bounds__(LTB_THREADS) ltb_scan_blocks(ScanParams p) {
-    __shared__ u64 run[LTB_THREADS];
-    __shared__ u32 scratch[LTB_WARPS];
-    u32 per = (p.count + LTB_THREADS - 1) / LTB_THREADS;
-    u32 lo = min(threadIdx.x * per, p.count), hi = min(lo + per, p.count);
-    u64 mine = 0;
-    for (u32 b = lo; b < hi; b++) mine += 32 + (p.choice[b].payload_len + 15) / 16 * 16;
-    run[threadIdx.x] = mine;
-    __syncthreads();
-    for (u32 off = 1; off < LTB_THREADS; off <<= 1) {
-        u64 add = threadIdx.x >= off ? run[threadIdx.x - off] : 0;
-        __syncthreads();
-        run[threadIdx.x] += add;
-        __syncthreads();
-    }
-    u64 index_end = 40 + 8 * ((u64)p.count + 1), first = (index_end + 15) / 16 * 16;
-    u64* index = (u64*)(p.out + 40);
-    u64 off = first + run[threadIdx.x] - mine;
-    // the checksum covers header bytes 0..32 (words 0..7), then the index (words 8, 9, ...)
-    u32 sum = 0;
-    for (u32 b = lo; b < hi; b++) {
-        index[b] = off;
-        sum += ltsum_term((u32)off, 8 + 2 * b) + ltsum_term((u32)(off >> 32), 9 + 2 * b);
-        off += 32 + (p.choice[b].payload_len + 15) / 16 * 16;
-    }
-    u32 head[8];
-    if (threadIdx.x == 0) {
-        u64 end = first + run[LTB_THREADS - 1];
-        index[p.count] = end;
-        sum += ltsum_term((u32)end, 8 + 2 * p.count) + ltsum_term((u32)(end >> 32), 9 + 2 * p.count);
-        if (first > index_end) *(u64*)(p.out + index_end) = 0;
-        *p.total = end;
-        head[0] = 'L' | ('T' << 8) | ('B' << 16) | ((u32)'F' << 24);
-        head[1] = 1u | ((u32)p.dtype << 16) | ((u32)p.lossy << 24);
-        head[2] = p.block_size; head[3] = p.count;
-        head[4] = (u32)p.len; head[5] = (u32)(p.len >> 32);
-        head[6] = 0; head[7] = 0;  // no lossless prefix on the GPU
-        for (u32 i = 0; i < 8; i++) sum += ltsum_term(head[i], i);
-    }
-    u32 check = ltsum_final(block_sum_u32(sum, scratch), 32 + 8 * (p.count + 1));
-    if (threadIdx.x == 0) {
-        u32* h = (u32*)p.out;
-        for (u32 i = 0; i < 8; i++) h[i] = head[i];
-        h[8] = check; h[9] = 0;
-    }
-}
-
-// ---- encode ----
-struct EncodeTarget {
-    u8* out;              // the packed buffer, its header and index written by ltb_scan_blocks
-    const BlockChoice* choice;
-};
-
-struct EncodeShared {
-    u32 maskw[MAX_WORDS];
-    u32 prefix[MAX_WORDS];
-    u32 scratch[LTB_WARPS];
-    float gs[MAX_GROUPS], ginv[MAX_GROUPS];
-};
-
-// Thread t owns input bytes [16v, 16v + 16) for its VPT vectors, HV at a time in registers;
-// the original bytes' checksum terms come from those registers; bytes past the last whole
-// vector (at most 15) are thread 0's.
-template <typename T, int dt>
-__device__ void encode_vectors(const EncodeParams& p, const u8* in, u32 len, u32 n, u32 codec, u8* payload, EncodeShared& sh,
-                               u32* sum_orig, u32* sum_dec) {
-    const u32 E = 16 / sizeof(T);
-    u32 nvec = len / 16, so = 0, sd = 0, G = p.group;
-    u32 words = (n + 31) / 32, groups = G ? (n + G - 1) / G : 0;
-    if (codec == CODEC_ZVC) {
-        for (u32 wd = threadIdx.x; wd < words; wd += LTB_THREADS) sh.maskw[wd] = 0;
-        __syncthreads();
-    }
-    // pass A: checksum terms; raw payload; zvc mask words; int8g q bytes and decoded checksum
-    u32* qout = (u32*)(payload + groups * 4);
-    bool q_wide = (groups * 4) % 8 == 0;
-    float e2 = 0.0f, r2 = 0.0f;  // int8g's error terms: not needed here
-    for_each_vector<HV>(in, nvec, [&](uint4 x, u32 v, bool valid) {
-        if (valid) so += vec_terms(x, v);
-        if (codec == CODEC_RAW) {
-            if (valid) ((uint4*)payload)[v] = x;
-        } else if (codec == CODEC_ZVC) {
-            union { uint4 q; T e[E]; } u;
-            u.q = x;
-            u32 bits = 0;
-#pragma unroll
-            for (u32 j = 0; j < E; j++) bits |= (u32)(u.e[j] != 0) << j;
-            u32 contrib = bits << ((v * E) % 32);
-            for (u32 off = 1; off < 32 / E; off <<= 1) contrib |= __shfl_xor_sync(FULL_MASK, contrib, off);
-            if (valid && (v * E) % 32 == 0) sh.maskw[v * E / 32] = contrib;
-        } else if constexpr (sizeof(T) >= 2) {
-            if (valid) {
-                u32 qw[E / 4];
-                uint4 dec;
-                if (G % E == 0) int8g_vector<T, dt, true>(x, G, sh.gs, sh.ginv, v * E, qw, &dec, &e2, &r2);
-                else int8g_vector<T, dt, false>(x, G, sh.gs, sh.ginv, v * E, qw, &dec, &e2, &r2);
-                if (E == 8 && q_wide) ((uint2*)qout)[v] = make_uint2(qw[0], qw[E / 8]);  // a warp: 256 contiguous bytes
-                else
-#pragma unroll
-                    for (u32 j = 0; j < E / 4; j++) qout[v * E / 4 + j] = qw[j];
-                sd += vec_terms(dec, v);
-            }
-        }
-    });
-    if (codec == CODEC_ZVC) {
-        __syncthreads();
-        if (threadIdx.x == 0)
-            for (u32 i = nvec * E; i < n; i++) if (((const T*)in)[i] != 0) sh.maskw[i / 32] |= 1u << (i % 32);
-        __syncthreads();
-        for (u32 wd = threadIdx.x; wd < words; wd += LTB_THREADS) { sh.prefix[wd] = __popc(sh.maskw[wd]); ((u32*)payload)[wd] = sh.maskw[wd]; }
-        __syncthreads();
-        block_exclusive_scan(sh.prefix, words, sh.scratch);
-        T* packed = (T*)(payload + words * 4);
-        // pass B: the non-zero elements to their places (the block is read again, from L2)
-        for_each_vector<HV>(in, nvec, [&](uint4 x, u32 v, bool valid) {
-            if (valid) {
-                union { uint4 q; T e[E]; } u;
-                u.q = x;
-                u32 w = v * E / 32, below = (v * E) % 32;
-                u32 dst = sh.prefix[w] + __popc(sh.maskw[w] & ((1u << below) - 1));
-#pragma unroll
-                for (u32 j = 0; j < E; j++) if (u.e[j] != 0) packed[dst++] = u.e[j];
-            }
-        });
-        if (threadIdx.x == 0)
-            for (u32 i = nvec * E; i < n; i++) {
-                T v = ((const T*)in)[i];
-                if (v != 0) packed[sh.prefix[i / 32] + __popc(sh.maskw[i / 32] & ((1u << (i % 32)) - 1))] = v;
-            }
-    }
-    // the bytes past the last whole vector: raw copy / int8g q values, and their checksum terms
-    if (threadIdx.x == 0) {
-        u32 start = nvec * 16;
-        for (u32 pos = start; pos < len; pos += 4) {
-            u32 word = 0, dword = 0;
-            for (u32 k = 0; k < 4 && pos + k < len; k++) word |= (u32)in[pos + k] << (8 * k);
-            so += ltsum_term(word, pos / 4);
-            if (codec == CODEC_INT8G) {
-                for (u32 k = 0; k < 4 && pos + k < len; k += sizeof(T)) {
-                    u32 at = pos + k, bits;
-                    if (at >= n * sizeof(T)) {  // the partial element's raw bytes
-                        bits = 0;
-                        for (u32 z = 0; at + z < len && z < 4 - k; z++) bits |= (u32)in[at + z] << (8 * z);
-                        dword |= bits << (8 * k);
-                        break;
-                    }
-                    u32 i = at / sizeof(T), g = i / G;
-                    float e2 = 0.0f, r2 = 0.0f;
-                    u8 q;
-                    bits = int8g_scalar(load_elem(in, dt, i), dt, sh.gs[g], sh.ginv[g], &q, &e2, &r2);
-                    payload[groups * 4 + i] = q;
-                    dword |= bits << (8 * k);
-                }
-                sd += ltsum_term(dword, pos / 4);
-            }
-        }
-        if (codec == CODEC_RAW) for (u32 pos = start; pos < len; pos++) payload[pos] = in[pos];
-    }
-    *sum_orig = ltsum_final(block_sum_u32(so, sh.scratch), len);
-    *sum_dec = codec == CODEC_INT8G ? ltsum_final(block_sum_u32(sd, sh.scratch), len) : *sum_orig;
-}
-
-extern "C" __global__ void __launch_bounds__(LTB_THREADS, 3) ltb_encode_blocks(EncodeParams p, EncodeTarget t) {
-    __shared__ EncodeShared sh;
-    u64 b = blockIdx.x;
-    u64 start = b * p.block_size;
-    u32 len = (u32)min((u64)p.block_size, p.len - start);
-    const u8* in = p.input + start;
-    u8* hdr = t.out + ((const u64*)(t.out + 40))[b];
+// Block b, its choice made and its stage ready: header, payload and zero padding at hdr.
+template <typename T>
+__device__ void write_block(const EncodeParams& p, u32 len, BlockChoice c, u32 sum, u32 sum_dec, const PackSmem& s, u8* hdr, PackShared& sh) {
     u8* payload = hdr + 32;
-    BlockChoice c = t.choice[b];
-    int w = dtype_width(p.dtype);
-    u32 n = len / w, tail = len - n * w, body = n * w;
-    if (c.codec == CODEC_INT8G) {
+    const u8* stage = (const u8*)s.stage;
+    u32 n = len / sizeof(T), tail = len - n * sizeof(T);
+    if (c.codec == CODEC_RAW) copy_out(payload, stage, len);
+    else if (c.codec == CODEC_ZVC) zvc_payload<T>(len, c.payload_len, s, payload, sh);
+    else {
         u32 groups = (n + p.group - 1) / p.group;
-        for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) {
-            int8g_scale(p.amax[b * p.max_groups + g], &sh.gs[g], &sh.ginv[g]);
-            ((float*)payload)[g] = sh.gs[g];
-        }
-        __syncthreads();
-        if (threadIdx.x < tail) payload[groups * 4 + n + threadIdx.x] = in[body + threadIdx.x];
+        for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) ((float*)payload)[g] = s.gs[g];
+        copy_out(payload + groups * 4, stage, n);
+        if (threadIdx.x < tail) payload[groups * 4 + n + threadIdx.x] = stage[n * sizeof(T) + threadIdx.x];
     }
-    if (c.codec == CODEC_ZVC && threadIdx.x < tail) payload[c.payload_len - tail + threadIdx.x] = in[body + threadIdx.x];
-    u32 sum, decoded_sum;
-    switch (p.dtype) {
-        case DT_U8: encode_vectors<u8, DT_U8>(p, in, len, n, c.codec, payload, sh, &sum, &decoded_sum); break;
-        case DT_F16: encode_vectors<u16, DT_F16>(p, in, len, n, c.codec, payload, sh, &sum, &decoded_sum); break;
-        case DT_BF16: encode_vectors<u16, DT_BF16>(p, in, len, n, c.codec, payload, sh, &sum, &decoded_sum); break;
-        default: encode_vectors<u32, DT_F32>(p, in, len, n, c.codec, payload, sh, &sum, &decoded_sum); break;
-    }
-    // zero padding up to the next 16-byte boundary
     u32 padded = (c.payload_len + 15) / 16 * 16;
     if (threadIdx.x < padded - c.payload_len) payload[c.payload_len + threadIdx.x] = 0;
     if (threadIdx.x == 0) {
         hdr[0] = 'L'; hdr[1] = 'T'; hdr[2] = 'B'; hdr[3] = 'K';
         hdr[4] = 1; hdr[5] = (u8)c.codec; hdr[6] = (u8)p.dtype; hdr[7] = c.codec == CODEC_INT8G;
         put_u32(hdr + 8, len); put_u32(hdr + 12, c.payload_len);
-        put_u32(hdr + 16, sum); put_u32(hdr + 20, decoded_sum);
+        put_u32(hdr + 16, sum); put_u32(hdr + 20, sum_dec);
         put_u32(hdr + 24, __float_as_uint(c.rel_l2));
         u32 g = c.codec == CODEC_INT8G ? p.group : 0;
         hdr[28] = g; hdr[29] = g >> 8; hdr[30] = 0; hdr[31] = 0;
+    }
+}
+
+// ---- the encoder: one CTA a block, in one launch ----
+struct PackState {
+    u32* counters;        // [0] tickets taken, [1] CTAs finished: zeroed before the launch
+    u64* lookback;        // per block, zeroed before the launch
+    BlockChoice* choice;  // per block, for the host's report
+};
+
+template <typename T, int dt>
+__device__ void pack_block(const EncodeParams& p, const PackState& st, const BufferHead& head, u32 b, const PackSmem& s, PackShared& sh) {
+    u64 start = (u64)b * p.block_size;
+    u32 len = (u32)min((u64)p.block_size, p.len - start);
+    u32 sum, sum_dec;
+    BlockChoice c = choose_codec<T, dt>(p, p.input + start, len, s, sh, &sum, &sum_dec);
+    if (threadIdx.x == 0) {
+        st.choice[b] = c;
+        sh.offset = first_block_offset(head.count) + lookback_prefix(st.lookback, b, 32 + (c.payload_len + 15) / 16 * 16);
+        ((u64*)(head.out + 40))[b] = sh.offset;
+    }
+    __syncthreads();
+    write_block<T>(p, len, c, sum, sum_dec, s, head.out + sh.offset, sh);
+}
+
+// Each CTA: stages its block in shared memory, chooses its codec as the CPU encoder would,
+// finds its offset by a decoupled look-back over the sizes of the blocks before it, writes
+// its index entry and its block. Blocks are taken by ticket, not blockIdx, so a CTA's
+// predecessors are always running. The last CTA to finish writes the buffer header.
+extern "C" __global__ void __launch_bounds__(LTB_THREADS, 3) ltb_pack_blocks(EncodeParams p, PackState st, BufferHead head) {
+    extern __shared__ uint4 dyn[];
+    __shared__ PackShared sh;
+    if (threadIdx.x == 0) sh.ticket = atomicAdd(&st.counters[0], 1u);
+    __syncthreads();
+    u32 b = sh.ticket;
+    PackSmem s = pack_smem(dyn, p.block_size, p.dtype, p.max_groups);
+    switch (p.dtype) {  // the dtype as a template argument: no per-element branches on it
+        case DT_U8: pack_block<u8, DT_U8>(p, st, head, b, s, sh); break;
+        case DT_F16: pack_block<u16, DT_F16>(p, st, head, b, s, sh); break;
+        case DT_BF16: pack_block<u16, DT_BF16>(p, st, head, b, s, sh); break;
+        default: pack_block<u32, DT_F32>(p, st, head, b, s, sh); break;
+    }
+    __threadfence();  // this block's bytes and index entry, before it counts as finished
+    __syncthreads();
+    if (threadIdx.x == 0) sh.last = atomicAdd(&st.counters[1], 1u) == head.count - 1;
+    __syncthreads();
+    if (sh.last) {
+        __threadfence();
+        u64 end = first_block_offset(head.count) + (((volatile u64*)st.lookback)[head.count - 1] & LB_VALUE);
+        write_buffer_head(head, end, sh.scratch);
     }
 }
 

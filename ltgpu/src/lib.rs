@@ -3,9 +3,9 @@
 //! `compile` turns `kernels/*.cu` into machine code for one architecture with NVRTC (a cubin,
 //! never PTX, so a newer NVRTC than the driver cannot hand it code it cannot load); it needs
 //! no GPU, so CI checks it; `cache` keeps the result on disk. `Gpu` loads the module and runs
-//! the kernels: analyse (which codec each block gets), scan (the sizes' prefix sum: buffer
-//! header and index, on the device), encode (headers and payloads at those offsets) and decode
-//! (any blocks of any buffers, one launch, each bounded by its extent). Output is
+//! the two kernels: pack (one pass: each block analysed, placed by a device-side prefix sum of
+//! the sizes, encoded; the buffer header and index written on the device) and decode (any
+//! blocks of any buffers, one launch, each bounded by its extent). Output is
 //! byte-identical with the CPU reference in `ltblock`; `selfcheck` shows it, run by `ltshim
 //! bench` and by `tests/gpu.rs`.
 //!
@@ -144,8 +144,6 @@ struct EncodeParams {
     lossy: i32,
     group: u32,
     max_rel_l2: f32,
-    /// Scratch for analyse to hand each int8g group's max |x| to encode: `max_groups` f32 per block.
-    amax: u64,
     max_groups: u32,
 }
 
@@ -160,16 +158,17 @@ pub struct BlockChoice {
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct EncodeTarget {
-    out: u64,
+struct PackState {
+    /// Two u32 (tickets taken, CTAs finished) then a u64 a block: zeroed before each launch.
+    counters: u64,
+    lookback: u64,
     choice: u64,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct ScanParams {
+struct BufferHead {
     out: u64,
-    choice: u64,
     total: u64,
     len: u64,
     count: u32,
@@ -177,6 +176,17 @@ struct ScanParams {
     dtype: i32,
     lossy: i32,
 }
+
+/// Dynamic shared memory of the pack kernel, laid out as its `pack_smem` does: the staged
+/// block, the zvc mask words of a block, then the larger of zvc's prefix sums and int8g's three
+/// words a group. Less of it lets more CTAs share an SM (three for bf16 at G = 128).
+fn pack_shared_bytes(p: &EncodeParams) -> u32 {
+    let words = p.block_size / ltblock::DType::from_id(p.dtype as u8).map_or(1, |d| d.width() as u32) / 32;
+    p.block_size + 4 * words + (4 * words).max(12 * p.max_groups)
+}
+
+/// The most `pack_shared_bytes` can ask for (u8 blocks, or 2048 int8g groups of 16 bf16).
+const PACK_SHARED_MAX: u32 = (ltblock::format::DEFAULT_BLOCK_SIZE + 4 * 2048 + 12 * ltblock::codec::int8g::MAX_GROUPS) as u32;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -213,17 +223,13 @@ pub struct Packed {
     /// Offset of each block's header, and the end (the buffer's index, read back).
     pub offsets: Vec<u64>,
     pub choices: Vec<BlockChoice>,
-    /// Kernel times in milliseconds: analyse, the scan of block sizes, encode.
-    pub analyze_ms: f32,
-    pub scan_ms: f32,
+    /// Milliseconds of the first encode (state reset and the pack kernel).
     pub encode_ms: f32,
 }
 
 pub struct Gpu {
     stream: sys::CUstream,
-    analyze: sys::CUfunction,
-    scan: sys::CUfunction,
-    encode: sys::CUfunction,
+    pack: sys::CUfunction,
     decode: sys::CUfunction,
     pub arch: String,
     pub name: String,
@@ -232,6 +238,14 @@ pub struct Gpu {
 }
 
 struct Events(sys::CUevent, sys::CUevent);
+
+/// The pack kernel's working memory: its state (reset before each launch), the blocks'
+/// choices and the packed length.
+struct PackScratch {
+    state: DevBuf,
+    choices: DevBuf,
+    total: DevBuf,
+}
 
 impl Gpu {
     /// Device `ordinal`, with the kernels compiled for its architecture.
@@ -272,11 +286,14 @@ impl Gpu {
         // SAFETY: module is loaded; names are the kernels' extern "C" entry points.
         let f = |n: &str| d("cuModuleGetFunction", unsafe { drv::module::get_function(module, CString::new(n).unwrap()) });
         let stream = d("cuStreamCreate", drv::stream::create(drv::stream::StreamKind::NonBlocking))?;
+        let pack = f("ltb_pack_blocks")?;
+        // SAFETY: an attribute of a loaded function; 96 KiB is within every sm_80+ device's limit.
+        d("cuFuncSetAttribute", unsafe {
+            sys::cuFuncSetAttribute(pack, sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, PACK_SHARED_MAX as i32).result()
+        })?;
         Ok(Gpu {
             stream,
-            analyze: f("ltb_analyze_blocks")?,
-            scan: f("ltb_scan_blocks")?,
-            encode: f("ltb_encode_blocks")?,
+            pack,
             decode: f("ltb_decode_blocks")?,
             arch,
             name,
@@ -290,7 +307,7 @@ impl Gpu {
             // SAFETY: an attribute query on a loaded function.
             unsafe { drv::function::get_function_attribute(f, a) }.unwrap_or(-1)
         };
-        [("analyze", self.analyze), ("scan", self.scan), ("encode", self.encode), ("decode", self.decode)]
+        [("pack", self.pack), ("decode", self.decode)]
             .into_iter()
             .map(|(n, f)| (n, attr(f, sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_NUM_REGS), attr(f, sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES)))
             .collect()
@@ -336,12 +353,12 @@ impl Gpu {
         }
     }
 
-    fn launch(&self, f: sys::CUfunction, grid: u32, params: &mut [*mut c_void]) -> Result<(), GpuError> {
+    fn launch(&self, f: sys::CUfunction, grid: u32, shared: u32, params: &mut [*mut c_void]) -> Result<(), GpuError> {
         if grid == 0 {
             return Ok(());
         }
         // SAFETY: params point to values laid out as the kernel's parameters (repr(C) mirrors).
-        d("cuLaunchKernel", unsafe { drv::launch_kernel(f, (grid, 1, 1), (THREADS, 1, 1), 0, self.stream, params) })
+        d("cuLaunchKernel", unsafe { drv::launch_kernel(f, (grid, 1, 1), (THREADS, 1, 1), shared, self.stream, params) })
     }
 
     /// Device-to-device copy of `len` bytes, timed (the bandwidth baseline).
@@ -352,16 +369,19 @@ impl Gpu {
         })
     }
 
-    /// The kernels' parameters, and the scratch they share.
-    fn params(&self, input: u64, len: usize, opts: GpuEncode) -> Result<(EncodeParams, DevBuf), GpuError> {
+    /// The pack kernel's parameters.
+    fn params(&self, input: u64, len: usize, opts: GpuEncode) -> Result<EncodeParams, GpuError> {
         if input % 16 != 0 {
             return Err(GpuError::Driver { call: "encode", error: format!("input {input:#x} is not 16-byte aligned") });
         }
         let block = ltblock::format::DEFAULT_BLOCK_SIZE;
-        let count = len.div_ceil(block);
-        let max_groups = if opts.lossy && opts.group > 0 { (block / opts.dtype.width()).div_ceil(opts.group as usize) } else { 0 };
-        let scratch = self.alloc(count * max_groups * 4)?;
-        let params = EncodeParams {
+        // a block with more groups than MAX_GROUPS is never int8g, but a short last block may be
+        let max_groups = if opts.lossy && opts.group > 0 && opts.dtype.width() >= 2 {
+            (block / opts.dtype.width()).div_ceil(opts.group as usize).min(ltblock::codec::int8g::MAX_GROUPS)
+        } else {
+            0
+        };
+        Ok(EncodeParams {
             input,
             len: len as u64,
             block_size: block as u32,
@@ -369,55 +389,38 @@ impl Gpu {
             lossy: opts.lossy as i32,
             group: opts.group,
             max_rel_l2: opts.max_rel_l2,
-            amax: scratch.ptr,
             max_groups: max_groups as u32,
-        };
-        Ok((params, scratch))
+        })
     }
 
-    /// Launches stage 0 (analyse), 1 (the scan of block sizes, which writes the buffer header
-    /// and index) or 2 (encode) of an encode; the three run in stream order, no host round trip.
-    fn encode_stage(&self, stage: usize, params: &mut EncodeParams, out: u64, choices: u64, total: u64) -> Result<(), GpuError> {
+    /// Resets the pack kernel's state and launches it: the whole encode, in stream order with
+    /// no host round trip.
+    fn pack_launch(&self, params: &mut EncodeParams, out: u64, scratch: &PackScratch) -> Result<(), GpuError> {
         let count = params.len.div_ceil(params.block_size as u64) as u32;
-        let mut choices = choices;
-        match stage {
-            0 => self.launch(self.analyze, count, &mut [params as *mut _ as *mut c_void, &mut choices as *mut _ as *mut c_void]),
-            1 => {
-                let mut scan = ScanParams {
-                    out,
-                    choice: choices,
-                    total,
-                    len: params.len,
-                    count,
-                    block_size: params.block_size,
-                    dtype: params.dtype,
-                    lossy: params.lossy,
-                };
-                self.launch(self.scan, 1, &mut [&mut scan as *mut _ as *mut c_void])
-            }
-            _ => {
-                let mut target = EncodeTarget { out, choice: choices };
-                self.launch(self.encode, count, &mut [params as *mut _ as *mut c_void, &mut target as *mut _ as *mut c_void])
-            }
-        }
+        // SAFETY: the state is scratch.state_len bytes of device memory.
+        d("cuMemsetD8Async", unsafe { sys::cuMemsetD8Async(scratch.state.ptr, 0, scratch.state.len, self.stream).result() })?;
+        let mut state = PackState { counters: scratch.state.ptr, lookback: scratch.state.ptr + 8, choice: scratch.choices.ptr };
+        let mut head =
+            BufferHead { out, total: scratch.total.ptr, len: params.len, count, block_size: params.block_size, dtype: params.dtype, lossy: params.lossy };
+        self.launch(self.pack, count, pack_shared_bytes(params), &mut [params as *mut _ as *mut c_void, &mut state as *mut _ as *mut c_void, &mut head as *mut _ as *mut c_void])
+    }
+
+    fn pack_scratch(&self, len: usize) -> Result<PackScratch, GpuError> {
+        let count = len.div_ceil(ltblock::format::DEFAULT_BLOCK_SIZE);
+        Ok(PackScratch { state: self.alloc(8 + 8 * count)?, choices: self.alloc(count * std::mem::size_of::<BlockChoice>())?, total: self.alloc(8)? })
     }
 
     /// Encodes `len` bytes at `input` (16-byte aligned) into LT-Blocks on the GPU.
     pub fn encode(&self, input: u64, len: usize, opts: GpuEncode) -> Result<Packed, GpuError> {
         let count = len.div_ceil(ltblock::format::DEFAULT_BLOCK_SIZE);
-        let (mut params, _scratch) = self.params(input, len, opts)?;
-        let choices_dev = self.alloc(count * std::mem::size_of::<BlockChoice>())?;
-        let total = self.alloc(8)?;
+        let mut params = self.params(input, len, opts)?;
+        let scratch = self.pack_scratch(len)?;
         let out = self.alloc(max_packed_len(len))?;
-        let mut ms = [0f32; 3];
-        for (stage, t) in ms.iter_mut().enumerate() {
-            *t = self.timed(|| self.encode_stage(stage, &mut params, out.ptr, choices_dev.ptr, total.ptr))?;
-        }
-        let [analyze_ms, scan_ms, encode_ms] = ms;
-        let packed_len = u64::from_le_bytes(self.download(total.ptr, 8)?.try_into().unwrap()) as usize;
+        let encode_ms = self.timed(|| self.pack_launch(&mut params, out.ptr, &scratch))?;
+        let packed_len = u64::from_le_bytes(self.download(scratch.total.ptr, 8)?.try_into().unwrap()) as usize;
         let index = self.download(out.ptr + ltblock::format::BUFFER_HEADER as u64, 8 * (count + 1))?;
         let offsets = index.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
-        let raw = self.download(choices_dev.ptr, count * 16)?;
+        let raw = self.download(scratch.choices.ptr, count * 16)?;
         let choices = raw
             .chunks_exact(16)
             .map(|c| BlockChoice {
@@ -427,17 +430,14 @@ impl Gpu {
                 pad: 0,
             })
             .collect();
-        Ok(Packed { buf: out, len: packed_len, offsets, choices, analyze_ms, scan_ms, encode_ms })
+        Ok(Packed { buf: out, len: packed_len, offsets, choices, encode_ms })
     }
 
-    /// Analyse, scan and encode again into `packed`'s buffer (for timing): milliseconds from
-    /// the first kernel's start to the last one's end.
+    /// The encode again into `packed`'s buffer (for timing), in milliseconds.
     pub fn reencode_ms(&self, input: u64, len: usize, opts: GpuEncode, packed: &Packed) -> Result<f32, GpuError> {
-        let count = len.div_ceil(ltblock::format::DEFAULT_BLOCK_SIZE);
-        let (mut params, _scratch) = self.params(input, len, opts)?;
-        let choices_dev = self.alloc(count * 16)?;
-        let total = self.alloc(8)?;
-        self.timed(|| (0..3).try_for_each(|stage| self.encode_stage(stage, &mut params, packed.buf.ptr, choices_dev.ptr, total.ptr)))
+        let mut params = self.params(input, len, opts)?;
+        let scratch = self.pack_scratch(len)?;
+        self.timed(|| self.pack_launch(&mut params, packed.buf.ptr, &scratch))
     }
 
     /// Decodes the blocks the descriptors name, in one launch; checks every block's status.
@@ -446,7 +446,7 @@ impl Gpu {
         let descs_dev = self.upload(&bytes)?;
         let status = self.alloc(descs.len() * 4)?;
         let (mut dptr, mut sptr) = (descs_dev.ptr, status.ptr);
-        let ms = self.timed(|| self.launch(self.decode, descs.len() as u32, &mut [&mut dptr as *mut _ as *mut c_void, &mut sptr as *mut _ as *mut c_void]))?;
+        let ms = self.timed(|| self.launch(self.decode, descs.len() as u32, 0, &mut [&mut dptr as *mut _ as *mut c_void, &mut sptr as *mut _ as *mut c_void]))?;
         let st = self.download(status.ptr, descs.len() * 4)?;
         for (i, s) in st.chunks_exact(4).enumerate() {
             let s = u32::from_le_bytes(s.try_into().unwrap());

@@ -137,7 +137,7 @@ pub fn malformed_checks(gpu: &Gpu) -> Result<(Vec<MalformedCase>, bool), GpuErro
     let payload_len = u32::from_le_bytes(good[b0 + 12..b0 + 16].try_into().unwrap()) as usize;
     let decode_with = |bytes: &[u8], extent_cut: u64, out_shift: u64| -> Result<Result<f32, GpuError>, GpuError> {
         let dev = gpu.upload(bytes)?;
-        let copy = Packed { buf: dev, len: packed.len, offsets: packed.offsets.clone(), choices: Vec::new(), analyze_ms: 0.0, scan_ms: 0.0, encode_ms: 0.0 };
+        let copy = Packed { buf: dev, len: packed.len, offsets: packed.offsets.clone(), choices: Vec::new(), encode_ms: 0.0 };
         let mut descs = descs_for(&copy, out.ptr);
         descs[0].extent -= extent_cut;
         descs[0].out += out_shift;

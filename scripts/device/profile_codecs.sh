@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Nsight Compute on the codec kernels of `ltshim bench`'s first case (bf16 weights, int8g):
-# time, DRAM and SM throughput, occupancy, instructions and the main stall reasons.
+# Nsight Compute on the codec kernels of `ltshim bench`: time, DRAM and SM throughput,
+# occupancy, instructions and the main stall reasons. CASES: "kernel:launches-to-skip" pairs;
+# bench launches the pack kernel 6 times a case (bf16 int8g first, then G=16, zvc 50%, 90%).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-for k in ${KERNELS:-analyze encode decode}; do
-  ncu -k regex:ltb_$k -c 1 --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
+for c in ${CASES:-pack:0 pack:18 decode:0}; do
+  k=${c%%:*}; skip=${c##*:}
+  ncu -k regex:ltb_$k --launch-skip $skip -c 1 --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats --section SchedulerStats \
       --metrics smsp__inst_executed.sum,dram__bytes_read.sum,dram__bytes_write.sum \
-      .dev/ltshim bench --size ${SIZE:-256} > $OUT/ncu_$k.txt 2>&1
-  echo "== ltb_$k"
-  grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|inst_executed|dram__bytes|Registers Per|Stall|Warp Cycles Per Issued|Block Limit" $OUT/ncu_$k.txt | head -24
+      .dev/ltshim bench --size ${SIZE:-256} > $OUT/ncu_${k}_$skip.txt 2>&1
+  echo "== ltb_$k, launch $skip"
+  grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|inst_executed|dram__bytes|Registers Per|Stall|Warp Cycles Per Issued|Block Limit|Issued Warp|No Eligible" $OUT/ncu_${k}_$skip.txt | head -30
 done
