@@ -144,9 +144,32 @@ __device__ __forceinline__ T block_reduce(T v, T identity, T* scratch, Op op) {
     __syncthreads();
     return total;
 }
-__device__ __forceinline__ u32 block_sum_u32(u32 v, u32* scratch) { return block_reduce<u32>(v, 0u, scratch, [](u32 a, u32 b) { return a + b; }); }
-__device__ __forceinline__ float block_sum_f32(float v, float* scratch) { return block_reduce<float>(v, 0.0f, scratch, [](float a, float b) { return a + b; }); }
-__device__ __forceinline__ u32 block_max_u32(u32 v, u32* scratch) { return block_reduce<u32>(v, 0u, scratch, [](u32 a, u32 b) { return max(a, b); }); }
+__device__ __forceinline__ u32 add_u32(u32 x, u32 y) { return x + y; }
+__device__ __forceinline__ float add_f32(float x, float y) { return x + y; }
+__device__ __forceinline__ u32 max_u32(u32 x, u32 y) { return max(x, y); }
+__device__ __forceinline__ u32 block_sum_u32(u32 v, u32* scratch) { return block_reduce<u32>(v, 0u, scratch, add_u32); }
+
+// Three reductions over the CTA behind one set of barriers (scratch: 3 * LTB_WARPS words),
+// each in block_reduce's order; values of 32 bits (u32 or f32), identity 0.
+template <typename A, typename B, typename C, typename OA, typename OB, typename OC>
+__device__ __forceinline__ void block_reduce3(A& a, B& b, C& c, OA oa, OB ob, OC oc, u32* scratch) {
+    static_assert(sizeof(A) == 4 && sizeof(B) == 4 && sizeof(C) == 4, "32-bit values");
+    for (int off = 16; off > 0; off >>= 1) {
+        a = oa(a, __shfl_xor_sync(FULL_MASK, a, off));
+        b = ob(b, __shfl_xor_sync(FULL_MASK, b, off));
+        c = oc(c, __shfl_xor_sync(FULL_MASK, c, off));
+    }
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    A* sa = (A*)scratch;
+    B* sb = (B*)(scratch + LTB_WARPS);
+    C* sc = (C*)(scratch + 2 * LTB_WARPS);
+    __syncthreads();
+    if (lane == 0) { sa[warp] = a; sb[warp] = b; sc[warp] = c; }
+    __syncthreads();
+    a = 0; b = 0; c = 0;
+    for (int w = 0; w < LTB_WARPS; w++) { a = oa(a, sa[w]); b = ob(b, sb[w]); c = oc(c, sc[w]); }
+    __syncthreads();
+}
 
 // Exclusive scan of `count` u32 values in shared memory, in place; returns the total.
 __device__ __forceinline__ u32 block_exclusive_scan(u32* vals, u32 count, u32* scratch) {

@@ -202,8 +202,7 @@ __device__ __forceinline__ PackSmem pack_smem(uint4* dyn, u32 block_size, int dt
 }
 
 struct PackShared {
-    u32 scratch[LTB_WARPS];
-    float fscratch[LTB_WARPS];
+    u32 scratch[3 * LTB_WARPS];
     u32 ticket;
     int last;
     u64 offset;
@@ -241,6 +240,22 @@ __device__ __forceinline__ u32 int8g_vector_max(uint4 x, u32 v, bool valid, u32 
     return am;
 }
 
+// Copies the block into the stage with every 16-byte vector in flight at once (cp.async,
+// sm_80+), and its last bytes (at most 15) plainly; `overlap` runs while the copies are in
+// flight. Synchronises.
+template <typename F>
+__device__ __forceinline__ void stage_copy(uint4* stage, const u8* src, u32 len, F overlap) {
+    u32 nvec = len / 16, start = nvec * 16;
+    for (u32 v = threadIdx.x; v < nvec; v += LTB_THREADS) {
+        u32 dst = (u32)__cvta_generic_to_shared(stage + v);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src + 16 * v) : "memory");
+    }
+    if (threadIdx.x < len - start) ((u8*)stage)[start + threadIdx.x] = src[start + threadIdx.x];
+    overlap();
+    asm volatile("cp.async.wait_all;" ::: "memory");
+    __syncthreads();
+}
+
 // What the staging pass learns of a block.
 struct BlockScan {
     u32 sum;   // checksum of the original bytes (final)
@@ -248,17 +263,17 @@ struct BlockScan {
     u32 bmax;  // the largest |x| as bits (when int8g may be tried)
 };
 
-// Pass 1: stages the block (each input byte read from DRAM once) and, from the same registers,
-// the checksum terms, the zvc mask words (zeroed before) and, when int8g may be tried, each
-// group's max |x| (zeroed before). Bytes past the last whole vector (at most 15) are thread 0's.
+// Pass 1, over the staged block: the checksum terms, the zvc mask words (zeroed before) and,
+// when int8g may be tried, each group's max |x| (zeroed before). Bytes past the last whole
+// vector (at most 15) are thread 0's.
 template <typename T, int dt>
-__device__ BlockScan stage_block(const u8* src, u32 len, const PackSmem& s, bool want_max, u32 G, bool per_vector, bool shuffle,
-                                 PackShared& sh) {
+__device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, u32 G, bool per_vector, bool shuffle, PackShared& sh) {
     const u32 E = 16 / sizeof(T);
     u32 n = len / sizeof(T), nvec = len / 16;
+    const u8* stage = (const u8*)s.stage;
     u32 so = 0, nz = 0, mine = 0;
-    for_each_vector<HA, false>(src, nvec, [&](uint4 x, u32 v, bool valid) {
-        if (valid) { s.stage[v] = x; so += vec_terms(x, v); }
+    for_each_vector<HA, false>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
+        if (valid) so += vec_terms(x, v);
         union { uint4 q; T e[E]; } u;
         u.q = x;
         u32 bits = 0;
@@ -271,12 +286,9 @@ __device__ BlockScan stage_block(const u8* src, u32 len, const PackSmem& s, bool
         if constexpr (sizeof(T) >= 2)
             if (want_max) mine = max(mine, int8g_vector_max<T, dt>(x, v, valid, G, per_vector, shuffle, s.gmax));
     });
-    u8* stage = (u8*)s.stage;
-    u32 start = nvec * 16;
-    if (threadIdx.x < len - start) stage[start + threadIdx.x] = src[start + threadIdx.x];
-    __syncthreads();
+    __syncthreads();  // the mask words and group maxima of whole vectors are in place
     if (threadIdx.x == 0) {
-        for (u32 pos = start; pos < len; pos += 4) {
+        for (u32 pos = nvec * 16; pos < len; pos += 4) {
             u32 word = 0;
             for (u32 k = 0; k < 4 && pos + k < len; k++) word |= (u32)stage[pos + k] << (8 * k);
             so += ltsum_term(word, pos / 4);
@@ -291,10 +303,11 @@ __device__ BlockScan stage_block(const u8* src, u32 len, const PackSmem& s, bool
             }
         }
     }
+    block_reduce3(so, nz, mine, add_u32, add_u32, max_u32, sh.scratch);  // synchronises
     BlockScan r;
-    r.sum = ltsum_final(block_sum_u32(so, sh.scratch), len);  // synchronises
-    r.nnz = block_sum_u32(nz, sh.scratch);
-    r.bmax = want_max ? block_max_u32(mine, sh.scratch) : 0;
+    r.sum = ltsum_final(so, len);
+    r.nnz = nz;
+    r.bmax = mine;
     return r;
 }
 
@@ -344,9 +357,9 @@ __device__ float int8g_pass(u32 len, u32 G, const PackSmem& s, PackShared& sh, u
             sd += ltsum_term(dword, pos / 4);
         }
     }
-    *sum_dec = ltsum_final(block_sum_u32(sd, sh.scratch), len);
-    float err2 = block_sum_f32(e2, sh.fscratch), ref2 = block_sum_f32(r2, sh.fscratch);
-    return ref2 > 0.0f ? sqrtf(err2 / ref2) : (err2 > 0.0f ? __int_as_float(0x7f800000) : 0.0f);
+    block_reduce3(sd, e2, r2, add_u32, add_f32, add_f32, sh.scratch);
+    *sum_dec = ltsum_final(sd, len);
+    return r2 > 0.0f ? sqrtf(e2 / r2) : (e2 > 0.0f ? __int_as_float(0x7f800000) : 0.0f);
 }
 
 // The codec the CPU encoder would choose for the block, and its payload size; for int8g also
@@ -361,11 +374,12 @@ __device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 le
     bool per_vector = maybe_int8g && G % E == 0;
     u32 V = maybe_int8g ? G / E : 0;
     bool shuffle = per_vector && V <= 32 && (V & (V - 1)) == 0;
-    for (u32 w = threadIdx.x; w < (n + 31) / 32; w += LTB_THREADS) s.maskw[w] = 0;
-    if (maybe_int8g)
-        for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) s.gmax[g] = 0;
-    __syncthreads();
-    BlockScan scan = stage_block<T, dt>(src, len, s, maybe_int8g, G, per_vector, shuffle, sh);
+    stage_copy(s.stage, src, len, [&] {
+        for (u32 w = threadIdx.x; w < (n + 31) / 32; w += LTB_THREADS) s.maskw[w] = 0;
+        if (maybe_int8g)
+            for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) s.gmax[g] = 0;
+    });
+    BlockScan scan = scan_block<T, dt>(len, s, maybe_int8g, G, per_vector, shuffle, sh);
     *sum = *sum_dec = scan.sum;
     BlockChoice c = {CODEC_RAW, len, 0.0f, 0};
     u32 zvc = ((n + 31) / 32) * 4 + scan.nnz * sizeof(T) + tail;
@@ -385,10 +399,7 @@ __device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 le
                 return c;
             }
             // rejected: the q bytes go, the block comes back (rare: the error bound failed)
-            for (u32 v = threadIdx.x; v < len / 16; v += LTB_THREADS) s.stage[v] = ((const uint4*)src)[v];
-            u32 start = len / 16 * 16;
-            if (threadIdx.x < len - start) ((u8*)s.stage)[start + threadIdx.x] = src[start + threadIdx.x];
-            __syncthreads();
+            stage_copy(s.stage, src, len, [] {});
         }
     }
     return c;

@@ -8,8 +8,8 @@ export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 for c in ${CASES:-pack:0 pack:18 decode:0}; do
   k=${c%%:*}; skip=${c##*:}
   ncu -k regex:ltb_$k --launch-skip $skip -c 1 --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats --section SchedulerStats \
-      --metrics smsp__inst_executed.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+      --metrics smsp__inst_executed.sum,dram__bytes_read.sum,dram__bytes_write.sum,"regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
       .dev/ltshim bench --size ${SIZE:-256} > $OUT/ncu_${k}_$skip.txt 2>&1
   echo "== ltb_$k, launch $skip"
-  grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|inst_executed|dram__bytes|Registers Per|Stall|Warp Cycles Per Issued|Block Limit|Issued Warp|No Eligible" $OUT/ncu_${k}_$skip.txt | head -30
+  grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|inst_executed|dram__bytes|Registers Per|Stall|Warp Cycles Per Issued|Block Limit|Issued Warp|No Eligible|issue_stalled" $OUT/ncu_${k}_$skip.txt | grep -v "ratio  *0$" | head -40
 done
