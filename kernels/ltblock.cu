@@ -66,15 +66,29 @@ struct BlockChoice {
 };
 
 // ---- int8g ----
+// Element index -> group without a division: in a block i < 2^16 and G < 2^16, so
+// __umulhi(i, ceil(2^32 / G)) is exactly i / G (its excess stays below 2^-16 <= 1/G).
+struct Groups {
+    u32 G;
+    u32 m;  // ceil(2^32 / G); 0 for G = 1
+    __device__ __forceinline__ u32 of(u32 i) const { return m ? __umulhi(i, m) : i; }
+};
+__device__ __forceinline__ Groups make_groups(u32 G) {
+    Groups g;
+    g.G = G;
+    g.m = G > 1 ? (u32)((0x100000000ull + G - 1) / G) : 0;
+    return g;
+}
+
 // One 16-byte vector starting at element i0: its q bytes (E/4 words), its decoded vector, and
 // the f32 error terms added in element order. PV: the vector lies in one group (G % E == 0).
 template <typename T, int dt, bool PV>
-__device__ __forceinline__ void int8g_vector(uint4 in, u32 G, const float* gs, const float* ginv, u32 i0,
+__device__ __forceinline__ void int8g_vector(uint4 in, Groups gr, const float* gs, const float* ginv, u32 i0,
                                              u32* qw, uint4* dec, float* e2, float* r2) {
     const u32 E = 16 / sizeof(T);
     union { uint4 q; T e[E]; u32 w[4]; } u, d;
     u.q = in;
-    u32 g = i0 / G, rem = i0 - g * G;
+    u32 G = gr.G, g = gr.of(i0), rem = i0 - g * G;
     float s = gs[g], inv = ginv[g], x[E], dx[E];
 #pragma unroll
     for (u32 j = 0; j < (E + 3) / 4; j++) qw[j] = 0;
@@ -159,23 +173,30 @@ __device__ void write_buffer_head(const BufferHead& p, u64 end, u32* scratch) {
 #define LB_INCLUSIVE (1ull << 63)
 #define LB_VALUE (LB_AGGREGATE - 1)
 
-// The sizes of the blocks before b (thread 0 of b's CTA). b publishes its own size first, so a
-// successor never waits on b's look-back; b's predecessors took their tickets earlier, so they
-// are running and will publish.
+// The sizes of the blocks before b, by warp 0 of b's CTA (all its lanes call). b publishes its
+// own size first, so a successor never waits on b's look-back; b's predecessors took their
+// tickets earlier, so they are running and will publish. The warp reads 32 predecessors at a
+// time and stops at the nearest that knows its inclusive sum.
 __device__ u64 lookback_prefix(volatile u64* lb, u32 b, u64 size) {
-    if (b == 0) { lb[0] = LB_INCLUSIVE | size; return 0; }
-    lb[b] = LB_AGGREGATE | size;
+    u32 lane = threadIdx.x % 32;
+    if (lane == 0) lb[b] = (b == 0 ? LB_INCLUSIVE : LB_AGGREGATE) | size;
+    if (b == 0) return 0;
     u64 before = 0;
-    for (u32 j = b - 1;; j--) {
+    for (int newest = (int)b - 1;; newest -= 32) {
+        int k = newest - (int)lane;
         u64 w;
-        do { w = lb[j]; } while (w == 0);
-        before += w & LB_VALUE;
-        if (w & LB_INCLUSIVE) break;
+        do w = k >= 0 ? lb[k] : LB_INCLUSIVE;  // before block 0: an inclusive sum of 0
+        while (!__all_sync(FULL_MASK, w != 0));
+        u32 inclusive = __ballot_sync(FULL_MASK, (w & LB_INCLUSIVE) != 0);
+        u32 upto = inclusive ? __ffs(inclusive) - 1 : 31;
+        u64 part = lane <= upto ? (w & LB_VALUE) : 0;
+        for (int off = 16; off > 0; off >>= 1) part += __shfl_xor_sync(FULL_MASK, part, off);
+        before += part;
+        if (inclusive) break;
     }
-    lb[b] = LB_INCLUSIVE | (before + size);
+    if (lane == 0) lb[b] = LB_INCLUSIVE | (before + size);
     return before;
 }
-
 
 // ---- the encoder's shared memory ----
 // Dynamic, laid out by pack_smem (the host sizes it the same way, ltgpu pack_shared_bytes):
@@ -211,7 +232,7 @@ struct PackShared {
 // The max |x| (as bits) of each group that vector v meets, into gmax (zeroed before); returns
 // the vector's largest. Inf and NaN compare above every finite value.
 template <typename T, int dt>
-__device__ __forceinline__ u32 int8g_vector_max(uint4 x, u32 v, bool valid, u32 G, bool per_vector, bool shuffle, u32* gmax) {
+__device__ __forceinline__ u32 int8g_vector_max(uint4 x, u32 v, bool valid, Groups gr, bool per_vector, bool shuffle, u32* gmax) {
     const u32 E = 16 / sizeof(T);
     union { uint4 q; T e[E]; } u;
     u.q = x;
@@ -219,16 +240,16 @@ __device__ __forceinline__ u32 int8g_vector_max(uint4 x, u32 v, bool valid, u32 
     if (per_vector) {
 #pragma unroll
         for (u32 j = 0; j < E; j++) am = max(am, abs_bits<T>(u.e[j], dt));
-        u32 V = G / E, group_max = am;
+        u32 V = gr.G / E, group_max = am;
         if (shuffle) {
-            // the V vectors of a group are V aligned lanes of one warp
+            // the V vectors of a group (V a power of two) are V aligned lanes of one warp
             for (u32 off = 1; off < V; off <<= 1) group_max = max(group_max, __shfl_xor_sync(FULL_MASK, group_max, off));
-            if (valid && v % V == 0) gmax[v * E / G] = group_max;
+            if (valid && (v & (V - 1)) == 0) gmax[gr.of(v * E)] = group_max;
         } else if (valid) {
-            atomicMax(&gmax[v * E / G], am);
+            atomicMax(&gmax[gr.of(v * E)], am);
         }
     } else if (valid) {
-        u32 i0 = v * E, g = i0 / G, rem = i0 - g * G;
+        u32 i0 = v * E, G = gr.G, g = gr.of(i0), rem = i0 - g * G;
 #pragma unroll
         for (u32 j = 0; j < E; j++) {
             u32 a = abs_bits<T>(u.e[j], dt);
@@ -267,7 +288,7 @@ struct BlockScan {
 // when int8g may be tried, each group's max |x| (zeroed before). Bytes past the last whole
 // vector (at most 15) are thread 0's.
 template <typename T, int dt>
-__device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, u32 G, bool per_vector, bool shuffle, PackShared& sh) {
+__device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, Groups gr, bool per_vector, bool shuffle, PackShared& sh) {
     const u32 E = 16 / sizeof(T);
     u32 n = len / sizeof(T), nvec = len / 16;
     const u8* stage = (const u8*)s.stage;
@@ -284,7 +305,7 @@ __device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, u32 G
         for (u32 off = 1; off < 32 / E; off <<= 1) contrib |= __shfl_xor_sync(FULL_MASK, contrib, off);
         if (valid && (v * E) % 32 == 0) s.maskw[v * E / 32] = contrib;
         if constexpr (sizeof(T) >= 2)
-            if (want_max) mine = max(mine, int8g_vector_max<T, dt>(x, v, valid, G, per_vector, shuffle, s.gmax));
+            if (want_max) mine = max(mine, int8g_vector_max<T, dt>(x, v, valid, gr, per_vector, shuffle, s.gmax));
     });
     __syncthreads();  // the mask words and group maxima of whole vectors are in place
     if (threadIdx.x == 0) {
@@ -299,7 +320,7 @@ __device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, u32 G
             if (want_max) {
                 u32 a = abs_bits<T>(e, dt);
                 mine = max(mine, a);
-                atomicMax(&s.gmax[i / G], a);
+                atomicMax(&s.gmax[gr.of(i)], a);
             }
         }
     }
@@ -313,8 +334,8 @@ __device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, u32 G
 
 // Element i alone (past the last whole vector): q byte, decoded bits, error terms.
 template <typename T, int dt>
-__device__ __forceinline__ u32 int8g_tail_elem(T e, u32 i, u32 G, const PackSmem& s, u8* q, float* e2, float* r2) {
-    u32 g = i / G;
+__device__ __forceinline__ u32 int8g_tail_elem(T e, u32 i, Groups gr, const PackSmem& s, u8* q, float* e2, float* r2) {
+    u32 g = gr.of(i);
     return int8g_scalar(elem_f32<T>(e, dt), dt, s.gs[g], s.ginv[g], q, e2, r2);
 }
 
@@ -325,7 +346,7 @@ __device__ __forceinline__ u32 int8g_tail_elem(T e, u32 i, u32 G, const PackSmem
 // loads and its stores. Afterwards the stage holds q[0..n) and, past n * sizeof(T), the raw
 // tail bytes.
 template <typename T, int dt, bool PV>
-__device__ float int8g_pass(u32 len, u32 G, const PackSmem& s, PackShared& sh, u32* sum_dec) {
+__device__ float int8g_pass(u32 len, Groups gr, const PackSmem& s, PackShared& sh, u32* sum_dec) {
     const u32 E = 16 / sizeof(T);
     u32 n = len / sizeof(T), nvec = len / 16;
     u8* stage = (u8*)s.stage;
@@ -335,7 +356,7 @@ __device__ float int8g_pass(u32 len, u32 G, const PackSmem& s, PackShared& sh, u
         if (valid) {
             u32 qw[E / 4];
             uint4 dec;
-            int8g_vector<T, dt, PV>(x, G, s.gs, s.ginv, v * E, qw, &dec, &e2, &r2);
+            int8g_vector<T, dt, PV>(x, gr, s.gs, s.ginv, v * E, qw, &dec, &e2, &r2);
             if constexpr (E == 8) ((uint2*)stage)[v] = make_uint2(qw[0], qw[1]);
             else ((u32*)stage)[v] = qw[0];
             sd += vec_terms(dec, v);
@@ -351,7 +372,7 @@ __device__ float int8g_pass(u32 len, u32 G, const PackSmem& s, PackShared& sh, u
                 if (at >= n * sizeof(T)) { dword |= (word >> (8 * k)) << (8 * k); break; }  // the partial element, raw
                 u8 q;
                 T e = (T)(word >> (8 * k));
-                dword |= int8g_tail_elem<T, dt>(e, at / sizeof(T), G, s, &q, &e2, &r2) << (8 * k);
+                dword |= int8g_tail_elem<T, dt>(e, at / sizeof(T), gr, s, &q, &e2, &r2) << (8 * k);
                 stage[at / sizeof(T)] = q;
             }
             sd += ltsum_term(dword, pos / 4);
@@ -374,12 +395,13 @@ __device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 le
     bool per_vector = maybe_int8g && G % E == 0;
     u32 V = maybe_int8g ? G / E : 0;
     bool shuffle = per_vector && V <= 32 && (V & (V - 1)) == 0;
+    Groups gr = make_groups(G);
     stage_copy(s.stage, src, len, [&] {
         for (u32 w = threadIdx.x; w < (n + 31) / 32; w += LTB_THREADS) s.maskw[w] = 0;
         if (maybe_int8g)
             for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) s.gmax[g] = 0;
     });
-    BlockScan scan = scan_block<T, dt>(len, s, maybe_int8g, G, per_vector, shuffle, sh);
+    BlockScan scan = scan_block<T, dt>(len, s, maybe_int8g, gr, per_vector, shuffle, sh);
     *sum = *sum_dec = scan.sum;
     BlockChoice c = {CODEC_RAW, len, 0.0f, 0};
     u32 zvc = ((n + 31) / 32) * 4 + scan.nnz * sizeof(T) + tail;
@@ -392,7 +414,7 @@ __device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 le
             for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) int8g_scale(__uint_as_float(s.gmax[g]), &s.gs[g], &s.ginv[g]);
             __syncthreads();
             u32 dec;
-            float rel = per_vector ? int8g_pass<T, dt, true>(len, G, s, sh, &dec) : int8g_pass<T, dt, false>(len, G, s, sh, &dec);
+            float rel = per_vector ? int8g_pass<T, dt, true>(len, gr, s, sh, &dec) : int8g_pass<T, dt, false>(len, gr, s, sh, &dec);
             if (rel <= p.max_rel_l2) {
                 c.codec = CODEC_INT8G; c.payload_len = int8g_size; c.rel_l2 = rel;
                 *sum_dec = dec;
@@ -487,10 +509,13 @@ __device__ void pack_block(const EncodeParams& p, const PackState& st, const Buf
     u32 len = (u32)min((u64)p.block_size, p.len - start);
     u32 sum, sum_dec;
     BlockChoice c = choose_codec<T, dt>(p, p.input + start, len, s, sh, &sum, &sum_dec);
-    if (threadIdx.x == 0) {
-        st.choice[b] = c;
-        sh.offset = first_block_offset(head.count) + lookback_prefix(st.lookback, b, 32 + (c.payload_len + 15) / 16 * 16);
-        ((u64*)(head.out + 40))[b] = sh.offset;
+    if (threadIdx.x < 32) {
+        u64 before = lookback_prefix(st.lookback, b, 32 + (c.payload_len + 15) / 16 * 16);
+        if (threadIdx.x == 0) {
+            st.choice[b] = c;
+            sh.offset = first_block_offset(head.count) + before;
+            ((u64*)(head.out + 40))[b] = sh.offset;
+        }
     }
     __syncthreads();
     write_block<T>(p, len, c, sum, sum_dec, s, head.out + sh.offset, sh);
@@ -513,9 +538,13 @@ extern "C" __global__ void __launch_bounds__(LTB_THREADS, 3) ltb_pack_blocks(Enc
         case DT_BF16: pack_block<u16, DT_BF16>(p, st, head, b, s, sh); break;
         default: pack_block<u32, DT_F32>(p, st, head, b, s, sh); break;
     }
-    __threadfence();  // this block's bytes and index entry, before it counts as finished
     __syncthreads();
-    if (threadIdx.x == 0) sh.last = atomicAdd(&st.counters[1], 1u) == head.count - 1;
+    if (threadIdx.x == 0) {
+        // the CTA's writes (ordered before this by the barrier) visible before it counts as
+        // finished: the pattern of a grid-wide barrier
+        __threadfence();
+        sh.last = atomicAdd(&st.counters[1], 1u) == head.count - 1;
+    }
     __syncthreads();
     if (sh.last) {
         __threadfence();

@@ -495,4 +495,24 @@ mod tests {
             }
         }
     }
+
+    /// The pack kernel finds an element's int8g group as __umulhi(i, ceil(2^32 / G)) (struct
+    /// Groups in kernels/ltblock.cu). Both sides are non-decreasing in i, so they agree for
+    /// every i < 2^16 when they agree on each side of every multiple of G: checked for every G.
+    #[test]
+    fn the_kernels_group_index_without_division_is_exact() {
+        for g in 2u64..=65535 {
+            let m = (1u64 << 32).div_ceil(g);
+            assert!(m <= u32::MAX as u64);
+            let mut k = g;
+            while k <= 1 << 16 {
+                for i in [k - 1, k] {
+                    if i < 1 << 16 {
+                        assert_eq!((i * m) >> 32, i / g, "i {i} G {g}");
+                    }
+                }
+                k += g;
+            }
+        }
+    }
 }
