@@ -195,5 +195,4 @@ __device__ __forceinline__ u32 block_exclusive_scan(u32* vals, u32 count, u32* s
     return total;
 }
 
-__device__ __forceinline__ void put_u32(u8* p, u32 v) { p[0] = v; p[1] = v >> 8; p[2] = v >> 16; p[3] = v >> 24; }
 __device__ __forceinline__ u32 get_u32(const u8* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | ((u32)p[3] << 24); }

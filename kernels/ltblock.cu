@@ -2,8 +2,8 @@
 // buffers, in one launch. Byte-identical with the CPU reference (ltblock/): docs/FORMAT.md.
 //   ltb_pack_blocks:   encodes a buffer in one pass: each CTA stages its block in shared memory,
 //                      analyses it (the codec the CPU encoder would choose), finds its offset by
-//                      a prefix sum of the block sizes (decoupled look-back), encodes it; the
-//                      last CTA writes the buffer header and the index's checksum
+//                      a prefix sum of the block sizes (decoupled look-back), encodes it
+//   ltb_pack_head:     then the buffer header and the index's checksum
 //   ltb_decode_blocks: decodes blocks anywhere in device memory, verifying checksums
 // Passes over a block take a thread's 16 vectors of 16 bytes into registers a few at a time
 // (for_each_vector). The dtype is a template argument below each kernel's dispatch, so no
@@ -14,7 +14,7 @@
 #define MAX_WORDS 2048    // mask words of a 64 KiB u8 block
 #define MAX_GROUPS 2048   // int8g groups of a block (ltblock int8g::MAX_GROUPS)
 #define VPT 16            // 16-byte vectors per thread in a 64 KiB block
-#define HV 8              // of which zvc's scatter holds this many in registers at a time
+#define HV 8              // of which zvc's compaction holds this many in registers at a time
 #define HA 4              // and the staging and int8g passes (fewer live registers)
 #define STAGE_VECS 2040   // zvc decode: staged packed bytes (static shared memory stays < 48 KiB)
 #define CHUNK_VECS 2032   // output vectors per staged chunk (a multiple of 8; packed bytes fit)
@@ -173,14 +173,19 @@ __device__ void write_buffer_head(const BufferHead& p, u64 end, u32* scratch) {
 #define LB_INCLUSIVE (1ull << 63)
 #define LB_VALUE (LB_AGGREGATE - 1)
 
-// The sizes of the blocks before b, by warp 0 of b's CTA (all its lanes call). b publishes its
-// own size first, so a successor never waits on b's look-back; b's predecessors took their
-// tickets earlier, so they are running and will publish. The warp reads 32 predecessors at a
-// time and stops at the nearest that knows its inclusive sum.
+// Block b's size, published as soon as it is known (lane 0): a successor never waits on b's
+// look-back, only on this.
+__device__ __forceinline__ void lookback_publish(volatile u64* lb, u32 b, u64 size) {
+    if (threadIdx.x % 32 == 0) lb[b] = (b == 0 ? LB_INCLUSIVE : LB_AGGREGATE) | size;
+}
+
+// The sizes of the blocks before b, by one warp of b's CTA (all its lanes call), after b
+// published its own. b's predecessors took their tickets earlier, so they are running and
+// will publish. The warp reads 32 predecessors at a time and stops at the nearest that knows
+// its inclusive sum; then b's inclusive sum is published.
 __device__ u64 lookback_prefix(volatile u64* lb, u32 b, u64 size) {
-    u32 lane = threadIdx.x % 32;
-    if (lane == 0) lb[b] = (b == 0 ? LB_INCLUSIVE : LB_AGGREGATE) | size;
     if (b == 0) return 0;
+    u32 lane = threadIdx.x % 32;
     u64 before = 0;
     for (int newest = (int)b - 1;; newest -= 32) {
         int k = newest - (int)lane;
@@ -225,7 +230,6 @@ __device__ __forceinline__ PackSmem pack_smem(uint4* dyn, u32 block_size, int dt
 struct PackShared {
     u32 scratch[3 * LTB_WARPS];
     u32 ticket;
-    int last;
     u64 offset;
 };
 
@@ -427,33 +431,34 @@ __device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 le
     return c;
 }
 
-// The zvc payload from the stage and the mask words: the words, then the non-zero elements
-// in order, then the partial element's raw bytes.
+// zvc, before the block's offset is known: the prefix sums of the mask words, and the
+// non-zero elements moved to the front of the stage in order. An element only moves down (to
+// the count of non-zeros before it), into vectors already read: a barrier between each round's
+// loads and its stores keeps that safe.
 template <typename T>
-__device__ void zvc_payload(u32 len, u32 payload_len, const PackSmem& s, u8* payload, PackShared& sh) {
+__device__ void zvc_compact(u32 len, const PackSmem& s, PackShared& sh) {
     const u32 E = 16 / sizeof(T);
-    u32 n = len / sizeof(T), nvec = len / 16, words = (n + 31) / 32, tail = len - n * sizeof(T);
-    const u8* stage = (const u8*)s.stage;
-    for (u32 wd = threadIdx.x; wd < words; wd += LTB_THREADS) { s.prefix[wd] = __popc(s.maskw[wd]); ((u32*)payload)[wd] = s.maskw[wd]; }
+    u32 n = len / sizeof(T), nvec = len / 16, words = (n + 31) / 32;
+    T* stage = (T*)s.stage;
+    for (u32 wd = threadIdx.x; wd < words; wd += LTB_THREADS) s.prefix[wd] = __popc(s.maskw[wd]);
     __syncthreads();
     block_exclusive_scan(s.prefix, words, sh.scratch);
-    T* packed = (T*)(payload + words * 4);
-    for_each_vector<HV, false>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
+    for_each_vector<HV, true>((const u8*)stage, nvec, [&](uint4 x, u32 v, bool valid) {
         if (valid) {
             union { uint4 q; T e[E]; } u;
             u.q = x;
             u32 w = v * E / 32, below = (v * E) % 32;
             u32 dst = s.prefix[w] + __popc(s.maskw[w] & ((1u << below) - 1));
 #pragma unroll
-            for (u32 j = 0; j < E; j++) if (u.e[j] != 0) packed[dst++] = u.e[j];
+            for (u32 j = 0; j < E; j++) if (u.e[j] != 0) stage[dst++] = u.e[j];
         }
     });
-    if (threadIdx.x == 0)
+    if (threadIdx.x == 0)  // in order: each element is read before anything is written over it
         for (u32 i = nvec * E; i < n; i++) {
-            T e = ((const T*)stage)[i];
-            if (e != 0) packed[s.prefix[i / 32] + __popc(s.maskw[i / 32] & ((1u << (i % 32)) - 1))] = e;
+            T e = stage[i];
+            if (e != 0) stage[s.prefix[i / 32] + __popc(s.maskw[i / 32] & ((1u << (i % 32)) - 1))] = e;
         }
-    if (threadIdx.x < tail) payload[payload_len - tail + threadIdx.x] = stage[n * sizeof(T) + threadIdx.x];
+    __syncthreads();
 }
 
 // Copies `len` bytes from shared to global memory, 16 bytes a store where dst allows.
@@ -476,8 +481,12 @@ __device__ void write_block(const EncodeParams& p, u32 len, BlockChoice c, u32 s
     const u8* stage = (const u8*)s.stage;
     u32 n = len / sizeof(T), tail = len - n * sizeof(T);
     if (c.codec == CODEC_RAW) copy_out(payload, stage, len);
-    else if (c.codec == CODEC_ZVC) zvc_payload<T>(len, c.payload_len, s, payload, sh);
-    else {
+    else if (c.codec == CODEC_ZVC) {  // the mask words, the compacted elements, the partial element
+        u32 words = (n + 31) / 32;
+        copy_out(payload, (const u8*)s.maskw, words * 4);
+        copy_out(payload + words * 4, stage, c.payload_len - words * 4 - tail);
+        if (threadIdx.x < tail) payload[c.payload_len - tail + threadIdx.x] = stage[n * sizeof(T) + threadIdx.x];
+    } else {
         u32 groups = (n + p.group - 1) / p.group;
         for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) ((float*)payload)[g] = s.gs[g];
         copy_out(payload + groups * 4, stage, n);
@@ -485,20 +494,17 @@ __device__ void write_block(const EncodeParams& p, u32 len, BlockChoice c, u32 s
     }
     u32 padded = (c.payload_len + 15) / 16 * 16;
     if (threadIdx.x < padded - c.payload_len) payload[c.payload_len + threadIdx.x] = 0;
-    if (threadIdx.x == 0) {
-        hdr[0] = 'L'; hdr[1] = 'T'; hdr[2] = 'B'; hdr[3] = 'K';
-        hdr[4] = 1; hdr[5] = (u8)c.codec; hdr[6] = (u8)p.dtype; hdr[7] = c.codec == CODEC_INT8G;
-        put_u32(hdr + 8, len); put_u32(hdr + 12, c.payload_len);
-        put_u32(hdr + 16, sum); put_u32(hdr + 20, sum_dec);
-        put_u32(hdr + 24, __float_as_uint(c.rel_l2));
+    if (threadIdx.x == 0) {  // FORMAT.md's block header, little-endian words
         u32 g = c.codec == CODEC_INT8G ? p.group : 0;
-        hdr[28] = g; hdr[29] = g >> 8; hdr[30] = 0; hdr[31] = 0;
+        ((uint4*)hdr)[0] = make_uint4('L' | ('T' << 8) | ('B' << 16) | ((u32)'K' << 24),
+                                      1u | (c.codec << 8) | ((u32)p.dtype << 16) | ((u32)(c.codec == CODEC_INT8G) << 24), len, c.payload_len);
+        ((uint4*)hdr)[1] = make_uint4(sum, sum_dec, __float_as_uint(c.rel_l2), g & 0xffffu);
     }
 }
 
 // ---- the encoder: one CTA a block, in one launch ----
 struct PackState {
-    u32* counters;        // [0] tickets taken, [1] CTAs finished: zeroed before the launch
+    u32* ticket;          // tickets taken: zeroed before the launch
     u64* lookback;        // per block, zeroed before the launch
     BlockChoice* choice;  // per block, for the host's report
 };
@@ -509,8 +515,11 @@ __device__ void pack_block(const EncodeParams& p, const PackState& st, const Buf
     u32 len = (u32)min((u64)p.block_size, p.len - start);
     u32 sum, sum_dec;
     BlockChoice c = choose_codec<T, dt>(p, p.input + start, len, s, sh, &sum, &sum_dec);
+    u64 size = 32 + (c.payload_len + 15) / 16 * 16;
+    if (threadIdx.x < 32) lookback_publish(st.lookback, b, size);
+    if (c.codec == CODEC_ZVC) zvc_compact<T>(len, s, sh);  // work that needs no offset, first
     if (threadIdx.x < 32) {
-        u64 before = lookback_prefix(st.lookback, b, 32 + (c.payload_len + 15) / 16 * 16);
+        u64 before = lookback_prefix(st.lookback, b, size);
         if (threadIdx.x == 0) {
             st.choice[b] = c;
             sh.offset = first_block_offset(head.count) + before;
@@ -524,11 +533,11 @@ __device__ void pack_block(const EncodeParams& p, const PackState& st, const Buf
 // Each CTA: stages its block in shared memory, chooses its codec as the CPU encoder would,
 // finds its offset by a decoupled look-back over the sizes of the blocks before it, writes
 // its index entry and its block. Blocks are taken by ticket, not blockIdx, so a CTA's
-// predecessors are always running. The last CTA to finish writes the buffer header.
+// predecessors are always running. ltb_pack_head, launched after it, writes the buffer header.
 extern "C" __global__ void __launch_bounds__(LTB_THREADS, 3) ltb_pack_blocks(EncodeParams p, PackState st, BufferHead head) {
     extern __shared__ uint4 dyn[];
     __shared__ PackShared sh;
-    if (threadIdx.x == 0) sh.ticket = atomicAdd(&st.counters[0], 1u);
+    if (threadIdx.x == 0) sh.ticket = atomicAdd(st.ticket, 1u);
     __syncthreads();
     u32 b = sh.ticket;
     PackSmem s = pack_smem(dyn, p.block_size, p.dtype, p.max_groups);
@@ -538,19 +547,13 @@ extern "C" __global__ void __launch_bounds__(LTB_THREADS, 3) ltb_pack_blocks(Enc
         case DT_BF16: pack_block<u16, DT_BF16>(p, st, head, b, s, sh); break;
         default: pack_block<u32, DT_F32>(p, st, head, b, s, sh); break;
     }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        // the CTA's writes (ordered before this by the barrier) visible before it counts as
-        // finished: the pattern of a grid-wide barrier
-        __threadfence();
-        sh.last = atomicAdd(&st.counters[1], 1u) == head.count - 1;
-    }
-    __syncthreads();
-    if (sh.last) {
-        __threadfence();
-        u64 end = first_block_offset(head.count) + (((volatile u64*)st.lookback)[head.count - 1] & LB_VALUE);
-        write_buffer_head(head, end, sh.scratch);
-    }
+}
+
+// The buffer header, once every block is in place (the launch after ltb_pack_blocks): one CTA.
+extern "C" __global__ void __launch_bounds__(LTB_THREADS) ltb_pack_head(PackState st, BufferHead head) {
+    __shared__ u32 scratch[LTB_WARPS];
+    u64 blocks = head.count ? st.lookback[head.count - 1] & LB_VALUE : 0;
+    write_buffer_head(head, first_block_offset(head.count) + blocks, scratch);
 }
 
 // ---- decode ----

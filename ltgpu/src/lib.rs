@@ -159,8 +159,9 @@ pub struct BlockChoice {
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct PackState {
-    /// Two u32 (tickets taken, CTAs finished) then a u64 a block: zeroed before each launch.
-    counters: u64,
+    /// The tickets taken (u32, padded to 8 bytes) then the look-back, a u64 a block: zeroed
+    /// before each launch.
+    ticket: u64,
     lookback: u64,
     choice: u64,
 }
@@ -230,6 +231,7 @@ pub struct Packed {
 pub struct Gpu {
     stream: sys::CUstream,
     pack: sys::CUfunction,
+    pack_head: sys::CUfunction,
     decode: sys::CUfunction,
     pub arch: String,
     pub name: String,
@@ -294,6 +296,7 @@ impl Gpu {
         Ok(Gpu {
             stream,
             pack,
+            pack_head: f("ltb_pack_head")?,
             decode: f("ltb_decode_blocks")?,
             arch,
             name,
@@ -393,16 +396,17 @@ impl Gpu {
         })
     }
 
-    /// Resets the pack kernel's state and launches it: the whole encode, in stream order with
-    /// no host round trip.
+    /// Resets the pack kernel's state and launches it, then the kernel that writes the buffer
+    /// header: the whole encode, in stream order with no host round trip.
     fn pack_launch(&self, params: &mut EncodeParams, out: u64, scratch: &PackScratch) -> Result<(), GpuError> {
         let count = params.len.div_ceil(params.block_size as u64) as u32;
         // SAFETY: the state is scratch.state_len bytes of device memory.
         d("cuMemsetD8Async", unsafe { sys::cuMemsetD8Async(scratch.state.ptr, 0, scratch.state.len, self.stream).result() })?;
-        let mut state = PackState { counters: scratch.state.ptr, lookback: scratch.state.ptr + 8, choice: scratch.choices.ptr };
+        let mut state = PackState { ticket: scratch.state.ptr, lookback: scratch.state.ptr + 8, choice: scratch.choices.ptr };
         let mut head =
             BufferHead { out, total: scratch.total.ptr, len: params.len, count, block_size: params.block_size, dtype: params.dtype, lossy: params.lossy };
-        self.launch(self.pack, count, pack_shared_bytes(params), &mut [params as *mut _ as *mut c_void, &mut state as *mut _ as *mut c_void, &mut head as *mut _ as *mut c_void])
+        self.launch(self.pack, count, pack_shared_bytes(params), &mut [params as *mut _ as *mut c_void, &mut state as *mut _ as *mut c_void, &mut head as *mut _ as *mut c_void])?;
+        self.launch(self.pack_head, 1, 0, &mut [&mut state as *mut _ as *mut c_void, &mut head as *mut _ as *mut c_void])
     }
 
     fn pack_scratch(&self, len: usize) -> Result<PackScratch, GpuError> {
