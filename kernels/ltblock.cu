@@ -283,21 +283,45 @@ __device__ __forceinline__ void stage_copy(uint4* stage, const u8* src, u32 len,
 
 // What the staging pass learns of a block.
 struct BlockScan {
-    u32 sum;   // checksum of the original bytes (final)
-    u32 nnz;   // non-zero elements
-    u32 bmax;  // the largest |x| as bits (when int8g may be tried)
+    u32 sum;      // checksum of the original bytes (final)
+    u32 nnz;      // non-zero elements
+    u32 bmax;     // the largest |x| as bits (when int8g may be tried)
+    u32 sum_dec;  // FUSED: checksum of the int8g-decoded bytes (final)
+    float rel;    // FUSED: int8g's relative L2 error
 };
+
+// int8g of vector v (scales in s.gs, s.ginv): its q bytes written over the stage at byte v * E
+// (callers keep that below every vector still to be read), its error terms added to e2 and r2
+// in element order, its decoded bytes' checksum terms returned.
+template <typename T, int dt, bool PV>
+__device__ __forceinline__ u32 int8g_vector_to_stage(uint4 x, u32 v, Groups gr, const PackSmem& s, float* e2, float* r2) {
+    const u32 E = 16 / sizeof(T);
+    u32 qw[E / 4];
+    uint4 dec;
+    int8g_vector<T, dt, PV>(x, gr, s.gs, s.ginv, v * E, qw, &dec, e2, r2);
+    if constexpr (E == 8) ((uint2*)s.stage)[v] = make_uint2(qw[0], qw[1]);
+    else ((u32*)s.stage)[v] = qw[0];
+    return vec_terms(dec, v);
+}
+
+// The relative L2 error from the block's sums (ltblock int8g.rs).
+__device__ __forceinline__ float rel_l2(float e2, float r2) { return r2 > 0.0f ? sqrtf(e2 / r2) : (e2 > 0.0f ? __int_as_float(0x7f800000) : 0.0f); }
 
 // Pass 1, over the staged block: the checksum terms, the zvc mask words (zeroed before) and,
 // when int8g may be tried, each group's max |x| (zeroed before). Bytes past the last whole
 // vector (at most 15) are thread 0's.
-template <typename T, int dt>
+// FUSED (int8g with each group V aligned lanes of a warp, V a power of two, and no bytes past
+// the last whole vector): the group's max, scale and inverse are found in the warp, and int8g
+// is done in the same pass, its q bytes written over the stage as int8g_pass does (a barrier
+// between each round's loads and its stores); no gmax.
+template <typename T, int dt, bool FUSED>
 __device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, Groups gr, bool per_vector, bool shuffle, PackShared& sh) {
     const u32 E = 16 / sizeof(T);
     u32 n = len / sizeof(T), nvec = len / 16;
     const u8* stage = (const u8*)s.stage;
-    u32 so = 0, nz = 0, mine = 0;
-    for_each_vector<HA, false>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
+    u32 so = 0, nz = 0, mine = 0, sd = 0;
+    float e2 = 0.0f, r2 = 0.0f;
+    for_each_vector<FUSED ? 2 : HA, FUSED>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
         if (valid) so += vec_terms(x, v);
         union { uint4 q; T e[E]; } u;
         u.q = x;
@@ -308,8 +332,20 @@ __device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, Group
         u32 contrib = bits << ((v * E) % 32);
         for (u32 off = 1; off < 32 / E; off <<= 1) contrib |= __shfl_xor_sync(FULL_MASK, contrib, off);
         if (valid && (v * E) % 32 == 0) s.maskw[v * E / 32] = contrib;
-        if constexpr (sizeof(T) >= 2)
+        if constexpr (sizeof(T) >= 2 && FUSED) {
+            u32 am = 0;
+#pragma unroll
+            for (u32 j = 0; j < E; j++) am = max(am, abs_bits<T>(u.e[j], dt));
+            u32 V = gr.G / E, gm = am;
+            for (u32 off = 1; off < V; off <<= 1) gm = max(gm, __shfl_xor_sync(FULL_MASK, gm, off));
+            mine = max(mine, am);
+            u32 g = gr.of(v * E);
+            if (valid && (v & (V - 1)) == 0) int8g_scale(__uint_as_float(gm), &s.gs[g], &s.ginv[g]);
+            __syncwarp();
+            if (valid) sd += int8g_vector_to_stage<T, dt, true>(x, v, gr, s, &e2, &r2);
+        } else if constexpr (sizeof(T) >= 2) {
             if (want_max) mine = max(mine, int8g_vector_max<T, dt>(x, v, valid, gr, per_vector, shuffle, s.gmax));
+        }
     });
     __syncthreads();  // the mask words and group maxima of whole vectors are in place
     if (threadIdx.x == 0) {
@@ -333,6 +369,11 @@ __device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, Group
     r.sum = ltsum_final(so, len);
     r.nnz = nz;
     r.bmax = mine;
+    if constexpr (FUSED) {
+        block_reduce3(sd, e2, r2, add_u32, add_f32, add_f32, sh.scratch);
+        r.sum_dec = ltsum_final(sd, len);
+        r.rel = rel_l2(e2, r2);
+    }
     return r;
 }
 
@@ -357,14 +398,7 @@ __device__ float int8g_pass(u32 len, Groups gr, const PackSmem& s, PackShared& s
     float e2 = 0.0f, r2 = 0.0f;
     u32 sd = 0;
     for_each_vector<HA, true>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
-        if (valid) {
-            u32 qw[E / 4];
-            uint4 dec;
-            int8g_vector<T, dt, PV>(x, gr, s.gs, s.ginv, v * E, qw, &dec, &e2, &r2);
-            if constexpr (E == 8) ((uint2*)stage)[v] = make_uint2(qw[0], qw[1]);
-            else ((u32*)stage)[v] = qw[0];
-            sd += vec_terms(dec, v);
-        }
+        if (valid) sd += int8g_vector_to_stage<T, dt, PV>(x, v, gr, s, &e2, &r2);
     });
     if (threadIdx.x == 0) {
         // word by word, each read whole before its q bytes (at lower addresses) are written
@@ -384,7 +418,7 @@ __device__ float int8g_pass(u32 len, Groups gr, const PackSmem& s, PackShared& s
     }
     block_reduce3(sd, e2, r2, add_u32, add_f32, add_f32, sh.scratch);
     *sum_dec = ltsum_final(sd, len);
-    return r2 > 0.0f ? sqrtf(e2 / r2) : (e2 > 0.0f ? __int_as_float(0x7f800000) : 0.0f);
+    return rel_l2(e2, r2);
 }
 
 // The codec the CPU encoder would choose for the block, and its payload size; for int8g also
@@ -405,7 +439,9 @@ __device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 le
         if (maybe_int8g)
             for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) s.gmax[g] = 0;
     });
-    BlockScan scan = scan_block<T, dt>(len, s, maybe_int8g, gr, per_vector, shuffle, sh);
+    bool fused = shuffle && len % 16 == 0;
+    BlockScan scan = fused ? scan_block<T, dt, true>(len, s, maybe_int8g, gr, per_vector, shuffle, sh)
+                           : scan_block<T, dt, false>(len, s, maybe_int8g, gr, per_vector, shuffle, sh);
     *sum = *sum_dec = scan.sum;
     BlockChoice c = {CODEC_RAW, len, 0.0f, 0};
     u32 zvc = ((n + 31) / 32) * 4 + scan.nnz * sizeof(T) + tail;
@@ -414,7 +450,14 @@ __device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 le
     // finite, and 0 or within [2^-40, 2^40] (ltblock int8g.rs)
     bool in_range = scan.bmax == 0 || (scan.bmax >= (87u << 23) && scan.bmax <= (167u << 23));
     if constexpr (sizeof(T) >= 2) {
-        if (maybe_int8g && int8g_size < c.payload_len && in_range) {
+        if (fused) {  // int8g was done in pass 1
+            if (int8g_size < c.payload_len && in_range && scan.rel <= p.max_rel_l2) {
+                c.codec = CODEC_INT8G; c.payload_len = int8g_size; c.rel_l2 = scan.rel;
+                *sum_dec = scan.sum_dec;
+                return c;
+            }
+            stage_copy(s.stage, src, len, [] {});  // not int8g: the q bytes go, the block comes back
+        } else if (maybe_int8g && int8g_size < c.payload_len && in_range) {
             for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) int8g_scale(__uint_as_float(s.gmax[g]), &s.gs[g], &s.ginv[g]);
             __syncthreads();
             u32 dec;
