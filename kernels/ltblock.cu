@@ -81,35 +81,38 @@ __device__ __forceinline__ Groups make_groups(u32 G) {
 }
 
 // One 16-byte vector starting at element i0: its q bytes (E/4 words), its decoded vector, and
-// the f32 error terms added in element order. PV: the vector lies in one group (G % E == 0).
+// the f32 error terms added in element order. s0, inv0: the scale and inverse of i0's group;
+// gs, ginv: every group's, for a vector that crosses into the next. PV: the vector lies in one
+// group (G % E == 0).
 template <typename T, int dt, bool PV>
-__device__ __forceinline__ void int8g_vector(uint4 in, Groups gr, const float* gs, const float* ginv, u32 i0,
+__device__ __forceinline__ void int8g_vector(uint4 in, Groups gr, float s0, float inv0, const float* gs, const float* ginv, u32 i0,
                                              u32* qw, uint4* dec, float* e2, float* r2) {
     const u32 E = 16 / sizeof(T);
     union { uint4 q; T e[E]; u32 w[4]; } u, d;
     u.q = in;
     u32 G = gr.G, g = gr.of(i0), rem = i0 - g * G;
-    float s = gs[g], inv = ginv[g], x[E], dx[E];
+    float s = s0, inv = inv0;
 #pragma unroll
     for (u32 j = 0; j < (E + 3) / 4; j++) qw[j] = 0;
 #pragma unroll
-    for (u32 j = 0; j < E; j++) {
-        x[j] = elem_f32<T>(u.e[j], dt);
-        float t = int8g_biased(x[j], inv);
-        qw[j / 4] |= (__float_as_uint(t) & 0xffu) << (8 * (j % 4));
-        dx[j] = (t - INT8G_MAGIC) * s;
-        if (!PV && ++rem == G && j + 1 < E) { rem = 0; g++; s = gs[g]; inv = ginv[g]; }
-    }
+    for (u32 j = 0; j < E; j += 2) {  // a pair at a time (fewer live registers), in order
+        float x[2], dx[2];
 #pragma unroll
-    for (u32 j = 0; j < E; j += 2) {
-        if constexpr (sizeof(T) == 2) d.w[j / 2] = to_bits2<dt>(dx[j], dx[j + 1]);
-        else { d.e[j] = (T)__float_as_uint(dx[j]); d.e[j + 1] = (T)__float_as_uint(dx[j + 1]); }
-    }
+        for (u32 k = 0; k < 2; k++) {
+            x[k] = elem_f32<T>(u.e[j + k], dt);
+            float t = int8g_biased(x[k], inv);
+            qw[(j + k) / 4] |= (__float_as_uint(t) & 0xffu) << (8 * ((j + k) % 4));
+            dx[k] = (t - INT8G_MAGIC) * s;
+            if (!PV && ++rem == G && j + k + 1 < E) { rem = 0; g++; s = gs[g]; inv = ginv[g]; }
+        }
+        if constexpr (sizeof(T) == 2) d.w[j / 2] = to_bits2<dt>(dx[0], dx[1]);
+        else { d.e[j] = (T)__float_as_uint(dx[0]); d.e[j + 1] = (T)__float_as_uint(dx[1]); }
 #pragma unroll
-    for (u32 j = 0; j < E; j++) {
-        float df = elem_f32<T>(d.e[j], dt) - x[j];
-        *e2 += df * df;
-        *r2 += x[j] * x[j];
+        for (u32 k = 0; k < 2; k++) {
+            float df = elem_f32<T>(d.e[j + k], dt) - x[k];
+            *e2 += df * df;
+            *r2 += x[k] * x[k];
+        }
     }
     *dec = d.q;
 }
@@ -290,18 +293,44 @@ struct BlockScan {
     float rel;    // FUSED: int8g's relative L2 error
 };
 
-// int8g of vector v (scales in s.gs, s.ginv): its q bytes written over the stage at byte v * E
-// (callers keep that below every vector still to be read), its error terms added to e2 and r2
-// in element order, its decoded bytes' checksum terms returned.
+// int8g of vector v (sc, inv: its first group's scale and inverse; the rest in s.gs, s.ginv):
+// its q bytes written over the stage at byte v * E (callers keep that below every vector still
+// to be read), its error terms added to e2 and r2 in element order, its decoded bytes'
+// checksum terms returned.
 template <typename T, int dt, bool PV>
-__device__ __forceinline__ u32 int8g_vector_to_stage(uint4 x, u32 v, Groups gr, const PackSmem& s, float* e2, float* r2) {
+__device__ __forceinline__ u32 int8g_vector_to_stage(uint4 x, u32 v, Groups gr, float sc, float inv, const PackSmem& s, float* e2, float* r2) {
     const u32 E = 16 / sizeof(T);
     u32 qw[E / 4];
     uint4 dec;
-    int8g_vector<T, dt, PV>(x, gr, s.gs, s.ginv, v * E, qw, &dec, e2, r2);
+    int8g_vector<T, dt, PV>(x, gr, sc, inv, s.gs, s.ginv, v * E, qw, &dec, e2, r2);
     if constexpr (E == 8) ((uint2*)s.stage)[v] = make_uint2(qw[0], qw[1]);
     else ((u32*)s.stage)[v] = qw[0];
     return vec_terms(dec, v);
+}
+
+// Bit j set when element j of the vector is not zero (all its bits).
+template <typename T>
+__device__ __forceinline__ u32 nonzero_bits(uint4 x) {
+    const u32 E = 16 / sizeof(T);
+    union { uint4 q; T e[E]; } u;
+    u.q = x;
+    u32 bits = 0;
+#pragma unroll
+    for (u32 j = 0; j < E; j++) bits |= (u32)(u.e[j] != 0) << j;
+    return bits;
+}
+
+// Vector v's bits of the zvc mask, put together across the lanes that share a mask word and
+// stored by the first; returns the vector's count of non-zero elements (0 past the end). All
+// lanes of the warp call.
+template <typename T>
+__device__ __forceinline__ u32 zvc_mask_vector(uint4 x, u32 v, bool valid, u32* maskw) {
+    const u32 E = 16 / sizeof(T);
+    u32 bits = nonzero_bits<T>(x);
+    u32 contrib = bits << ((v * E) % 32);
+    for (u32 off = 1; off < 32 / E; off <<= 1) contrib |= __shfl_xor_sync(FULL_MASK, contrib, off);
+    if (valid && (v * E) % 32 == 0) maskw[v * E / 32] = contrib;
+    return __popc(bits);
 }
 
 // The relative L2 error from the block's sums (ltblock int8g.rs).
@@ -313,7 +342,8 @@ __device__ __forceinline__ float rel_l2(float e2, float r2) { return r2 > 0.0f ?
 // FUSED (int8g with each group V aligned lanes of a warp, V a power of two, and no bytes past
 // the last whole vector): the group's max, scale and inverse are found in the warp, and int8g
 // is done in the same pass, its q bytes written over the stage as int8g_pass does (a barrier
-// between each round's loads and its stores); no gmax.
+// between each round's loads and its stores); no gmax, and no mask words (the non-zero count
+// only: the mask is made later if zvc wins).
 template <typename T, int dt, bool FUSED>
 __device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, Groups gr, bool per_vector, bool shuffle, PackShared& sh) {
     const u32 E = 16 / sizeof(T);
@@ -321,17 +351,12 @@ __device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, Group
     const u8* stage = (const u8*)s.stage;
     u32 so = 0, nz = 0, mine = 0, sd = 0;
     float e2 = 0.0f, r2 = 0.0f;
-    for_each_vector<FUSED ? 2 : HA, FUSED>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
+    for_each_vector<FUSED ? 1 : HA, FUSED>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
         if (valid) so += vec_terms(x, v);
         union { uint4 q; T e[E]; } u;
         u.q = x;
-        u32 bits = 0;
-#pragma unroll
-        for (u32 j = 0; j < E; j++) bits |= (u32)(u.e[j] != 0) << j;
-        nz += __popc(bits);  // x is zero past the end
-        u32 contrib = bits << ((v * E) % 32);
-        for (u32 off = 1; off < 32 / E; off <<= 1) contrib |= __shfl_xor_sync(FULL_MASK, contrib, off);
-        if (valid && (v * E) % 32 == 0) s.maskw[v * E / 32] = contrib;
+        if constexpr (FUSED) nz += __popc(nonzero_bits<T>(x));  // x is zero past the end
+        else nz += zvc_mask_vector<T>(x, v, valid, s.maskw);
         if constexpr (sizeof(T) >= 2 && FUSED) {
             u32 am = 0;
 #pragma unroll
@@ -339,10 +364,10 @@ __device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, Group
             u32 V = gr.G / E, gm = am;
             for (u32 off = 1; off < V; off <<= 1) gm = max(gm, __shfl_xor_sync(FULL_MASK, gm, off));
             mine = max(mine, am);
-            u32 g = gr.of(v * E);
-            if (valid && (v & (V - 1)) == 0) int8g_scale(__uint_as_float(gm), &s.gs[g], &s.ginv[g]);
-            __syncwarp();
-            if (valid) sd += int8g_vector_to_stage<T, dt, true>(x, v, gr, s, &e2, &r2);
+            float sc, inv;  // every lane of the group: a warp runs the divisions once either way
+            int8g_scale(__uint_as_float(gm), &sc, &inv);
+            if (valid && (v & (V - 1)) == 0) s.gs[gr.of(v * E)] = sc;  // for the payload
+            if (valid) sd += int8g_vector_to_stage<T, dt, true>(x, v, gr, sc, inv, s, &e2, &r2);
         } else if constexpr (sizeof(T) >= 2) {
             if (want_max) mine = max(mine, int8g_vector_max<T, dt>(x, v, valid, gr, per_vector, shuffle, s.gmax));
         }
@@ -398,7 +423,10 @@ __device__ float int8g_pass(u32 len, Groups gr, const PackSmem& s, PackShared& s
     float e2 = 0.0f, r2 = 0.0f;
     u32 sd = 0;
     for_each_vector<HA, true>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
-        if (valid) sd += int8g_vector_to_stage<T, dt, PV>(x, v, gr, s, &e2, &r2);
+        if (valid) {
+            u32 g = gr.of(v * E);
+            sd += int8g_vector_to_stage<T, dt, PV>(x, v, gr, s.gs[g], s.ginv[g], s, &e2, &r2);
+        }
     });
     if (threadIdx.x == 0) {
         // word by word, each read whole before its q bytes (at lower addresses) are written
@@ -457,6 +485,10 @@ __device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 le
                 return c;
             }
             stage_copy(s.stage, src, len, [] {});  // not int8g: the q bytes go, the block comes back
+            if (c.codec == CODEC_ZVC) {  // and its mask words, which pass 1 left out (maskw is zero)
+                for_each_vector<HA, false>((const u8*)s.stage, len / 16, [&](uint4 x, u32 v, bool valid) { zvc_mask_vector<T>(x, v, valid, s.maskw); });
+                __syncthreads();
+            }
         } else if (maybe_int8g && int8g_size < c.payload_len && in_range) {
             for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) int8g_scale(__uint_as_float(s.gmax[g]), &s.gs[g], &s.ginv[g]);
             __syncthreads();
