@@ -232,6 +232,7 @@ __device__ __forceinline__ PackSmem pack_smem(uint4* dyn, u32 block_size, int dt
 
 struct PackShared {
     u32 scratch[3 * LTB_WARPS];
+    u8 tail_q[16];  // int8g's q bytes of the elements past the last whole vector
     u32 ticket;
     u64 offset;
 };
@@ -294,17 +295,17 @@ struct BlockScan {
 };
 
 // int8g of vector v (sc, inv: its first group's scale and inverse; the rest in s.gs, s.ginv):
-// its q bytes written over the stage at byte v * E (callers keep that below every vector still
-// to be read), its error terms added to e2 and r2 in element order, its decoded bytes'
-// checksum terms returned.
+// its q bytes written over the first E bytes of its own slot in the stage (so no other thread
+// can still need them), its error terms added to e2 and r2 in element order, its decoded
+// bytes' checksum terms returned.
 template <typename T, int dt, bool PV>
 __device__ __forceinline__ u32 int8g_vector_to_stage(uint4 x, u32 v, Groups gr, float sc, float inv, const PackSmem& s, float* e2, float* r2) {
     const u32 E = 16 / sizeof(T);
     u32 qw[E / 4];
     uint4 dec;
     int8g_vector<T, dt, PV>(x, gr, sc, inv, s.gs, s.ginv, v * E, qw, &dec, e2, r2);
-    if constexpr (E == 8) ((uint2*)s.stage)[v] = make_uint2(qw[0], qw[1]);
-    else ((u32*)s.stage)[v] = qw[0];
+    if constexpr (E == 8) ((uint2*)s.stage)[2 * v] = make_uint2(qw[0], qw[1]);
+    else ((u32*)s.stage)[4 * v] = qw[0];
     return vec_terms(dec, v);
 }
 
@@ -341,9 +342,9 @@ __device__ __forceinline__ float rel_l2(float e2, float r2) { return r2 > 0.0f ?
 // vector (at most 15) are thread 0's.
 // FUSED (int8g with each group V aligned lanes of a warp, V a power of two, and no bytes past
 // the last whole vector): the group's max, scale and inverse are found in the warp, and int8g
-// is done in the same pass, its q bytes written over the stage as int8g_pass does (a barrier
-// between each round's loads and its stores); no gmax, and no mask words (the non-zero count
-// only: the mask is made later if zvc wins).
+// is done in the same pass, its q bytes written over the stage as int8g_pass does; no gmax,
+// and no mask words (the non-zero count only: the mask is made later if zvc wins). One
+// vector in registers at a time: the int8g arithmetic needs the rest.
 template <typename T, int dt, bool FUSED>
 __device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, Groups gr, bool per_vector, bool shuffle, PackShared& sh) {
     const u32 E = 16 / sizeof(T);
@@ -351,7 +352,7 @@ __device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, Group
     const u8* stage = (const u8*)s.stage;
     u32 so = 0, nz = 0, mine = 0, sd = 0;
     float e2 = 0.0f, r2 = 0.0f;
-    for_each_vector<FUSED ? 1 : HA, FUSED>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
+    for_each_vector<FUSED ? 1 : HA, false>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
         if (valid) so += vec_terms(x, v);
         union { uint4 q; T e[E]; } u;
         u.q = x;
@@ -411,10 +412,8 @@ __device__ __forceinline__ u32 int8g_tail_elem(T e, u32 i, Groups gr, const Pack
 
 // int8g's pass over the staged block (scales in s.gs, s.ginv): the block's relative L2 error in
 // the reference's order (each thread its vectors in order, then thread 0 the tail), the
-// decoded bytes' checksum, and the q bytes written over the staged block: vector v's at byte
-// v * E, never beyond a vector that is still to be read, and a barrier between each round's
-// loads and its stores. Afterwards the stage holds q[0..n) and, past n * sizeof(T), the raw
-// tail bytes.
+// decoded bytes' checksum, and the q bytes: each whole vector's over its own slot, the
+// tail's in sh.tail_q (copy_q_out gathers them).
 template <typename T, int dt, bool PV>
 __device__ float int8g_pass(u32 len, Groups gr, const PackSmem& s, PackShared& sh, u32* sum_dec) {
     const u32 E = 16 / sizeof(T);
@@ -422,14 +421,13 @@ __device__ float int8g_pass(u32 len, Groups gr, const PackSmem& s, PackShared& s
     u8* stage = (u8*)s.stage;
     float e2 = 0.0f, r2 = 0.0f;
     u32 sd = 0;
-    for_each_vector<HA, true>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
+    for_each_vector<HA, false>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
         if (valid) {
             u32 g = gr.of(v * E);
             sd += int8g_vector_to_stage<T, dt, PV>(x, v, gr, s.gs[g], s.ginv[g], s, &e2, &r2);
         }
     });
     if (threadIdx.x == 0) {
-        // word by word, each read whole before its q bytes (at lower addresses) are written
         for (u32 pos = nvec * 16; pos < len; pos += 4) {
             u32 word = 0, dword = 0;
             for (u32 k = 0; k < 4 && pos + k < len; k++) word |= (u32)stage[pos + k] << (8 * k);
@@ -439,7 +437,7 @@ __device__ float int8g_pass(u32 len, Groups gr, const PackSmem& s, PackShared& s
                 u8 q;
                 T e = (T)(word >> (8 * k));
                 dword |= int8g_tail_elem<T, dt>(e, at / sizeof(T), gr, s, &q, &e2, &r2) << (8 * k);
-                stage[at / sizeof(T)] = q;
+                sh.tail_q[at / sizeof(T) - nvec * E] = q;
             }
             sd += ltsum_term(dword, pos / 4);
         }
@@ -549,6 +547,25 @@ __device__ void copy_out(u8* dst, const u8* src, u32 len) {
     for (u32 i = head + threadIdx.x; i < len; i += LTB_THREADS) dst[i] = src[i];
 }
 
+// int8g's q bytes to dst: element i's is byte i % E of stage slot i / E, or past the whole
+// vectors in tail_q; 16 bytes a store where dst allows (else 4: dst follows 4-byte scales).
+template <typename T>
+__device__ void copy_q_out(u8* dst, const PackSmem& s, const u8* tail_q, u32 n) {
+    const u32 E = 16 / sizeof(T);
+    const u32* words = (const u32*)s.stage;
+    u32 body = n / E * E, done;
+    auto qword = [&](u32 w) { return words[4 * w / E * 4 + 4 * w % E / 4]; };  // q bytes 4w..4w+3
+    if (((size_t)dst & 15) == 0) {
+        for (u32 c = threadIdx.x; c < body / 16; c += LTB_THREADS)
+            ((uint4*)dst)[c] = make_uint4(qword(4 * c), qword(4 * c + 1), qword(4 * c + 2), qword(4 * c + 3));
+        done = body / 16 * 16;
+    } else {
+        for (u32 w = threadIdx.x; w < body / 4; w += LTB_THREADS) ((u32*)dst)[w] = qword(w);
+        done = body / 4 * 4;
+    }
+    for (u32 i = done + threadIdx.x; i < n; i += LTB_THREADS) dst[i] = i < body ? ((const u8*)s.stage)[i / E * 16 + i % E] : tail_q[i - body];
+}
+
 // Block b, its choice made and its stage ready: header, payload and zero padding at hdr.
 template <typename T>
 __device__ void write_block(const EncodeParams& p, u32 len, BlockChoice c, u32 sum, u32 sum_dec, const PackSmem& s, u8* hdr, PackShared& sh) {
@@ -564,7 +581,7 @@ __device__ void write_block(const EncodeParams& p, u32 len, BlockChoice c, u32 s
     } else {
         u32 groups = (n + p.group - 1) / p.group;
         for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) ((float*)payload)[g] = s.gs[g];
-        copy_out(payload + groups * 4, stage, n);
+        copy_q_out<T>(payload + groups * 4, s, sh.tail_q, n);
         if (threadIdx.x < tail) payload[groups * 4 + n + threadIdx.x] = stage[n * sizeof(T) + threadIdx.x];
     }
     u32 padded = (c.payload_len + 15) / 16 * 16;
