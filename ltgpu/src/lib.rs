@@ -3,9 +3,9 @@
 //! `compile` turns `kernels/*.cu` into machine code for one architecture with NVRTC (a cubin,
 //! never PTX, so a newer NVRTC than the driver cannot hand it code it cannot load); it needs
 //! no GPU, so CI checks it; `cache` keeps the result on disk. `Gpu` loads the module and runs
-//! the two kernels: pack (one pass: each block analysed, placed by a device-side prefix sum of
-//! the sizes, encoded; the buffer header and index written on the device) and decode (any
-//! blocks of any buffers, one launch, each bounded by its extent). Output is
+//! the kernels: pack (one pass over the input: each block analysed, placed by a device-side
+//! prefix sum of the sizes, encoded; then a one-CTA kernel writes the buffer header) and decode
+//! (any blocks of any buffers, one launch, each bounded by its extent). Output is
 //! byte-identical with the CPU reference in `ltblock`; `selfcheck` shows it, run by `ltshim
 //! bench` and by `tests/gpu.rs`.
 //!
