@@ -186,8 +186,10 @@ fn pack_shared_bytes(p: &EncodeParams) -> u32 {
     p.block_size + 4 * words + (4 * words).max(12 * p.max_groups)
 }
 
-/// The most `pack_shared_bytes` can ask for (u8 blocks, or 2048 int8g groups of 16 bf16).
-const PACK_SHARED_MAX: u32 = (ltblock::format::DEFAULT_BLOCK_SIZE + 4 * 2048 + 12 * ltblock::codec::int8g::MAX_GROUPS) as u32;
+/// At least the most `pack_shared_bytes` asks for: a u8 block's mask words (one a 32 bytes)
+/// and the int8g region for MAX_GROUPS groups.
+const PACK_SHARED_MAX: u32 =
+    (ltblock::format::DEFAULT_BLOCK_SIZE + ltblock::format::DEFAULT_BLOCK_SIZE / 32 * 4 + 12 * ltblock::codec::int8g::MAX_GROUPS) as u32;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -224,7 +226,7 @@ pub struct Packed {
     /// Offset of each block's header, and the end (the buffer's index, read back).
     pub offsets: Vec<u64>,
     pub choices: Vec<BlockChoice>,
-    /// Milliseconds of the first encode (state reset and the pack kernel).
+    /// Milliseconds of the first encode (state reset, pack kernel, header kernel).
     pub encode_ms: f32,
 }
 
@@ -400,7 +402,7 @@ impl Gpu {
     /// header: the whole encode, in stream order with no host round trip.
     fn pack_launch(&self, params: &mut EncodeParams, out: u64, scratch: &PackScratch) -> Result<(), GpuError> {
         let count = params.len.div_ceil(params.block_size as u64) as u32;
-        // SAFETY: the state is scratch.state_len bytes of device memory.
+        // SAFETY: scratch.state is state.len bytes of device memory allocated by this Gpu.
         d("cuMemsetD8Async", unsafe { sys::cuMemsetD8Async(scratch.state.ptr, 0, scratch.state.len, self.stream).result() })?;
         let mut state = PackState { ticket: scratch.state.ptr, lookback: scratch.state.ptr + 8, choice: scratch.choices.ptr };
         let mut head =
