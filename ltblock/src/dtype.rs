@@ -60,6 +60,7 @@ impl DType {
     }
 
     /// Element `i` of little-endian bytes as f32 (floats only).
+    #[inline]
     pub fn load(self, bytes: &[u8], i: usize) -> f32 {
         let w = self.width();
         let b = &bytes[i * w..i * w + w];
@@ -72,6 +73,7 @@ impl DType {
     }
 
     /// Writes `v` as element `i` (rounded to nearest even for the narrow floats).
+    #[inline]
     pub fn store(self, out: &mut [u8], i: usize, v: f32) {
         let w = self.width();
         let o = &mut out[i * w..i * w + w];

@@ -118,7 +118,9 @@ pub fn encode_with_progress(data: &[u8], opts: &EncodeOptions, mut progress: imp
         if z.len() < best.1.len() {
             best = (Codec::Zvc, z, sum, 0.0);
         }
-        if opts.mode == Mode::Lossy && !in_prefix {
+        let w = dtype.width();
+        let could_win = opts.group > 0 && int8g::payload_len(bytes.len() / w, opts.group, bytes.len() % w) < best.1.len();
+        if opts.mode == Mode::Lossy && !in_prefix && could_win {
             if let Some(q) = int8g::encode(bytes, dtype, opts.group, opts.max_rel_l2) {
                 if q.payload.len() < best.1.len() {
                     best = (Codec::Int8g, q.payload, ltsum32(&q.decoded), q.rel_l2);

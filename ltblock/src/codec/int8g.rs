@@ -42,9 +42,15 @@ pub fn scale_of(amax: f32) -> (f32, f32) {
     }
 }
 
-/// The quantised value of x as a float integer in [-127, 127].
+/// The quantised value of x as a float integer in [-127, 127]: `round_ties_even(x * inv)`
+/// clamped. Rounded by adding and taking away 1.5 * 2^23 (as the GPU does), which is exact for
+/// |x * inv| < 2^22 and, past that, leaves a value beyond ±127 of the same sign for the clamp:
+/// equal to `round_ties_even` for every input but the sign of a zero (q is stored as an i8),
+/// and no libm call.
+#[inline]
 pub fn quantize(x: f32, inv: f32) -> f32 {
-    (x * inv).round_ties_even().clamp(-127.0, 127.0)
+    const MAGIC: f32 = 12582912.0;
+    ((x * inv + MAGIC) - MAGIC).clamp(-127.0, 127.0)
 }
 
 pub fn encode(bytes: &[u8], dtype: DType, group: usize, max_rel_l2: f32) -> Option<Encoded> {
@@ -75,18 +81,21 @@ pub fn encode(bytes: &[u8], dtype: DType, group: usize, max_rel_l2: f32) -> Opti
     let mut decoded = vec![0u8; bytes.len()];
     let mut worst = 0f32;
     let (mut err, mut refs) = (vec![0f32; n], vec![0f32; n]);
-    for (i, &v) in x.iter().enumerate() {
-        let (s, inv) = scales[i / group];
-        let q = quantize(v, inv);
-        payload.push(q as i8 as u8);
-        // exactly what `decode` computes from the stored byte (so a -0.0 quotient is +0)
-        dtype.store(&mut decoded, i, (q as i8) as f32 * s);
-        let d = dtype.load(&decoded, i);
-        let diff = d - v;
-        err[i] = diff * diff;
-        refs[i] = v * v;
+    for (g, (xs, &(s, inv))) in x.chunks(group).zip(&scales).enumerate() {
+        let mut group_worst = 0f32; // max |x' - x|: one division a group (division is monotone)
+        for (j, &v) in xs.iter().enumerate() {
+            let i = g * group + j;
+            let q = quantize(v, inv);
+            payload.push(q as i8 as u8);
+            // exactly what `decode` computes from the stored byte (so a -0.0 quotient is +0)
+            dtype.store(&mut decoded, i, (q as i8) as f32 * s);
+            let diff = dtype.load(&decoded, i) - v;
+            err[i] = diff * diff;
+            refs[i] = v * v;
+            group_worst = group_worst.max(diff.abs());
+        }
         if s > 0.0 {
-            worst = worst.max(diff.abs() / s);
+            worst = worst.max(group_worst / s);
         }
     }
     let per_vector = 16 / w;
@@ -107,11 +116,15 @@ pub fn encode(bytes: &[u8], dtype: DType, group: usize, max_rel_l2: f32) -> Opti
 /// (offsets 16, 8, 4, 2, 1); the 8 warp sums are added in order.
 pub fn block_sum(terms: &[f32], per_vector: usize) -> f32 {
     let mut lanes = [0f32; LANES];
-    let whole = terms.len() / per_vector * per_vector;
-    for (i, t) in terms[..whole].iter().enumerate() {
-        lanes[(i / per_vector) % LANES] += t;
+    let vectors = terms.chunks_exact(per_vector);
+    let partial = vectors.remainder();
+    for (v, vector) in vectors.enumerate() {
+        let lane = &mut lanes[v % LANES];
+        for t in vector {
+            *lane += t;
+        }
     }
-    for t in &terms[whole..] {
+    for t in partial {
         lanes[0] += t;
     }
     let mut total = 0f32;
@@ -156,6 +169,26 @@ mod tests {
 
     fn f32_bytes(v: &[f32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn quantisation_equals_round_ties_even_then_clamp_as_an_i8() {
+        let reference = |x: f32, inv: f32| (x * inv).round_ties_even().clamp(-127.0, 127.0);
+        let mut special = vec![0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 126.5, 127.49, 127.5, -127.5, 4194303.5, 4194304.0, -4194305.0, 1e30, -1e30];
+        special.extend([f32::INFINITY, f32::NEG_INFINITY, f32::MIN_POSITIVE, f32::MAX, -f32::MAX]);
+        let mut bits = 0x9E37_79B9u32;
+        let randoms = (0..1_000_000).map(|_| {
+            bits ^= bits << 13;
+            bits ^= bits >> 17;
+            bits ^= bits << 5;
+            f32::from_bits(bits)
+        });
+        for x in special.into_iter().chain(randoms) {
+            for inv in [1.0, 127.0 / 3.0, 1e-3, 1e20, 0.0] {
+                let (got, want) = (quantize(x, inv), reference(x, inv));
+                assert!(got.is_nan() == want.is_nan() && (got.is_nan() || got as i8 == want as i8), "x {x} inv {inv}: {got} vs {want}");
+            }
+        }
     }
 
     #[test]
