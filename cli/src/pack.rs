@@ -70,7 +70,8 @@ pub fn pack(args: &[String]) -> Result<ExitCode, CliError> {
     if mode == Mode::Lossy && (!dtype.is_float() || layout.mixed) {
         return Err(CliError(format!("{input}: lossy packing needs one float dtype (this {} holds {}); use --mode lossless", layout.kind, if layout.mixed { "several dtypes" } else { dtype.name() })));
     }
-    let opts = EncodeOptions { mode, dtype, group, max_rel_l2: max_err, lossless_prefix: layout.header_len, ..Default::default() };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let opts = EncodeOptions { mode, dtype, group, max_rel_l2: max_err, lossless_prefix: layout.header_len, threads, ..Default::default() };
     let show = data.len() > 64 << 20;
     let mut last = 0;
     let (mut int8g_blocks, mut worst_l2, mut worst_abs) = (0usize, 0f32, 0f32);

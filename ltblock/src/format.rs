@@ -34,11 +34,14 @@ pub struct EncodeOptions {
     pub block_size: usize,
     /// Leading bytes (a file header) that are only ever stored losslessly, in blocks of their own.
     pub lossless_prefix: usize,
+    /// Threads that encode blocks at once (blocks are independent; the output is the same for
+    /// any count). 1: the caller's thread only.
+    pub threads: usize,
 }
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        EncodeOptions { mode: Mode::Lossless, dtype: DType::U8, group: 128, max_rel_l2: 0.01, block_size: DEFAULT_BLOCK_SIZE, lossless_prefix: 0 }
+        EncodeOptions { mode: Mode::Lossless, dtype: DType::U8, group: 128, max_rel_l2: 0.01, block_size: DEFAULT_BLOCK_SIZE, lossless_prefix: 0, threads: 1 }
     }
 }
 
@@ -103,49 +106,81 @@ pub struct BlockReport {
     pub max_abs_over_scale: f32,
 }
 
-/// As `encode`, calling `progress(done, total, report)` after each block.
+/// One block, header and payload padded to 16 bytes: the smallest codec the mode allows that
+/// passes its checks (a block of the lossless prefix is bytes, never lossy).
+fn encode_block(bytes: &[u8], in_prefix: bool, opts: &EncodeOptions) -> (Vec<u8>, BlockReport) {
+    let dtype = if in_prefix { DType::U8 } else { opts.dtype };
+    let sum = ltsum32(bytes);
+    let mut best = (Codec::Raw, bytes.to_vec(), sum, 0f32);
+    let mut max_abs_over_scale = 0f32;
+    let z = zvc::encode(bytes, dtype);
+    if z.len() < best.1.len() {
+        best = (Codec::Zvc, z, sum, 0.0);
+    }
+    let w = dtype.width();
+    let could_win = opts.group > 0 && int8g::payload_len(bytes.len() / w, opts.group, bytes.len() % w) < best.1.len();
+    if opts.mode == Mode::Lossy && !in_prefix && could_win {
+        if let Some(q) = int8g::encode(bytes, dtype, opts.group, opts.max_rel_l2) {
+            if q.payload.len() < best.1.len() {
+                best = (Codec::Int8g, q.payload, ltsum32(&q.decoded), q.rel_l2);
+                max_abs_over_scale = q.max_abs_over_scale;
+            }
+        }
+    }
+    let (codec, payload, decoded_sum, err) = best;
+    let mut h = Vec::with_capacity(align_up(BLOCK_HEADER + payload.len()));
+    h.extend_from_slice(BLOCK_MAGIC);
+    h.push(VERSION as u8);
+    h.push(codec.id());
+    h.push(dtype.id());
+    h.push(codec.is_lossy() as u8);
+    h.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    h.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    h.extend_from_slice(&sum.to_le_bytes());
+    h.extend_from_slice(&decoded_sum.to_le_bytes());
+    h.extend_from_slice(&err.to_le_bytes());
+    h.extend_from_slice(&(if codec == Codec::Int8g { opts.group as u16 } else { 0 }).to_le_bytes());
+    h.extend_from_slice(&0u16.to_le_bytes());
+    h.extend_from_slice(&payload);
+    h.resize(align_up(h.len()), 0);
+    (h, BlockReport { codec, rel_l2: err, max_abs_over_scale })
+}
+
+/// As `encode`, calling `progress(done, total, report)` after each block (in the order blocks
+/// finish when `opts.threads` > 1).
 pub fn encode_with_progress(data: &[u8], opts: &EncodeOptions, mut progress: impl FnMut(usize, usize, &BlockReport)) -> Vec<u8> {
     let block = opts.block_size.max(1);
     let spans = spans(data.len(), opts.lossless_prefix, block);
-    let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(spans.len());
-    for (k, &(s, e, in_prefix)) in spans.iter().enumerate() {
-        let bytes = &data[s..e];
-        let dtype = if in_prefix { DType::U8 } else { opts.dtype };
-        let sum = ltsum32(bytes);
-        let mut best = (Codec::Raw, bytes.to_vec(), sum, 0f32);
-        let mut max_abs_over_scale = 0f32;
-        let z = zvc::encode(bytes, dtype);
-        if z.len() < best.1.len() {
-            best = (Codec::Zvc, z, sum, 0.0);
+    let total = spans.len();
+    let mut blocks: Vec<Vec<u8>> = vec![Vec::new(); total];
+    let encode_one = |&(s, e, in_prefix): &(usize, usize, bool)| encode_block(&data[s..e], in_prefix, opts);
+    let threads = opts.threads.clamp(1, total.max(1));
+    if threads == 1 {
+        for (k, span) in spans.iter().enumerate() {
+            let (b, report) = encode_one(span);
+            blocks[k] = b;
+            progress(k + 1, total, &report);
         }
-        let w = dtype.width();
-        let could_win = opts.group > 0 && int8g::payload_len(bytes.len() / w, opts.group, bytes.len() % w) < best.1.len();
-        if opts.mode == Mode::Lossy && !in_prefix && could_win {
-            if let Some(q) = int8g::encode(bytes, dtype, opts.group, opts.max_rel_l2) {
-                if q.payload.len() < best.1.len() {
-                    best = (Codec::Int8g, q.payload, ltsum32(&q.decoded), q.rel_l2);
-                    max_abs_over_scale = q.max_abs_over_scale;
-                }
+    } else {
+        // workers take blocks in turn and hand them to this thread, which keeps them in place
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                let (tx, next, spans, encode_one) = (tx.clone(), &next, &spans, &encode_one);
+                scope.spawn(move || loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if k >= spans.len() || tx.send((k, encode_one(&spans[k]))).is_err() {
+                        break;
+                    }
+                });
             }
-        }
-        let (codec, payload, decoded_sum, err) = best;
-        let mut h = Vec::with_capacity(BLOCK_HEADER + payload.len());
-        h.extend_from_slice(BLOCK_MAGIC);
-        h.push(VERSION as u8);
-        h.push(codec.id());
-        h.push(dtype.id());
-        h.push(codec.is_lossy() as u8);
-        h.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        h.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        h.extend_from_slice(&sum.to_le_bytes());
-        h.extend_from_slice(&decoded_sum.to_le_bytes());
-        h.extend_from_slice(&err.to_le_bytes());
-        h.extend_from_slice(&(if codec == Codec::Int8g { opts.group as u16 } else { 0 }).to_le_bytes());
-        h.extend_from_slice(&0u16.to_le_bytes());
-        h.extend_from_slice(&payload);
-        h.resize(align_up(h.len()), 0);
-        blocks.push(h);
-        progress(k + 1, spans.len(), &BlockReport { codec, rel_l2: err, max_abs_over_scale });
+            drop(tx);
+            for (done, (k, (b, report))) in rx.iter().enumerate() {
+                blocks[k] = b;
+                progress(done + 1, total, &report);
+            }
+        });
     }
     let count = blocks.len();
     let mut offsets = Vec::with_capacity(count + 1);

@@ -99,3 +99,23 @@ fn a_lossless_prefix_is_never_lossy_and_starts_the_data_on_a_block() {
     assert!(decode(&packed).unwrap()[..prefix] == input[..prefix]);
     assert!(s.blocks[1..].iter().all(|b| b.codec == Codec::Int8g));
 }
+
+#[test]
+fn encoding_on_several_threads_gives_the_same_bytes_and_reports_every_block() {
+    let mut rng = Rng::new(5);
+    for (dtype, mode) in [(DType::BF16, Mode::Lossy), (DType::F32, Mode::Lossless), (DType::U8, Mode::Lossless)] {
+        let input = data(&mut rng, dtype, 40 * 65536 + 77, 0.5, true);
+        let one = EncodeOptions { dtype, mode, lossless_prefix: 100, ..Default::default() };
+        let expected = encode(&input, &one);
+        for threads in [2, 3, 16, 1000] {
+            let (mut calls, mut last_done) = (0, 0);
+            let got = ltblock::encode_with_progress(&input, &EncodeOptions { threads, ..one }, |done, total, _| {
+                calls += 1;
+                assert!(done == last_done + 1 && done <= total, "progress {done}/{total} after {last_done}");
+                last_done = done;
+            });
+            assert!(got == expected, "{dtype:?} {mode:?} on {threads} threads differs from one thread");
+            assert_eq!(calls, inspect(&got).unwrap().blocks.len());
+        }
+    }
+}
