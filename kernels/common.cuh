@@ -1,6 +1,7 @@
 // Helpers shared by the LT-Block kernels: the LTSUM32 checksum, the float conversions of
-// ltblock/src/dtype.rs ported bit for bit, and block-wide reductions. Compiled by NVRTC at
-// run time (no host headers): fixed-width types are spelled out here.
+// ltblock/src/dtype.rs (bit for bit but a NaN's payload, see f16_to_f32), and block-wide
+// reductions. Compiled by NVRTC at run time (no host headers): fixed-width types are spelled
+// out here.
 #pragma once
 
 typedef unsigned char u8;
@@ -36,15 +37,13 @@ __device__ __forceinline__ u16 f32_to_bf16(float v) {
 }
 __device__ __forceinline__ float bf16_to_f32(u16 h) { return __uint_as_float(((u32)h) << 16); }
 
+// By the hardware conversion: exact, as dtype.rs is, for every f16 but NaN, whose payload may
+// differ. Only int8g's encoder reads f16 as f32, and a block holding NaN is never int8g (NaN
+// still compares above every finite magnitude, so the block is refused either way).
 __device__ __forceinline__ float f16_to_f32(u16 h) {
-    u32 sign = ((u32)h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    if (exp == 0) {
-        if (man == 0) return __uint_as_float(sign);
-        float v = (float)man * (1.0f / 16777216.0f);
-        return sign ? -v : v;
-    }
-    if (exp == 0x1f) return __uint_as_float(sign | 0x7f800000u | (man ? (0x400000u | (man << 13)) : 0u));
-    return __uint_as_float(sign | ((exp + 112u) << 23) | (man << 13));
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
 }
 
 __device__ __forceinline__ u16 f32_to_f16(float v) {
@@ -98,10 +97,13 @@ __device__ __forceinline__ float div127(float x) {
     float q0 = __fmul_rn(x, y);
     return __fmaf_rn(__fmaf_rn(-q0, 127.0f, x), y, q0);
 }
-// A group's scale and inverse from its largest magnitude (both 0 below 2^-120).
+// A group's scale and inverse from its largest magnitude (both 0 below 2^-120), without a
+// branch: below 2^-120 the quotients are computed and then not taken.
 __device__ __forceinline__ void int8g_scale(float amax, float* s, float* inv) {
-    if (amax < 7.52316384526264e-37f) { *s = 0.0f; *inv = 0.0f; }
-    else { *s = div127(amax); *inv = 127.0f / amax; }
+    bool tiny = amax < 7.52316384526264e-37f;
+    float sc = div127(amax), iv = 127.0f / amax;
+    *s = tiny ? 0.0f : sc;
+    *inv = tiny ? 0.0f : iv;
 }
 // rint(x * inv) plus 1.5 * 2^23: adding the constant rounds to the nearest even integer, and
 // the low byte of the sum's bits is q as an i8. The reference clamps rint(x * inv) to +-127;
@@ -129,12 +131,13 @@ __device__ __forceinline__ float elem_f32(T bits, int dt) {
 template <typename T>
 __device__ __forceinline__ u32 abs_bits(T bits, int dt) { return __float_as_uint(elem_f32<T>(bits, dt)) & 0x7fffffffu; }
 
-// Element i of a block as f32, and x rounded to the dtype and read back (what decode yields).
-__device__ __forceinline__ float load_elem(const u8* p, int dt, u32 i) {
-    if (dt == DT_F32) return ((const float*)p)[i];
-    u16 h = ((const u16*)p)[i];
-    return dt == DT_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
-}
+// The low and high element of a word of a 16-bit float dtype, as f32.
+template <int dt>
+__device__ __forceinline__ float lo_f32(u32 w) { return dt == DT_BF16 ? __uint_as_float(w << 16) : f16_to_f32((u16)w); }
+template <int dt>
+__device__ __forceinline__ float hi_f32(u32 w) { return dt == DT_BF16 ? __uint_as_float(w & 0xffff0000u) : f16_to_f32((u16)(w >> 16)); }
+
+// x rounded to the dtype and read back (what decode yields).
 __device__ __forceinline__ float round_to(int dt, float x) {
     if (dt == DT_F32) return x;
     return dt == DT_BF16 ? bf16_to_f32(f32_to_bf16(x)) : f16_to_f32(f32_to_f16(x));

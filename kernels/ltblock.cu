@@ -19,6 +19,22 @@
 #define STAGE_VECS 2040   // zvc decode: staged packed bytes (static shared memory stays < 48 KiB)
 #define CHUNK_VECS 2032   // output vectors per staged chunk (a multiple of 8; packed bytes fit)
 
+// stage_copy<true> commits each thread's copies in STAGE_GROUPS groups of STAGE_VPG vectors
+// (its vectors k = 0..VPT-1 in order), so a pass can start on the first while the rest load.
+#define STAGE_GROUPS 4
+#define STAGE_VPG (VPT / STAGE_GROUPS)
+
+// Waits until this thread's copies of group `g` and those before it have landed (visible to
+// this thread only: other threads' vectors need a barrier after stage_wait(STAGE_GROUPS - 1)).
+__device__ __forceinline__ void stage_wait(int g) {
+    switch (STAGE_GROUPS - 1 - g) {  // cp.async.wait_group takes its count as an immediate
+        case 0: asm volatile("cp.async.wait_group 0;" ::: "memory"); break;
+        case 1: asm volatile("cp.async.wait_group 1;" ::: "memory"); break;
+        case 2: asm volatile("cp.async.wait_group 2;" ::: "memory"); break;
+        default: asm volatile("cp.async.wait_group 3;" ::: "memory"); break;
+    }
+}
+
 __device__ __forceinline__ u32 vec_terms(uint4 q, u32 v) {
     return ltsum_term(q.x, 4 * v) + ltsum_term(q.y, 4 * v + 1) + ltsum_term(q.z, 4 * v + 2) + ltsum_term(q.w, 4 * v + 3);
 }
@@ -26,12 +42,15 @@ __device__ __forceinline__ u32 vec_terms(uint4 q, u32 v) {
 // Calls f(x, v, valid) for each of this thread's vectors of a block (v = threadIdx.x +
 // k * LTB_THREADS), N held in registers at a time: a round's N loads are all issued before any
 // call; SYNC: a barrier between a round's loads and its calls, for f that writes over vectors
-// already read. Every thread calls f for every k, valid or not (x is zero past the end), so f
-// may use warp shuffles.
-template <int N, bool SYNC, typename F>
+// already read; STAGED: `in` is the stage that stage_copy<true> is still filling, so each round
+// first waits for this thread's own copies of its vectors. Every thread calls f for every k,
+// valid or not (x is zero past the end), so f may use warp shuffles.
+template <int N, bool SYNC, bool STAGED = false, typename F>
 __device__ __forceinline__ void for_each_vector(const u8* in, u32 nvec, F f) {
+    static_assert(!STAGED || STAGE_VPG % N == 0, "a round's vectors are in one copy group");
 #pragma unroll 1
     for (int h = 0; h < VPT / N; h++) {
+        if (STAGED && (h * N) % STAGE_VPG == 0) stage_wait(h * N / STAGE_VPG);
         uint4 x[N];
 #pragma unroll
         for (int k = 0; k < N; k++) {
@@ -96,20 +115,27 @@ __device__ __forceinline__ void int8g_vector(uint4 in, Groups gr, float s0, floa
     for (u32 j = 0; j < (E + 3) / 4; j++) qw[j] = 0;
 #pragma unroll
     for (u32 j = 0; j < E; j += 2) {  // a pair at a time (fewer live registers), in order
-        float x[2], dx[2];
+        float x[2], dx[2], back[2];  // back: the decoded value read back as f32
+        if constexpr (sizeof(T) == 2) { x[0] = lo_f32<dt>(u.w[j / 2]); x[1] = hi_f32<dt>(u.w[j / 2]); }
+        else { x[0] = __uint_as_float(u.w[j]); x[1] = __uint_as_float(u.w[j + 1]); }
 #pragma unroll
         for (u32 k = 0; k < 2; k++) {
-            x[k] = elem_f32<T>(u.e[j + k], dt);
             float t = int8g_biased(x[k], inv);
             qw[(j + k) / 4] |= (__float_as_uint(t) & 0xffu) << (8 * ((j + k) % 4));
             dx[k] = (t - INT8G_MAGIC) * s;
             if (!PV && ++rem == G && j + k + 1 < E) { rem = 0; g++; s = gs[g]; inv = ginv[g]; }
         }
-        if constexpr (sizeof(T) == 2) d.w[j / 2] = to_bits2<dt>(dx[0], dx[1]);
-        else { d.e[j] = (T)__float_as_uint(dx[0]); d.e[j + 1] = (T)__float_as_uint(dx[1]); }
+        if constexpr (sizeof(T) == 2) {
+            u32 w = to_bits2<dt>(dx[0], dx[1]);
+            d.w[j / 2] = w;
+            back[0] = lo_f32<dt>(w); back[1] = hi_f32<dt>(w);
+        } else {
+            d.w[j] = __float_as_uint(dx[0]); d.w[j + 1] = __float_as_uint(dx[1]);
+            back[0] = dx[0]; back[1] = dx[1];
+        }
 #pragma unroll
         for (u32 k = 0; k < 2; k++) {
-            float df = elem_f32<T>(d.e[j + k], dt) - x[k];
+            float df = back[k] - x[k];
             *e2 += df * df;
             *r2 += x[k] * x[k];
         }
@@ -237,26 +263,48 @@ struct PackShared {
     u64 offset;
 };
 
+// The largest |x| of a vector of a float dtype, as bits (Inf and NaN compare above every
+// finite value).
+template <typename T, int dt>
+__device__ __forceinline__ u32 vector_abs_max(uint4 x) {
+    union { uint4 q; u32 w[4]; } u;
+    u.q = x;
+    u32 am = 0;
+#pragma unroll
+    for (u32 j = 0; j < 4; j++) {
+        if constexpr (sizeof(T) == 2) am = max(am, max(__float_as_uint(lo_f32<dt>(u.w[j])) & 0x7fffffffu, __float_as_uint(hi_f32<dt>(u.w[j])) & 0x7fffffffu));
+        else am = max(am, u.w[j] & 0x7fffffffu);
+    }
+    return am;
+}
+
+// The largest of `am` over the V aligned lanes of a warp that hold one group's vectors (V a
+// power of two, at most 32). All lanes call.
+__device__ __forceinline__ u32 group_max_in_warp(u32 am, u32 V) {
+#pragma unroll
+    for (u32 off = 1; off < 32; off <<= 1)
+        if (off < V) am = max(am, __shfl_xor_sync(FULL_MASK, am, off));
+    return am;
+}
+
 // The max |x| (as bits) of each group that vector v meets, into gmax (zeroed before); returns
-// the vector's largest. Inf and NaN compare above every finite value.
+// the vector's largest.
 template <typename T, int dt>
 __device__ __forceinline__ u32 int8g_vector_max(uint4 x, u32 v, bool valid, Groups gr, bool per_vector, bool shuffle, u32* gmax) {
     const u32 E = 16 / sizeof(T);
-    union { uint4 q; T e[E]; } u;
-    u.q = x;
     u32 am = 0;
     if (per_vector) {
-#pragma unroll
-        for (u32 j = 0; j < E; j++) am = max(am, abs_bits<T>(u.e[j], dt));
-        u32 V = gr.G / E, group_max = am;
+        am = vector_abs_max<T, dt>(x);
+        u32 V = gr.G / E;
         if (shuffle) {
-            // the V vectors of a group (V a power of two) are V aligned lanes of one warp
-            for (u32 off = 1; off < V; off <<= 1) group_max = max(group_max, __shfl_xor_sync(FULL_MASK, group_max, off));
+            u32 group_max = group_max_in_warp(am, V);
             if (valid && (v & (V - 1)) == 0) gmax[gr.of(v * E)] = group_max;
         } else if (valid) {
             atomicMax(&gmax[gr.of(v * E)], am);
         }
     } else if (valid) {
+        union { uint4 q; T e[E]; } u;
+        u.q = x;
         u32 i0 = v * E, G = gr.G, g = gr.of(i0), rem = i0 - g * G;
 #pragma unroll
         for (u32 j = 0; j < E; j++) {
@@ -271,17 +319,27 @@ __device__ __forceinline__ u32 int8g_vector_max(uint4 x, u32 v, bool valid, Grou
 
 // Copies the block into the stage with every 16-byte vector in flight at once (cp.async,
 // sm_80+), and its last bytes (at most 15) plainly; `overlap` runs while the copies are in
-// flight. Synchronises.
-template <typename F>
+// flight. Synchronises; PIPELINED: without waiting for the copies, which land in
+// STAGE_GROUPS groups for the first pass over the block to wait on (for_each_vector STAGED).
+template <bool PIPELINED, typename F>
 __device__ __forceinline__ void stage_copy(uint4* stage, const u8* src, u32 len, F overlap) {
     u32 nvec = len / 16, start = nvec * 16;
-    for (u32 v = threadIdx.x; v < nvec; v += LTB_THREADS) {
+    auto copy = [&](u32 v) {
         u32 dst = (u32)__cvta_generic_to_shared(stage + v);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src + 16 * v) : "memory");
+    };
+    if constexpr (PIPELINED) {
+#pragma unroll
+        for (u32 k = 0; k < VPT; k++) {
+            if (threadIdx.x + k * LTB_THREADS < nvec) copy(threadIdx.x + k * LTB_THREADS);
+            if (k % STAGE_VPG == STAGE_VPG - 1) asm volatile("cp.async.commit_group;" ::: "memory");
+        }
+    } else {
+        for (u32 v = threadIdx.x; v < nvec; v += LTB_THREADS) copy(v);
     }
     if (threadIdx.x < len - start) ((u8*)stage)[start + threadIdx.x] = src[start + threadIdx.x];
     overlap();
-    asm volatile("cp.async.wait_all;" ::: "memory");
+    if (!PIPELINED) asm volatile("cp.async.wait_all;" ::: "memory");
     __syncthreads();
 }
 
@@ -321,6 +379,23 @@ __device__ __forceinline__ u32 nonzero_bits(uint4 x) {
     return bits;
 }
 
+// The vector's elements that are not zero (all their bits). For 16-bit ones, without a
+// compare each: (h & 0x7fff) + 0x7fff carries into bit 15 unless h is 0 or -0, and or-ing h
+// adds -0; the four words' flags are shifted apart and counted at once.
+template <typename T>
+__device__ __forceinline__ u32 nonzero_count(uint4 x) {
+    if constexpr (sizeof(T) == 2) {
+        union { uint4 q; u32 w[4]; } u;
+        u.q = x;
+        u32 flags = 0;
+#pragma unroll
+        for (u32 j = 0; j < 4; j++) flags |= ((((u.w[j] & 0x7fff7fffu) + 0x7fff7fffu) | u.w[j]) & 0x80008000u) >> j;
+        return __popc(flags);
+    } else {
+        return __popc(nonzero_bits<T>(x));
+    }
+}
+
 // Vector v's bits of the zvc mask, put together across the lanes that share a mask word and
 // stored by the first; returns the vector's count of non-zero elements (0 past the end). All
 // lanes of the warp call.
@@ -345,29 +420,24 @@ __device__ __forceinline__ float rel_l2(float e2, float r2) { return r2 > 0.0f ?
 // is done in the same pass, its q bytes written over the stage as int8g_pass does; no gmax,
 // and no mask words (the non-zero count only: the mask is made later if zvc wins). One
 // vector in registers at a time: the int8g arithmetic needs the rest.
-template <typename T, int dt, bool FUSED>
+template <typename T, int dt, bool FUSED, u32 VT = 0>
 __device__ BlockScan scan_block(u32 len, const PackSmem& s, bool want_max, Groups gr, bool per_vector, bool shuffle, PackShared& sh) {
     const u32 E = 16 / sizeof(T);
     u32 n = len / sizeof(T), nvec = len / 16;
     const u8* stage = (const u8*)s.stage;
     u32 so = 0, nz = 0, mine = 0, sd = 0;
     float e2 = 0.0f, r2 = 0.0f;
-    for_each_vector<FUSED ? 1 : HA, false>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
+    u32 V = VT ? VT : gr.G / E, v_shift = 31 - __clz(max(V, 1u));  // FUSED: vector v is in group v >> v_shift
+    for_each_vector<FUSED ? 1 : HA, false, FUSED>(stage, nvec, [&](uint4 x, u32 v, bool valid) {
         if (valid) so += vec_terms(x, v);
-        union { uint4 q; T e[E]; } u;
-        u.q = x;
-        if constexpr (FUSED) nz += __popc(nonzero_bits<T>(x));  // x is zero past the end
+        if constexpr (FUSED) nz += nonzero_count<T>(x);  // x is zero past the end
         else nz += zvc_mask_vector<T>(x, v, valid, s.maskw);
         if constexpr (sizeof(T) >= 2 && FUSED) {
-            u32 am = 0;
-#pragma unroll
-            for (u32 j = 0; j < E; j++) am = max(am, abs_bits<T>(u.e[j], dt));
-            u32 V = gr.G / E, gm = am;
-            for (u32 off = 1; off < V; off <<= 1) gm = max(gm, __shfl_xor_sync(FULL_MASK, gm, off));
+            u32 am = vector_abs_max<T, dt>(x), gm = group_max_in_warp(am, V);
             mine = max(mine, am);
             float sc, inv;  // every lane of the group: a warp runs the divisions once either way
             int8g_scale(__uint_as_float(gm), &sc, &inv);
-            if (valid && (v & (V - 1)) == 0) s.gs[gr.of(v * E)] = sc;  // for the payload
+            if (valid && (v & (V - 1)) == 0) s.gs[v >> v_shift] = sc;  // for the payload
             if (valid) sd += int8g_vector_to_stage<T, dt, true>(x, v, gr, sc, inv, s, &e2, &r2);
         } else if constexpr (sizeof(T) >= 2) {
             if (want_max) mine = max(mine, int8g_vector_max<T, dt>(x, v, valid, gr, per_vector, shuffle, s.gmax));
@@ -460,14 +530,21 @@ __device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 le
     u32 V = maybe_int8g ? G / E : 0;
     bool shuffle = per_vector && V <= 32 && (V & (V - 1)) == 0;
     Groups gr = make_groups(G);
-    stage_copy(s.stage, src, len, [&] {
+    auto zero_tables = [&] {
         for (u32 w = threadIdx.x; w < (n + 31) / 32; w += LTB_THREADS) s.maskw[w] = 0;
         if (maybe_int8g)
             for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) s.gmax[g] = 0;
-    });
+    };
+    // the fused pass starts on each thread's first vectors while the rest load; the other
+    // passes wait for the whole block (pipelined too, zvc encode measured 1-2 points slower:
+    // docs/PERF.md, run 46)
     bool fused = shuffle && len % 16 == 0;
-    BlockScan scan = fused ? scan_block<T, dt, true>(len, s, maybe_int8g, gr, per_vector, shuffle, sh)
-                           : scan_block<T, dt, false>(len, s, maybe_int8g, gr, per_vector, shuffle, sh);
+    if (fused) stage_copy<true>(s.stage, src, len, zero_tables);
+    else stage_copy<false>(s.stage, src, len, zero_tables);
+    BlockScan scan;
+    if (!fused) scan = scan_block<T, dt, false>(len, s, maybe_int8g, gr, per_vector, shuffle, sh);
+    else if (V == 8 * sizeof(T)) scan = scan_block<T, dt, true, 8 * sizeof(T)>(len, s, maybe_int8g, gr, per_vector, shuffle, sh);  // G = 128: the group max unrolled
+    else scan = scan_block<T, dt, true>(len, s, maybe_int8g, gr, per_vector, shuffle, sh);
     *sum = *sum_dec = scan.sum;
     BlockChoice c = {CODEC_RAW, len, 0.0f, 0};
     u32 zvc = ((n + 31) / 32) * 4 + scan.nnz * sizeof(T) + tail;
@@ -482,7 +559,7 @@ __device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 le
                 *sum_dec = scan.sum_dec;
                 return c;
             }
-            stage_copy(s.stage, src, len, [] {});  // not int8g: the q bytes go, the block comes back
+            stage_copy<false>(s.stage, src, len, [] {});  // not int8g: the q bytes go, the block comes back
             if (c.codec == CODEC_ZVC) {  // and its mask words, which pass 1 left out (maskw is zero)
                 for_each_vector<HA, false>((const u8*)s.stage, len / 16, [&](uint4 x, u32 v, bool valid) { zvc_mask_vector<T>(x, v, valid, s.maskw); });
                 __syncthreads();
@@ -498,7 +575,7 @@ __device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 le
                 return c;
             }
             // rejected: the q bytes go, the block comes back (rare: the error bound failed)
-            stage_copy(s.stage, src, len, [] {});
+            stage_copy<false>(s.stage, src, len, [] {});
         }
     }
     return c;

@@ -6,9 +6,10 @@
 //! decoded byte checked; then `ltgpu::selfcheck` (odd lengths, group sizes, NaN, malformed
 //! blocks) and decode of many 2 MiB and 20 MiB buffers in one launch; any difference from the
 //! CPU reference makes the exit status 1. Without a GPU it says so and measures the CPU
-//! reference codecs, one core. Inputs are generated (seeded): bf16 weights from a normal
-//! distribution (int8g at G = 128 and 16), post-ReLU activations in bf16 and f32 at 50/90/99%
-//! zeros, random bytes, all zeros; GPU inputs repeat a 64 MiB generated tile.
+//! reference codecs, one core. Inputs are generated (seeded): weights from a normal
+//! distribution (int8g: bf16 at G = 128 and 16, f16 and f32 at G = 128), post-ReLU
+//! activations in bf16 and f32 at 50/90/99% zeros, random bytes, all zeros; GPU inputs repeat
+//! a 64 MiB generated tile.
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -18,9 +19,11 @@ use ltgpu::selfcheck::input;
 use crate::CliError;
 
 type Case = (&'static str, &'static str, DType, f64, Mode, u32);
-const CASES: [Case; 10] = [
+const CASES: [Case; 12] = [
     ("bf16 weights, normal", "weights", DType::BF16, 0.0, Mode::Lossy, 128),
     ("bf16 weights, normal, G=16", "weights", DType::BF16, 0.0, Mode::Lossy, 16),
+    ("f16 weights, normal", "weights", DType::F16, 0.0, Mode::Lossy, 128),
+    ("f32 weights, normal", "weights", DType::F32, 0.0, Mode::Lossy, 128),
     ("bf16 post-ReLU 50% zeros", "relu", DType::BF16, 0.5, Mode::Lossless, 128),
     ("bf16 post-ReLU 90% zeros", "relu", DType::BF16, 0.9, Mode::Lossless, 128),
     ("bf16 post-ReLU 99% zeros", "relu", DType::BF16, 0.99, Mode::Lossless, 128),

@@ -24,7 +24,7 @@ usage:
   ltshim bench [--size MiB] [--json FILE]
         codec throughput, ratio and error on the GPU (default 1024 MiB), checked against the
         CPU reference; without a GPU, the CPU reference codecs (default 64 MiB)
-  ltshim --help          this text
+  ltshim --help          this text (also after any subcommand)
 ";
 
 pub struct CliError(pub String);
@@ -47,6 +47,12 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(args: &[String]) -> Result<ExitCode, CliError> {
+    // `ltshim SUB --help` too (the first word after the subcommand only, so that
+    // `ltshim run -- prog --help` still reaches prog)
+    if matches!(args.get(1).map(String::as_str), Some("--help") | Some("-h")) {
+        print!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
     match args.first().map(String::as_str) {
         Some("run") => run::run(&args[1..]),
         Some("stats") => stats::print(&args[1..]),

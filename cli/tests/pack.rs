@@ -1,5 +1,5 @@
 //! `ltshim pack | unpack | inspect` on files: round trips, tensor-file headers kept exact,
-//! clear one-line errors for malformed input.
+//! clear one-line errors for malformed input; and `--help` after any subcommand.
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -103,4 +103,13 @@ fn malformed_input_is_one_line_naming_the_problem() {
     assert!(one_line_error(&["inspect", s(&packed)]).contains("truncated"));
     assert!(one_line_error(&["pack", s(&input), s(&packed), "--mode", "lossy"]).contains("pass --dtype"));
     assert!(one_line_error(&["pack", s(&input), s(&packed), "--dtype", "f64"]).contains("--dtype \"f64\" is not one of"));
+}
+
+#[test]
+fn help_after_a_subcommand_prints_the_usage() {
+    for sub in ["bench", "pack", "unpack", "inspect", "stats", "run"] {
+        let o = ltshim(&[sub, "--help"]);
+        assert!(o.status.success(), "{sub} --help: {:?}", o.status);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("usage:"), "{sub} --help printed no usage");
+    }
 }

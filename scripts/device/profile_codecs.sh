@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Nsight Compute on the codec kernels of `ltshim bench`: time, DRAM and SM throughput,
 # occupancy, instructions and the main stall reasons. CASES: "kernel:launches-to-skip" pairs;
-# bench launches the pack kernel 6 times a case (bf16 int8g first, then G=16, zvc 50%, 90%).
+# bench launches the pack kernel 6 times a case, in CASES order (cli/src/bench.rs): bf16 int8g
+# at 0, G=16 at 6, f16 at 12, f32 at 18, zvc bf16 50% at 24, 90% at 30.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-for c in ${CASES:-pack:0 pack:18 decode:0}; do
+for c in ${CASES:-pack:0 pack:30 decode:0}; do
   k=${c%%:*}; skip=${c##*:}
   ncu -k regex:ltb_$k --launch-skip $skip -c 1 --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats --section SchedulerStats \
       --metrics smsp__inst_executed.sum,dram__bytes_read.sum,dram__bytes_write.sum,"regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
