@@ -56,9 +56,9 @@ pub struct SweepCase {
 
 /// Odd lengths, partial blocks and elements, every int8g group-size path of the kernels (a
 /// power of two, a multiple of the vector that is not one, one that splits vectors, groups
-/// larger than a warp, too many groups for one block), NaN, a group below 2^-120 and -0.0: the
-/// whole GPU buffer (header, index, blocks) must equal the CPU reference's, and so must its
-/// decode.
+/// larger than a warp, too many groups for one block), NaN, Inf, a group below 2^-120 (bf16) or
+/// of f16 subnormals, and -0.0: the whole GPU buffer (header, index, blocks) must equal the
+/// CPU reference's, and so must its decode.
 pub fn exactness_sweep(gpu: &Gpu) -> Result<Vec<SweepCase>, GpuError> {
     let mut cases: Vec<(&str, DType, f64, Mode, u32, usize)> = Vec::new();
     for g in [128, 32, 48, 100, 1024, 16, 8] {
@@ -70,6 +70,7 @@ pub fn exactness_sweep(gpu: &Gpu) -> Result<Vec<SweepCase>, GpuError> {
         }
     }
     cases.push(("special", DType::BF16, 0.0, Mode::Lossy, 128, 4 * 65536));
+    cases.push(("special", DType::F16, 0.0, Mode::Lossy, 128, 4 * 65536));
     cases.push(("relu", DType::BF16, 0.9, Mode::Lossless, 128, 65536 + 77));
     cases.push(("relu", DType::F32, 0.5, Mode::Lossy, 128, 2 * 65536 + 30));
     cases.push(("random", DType::U8, 0.0, Mode::Lossy, 128, 65536 + 5));
@@ -78,12 +79,14 @@ pub fn exactness_sweep(gpu: &Gpu) -> Result<Vec<SweepCase>, GpuError> {
     for (kind, dtype, zeros, mode, group, len) in cases {
         let mut data = input(if kind == "special" { "weights" } else { kind }, dtype, zeros, len);
         if kind == "special" {
-            // block 1: a NaN; block 2: a group of denormals and -0.0; block 3: a value past 2^40
-            data[65536 + 10..65536 + 12].copy_from_slice(&0x7fc0u16.to_le_bytes());
+            // block 1: a NaN; block 2: a group of denormals and -0.0; block 3: bf16 a value
+            // past 2^40, f16 an Inf (f16 to f32 is the hardware's conversion on the GPU)
+            let (nan, big) = if dtype == DType::F16 { (0x7e00u16, 0x7c00u16) } else { (0x7fc0, 0x7e00) };
+            data[65536 + 10..65536 + 12].copy_from_slice(&nan.to_le_bytes());
             for i in 0..128 {
                 data[2 * 65536 + 2 * i..2 * 65536 + 2 * i + 2].copy_from_slice(&(if i % 2 == 0 { 0x0001u16 } else { 0x8000 }).to_le_bytes());
             }
-            data[3 * 65536 + 6..3 * 65536 + 8].copy_from_slice(&0x7e00u16.to_le_bytes());
+            data[3 * 65536 + 6..3 * 65536 + 8].copy_from_slice(&big.to_le_bytes());
         }
         let opts = GpuEncode { dtype, lossy: mode == Mode::Lossy, group, max_rel_l2: 0.01 };
         let cpu = ltblock::encode(&data, &EncodeOptions { mode, dtype, group: group as usize, ..Default::default() });
