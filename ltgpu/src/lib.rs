@@ -376,7 +376,7 @@ impl Gpu {
 
     /// The pack kernel's parameters.
     fn params(&self, input: u64, len: usize, opts: GpuEncode) -> Result<EncodeParams, GpuError> {
-        if input % 16 != 0 {
+        if !input.is_multiple_of(16) {
             return Err(GpuError::Driver { call: "encode", error: format!("input {input:#x} is not 16-byte aligned") });
         }
         let block = ltblock::format::DEFAULT_BLOCK_SIZE;
