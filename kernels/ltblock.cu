@@ -543,7 +543,9 @@ __device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 le
     else stage_copy<false>(s.stage, src, len, zero_tables);
     BlockScan scan;
     if (!fused) scan = scan_block<T, dt, false>(len, s, maybe_int8g, gr, per_vector, shuffle, sh);
-    else if (V == 8 * sizeof(T)) scan = scan_block<T, dt, true, 8 * sizeof(T)>(len, s, maybe_int8g, gr, per_vector, shuffle, sh);  // G = 128: the group max unrolled
+    // G = 128 (the default) and 16 (the accurate one): the group max's shuffles unrolled
+    else if (V == 8 * sizeof(T)) scan = scan_block<T, dt, true, 8 * sizeof(T)>(len, s, maybe_int8g, gr, per_vector, shuffle, sh);
+    else if (V == sizeof(T)) scan = scan_block<T, dt, true, sizeof(T)>(len, s, maybe_int8g, gr, per_vector, shuffle, sh);
     else scan = scan_block<T, dt, true>(len, s, maybe_int8g, gr, per_vector, shuffle, sh);
     *sum = *sum_dec = scan.sum;
     BlockChoice c = {CODEC_RAW, len, 0.0f, 0};
