@@ -65,7 +65,7 @@ pub fn exactness_sweep(gpu: &Gpu) -> Result<Vec<SweepCase>, GpuError> {
         cases.push(("weights", DType::BF16, 0.0, Mode::Lossy, g, 3 * 65536 + 4099));
     }
     for dtype in [DType::F16, DType::F32] {
-        for g in [128, 100] {
+        for g in [128, 100, 16] {
             cases.push(("weights", dtype, 0.0, Mode::Lossy, g, 2 * 65536 + 1003));
         }
     }
