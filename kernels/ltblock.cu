@@ -107,7 +107,7 @@ template <typename T, int dt, bool PV>
 __device__ __forceinline__ void int8g_vector(uint4 in, Groups gr, float s0, float inv0, const float* gs, const float* ginv, u32 i0,
                                              u32* qw, uint4* dec, float* e2, float* r2) {
     const u32 E = 16 / sizeof(T);
-    union { uint4 q; T e[E]; u32 w[4]; } u, d;
+    union { uint4 q; u32 w[4]; } u, d;
     u.q = in;
     u32 G = gr.G, g = gr.of(i0), rem = i0 - g * G;
     float s = s0, inv = inv0;
