@@ -1,5 +1,6 @@
 """What every workload shares: the --out / --metrics / --device-limit arguments, determinism,
-and saving. Workloads are plain scripts: `python3 harness/workloads/NAME.py --help`."""
+saving, and `step()` (ltshim's end-of-step mark, when the library is loaded). Workloads are plain
+scripts: `python3 harness/workloads/NAME.py --help`."""
 import argparse
 import json
 import os
@@ -7,6 +8,35 @@ import sys
 import time
 
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+# The control module (python/ltshim.py at the repository root), when it is there; a workload
+# copied elsewhere runs without it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+try:
+    import ltshim as _ltshim
+except ImportError:
+    _ltshim = None
+_stepping = None  # None: not yet asked; then True/False
+
+
+def ltshim_loaded():
+    """True when libltshim is loaded in this process (through ltshim run or LD_PRELOAD)."""
+    return bool(_ltshim and _ltshim.available())
+
+
+def step():
+    """Tells libltshim that one step of the workload ended (its stats count restores per
+    step). Nothing without the library, or with one that has no step call (said once)."""
+    global _stepping
+    if _stepping is None:
+        _stepping = ltshim_loaded()
+    if not _stepping:
+        return
+    try:
+        _ltshim.step()
+    except RuntimeError as e:
+        print(f"{os.path.basename(sys.argv[0])}: steps not marked: {e}", file=sys.stderr)
+        _stepping = False
 
 
 def parser(description):

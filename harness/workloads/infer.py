@@ -4,7 +4,9 @@ the logits of a fixed prompt.
 
 Default model: a Llama-architecture model built from a config with seeded random weights (no
 download), sized by --params (3b = hidden 3072, 28 layers, 24 heads / 8 KV heads, vocabulary
-128256: about 3.2B parameters). --model PATH loads a local checkpoint instead.
+128256: about 3.2B parameters), created directly in bf16 on the GPU (no fp32 copy ever exists,
+so the peak is the model's, not a loading artifact). --model PATH loads a local checkpoint
+instead. Under libltshim each decoded token is marked as one step (ltshim.step()).
 --offload accelerate --max-gpu-memory SIZE runs the same model under accelerate's CPU offload
 (the baseline users compare ltshim with).
 
@@ -28,7 +30,23 @@ PROMPT = ("The quick brown fox jumps over the lazy dog. Compression of GPU memor
           "that almost fits run on the card it has, ")
 
 
-from common import apply_device_limit, parse_size  # noqa: E402
+from common import apply_device_limit, ltshim_loaded, parse_size, step  # noqa: E402
+
+
+class default_dtype:
+    """Parameters created inside are created in `dtype` (torch's default floating dtype), so a
+    model built from a config never exists in fp32 first: no fp32 copy of the weights, no
+    conversion, and the peak is the model's own. The initialisation draws from the same seeded
+    generator in the same order, so the same seed gives the same weights in every run."""
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def __enter__(self):
+        self.saved = torch.get_default_dtype()
+        torch.set_default_dtype(self.dtype)
+
+    def __exit__(self, *exc):
+        torch.set_default_dtype(self.saved)
 
 
 def build_model(args, dtype):
@@ -46,14 +64,27 @@ def build_model(args, dtype):
     torch.manual_seed(args.seed)
     if args.offload == "accelerate":
         from accelerate import dispatch_model, infer_auto_device_map
-        with torch.device("cpu"):
-            m = LlamaForCausalLM(cfg).to(dtype)
+        with torch.device("cpu"), default_dtype(dtype):
+            m = LlamaForCausalLM(cfg)
         dm = infer_auto_device_map(m, max_memory={0: args.max_gpu_memory, "cpu": "200GiB"},
                                    no_split_module_classes=["LlamaDecoderLayer"])
         return dispatch_model(m, device_map=dm)
-    with torch.device("cuda"):
-        m = LlamaForCausalLM(cfg).to(dtype)
+    with torch.device("cuda"), default_dtype(dtype):
+        m = LlamaForCausalLM(cfg)
     return m
+
+
+class MarkSteps:
+    """A stopping criterion that never stops generation: it marks each decoded token as one
+    ltshim step (only added when the library is loaded)."""
+    def __init__(self):
+        self.never = None
+
+    def __call__(self, input_ids, scores, **kw):
+        step()
+        if self.never is None or self.never.shape[0] != input_ids.shape[0]:
+            self.never = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        return self.never
 
 
 def prompt_ids(vocab, n, seed):
@@ -91,13 +122,19 @@ def main():
     with torch.no_grad():
         logits = model(ids).logits[0].float()  # warm-up and the fixed prompt's logits
         torch.cuda.synchronize()
+        step()
         t0 = time.perf_counter()
         model(ids)
         torch.cuda.synchronize()
+        step()
         prefill_s = time.perf_counter() - t0
         t0 = time.perf_counter()
+        extra = {}
+        if ltshim_loaded():
+            from transformers import StoppingCriteriaList
+            extra["stopping_criteria"] = StoppingCriteriaList([MarkSteps()])
         gen = model.generate(ids, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False,
-                             pad_token_id=0, eos_token_id=None)
+                             pad_token_id=0, eos_token_id=None, **extra)
         torch.cuda.synchronize()
         gen_s = time.perf_counter() - t0
     new = gen[0, ids.shape[1]:].cpu()

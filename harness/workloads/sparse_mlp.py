@@ -36,6 +36,7 @@ def main():
                 w.grad = None
             x.grad = None
             loss.backward()
+            common.step()
     outputs = {"loss": loss.detach(), "x_grad": x.grad}
     outputs.update({f"w{i}_grad": w.grad for i, w in enumerate(ws)})
     common.finish(args, outputs, {"steps_per_s": args.steps / t.s, "measured_sparsity": sum(zeros) / len(zeros),

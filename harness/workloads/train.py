@@ -39,6 +39,7 @@ def main():
                 total += loss.item()
             opt.step()
             losses.append(total)
+            common.step()
     outputs = {"losses": torch.tensor(losses)}
     outputs.update({f"p{i}": p.detach() for i, p in enumerate(model.parameters())})
     common.finish(args, outputs, {"steps_per_s": args.steps / t.s, "final_loss": losses[-1],

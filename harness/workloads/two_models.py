@@ -32,6 +32,7 @@ def main():
         for r in range(args.rounds):
             for i, m in enumerate(models):
                 outputs[f"round{r}_model{i}"] = m(ids).logits[:, -1].float()
+            common.step()
     common.finish(args, outputs, {"switches_per_s": args.rounds * 2 / t.s})
 
 

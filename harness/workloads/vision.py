@@ -24,6 +24,7 @@ def main():
         with common.Timer() as ti:
             for _ in range(args.iters):
                 model(x)
+                common.step()
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     with common.Timer() as tt:
@@ -32,6 +33,7 @@ def main():
         loss.backward()
         grad = model.conv1.weight.grad.detach().clone()
         opt.step()
+        common.step()
     common.finish(args, {"logits": logits, "loss": loss.detach(), "conv1_grad": grad},
                   {"inference_images_per_s": args.batch * args.iters / ti.s, "train_step_s": tt.s})
 
