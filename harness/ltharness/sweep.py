@@ -76,7 +76,10 @@ def evaluate(percent, limit_bytes, runs, base, judge):
     elif f.get("bit_exact"):
         entry["verdict"] = "bit-exact"
     else:
-        entry["verdict"] = "within bounds"
+        lm = f.get("language_model")
+        detail = (f"logits cosine {lm['logits_cosine_min']:.6f}, top-1 {lm['top1_agreement']:.4f}" if lm else
+                  f"max abs err {f.get('max_abs_err', float('nan')):.3g}, max rel err {f.get('max_rel_err', float('nan')):.3g}")
+        entry["verdict"] = f"within bounds ({detail})"
     if entry["library_under_limit"] is False:
         entry.setdefault("problems", []).append(f"the library's held peak {limits_mod.gib(entry['held_peak_bytes'])} is over the limit {limits_mod.gib(limit_bytes)}")
     return entry
@@ -181,7 +184,7 @@ def plot(meta, entries, path):
     seen = set()
     for e in done:
         v = e.get("verdict", "")
-        key = "bit-exact" if v == "bit-exact" else "within bounds" if v == "within bounds" else "broken" if v.startswith("BROKEN") else "other"
+        key = "bit-exact" if v == "bit-exact" else "within bounds" if v.startswith("within bounds") else "broken" if v.startswith("BROKEN") else "other"
         m, c, label = styles[key]
         ax.scatter([e["limit_percent"]], [e["speed_vs_native"]], marker=m, color=c, s=70, zorder=3, label=None if key in seen else label)
         seen.add(key)

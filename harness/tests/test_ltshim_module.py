@@ -224,3 +224,32 @@ def test_an_older_library_without_a_function_is_named(fakes):
     """)
     assert out[0] is True
     assert "ltshim_pack_cold" in out[1] and "9.8.7-fake" in out[1] and "not loaded" not in out[1]
+
+
+# ---- the real library, when it is built ---------------------------------------------------
+
+def test_the_real_library_preloaded_answers_through_the_module():
+    root = os.path.dirname(HARNESS)
+    lib = next((p for p in (os.path.join(root, "target", prof, "libltshim.so") for prof in ("debug", "release")) if os.path.exists(p)), None)
+    if lib is None:
+        pytest.skip("SKIPPED (loudly): libltshim.so is not built (cargo build); the fake library's tests above still ran")
+    r = python("""
+        import json, ltshim
+        out = {"available": ltshim.available(), "version": ltshim.version(), "has_config": "config" in ltshim.stats()}
+        try:
+            ltshim.pin(0x1234)
+            out["pin"] = "accepted"
+        except ValueError as e:
+            out["pin"] = str(e)
+        try:
+            out["pack"] = ltshim.pack_cold()
+        except RuntimeError as e:
+            out["pack"] = str(e)
+        print(json.dumps(out))
+    """, env={"LD_PRELOAD": lib, "LTSHIM_MODE": "observe",
+              "LD_LIBRARY_PATH": os.path.join(root, "target", "debug", "ctests")})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["available"] is True and out["version"] and out["has_config"]
+    assert "0x1234 is in no GPU buffer" in out["pin"]
+    assert "packing is off in this mode" in out["pack"] or "has no ltshim_pack_cold" in out["pack"], out["pack"]
