@@ -25,6 +25,23 @@ impl Mode {
     }
 }
 
+impl Mode {
+    /// True in the modes that pack buffers.
+    pub fn packs(self) -> bool {
+        matches!(self, Mode::Lossless | Mode::Lossy)
+    }
+}
+
+/// `LTSHIM_DEVICE_LIMIT`: the physical memory the process may hold through the library.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Limit {
+    /// The card's memory (no limit set).
+    Card,
+    Bytes(u64),
+    /// A fraction of the card's memory.
+    Fraction(f64),
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub mode: Mode,
@@ -32,14 +49,65 @@ pub struct Config {
     pub stats: Option<String>,
     pub int8_group: u32,
     pub int8_max_err: f32,
+    pub device_limit: Limit,
+    pub min_bytes: u64,
+    pub min_saving: f64,
+    pub idle_ms: u64,
+    pub cold_ms: u64,
     /// Problems found while parsing; non-empty means passthrough.
     pub errors: Vec<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { mode: Mode::Observe, log: "warn".into(), stats: None, int8_group: 128, int8_max_err: 0.01, errors: Vec::new() }
+        Config {
+            mode: Mode::Lossless,
+            log: "warn".into(),
+            stats: None,
+            int8_group: 128,
+            int8_max_err: 0.01,
+            device_limit: Limit::Card,
+            min_bytes: 2 << 20,
+            min_saving: 0.05,
+            idle_ms: 0,
+            cold_ms: 1000,
+            errors: Vec::new(),
+        }
     }
+}
+
+/// Bytes with an optional unit: `12GiB`, `500MiB`, `1.5GB`, `4096`.
+pub fn parse_bytes(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024f64.powi(4),
+        _ => return None,
+    };
+    let bytes = n * mult;
+    (bytes.is_finite() && bytes >= 1.0 && bytes < 2f64.powi(63)).then_some(bytes as u64)
+}
+
+fn parse_limit(v: &str) -> Option<Limit> {
+    if let Some(p) = v.trim().strip_suffix('%') {
+        let f: f64 = p.trim().parse().ok()?;
+        return (f > 0.0 && f <= 100.0).then_some(Limit::Fraction(f / 100.0));
+    }
+    parse_bytes(v).map(Limit::Bytes)
+}
+
+fn parse_ms(v: &str) -> Option<u64> {
+    v.trim().parse::<u64>().ok().filter(|&ms| ms <= 86_400_000)
 }
 
 #[cfg_attr(not(test), allow(dead_code))] // default/doc feed the README table (tests)
@@ -54,11 +122,13 @@ pub struct Knob {
 pub const KNOBS: &[Knob] = &[
     Knob {
         name: "LTSHIM_MODE",
-        default: "observe",
+        default: "lossless",
         accepted: "off, observe, lossless, lossy",
         doc: "`off`: pure passthrough, nothing recorded. `observe`: record every allocation, \
-              copy and launch, change nothing. `lossless`/`lossy`: packing modes; until packing \
-              is built they observe (and say so once).",
+              copy and launch, change nothing (exact passthrough, no VMM). `lossless`: buffers of \
+              at least `LTSHIM_MIN_BYTES` are VMM-backed and packed bit-exactly (raw/zvc) when \
+              memory is needed. `lossy`: as lossless, and blocks of buffers that GEMM calls named \
+              as float operands may go int8g under `LTSHIM_INT8_MAX_ERR`.",
         apply: |v, c| {
             c.mode = match v {
                 "off" => Mode::Off,
@@ -101,7 +171,7 @@ pub const KNOBS: &[Knob] = &[
         name: "LTSHIM_INT8_GROUP",
         default: "128",
         accepted: "an integer 1..65535",
-        doc: "Elements per scale of the lossy int8g codec: 128 gives ~0.68% error on normal weights at 1.94x, 16 gives ~0.49% at 1.6x; under 16 (8 for f32) full 64 KiB blocks stay lossless (`ltshim pack` reads it too; packing in the library is not built yet).",
+        doc: "Elements per scale of the lossy int8g codec: 128 gives ~0.68% error on normal weights at 1.94x, 16 gives ~0.49% at 1.6x; under 16 (8 for f32) full 64 KiB blocks stay lossless (`ltshim pack` reads it too).",
         apply: |v, c| match v.parse::<u32>() {
             Ok(g) if (1..=65535).contains(&g) => {
                 c.int8_group = g;
@@ -121,6 +191,71 @@ pub const KNOBS: &[Knob] = &[
                 true
             }
             _ => false,
+        },
+    },
+    Knob {
+        name: "LTSHIM_DEVICE_LIMIT",
+        default: "(unset: the card)",
+        accepted: "bytes with an optional unit (`12GiB`, `500MiB`, `4096`) or a percentage of the card (`60%`)",
+        doc: "Emulates a smaller GPU in the packing modes: the physical memory held through the library (resident buffers, packed copies, pass-through allocations, its scratch) never exceeds it; cold buffers are packed to make room, else the allocation gets the out-of-memory code; `cudaMemGetInfo`/`cuMemGetInfo` report it. Unset (or above the card): the card, and an allocation that fails for lack of memory packs cold buffers and retries.",
+        apply: |v, c| match parse_limit(v) {
+            Some(l) => {
+                c.device_limit = l;
+                true
+            }
+            None => false,
+        },
+    },
+    Knob {
+        name: "LTSHIM_MIN_BYTES",
+        default: "2MiB",
+        accepted: "bytes with an optional unit, at least 64KiB",
+        doc: "Allocations at least this large are VMM-backed (packable) in the packing modes; smaller ones, stream-ordered ones and memory the program maps itself pass through and are counted.",
+        apply: |v, c| match parse_bytes(v) {
+            Some(b) if b >= 64 << 10 => {
+                c.min_bytes = b;
+                true
+            }
+            _ => false,
+        },
+    },
+    Knob {
+        name: "LTSHIM_MIN_SAVING",
+        default: "0.05",
+        accepted: "a fraction, 0 to 0.9",
+        doc: "A buffer is packed only if its packed copy is smaller than its size by at least this fraction; one that does not shrink enough stays resident (and is tried again later, at most three times).",
+        apply: |v, c| match v.trim().parse::<f64>() {
+            Ok(f) if (0.0..=0.9).contains(&f) => {
+                c.min_saving = f;
+                true
+            }
+            _ => false,
+        },
+    },
+    Knob {
+        name: "LTSHIM_IDLE_MS",
+        default: "0 (off)",
+        accepted: "milliseconds, 0 to 86400000",
+        doc: "Idle packing: after this long with no CUDA call from the program, buffers unused for `LTSHIM_COLD_MS` are packed by a background thread (two models in one process, a notebook left idle). 0 turns it off.",
+        apply: |v, c| match parse_ms(v) {
+            Some(ms) => {
+                c.idle_ms = ms;
+                true
+            }
+            None => false,
+        },
+    },
+    Knob {
+        name: "LTSHIM_COLD_MS",
+        default: "1000",
+        accepted: "milliseconds, 0 to 86400000",
+        doc: "How long a buffer must go unused before idle packing takes it.",
+        apply: |v, c| match parse_ms(v) {
+            Some(ms) => {
+                c.cold_ms = ms;
+                true
+            }
+            None => false,
         },
     },
 ];
@@ -195,6 +330,18 @@ impl Config {
             ("LTSHIM_STATS", self.stats.clone().unwrap_or_default()),
             ("LTSHIM_INT8_GROUP", self.int8_group.to_string()),
             ("LTSHIM_INT8_MAX_ERR", self.int8_max_err.to_string()),
+            (
+                "LTSHIM_DEVICE_LIMIT",
+                match self.device_limit {
+                    Limit::Card => "card".to_string(),
+                    Limit::Bytes(b) => b.to_string(),
+                    Limit::Fraction(f) => format!("{}%", f * 100.0),
+                },
+            ),
+            ("LTSHIM_MIN_BYTES", self.min_bytes.to_string()),
+            ("LTSHIM_MIN_SAVING", self.min_saving.to_string()),
+            ("LTSHIM_IDLE_MS", self.idle_ms.to_string()),
+            ("LTSHIM_COLD_MS", self.cold_ms.to_string()),
         ]
     }
 }
@@ -214,9 +361,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_observe_with_no_variables() {
+    fn defaults_to_lossless_with_no_variables() {
         let c = Config::from_vars([]);
-        assert_eq!(c.mode, Mode::Observe);
+        assert_eq!(c.mode, Mode::Lossless);
         assert!(c.errors.is_empty());
         assert!(c.observes());
     }
@@ -252,6 +399,30 @@ mod tests {
     fn bad_log_filter_is_rejected() {
         let c = Config::from_vars([("LTSHIM_LOG", "warn,[[[")]);
         assert_eq!(c.errors.len(), 1, "{:?}", c.errors);
+    }
+
+    #[test]
+    fn device_limit_takes_units_and_percentages() {
+        assert_eq!(Config::from_vars([("LTSHIM_DEVICE_LIMIT", "12GiB")]).device_limit, Limit::Bytes(12 << 30));
+        assert_eq!(Config::from_vars([("LTSHIM_DEVICE_LIMIT", "500MiB")]).device_limit, Limit::Bytes(500 << 20));
+        assert_eq!(Config::from_vars([("LTSHIM_DEVICE_LIMIT", "4096")]).device_limit, Limit::Bytes(4096));
+        assert_eq!(Config::from_vars([("LTSHIM_DEVICE_LIMIT", "1.5GB")]).device_limit, Limit::Bytes(1_500_000_000));
+        assert_eq!(Config::from_vars([("LTSHIM_DEVICE_LIMIT", "60%")]).device_limit, Limit::Fraction(0.6));
+        for bad in ["", "0", "12 parsecs", "0%", "150%", "-1GiB", "GiB"] {
+            let c = Config::from_vars([("LTSHIM_DEVICE_LIMIT", bad)]);
+            assert_eq!(c.errors.len(), 1, "{bad:?} must be refused");
+            assert!(c.errors[0].contains("LTSHIM_DEVICE_LIMIT") && c.errors[0].contains("percentage"), "{}", c.errors[0]);
+        }
+    }
+
+    #[test]
+    fn min_bytes_saving_and_idle_knobs_are_bounded() {
+        let c = Config::from_vars([("LTSHIM_MIN_BYTES", "4MiB"), ("LTSHIM_MIN_SAVING", "0.25"), ("LTSHIM_IDLE_MS", "500"), ("LTSHIM_COLD_MS", "2000")]);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert_eq!((c.min_bytes, c.min_saving, c.idle_ms, c.cold_ms), (4 << 20, 0.25, 500, 2000));
+        for (k, v) in [("LTSHIM_MIN_BYTES", "1KiB"), ("LTSHIM_MIN_SAVING", "0.95"), ("LTSHIM_IDLE_MS", "soon")] {
+            assert_eq!(Config::from_vars([(k, v)]).errors.len(), 1, "{k}={v}");
+        }
     }
 
     #[test]

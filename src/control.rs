@@ -49,3 +49,35 @@ pub extern "C" fn ltshim_pin(ptr: *const c_void, pinned: c_int) -> c_int {
         0
     })
 }
+
+/// Packs every buffer that may be packed now. Returns how many were packed, or -1 when
+/// packing is off (observe, off, passthrough, the kernels not ready yet).
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn ltshim_pack_cold() -> i64 {
+    boundary(-1, || match crate::engine::running() {
+        Some(e) if crate::state::is_active() => {
+            let _guard = crate::state::HookGuard::enter(false, false);
+            e.pack_cold()
+        }
+        _ => -1,
+    })
+}
+
+/// Makes every packed buffer resident. Returns how many were restored, or -1 when packing is
+/// off (or a buffer could not be restored).
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn ltshim_restore_all() -> i64 {
+    boundary(-1, || match crate::engine::running() {
+        Some(e) => {
+            let _guard = crate::state::HookGuard::enter(false, true);
+            e.restore_all().map_or(-1, |n| n as i64)
+        }
+        None => -1,
+    })
+}
+
+/// Marks the end of one step of the program (the stats count restores per step).
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn ltshim_step() {
+    boundary((), crate::stats::step)
+}

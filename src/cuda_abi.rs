@@ -165,6 +165,43 @@ pub struct CUDA_KERNEL_NODE_PARAMS {
     pub ctx: Handle,
 }
 
+/// `CUmemAllocationProp` (VMM).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CUmemAllocationProp {
+    pub kind: c_int,
+    pub requested_handle_types: c_int,
+    pub location_type: c_int,
+    pub location_id: c_int,
+    pub win32_meta: *mut c_void,
+    pub compression_type: u8,
+    pub rdma_capable: u8,
+    pub usage: u16,
+    pub reserved: [u8; 4],
+}
+
+/// `CUmemAccessDesc`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CUmemAccessDesc {
+    pub location_type: c_int,
+    pub location_id: c_int,
+    pub flags: c_int,
+}
+
+pub const CU_MEM_ALLOCATION_TYPE_PINNED: c_int = 1;
+pub const CU_MEM_LOCATION_TYPE_DEVICE: c_int = 1;
+pub const CU_MEM_ACCESS_FLAGS_PROT_READWRITE: c_int = 3;
+pub const CU_MEM_ALLOC_GRANULARITY_MINIMUM: c_int = 0;
+pub const CUDA_ERROR_OUT_OF_MEMORY: c_int = 2;
+pub const CUDA_ERROR_INVALID_VALUE: c_int = 1;
+/// `CUDA_ERROR_ILLEGAL_ADDRESS`: what the program's call gets when a packed block is corrupt
+/// (its data cannot be handed over).
+pub const CUDA_ERROR_DATA_CORRUPT: c_int = 700;
+/// `CU_STREAM_CAPTURE_MODE_RELAXED`.
+pub const CU_STREAM_CAPTURE_MODE_RELAXED: c_int = 2;
+pub const CU_EVENT_DISABLE_TIMING: c_uint = 2;
+
 /// Plain C structs that the driver fills in: all-zero is a valid starting value.
 pub trait ZeroInit: Sized {
     fn zeroed() -> Self {

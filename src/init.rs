@@ -1,6 +1,6 @@
 //! Start-up, done by the first hook that runs: read the knobs, start logging, register the
 //! exit report and the fork handler, then become Active, or Passthrough for good.
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::state;
 
 pub fn start() -> Config {
@@ -15,8 +15,8 @@ pub fn start() -> Config {
         libc::atexit(at_exit);
     }
     if config.observes() {
-        if matches!(config.mode, Mode::Lossless | Mode::Lossy) {
-            tracing::warn!("LTSHIM_MODE={}: packing is not built yet, so this run only observes", config.mode.as_str());
+        if config.mode.packs() {
+            crate::residency::set_packing();
         }
         tracing::debug!("started in {} mode", config.mode.as_str());
         state::set_active();
@@ -47,4 +47,8 @@ pub fn internal_error(hook: &str) {
     crate::stats::fallback(crate::stats::Fallback::Panic);
     crate::warn_once!("internal error in the {hook} hook: passing everything through from now on (please report this)");
     state::enter_passthrough();
+    // every packed buffer comes back: in passthrough no hook would restore it
+    if let Some(e) = crate::engine::running() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.drain()));
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 
-use crate::cuda_abi::{Handle, CUDA_SUCCESS};
+use crate::cuda_abi::{Handle, CUDA_ERROR_INVALID_VALUE, CUDA_SUCCESS};
 use crate::real::USES;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -41,7 +41,17 @@ impl KernelRef {
     }
 }
 
-type Cached = Option<Arc<ParamLayout>>;
+/// What the driver told of a kernel's parameters.
+#[derive(Clone, Debug)]
+pub enum Layout {
+    Known(Arc<ParamLayout>),
+    /// The kernel takes no parameters (it names no buffer).
+    NoParameters,
+    /// The driver would not tell: the launch may touch any buffer.
+    Unknown,
+}
+
+type Cached = Layout;
 
 /// Keys are kernel handles (addresses): one multiply mixes them well enough, and costs far
 /// less than the default SipHash on every launch.
@@ -70,7 +80,7 @@ thread_local! {
     static LOCAL: RefCell<Map> = RefCell::new(Map::default());
 }
 
-/// The layout of a kernel, if the driver can tell it.
+/// The layout of a kernel, as the driver tells it.
 pub fn layout_of(k: KernelRef) -> Cached {
     let key = k.key();
     if let Ok(Some(hit)) = LOCAL.try_with(|m| m.borrow().get(&key).cloned()) {
@@ -78,7 +88,7 @@ pub fn layout_of(k: KernelRef) -> Cached {
     }
     let found = {
         let mut global = GLOBAL.lock();
-        global.entry(key).or_insert_with(|| query(k).map(Arc::new)).clone()
+        global.entry(key).or_insert_with(|| query(k)).clone()
     };
     let _ = LOCAL.try_with(|m| m.borrow_mut().insert(key, found.clone()));
     found
@@ -87,47 +97,47 @@ pub fn layout_of(k: KernelRef) -> Cached {
 /// Largest parameter count we ask about (32 KiB of parameters at 4 bytes each).
 const MAX_PARAMS: usize = 8192;
 
-fn query(k: KernelRef) -> Option<ParamLayout> {
+fn query(k: KernelRef) -> Layout {
+    let known = |l: &Layout| !matches!(l, Layout::Unknown);
     let layout = match k {
         KernelRef::Kernel(h) => by_kernel(h),
-        KernelRef::Function(h) => by_function(h).or_else(|| by_kernel(h)),
-        KernelRef::HostStub(stub) => function_of_stub(stub).and_then(by_function),
+        KernelRef::Function(h) => Some(by_function(h)).filter(known).unwrap_or_else(|| by_kernel(h)),
+        KernelRef::HostStub(stub) => function_of_stub(stub).map_or(Layout::Unknown, by_function),
     };
-    if layout.is_some() {
+    if known(&layout) {
         crate::stats::add(&crate::stats::C.layouts_learned, 1);
     }
     layout
 }
 
-fn by_kernel(h: Handle) -> Option<ParamLayout> {
-    let f = USES.cuKernelGetParamInfo.get()?;
+fn by_kernel(h: Handle) -> Layout {
+    let Some(f) = USES.cuKernelGetParamInfo.get() else { return Layout::Unknown };
     // SAFETY: cuKernelGetParamInfo reads a handle the program itself launched with and writes
     // two size_t out-parameters; an invalid index returns an error, which ends the loop.
     collect(|i, off, size| unsafe { f(h, i, off, size) })
 }
 
-fn by_function(h: Handle) -> Option<ParamLayout> {
-    let f = USES.cuFuncGetParamInfo.get()?;
+fn by_function(h: Handle) -> Layout {
+    let Some(f) = USES.cuFuncGetParamInfo.get() else { return Layout::Unknown };
     // SAFETY: as above, for a CUfunction the program launched.
     collect(|i, off, size| unsafe { f(h, i, off, size) })
 }
 
-fn collect(mut info: impl FnMut(usize, *mut usize, *mut usize) -> i32) -> Option<ParamLayout> {
+fn collect(mut info: impl FnMut(usize, *mut usize, *mut usize) -> i32) -> Layout {
     let mut params = Vec::new();
     for i in 0..MAX_PARAMS {
         let (mut off, mut size) = (0usize, 0usize);
-        if info(i, &mut off, &mut size) != CUDA_SUCCESS {
+        let rc = info(i, &mut off, &mut size);
+        if rc != CUDA_SUCCESS {
+            // index 0 refused as an invalid *value* (not handle): a kernel with no parameters
+            if i == 0 {
+                return if rc == CUDA_ERROR_INVALID_VALUE { Layout::NoParameters } else { Layout::Unknown };
+            }
             break;
         }
         params.push((off as u32, size as u32));
     }
-    // A kernel with no parameters answers "invalid" for index 0 as well; we cannot tell that
-    // from a handle the driver does not know, so an empty answer counts as known-empty only
-    // if the driver accepted the handle at all, which it did not tell us: treat as unknown.
-    if params.is_empty() {
-        return None;
-    }
-    Some(ParamLayout { params: params.into_boxed_slice() })
+    Layout::Known(Arc::new(ParamLayout { params: params.into_boxed_slice() }))
 }
 
 /// The `CUfunction` of a runtime host stub, without leaving an error of ours behind:

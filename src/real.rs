@@ -10,7 +10,7 @@
 
 use std::ffi::{c_void, CStr};
 use std::marker::PhantomData;
-use std::os::raw::{c_char, c_int};
+use std::os::raw::{c_char, c_int, c_uint};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cuda_abi::*;
@@ -257,6 +257,23 @@ driver_uses! {
     fn cudaPeekAtLastError() -> cudaError_t;
     fn cudaGetLastError() -> cudaError_t;
     fn cudnnBackendGetAttribute(desc: Handle, name: c_int, kind: c_int, requested: i64, count: *mut i64, array: *mut c_void) -> cudnnStatus_t;
+    fn cublasLtMatrixLayoutGetAttribute(desc: Handle, attr: c_int, buf: *mut c_void, size: usize, written: *mut usize) -> cublasStatus_t;
+    // the packing engine's own device work (crate::gpu)
+    fn cuInit(flags: c_uint) -> CUresult;
+    fn cuCtxGetCurrent(ctx: *mut Handle) -> CUresult;
+    fn cuCtxGetDevice(dev: *mut c_int) -> CUresult;
+    fn cuDevicePrimaryCtxRetain(ctx: *mut Handle, dev: c_int) -> CUresult;
+    fn cuCtxPushCurrent_v2(ctx: Handle) -> CUresult;
+    fn cuCtxPopCurrent_v2(ctx: *mut Handle) -> CUresult;
+    fn cuCtxSynchronize() -> CUresult;
+    fn cuDeviceTotalMem_v2(bytes: *mut usize, dev: c_int) -> CUresult;
+    fn cuMemGetAllocationGranularity(granularity: *mut usize, prop: *const CUmemAllocationProp, option: c_int) -> CUresult;
+    fn cuEventCreate(event: *mut Handle, flags: c_uint) -> CUresult;
+    fn cuEventRecord(event: Handle, stream: Handle) -> CUresult;
+    fn cuEventSynchronize(event: Handle) -> CUresult;
+    fn cuEventDestroy_v2(event: Handle) -> CUresult;
+    fn cuThreadExchangeStreamCaptureMode(mode: *mut c_int) -> CUresult;
+    fn dbl_is_double() -> c_int;
 }
 
 /// `c"name"` from a `concat!`-built literal (checked at compile time), for the generated tables.

@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use once_cell::sync::Lazy;
@@ -56,14 +56,17 @@ pub mod flag {
     pub const PINNED: u32 = 16;
     /// Memory the program mapped itself (cuMemMap): never ours to remap.
     pub const USER_MAPPED: u32 = 32;
+    /// Used on a stream while it was being captured into a graph.
+    pub const CAPTURED: u32 = 64;
 
-    pub const ALL: [(u32, &str); 6] = [
+    pub const ALL: [(u32, &str); 7] = [
         (OPAQUE, "opaque"),
         (POINTED_FROM_DEVICE, "pointed_from_device"),
         (GRAPH, "graph"),
         (EXPORTED, "exported"),
         (PINNED, "pinned"),
         (USER_MAPPED, "user_mapped"),
+        (CAPTURED, "captured"),
     ];
 }
 
@@ -81,19 +84,130 @@ impl Origin {
         [(Origin::Runtime, "runtime"), (Origin::Driver, "driver"), (Origin::StreamOrdered, "stream_ordered"), (Origin::UserMapped, "user_mapped")];
 }
 
+/// Where a buffer's physical memory comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// Allocated by the real CUDA call: the library never remaps it.
+    Foreign,
+    /// A VMM range the library reserved and maps itself (packing modes): `reserved` bytes of
+    /// address space, backed by one physical allocation of that size while resident.
+    Vmm { reserved: u64 },
+}
+
+/// Residency of a buffer. Changed only by the engine, under its lock; read by every hook.
+pub mod state {
+    pub const RESIDENT: u8 = 0;
+    /// The engine is packing it (its users counted zero when this was set).
+    pub const PACKING: u8 = 1;
+    /// Its physical memory is released; the packed copy holds its bytes.
+    pub const PACKED: u8 = 2;
+    /// The engine is mapping and decoding it.
+    pub const RESTORING: u8 = 3;
+}
+
+/// Streams a buffer was used on since it was last made resident: a few slots filled lock-free,
+/// then `STREAMS_MANY` (the packer then waits on every stream it knows).
+pub const STREAM_SLOTS: usize = 4;
+pub const STREAM_NONE: u64 = u64::MAX;
+
 pub struct Buffer {
     pub start: u64,
     pub size: u64,
     pub origin: Origin,
+    pub backing: Backing,
     pub refs: [AtomicU64; PATHS.len()],
     pub last_use_ns: AtomicU64,
     pub flags: AtomicU32,
+    /// `state::*`.
+    pub state: AtomicU8,
+    /// Hooks between their residency check and the return of their real call: the packer
+    /// never takes a buffer whose count is not zero.
+    pub users: AtomicU32,
+    pub streams: [AtomicU64; STREAM_SLOTS],
+    pub streams_overflow: AtomicBool,
+    /// Use sequence numbers (`crate::residency::seq`): the last use, the start of the current
+    /// run of uses and of the one before (the policy's reuse distance).
+    pub last_seq: AtomicU64,
+    pub run_start: AtomicU64,
+    pub prev_run_start: AtomicU64,
+    /// The float type GEMM calls named it with (`ltblock::DType::id() + 1`, 0 = unknown):
+    /// only such buffers may go lossy.
+    pub float_hint: AtomicU8,
 }
 
 impl Buffer {
+    pub fn new(start: u64, size: u64, origin: Origin, backing: Backing, flags: u32) -> Buffer {
+        let now = crate::clock::now_ns();
+        Buffer {
+            start,
+            size,
+            origin,
+            backing,
+            refs: Default::default(),
+            last_use_ns: AtomicU64::new(now),
+            flags: AtomicU32::new(flags),
+            state: AtomicU8::new(state::RESIDENT),
+            users: AtomicU32::new(0),
+            streams: [const { AtomicU64::new(STREAM_NONE) }; STREAM_SLOTS],
+            streams_overflow: AtomicBool::new(false),
+            last_seq: AtomicU64::new(0),
+            run_start: AtomicU64::new(0),
+            prev_run_start: AtomicU64::new(0),
+            float_hint: AtomicU8::new(0),
+        }
+    }
+
     pub fn touch(&self, path: Path, now_ns: u64) {
         self.refs[path as usize].fetch_add(1, Ordering::Relaxed);
         self.last_use_ns.store(now_ns, Ordering::Relaxed);
+    }
+
+    /// A use at sequence number `seq`: a gap of more than `RUN_GAP` uses starts a new run.
+    pub fn used_at(&self, seq: u64) {
+        let last = self.last_seq.swap(seq, Ordering::Relaxed);
+        if seq > last + RUN_GAP {
+            let start = self.run_start.swap(seq, Ordering::Relaxed);
+            self.prev_run_start.store(start, Ordering::Relaxed);
+        }
+    }
+
+    /// Remembers that `stream` used it (lock-free; a full set overflows to "many").
+    pub fn used_on(&self, stream: u64) {
+        for slot in &self.streams {
+            let cur = slot.load(Ordering::Relaxed);
+            if cur == stream {
+                return;
+            }
+            if cur == STREAM_NONE {
+                match slot.compare_exchange(STREAM_NONE, stream, Ordering::AcqRel, Ordering::Relaxed) {
+                    Ok(_) => return,
+                    Err(now) if now == stream => return,
+                    Err(_) => continue,
+                }
+            }
+        }
+        self.streams_overflow.store(true, Ordering::Release);
+    }
+
+    /// The streams recorded since the last reset, and whether some did not fit.
+    pub fn used_streams(&self) -> (Vec<u64>, bool) {
+        let v = self.streams.iter().map(|s| s.load(Ordering::Acquire)).filter(|&s| s != STREAM_NONE).collect();
+        (v, self.streams_overflow.load(Ordering::Acquire))
+    }
+
+    pub fn forget_streams(&self) {
+        for s in &self.streams {
+            s.store(STREAM_NONE, Ordering::Release);
+        }
+        self.streams_overflow.store(false, Ordering::Release);
+    }
+
+    pub fn state(&self) -> u8 {
+        self.state.load(Ordering::SeqCst)
+    }
+
+    pub fn is_vmm(&self) -> bool {
+        matches!(self.backing, Backing::Vmm { .. })
     }
 
     pub fn has_flag(&self, f: u32) -> bool {
@@ -104,6 +218,9 @@ impl Buffer {
         addr >= self.start && addr - self.start < self.size
     }
 }
+
+/// Uses further apart than this many sequence numbers belong to different runs.
+pub const RUN_GAP: u64 = 16;
 
 #[derive(Default)]
 pub struct Registry {
@@ -143,26 +260,22 @@ impl Registry {
 
     /// Records a new buffer; returns false if one already starts there (seen twice).
     pub fn insert(&self, start: u64, size: u64, origin: Origin, flags: u32) -> bool {
-        if size == 0 {
-            return false;
+        self.insert_buffer(Buffer::new(start, size, origin, Backing::Foreign, flags)).is_some()
+    }
+
+    /// Records a buffer built by the caller; None if one already starts there.
+    pub fn insert_buffer(&self, b: Buffer) -> Option<Arc<Buffer>> {
+        if b.size == 0 {
+            return None;
         }
         let mut map = self.map.write();
-        if map.contains_key(&start) {
-            return false;
+        if map.contains_key(&b.start) {
+            return None;
         }
-        map.insert(
-            start,
-            Arc::new(Buffer {
-                start,
-                size,
-                origin,
-                refs: Default::default(),
-                last_use_ns: AtomicU64::new(crate::clock::now_ns()),
-                flags: AtomicU32::new(flags),
-            }),
-        );
+        let b = Arc::new(b);
+        map.insert(b.start, b.clone());
         self.update_bounds(&map);
-        true
+        Some(b)
     }
 
     /// Puts back a buffer taken out by `remove` (its free failed).

@@ -57,6 +57,12 @@ pub fn enter_passthrough() {
     STATE.store(PASSTHROUGH, Ordering::Release);
 }
 
+/// Marks the calling thread as one of the library's own: every hook it reaches passes
+/// straight through (its CUDA calls are ours, not the program's).
+pub fn mark_internal_thread() {
+    let _ = THREAD.try_with(|t| t.set(t.get() | BUSY));
+}
+
 const BUSY: u8 = 1;
 const IN_PRIMITIVE: u8 = 2;
 
@@ -73,15 +79,17 @@ pub struct HookGuard {
 impl HookGuard {
     /// None means "call the real function and nothing else": we are already inside the
     /// library on this thread, or the library passes through.
+    /// `even_in_passthrough`: the body runs in passthrough too (it checks `is_active` itself:
+    /// frees of the engine's buffers must still reach the engine).
     #[inline]
-    pub fn enter(primitive: bool) -> Option<HookGuard> {
+    pub fn enter(primitive: bool, even_in_passthrough: bool) -> Option<HookGuard> {
         let bits = THREAD.try_with(|t| t.get()).ok()?;
         if bits & BUSY != 0 || (primitive && bits & IN_PRIMITIVE != 0) {
             return None;
         }
         THREAD.with(|t| t.set(bits | BUSY));
         let guard = HookGuard { primitive, saved: bits };
-        if !is_active() {
+        if !is_active() && !(even_in_passthrough && crate::engine::running().is_some()) {
             return None; // drop restores the bits
         }
         Some(guard)

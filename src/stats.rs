@@ -23,6 +23,9 @@ counters! {
     cublas_calls, cudnn_calls, cudnn_pointers,
     layouts_learned, h2d_bytes_scanned, h2d_pointer_words,
     time_in_library_ns, dlsym_calls, lookups_substituted,
+    vmm_buffers, alloc_host_ns, packing_oom,
+    packs, packs_reused, packs_refused, pack_host_ns, restores, restore_host_ns,
+    restores_over_limit, restores_corrupt, idle_packs, steps,
 }
 
 /// Why the library did less than it could.
@@ -45,9 +48,13 @@ pub enum Fallback {
     GraphUnreadable,
     /// A real function we needed was missing.
     SymbolMissing,
+    /// A packed copy failed its check before the memory was released: the buffer stayed.
+    PackCheckFailed,
+    /// The engine's own GPU work failed: everything restored, packing off.
+    EngineFailure,
 }
 
-pub const FALLBACKS: [(Fallback, &str); 8] = [
+pub const FALLBACKS: [(Fallback, &str); 10] = [
     (Fallback::Panic, "panic"),
     (Fallback::LayoutUnknown, "layout_unknown"),
     (Fallback::ExtraUnreadable, "extra_unreadable"),
@@ -56,7 +63,77 @@ pub const FALLBACKS: [(Fallback, &str); 8] = [
     (Fallback::CudnnPackUnreadable, "cudnn_pack_unreadable"),
     (Fallback::GraphUnreadable, "graph_unreadable"),
     (Fallback::SymbolMissing, "symbol_missing"),
+    (Fallback::PackCheckFailed, "pack_check_failed"),
+    (Fallback::EngineFailure, "engine_failure"),
 ];
+
+/// Input and packed bytes per codec id, summed over every pack that encoded.
+static CODEC_IN: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+static CODEC_OUT: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+const CODEC_NAMES: [&str; 8] = ["raw", "zvc", "int8g", "codec3", "codec4", "codec5", "codec6", "codec7"];
+
+pub fn codec_bytes(id: usize, input: u64, packed: u64) {
+    if id < 8 {
+        add(&CODEC_IN[id], input);
+        add(&CODEC_OUT[id], packed);
+    }
+}
+
+/// The coarse timeline: `[t_ms, resident, packed, held]`, a point at most every 20 ms (and
+/// at most `TIMELINE_MAX` points: then every other point is dropped and the spacing doubles).
+struct Timeline {
+    points: Vec<[u64; 4]>,
+    spacing_ms: u64,
+}
+static TIMELINE: parking_lot::Mutex<Timeline> = parking_lot::Mutex::new(Timeline { points: Vec::new(), spacing_ms: 20 });
+const TIMELINE_MAX: usize = 4096;
+/// Restores counted at each `ltshim_step`, the last `STEPS_MAX`.
+static STEP_RESTORES: parking_lot::Mutex<(u64, Vec<u64>)> = parking_lot::Mutex::new((0, Vec::new()));
+const STEPS_MAX: usize = 10_000;
+
+fn sample() {
+    use crate::engine::budget::BUDGET;
+    let t = crate::clock::now_ns() / 1_000_000;
+    let mut tl = TIMELINE.lock();
+    if tl.points.last().is_some_and(|p| t < p[0] + tl.spacing_ms) {
+        return;
+    }
+    tl.points.push([t, BUDGET.resident.load(Relaxed), BUDGET.packed.load(Relaxed), BUDGET.held()]);
+    if tl.points.len() >= TIMELINE_MAX {
+        let kept: Vec<[u64; 4]> = tl.points.iter().step_by(2).copied().collect();
+        tl.points = kept;
+        tl.spacing_ms *= 2;
+    }
+}
+
+pub fn packed(reused: bool, host_ns: u64) {
+    add(&C.packs, 1);
+    add(&C.pack_host_ns, host_ns);
+    if reused {
+        add(&C.packs_reused, 1);
+    }
+    sample();
+}
+
+pub fn restored(host_ns: u64) {
+    add(&C.restores, 1);
+    add(&C.restore_host_ns, host_ns);
+    sample();
+}
+
+/// The program says one of its steps ended (`ltshim_step`).
+pub fn step() {
+    add(&C.steps, 1);
+    let restores = get(&C.restores);
+    let mut s = STEP_RESTORES.lock();
+    let since = restores - s.0;
+    s.0 = restores;
+    if s.1.len() < STEPS_MAX {
+        s.1.push(since);
+    }
+    drop(s);
+    sample();
+}
 
 static FALLBACK_COUNTS: [AtomicU64; FALLBACKS.len()] = [const { AtomicU64::new(0) }; FALLBACKS.len()];
 static CALLS: [AtomicU64; HOOK_COUNT] = [const { AtomicU64::new(0) }; HOOK_COUNT];
@@ -215,8 +292,8 @@ fn write_report_fields(root: &mut Obj<'_>) {
             }
         }
         o.str("state", if crate::state::is_passthrough() { "passthrough" } else { "active" });
-        o.str("packing", "not implemented yet: every mode but off observes");
     });
+    write_packing(root);
     root.obj("calls", |o| {
         o.num("dlsym", get(&C.dlsym_calls));
         for (i, name) in HOOK_NAMES.iter().enumerate() {
@@ -285,6 +362,70 @@ fn write_report_fields(root: &mut Obj<'_>) {
             o.num(name, get(&FALLBACK_COUNTS[f as usize]));
         }
     });
+}
+
+fn write_packing(root: &mut Obj<'_>) {
+    use crate::engine::budget::BUDGET;
+    let engine = crate::engine::running();
+    let buffers = REGISTRY.snapshot();
+    root.obj("packing", |o| {
+        o.str("enabled", if engine.is_some_and(|e| !e.is_drained()) { "true" } else { "false" });
+        o.str("mode", crate::state::config().map_or("", |c| c.mode.as_str()));
+        o.num("limit_bytes", if engine.is_some() { BUDGET.limit() } else { 0 });
+        o.num("held_bytes", BUDGET.held());
+        o.num("held_peak_bytes", BUDGET.held_peak.load(Relaxed));
+        o.num("resident_bytes", BUDGET.resident.load(Relaxed));
+        o.num("packed_bytes", BUDGET.packed.load(Relaxed));
+        o.num("packed_original_bytes", BUDGET.packed_original.load(Relaxed));
+        o.num("passthrough_bytes", BUDGET.passthrough.load(Relaxed));
+        o.num("scratch_bytes", BUDGET.scratch.load(Relaxed));
+        o.num("vmm_buffers", get(&C.vmm_buffers));
+        o.num("packs", get(&C.packs));
+        o.num("packs_reused_copy", get(&C.packs_reused));
+        o.num("packs_refused", get(&C.packs_refused));
+        o.num("idle_packs", get(&C.idle_packs));
+        o.num("restores", get(&C.restores));
+        o.num("restores_over_limit", get(&C.restores_over_limit));
+        o.num("restores_corrupt", get(&C.restores_corrupt));
+        o.num("out_of_memory_returned", get(&C.packing_oom));
+        o.num("pack_host_ns", get(&C.pack_host_ns));
+        o.num("restore_host_ns", get(&C.restore_host_ns));
+        o.num("alloc_host_ns", get(&C.alloc_host_ns));
+        o.obj("bytes_in_by_codec", |f| CODEC_NAMES.iter().enumerate().filter(|(i, _)| get(&CODEC_IN[*i]) > 0).for_each(|(i, n)| f.num(n, get(&CODEC_IN[i]))));
+        o.obj("bytes_out_by_codec", |f| CODEC_NAMES.iter().enumerate().filter(|(i, _)| get(&CODEC_IN[*i]) > 0).for_each(|(i, n)| f.num(n, get(&CODEC_OUT[i]))));
+        o.num("steps", get(&C.steps));
+        let steps = STEP_RESTORES.lock().1.clone();
+        o.key("restores_per_step").push_str(&format!("{steps:?}"));
+        o.obj("kept_resident", |f| {
+            for (bit, name) in flag::ALL {
+                f.num(name, buffers.iter().filter(|b| b.is_vmm() && b.has_flag(bit)).count() as u64);
+            }
+            f.num("not_vmm", buffers.iter().filter(|b| !b.is_vmm()).count() as u64);
+        });
+        let points: Vec<String> = TIMELINE.lock().points.iter().map(|p| format!("[{},{},{},{}]", p[0], p[1], p[2], p[3])).collect();
+        o.key("timeline").push_str(&format!("[{}]", points.join(",")));
+    });
+}
+
+/// One line on stderr at exit when anything was packed: what was saved.
+pub fn saved_line() -> Option<String> {
+    use crate::engine::budget::BUDGET;
+    let packs = get(&C.packs);
+    if packs == 0 {
+        return None;
+    }
+    let (i, o): (u64, u64) = (0..8).map(|k| (get(&CODEC_IN[k]), get(&CODEC_OUT[k]))).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    Some(format!(
+        "ltshim: physical peak {:.2} GiB (limit {:.2} GiB) for {:.2} GiB allocated at peak; {} packs of {:.2} GiB at {:.2}x, {} restores",
+        gib(BUDGET.held_peak.load(Relaxed)),
+        gib(BUDGET.limit()),
+        gib(get(&C.bytes_peak)),
+        packs,
+        gib(i),
+        i as f64 / o.max(1) as f64,
+        get(&C.restores)
+    ))
 }
 
 /// Writes the report to the configured path (`%p` → pid). Called at exit.

@@ -96,7 +96,8 @@ fn run_args(args: &[&str], preload: bool, env: &[(&str, &str)]) -> Run {
         }
     }
     if preload {
-        cmd.env("LD_PRELOAD", library()).env("LTSHIM_STATS", &stats);
+        // the observe tests keep observe; packing tests name their mode
+        cmd.env("LD_PRELOAD", library()).env("LTSHIM_STATS", &stats).env("LTSHIM_MODE", "observe");
     }
     for (k, v) in env {
         cmd.env(k, v);

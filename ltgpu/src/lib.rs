@@ -19,10 +19,13 @@ use cudarc::driver::{result as drv, sys};
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys};
 
 pub mod cache;
+pub mod packer;
 pub mod selfcheck;
 
 pub const COMMON: &str = include_str!("../../kernels/common.cuh");
 pub const LTBLOCK: &str = include_str!("../../kernels/ltblock.cu");
+/// The packing engine's kernel (`packer::Packer::unchanged`), in the same module.
+pub const RESIDENT: &str = include_str!("../../kernels/resident.cu");
 pub const THREADS: u32 = 256;
 /// NVRTC options besides the architecture: no multiply-add contraction (the CPU reference has
 /// none, and results must match it bit for bit).
@@ -74,7 +77,7 @@ fn d<T>(call: &'static str, r: Result<T, drv::DriverError>) -> Result<T, GpuErro
 
 /// The kernels' source as one translation unit (NVRTC gets no include paths).
 pub fn source() -> String {
-    LTBLOCK.replace("#include \"common.cuh\"", COMMON)
+    LTBLOCK.replace("#include \"common.cuh\"", COMMON) + RESIDENT
 }
 
 /// Compiles the kernels to a cubin for `arch` (e.g. "sm_90"). Needs NVRTC, not a GPU.
@@ -231,6 +234,7 @@ pub struct Packed {
 }
 
 pub struct Gpu {
+    module: sys::CUmodule,
     stream: sys::CUstream,
     pack: sys::CUfunction,
     pack_head: sys::CUfunction,
@@ -296,6 +300,7 @@ impl Gpu {
             sys::cuFuncSetAttribute(pack, sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, PACK_SHARED_MAX as i32).result()
         })?;
         Ok(Gpu {
+            module,
             stream,
             pack,
             pack_head: f("ltb_pack_head")?,

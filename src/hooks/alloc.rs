@@ -1,14 +1,21 @@
-//! Allocation hooks: every buffer the program allocates enters the registry, every free
-//! leaves it. IPC export marks a buffer as never ours to remap.
-use std::os::raw::c_void;
+//! Allocation hooks. In `observe` every buffer the program allocates enters the registry and
+//! every free leaves it. In the packing modes an allocation of at least `LTSHIM_MIN_BYTES`
+//! is answered by the engine itself (a VMM range it can pack), smaller and stream-ordered ones
+//! go to the real call and are counted against the device limit; frees of the engine's buffers
+//! go to the engine, also after the library has fallen back to passthrough (a VMM range freed
+//! by the real `cudaFree` would fail). IPC export marks a buffer as never ours to remap.
+use std::os::raw::{c_int, c_void};
 
 use super::{mark, observe};
 use crate::cuda_abi::*;
+use crate::engine::{self, budget::Part, budget::BUDGET};
 use crate::registry::{flag, Origin, REGISTRY};
 use crate::stats;
 
 pub const MISSING: i32 = CUDA_ERROR_NOT_FOUND;
 pub const PRIMITIVE: bool = true;
+/// Frees of the engine's buffers must reach it even in passthrough.
+pub const EVEN_IN_PASSTHROUGH: bool = true;
 
 fn allocated(hook: &'static str, rc: i32, addr: u64, size: usize, origin: Origin) {
     if rc != CUDA_SUCCESS || addr == 0 {
@@ -21,17 +28,28 @@ fn allocated(hook: &'static str, rc: i32, addr: u64, size: usize, origin: Origin
     });
 }
 
-/// A free: the buffer leaves the registry *before* the real free, so that another thread
-/// whose allocation reuses the address at once never finds the old entry still there; if the
-/// real free fails, the entry comes back.
+/// A free: the engine's own buffers go to it; others leave the registry *before* the real
+/// free, so that another thread whose allocation reuses the address at once never finds the
+/// old entry still there; if the real free fails, the entry comes back.
 fn free_with(hook: &'static str, addr: u64, real_free: impl FnOnce() -> i32) -> i32 {
     if addr == 0 {
+        return real_free();
+    }
+    if let Some(rc) = observe(hook, || engine::running().and_then(|e| e.free(addr))).flatten() {
+        return rc;
+    }
+    if !crate::state::is_active() {
         return real_free();
     }
     let gone = observe(hook, || REGISTRY.remove(addr)).flatten();
     let rc = real_free();
     observe(hook, || match (&gone, rc == CUDA_SUCCESS) {
-        (Some(b), true) => stats::freed(b.size),
+        (Some(b), true) => {
+            stats::freed(b.size);
+            if engine::running().is_some() {
+                BUDGET.give(Part::Passthrough, b.size);
+            }
+        }
         (Some(b), false) => {
             REGISTRY.restore(b.clone());
         }
@@ -54,8 +72,64 @@ unsafe fn out<T: Copy + Default>(p: *const T) -> T {
     }
 }
 
+/// The engine, for an allocation of `size` bytes it should answer itself (packing mode, large
+/// enough, the library active); `init_runtime` first makes the runtime create its context
+/// (cudaMalloc would), so that there is a device to allocate on.
+fn engine_for(size: usize, init_runtime: bool) -> Option<&'static engine::Engine> {
+    if !crate::state::is_active() || !crate::residency::packing() {
+        return None;
+    }
+    let min = crate::state::config()?.min_bytes;
+    if (size as u64) < min {
+        return None;
+    }
+    if init_runtime && crate::gpu::driver::current_device().is_none() {
+        if let Some(free) = super::REAL.cudaFree.get() {
+            // SAFETY: cudaFree(NULL) only initialises the runtime's context.
+            unsafe { free(std::ptr::null_mut()) };
+        }
+    }
+    engine::get()
+}
+
+/// A VMM allocation by the engine: Some(status) when it answered.
+fn allocate_vmm(hook: &'static str, size: usize, init_runtime: bool, out_ptr: *mut u64) -> Option<i32> {
+    let result = observe(hook, || engine_for(size, init_runtime).and_then(|e| e.allocate(size as u64))).flatten()?;
+    match result {
+        Ok(va) => {
+            // SAFETY: the program's out-parameter (checked non-null by the caller).
+            unsafe { *out_ptr = va };
+            Some(CUDA_SUCCESS)
+        }
+        Err(rc) => Some(rc),
+    }
+}
+
+/// A pass-through allocation in a packing mode: charged against the limit first (packing to
+/// make room), and retried after packing when the card itself is out of memory.
+fn allocate_passthrough(hook: &'static str, size: usize, real: impl Fn() -> i32) -> i32 {
+    let e = if crate::state::is_active() && crate::residency::packing() { engine::running() } else { None };
+    let Some(e) = e else { return real() };
+    if !observe(hook, || e.charge_passthrough(size as u64)).unwrap_or(true) {
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    let mut rc = real();
+    while rc == CUDA_ERROR_OUT_OF_MEMORY && observe(hook, || e.pack_for_card()).unwrap_or(false) {
+        rc = real();
+    }
+    if rc != CUDA_SUCCESS {
+        BUDGET.give(Part::Passthrough, size as u64);
+    }
+    rc
+}
+
 pub unsafe fn cudaMalloc(call: &impl Fn(*mut *mut c_void, usize) -> i32, dev_ptr: *mut *mut c_void, size: usize) -> i32 {
-    let rc = call(dev_ptr, size);
+    if !dev_ptr.is_null() {
+        if let Some(rc) = allocate_vmm("cudaMalloc", size, true, dev_ptr as *mut u64) {
+            return rc;
+        }
+    }
+    let rc = allocate_passthrough("cudaMalloc", size, || call(dev_ptr, size));
     // SAFETY: dev_ptr is the out-parameter the runtime wrote on success.
     let addr = unsafe { out(dev_ptr as *const usize) } as u64;
     allocated("cudaMalloc", rc, addr, size, Origin::Runtime);
@@ -67,7 +141,7 @@ pub unsafe fn cudaFree(call: &impl Fn(*mut c_void) -> i32, ptr: *mut c_void) -> 
 }
 
 pub unsafe fn cudaMallocAsync(call: &impl Fn(*mut *mut c_void, usize, Handle) -> i32, dev_ptr: *mut *mut c_void, size: usize, stream: Handle) -> i32 {
-    let rc = call(dev_ptr, size, stream);
+    let rc = allocate_passthrough("cudaMallocAsync", size, || call(dev_ptr, size, stream));
     // SAFETY: as in cudaMalloc.
     let addr = unsafe { out(dev_ptr as *const usize) } as u64;
     allocated("cudaMallocAsync", rc, addr, size, Origin::StreamOrdered);
@@ -79,7 +153,12 @@ pub unsafe fn cudaFreeAsync(call: &impl Fn(*mut c_void, Handle) -> i32, ptr: *mu
 }
 
 pub unsafe fn cuMemAlloc_v2(call: &impl Fn(*mut CUdeviceptr, usize) -> i32, dptr: *mut CUdeviceptr, size: usize) -> i32 {
-    let rc = call(dptr, size);
+    if !dptr.is_null() {
+        if let Some(rc) = allocate_vmm("cuMemAlloc_v2", size, false, dptr) {
+            return rc;
+        }
+    }
+    let rc = allocate_passthrough("cuMemAlloc_v2", size, || call(dptr, size));
     // SAFETY: dptr is the out-parameter the driver wrote on success.
     allocated("cuMemAlloc_v2", rc, unsafe { out(dptr) }, size, Origin::Driver);
     rc
@@ -90,7 +169,7 @@ pub unsafe fn cuMemFree_v2(call: &impl Fn(CUdeviceptr) -> i32, dptr: CUdeviceptr
 }
 
 pub unsafe fn cuMemAllocAsync(call: &impl Fn(*mut CUdeviceptr, usize, Handle) -> i32, dptr: *mut CUdeviceptr, size: usize, stream: Handle) -> i32 {
-    let rc = call(dptr, size, stream);
+    let rc = allocate_passthrough("cuMemAllocAsync", size, || call(dptr, size, stream));
     // SAFETY: as in cuMemAlloc_v2.
     allocated("cuMemAllocAsync", rc, unsafe { out(dptr) }, size, Origin::StreamOrdered);
     rc
@@ -100,12 +179,24 @@ pub unsafe fn cuMemFreeAsync(call: &impl Fn(CUdeviceptr, Handle) -> i32, dptr: C
     free_with("cuMemFreeAsync", dptr, || call(dptr, stream))
 }
 
+/// IPC export: the buffer is never remapped; on an engine buffer (VMM memory, which the
+/// runtime cannot export) the failure is explained in one line.
+fn exported(hook: &'static str, addr: u64, rc: c_int) -> c_int {
+    observe(hook, || {
+        mark(addr, flag::EXPORTED);
+        if rc != CUDA_SUCCESS && REGISTRY.find(addr).is_some_and(|b| b.is_vmm()) {
+            crate::warn_once!(
+                "{hook} failed with error {rc}: the buffer is VMM memory that ltshim allocated to be able to pack it, which CUDA IPC cannot share; run with LTSHIM_MODE=observe (or LTSHIM_MIN_BYTES above the buffer's size) to share buffers between processes"
+            );
+        }
+    });
+    rc
+}
+
 pub unsafe fn cudaIpcGetMemHandle(call: &impl Fn(*mut c_void, *mut c_void) -> i32, handle: *mut c_void, ptr: *mut c_void) -> i32 {
-    observe("cudaIpcGetMemHandle", || mark(ptr as u64, flag::EXPORTED));
-    call(handle, ptr)
+    exported("cudaIpcGetMemHandle", ptr as u64, call(handle, ptr))
 }
 
 pub unsafe fn cuIpcGetMemHandle(call: &impl Fn(*mut c_void, CUdeviceptr) -> i32, handle: *mut c_void, dptr: CUdeviceptr) -> i32 {
-    observe("cuIpcGetMemHandle", || mark(dptr, flag::EXPORTED));
-    call(handle, dptr)
+    exported("cuIpcGetMemHandle", dptr, call(handle, dptr))
 }

@@ -5,20 +5,78 @@
 //! never counted as missing.
 use std::os::raw::{c_int, c_void};
 
-use super::{observe, touch_if_device, touch_pointers};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use once_cell::sync::Lazy;
+use parking_lot::Mutex;
+
+use super::{collect, with_resident};
 use crate::cuda_abi::*;
-use crate::registry::Path;
+use crate::registry::{Path, REGISTRY};
 use crate::stats;
 
 pub const MISSING: i32 = CUBLAS_STATUS_NOT_INITIALIZED;
 pub const PRIMITIVE: bool = false;
+pub const EVEN_IN_PASSTHROUGH: bool = false;
 
-fn gemm<const M: usize>(hook: &'static str, matrices: [*const c_void; M], scalars: [*const c_void; 2]) {
-    observe(hook, || {
-        stats::add(&stats::C.cublas_calls, 1);
-        touch_pointers(Path::Cublas, &matrices.map(|p| p as u64));
-        touch_if_device(Path::Cublas, &scalars.map(|p| p as u64));
-    });
+/// The stream each cuBLAS handle was given (`cublasSetStream_v2`); 0, the legacy default
+/// stream, otherwise, as in cuBLAS.
+static STREAMS: Lazy<Mutex<HashMap<usize, usize>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+
+fn stream_of(handle: Handle) -> Handle {
+    STREAMS.lock().get(&(handle as usize)).copied().unwrap_or(0) as Handle
+}
+
+pub unsafe fn cublasSetStream_v2(call: &impl Fn(Handle, Handle) -> i32, handle: Handle, stream: Handle) -> i32 {
+    let rc = call(handle, stream);
+    if rc == 0 {
+        STREAMS.lock().insert(handle as usize, stream as usize);
+    }
+    rc
+}
+
+/// `cudaDataType` of a float operand, as `ltblock::DType`'s id + 1 (0: not a float we pack).
+fn float_hint(cuda_type: c_int) -> u8 {
+    match cuda_type {
+        0 => ltblock::DType::F32.id() + 1,  // CUDA_R_32F
+        2 => ltblock::DType::F16.id() + 1,  // CUDA_R_16F
+        14 => ltblock::DType::BF16.id() + 1, // CUDA_R_16BF
+        _ => 0,
+    }
+}
+
+/// A GEMM: its matrices (and device scalars) resident for the call; A and B remember the
+/// float type they were read as (the only buffers that may go lossy).
+fn gemm<const M: usize>(hook: &'static str, stream: Handle, matrices: [*const c_void; M], scalars: [*const c_void; 2], ab_type: [c_int; 2], real: impl FnOnce() -> i32) -> i32 {
+    with_resident(
+        hook,
+        Path::Cublas,
+        stream,
+        |u| {
+            stats::add(&stats::C.cublas_calls, 1);
+            collect(u, &matrices.map(|p| p as u64), true);
+            collect(u, &scalars.map(|p| p as u64), false);
+            for (p, t) in matrices.iter().zip(ab_type) {
+                let hint = float_hint(t);
+                if hint != 0 {
+                    if let Some(b) = REGISTRY.find(*p as u64) {
+                        b.float_hint.store(hint, Ordering::Relaxed);
+                    }
+                }
+            }
+        },
+        real,
+    )
+}
+
+/// The element type of a cuBLASLt matrix layout (-1 when it cannot be read).
+fn layout_type(desc: Handle) -> c_int {
+    let Some(get) = crate::real::USES.cublasLtMatrixLayoutGetAttribute.get() else { return -1 };
+    let (mut t, mut written): (u32, usize) = (0, 0);
+    // SAFETY: CUBLASLT_MATRIX_LAYOUT_TYPE (0) is a uint32_t; a valid out-buffer of 4 bytes.
+    let rc = unsafe { get(desc, 0, &mut t as *mut u32 as *mut c_void, 4, &mut written) };
+    if rc == 0 && written == 4 { t as c_int } else { -1 }
 }
 
 pub unsafe fn cublasLtMatmul(
@@ -27,8 +85,10 @@ pub unsafe fn cublasLtMatmul(
     c: *const c_void, c_desc: Handle, d: *mut c_void, d_desc: Handle, algo: *const c_void, workspace: *mut c_void, workspace_size: usize, stream: Handle,
 ) -> i32 {
     let ws = if workspace_size > 0 { workspace as *const c_void } else { std::ptr::null() };
-    gemm("cublasLtMatmul", [a, b, c, d as *const c_void, ws], [alpha, beta]);
-    call(handle, desc, alpha, a, a_desc, b, b_desc, beta, c, c_desc, d, d_desc, algo, workspace, workspace_size, stream)
+    let types = [layout_type(a_desc), layout_type(b_desc)];
+    gemm("cublasLtMatmul", stream, [a, b, c, d as *const c_void, ws], [alpha, beta], types, || {
+        call(handle, desc, alpha, a, a_desc, b, b_desc, beta, c, c_desc, d, d_desc, algo, workspace, workspace_size, stream)
+    })
 }
 
 pub unsafe fn cublasGemmEx(
@@ -36,8 +96,9 @@ pub unsafe fn cublasGemmEx(
     handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void, a_type: c_int, lda: c_int,
     b: *const c_void, b_type: c_int, ldb: c_int, beta: *const c_void, c: *mut c_void, c_type: c_int, ldc: c_int, compute: c_int, algo: c_int,
 ) -> i32 {
-    gemm("cublasGemmEx", [a, b, c as *const c_void], [alpha, beta]);
-    call(handle, ta, tb, m, n, k, alpha, a, a_type, lda, b, b_type, ldb, beta, c, c_type, ldc, compute, algo)
+    gemm("cublasGemmEx", stream_of(handle), [a, b, c as *const c_void], [alpha, beta], [a_type, b_type], || {
+        call(handle, ta, tb, m, n, k, alpha, a, a_type, lda, b, b_type, ldb, beta, c, c_type, ldc, compute, algo)
+    })
 }
 
 pub unsafe fn cublasGemmStridedBatchedEx(
@@ -46,8 +107,9 @@ pub unsafe fn cublasGemmStridedBatchedEx(
     b: *const c_void, b_type: c_int, ldb: c_int, stride_b: i64, beta: *const c_void, c: *mut c_void, c_type: c_int, ldc: c_int, stride_c: i64,
     batch: c_int, compute: c_int, algo: c_int,
 ) -> i32 {
-    gemm("cublasGemmStridedBatchedEx", [a, b, c as *const c_void], [alpha, beta]);
-    call(handle, ta, tb, m, n, k, alpha, a, a_type, lda, stride_a, b, b_type, ldb, stride_b, beta, c, c_type, ldc, stride_c, batch, compute, algo)
+    gemm("cublasGemmStridedBatchedEx", stream_of(handle), [a, b, c as *const c_void], [alpha, beta], [a_type, b_type], || {
+        call(handle, ta, tb, m, n, k, alpha, a, a_type, lda, stride_a, b, b_type, ldb, stride_b, beta, c, c_type, ldc, stride_c, batch, compute, algo)
+    })
 }
 
 type Gemm<'a> = dyn Fn(Handle, c_int, c_int, c_int, c_int, c_int, *const c_void, *const c_void, c_int, *const c_void, c_int, *const c_void, *mut c_void, c_int) -> i32 + 'a;
@@ -56,8 +118,8 @@ unsafe fn typed_gemm(
     hook: &'static str, call: &Gemm<'_>, handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void,
     lda: c_int, b: *const c_void, ldb: c_int, beta: *const c_void, c: *mut c_void, ldc: c_int,
 ) -> i32 {
-    gemm(hook, [a, b, c as *const c_void], [alpha, beta]);
-    call(handle, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    let t = if hook == "cublasSgemm_v2" { 0 } else { -1 };
+    gemm(hook, stream_of(handle), [a, b, c as *const c_void], [alpha, beta], [t, t], || call(handle, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
 }
 
 macro_rules! typed_gemms {
@@ -75,8 +137,10 @@ type StridedGemm<'a> = dyn Fn(Handle, c_int, c_int, c_int, c_int, c_int, *const 
 macro_rules! strided_gemms {
     ($($name:ident),*) => {$(
         pub unsafe fn $name(call: &StridedGemm<'_>, handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void, lda: c_int, stride_a: i64, b: *const c_void, ldb: c_int, stride_b: i64, beta: *const c_void, c: *mut c_void, ldc: c_int, stride_c: i64, batch: c_int) -> i32 {
-            gemm(stringify!($name), [a, b, c as *const c_void], [alpha, beta]);
-            call(handle, ta, tb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc, stride_c, batch)
+            let t = if stringify!($name) == "cublasSgemmStridedBatched" { 0 } else { -1 };
+            gemm(stringify!($name), stream_of(handle), [a, b, c as *const c_void], [alpha, beta], [t, t], || {
+                call(handle, ta, tb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc, stride_c, batch)
+            })
         }
     )*};
 }

@@ -10,7 +10,7 @@ use std::os::raw::{c_int, c_void};
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 
-use super::{observe, touch_pointers};
+use super::{collect, observe, with_resident};
 use crate::cuda_abi::*;
 use crate::real::USES;
 use crate::registry::Path;
@@ -18,6 +18,7 @@ use crate::stats;
 
 pub const MISSING: i32 = CUDNN_STATUS_NOT_INITIALIZED;
 pub const PRIMITIVE: bool = false;
+pub const EVEN_IN_PASSTHROUGH: bool = false;
 
 /// Largest variant pack we read (cuDNN graphs have a handful of tensors).
 const MAX_POINTERS: usize = 1024;
@@ -85,16 +86,38 @@ fn pack_pointers(pack: Handle) -> Option<Vec<u64>> {
     recorded.or_else(|| read_back(pack))
 }
 
+/// The stream each cuDNN handle was given (`cudnnSetStream`); 0 otherwise, as in cuDNN.
+static STREAMS: Lazy<Mutex<HashMap<usize, usize>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+
+pub unsafe fn cudnnSetStream(call: &impl Fn(Handle, Handle) -> i32, handle: Handle, stream: Handle) -> i32 {
+    let rc = call(handle, stream);
+    if rc == 0 {
+        STREAMS.lock().insert(handle as usize, stream as usize);
+    }
+    rc
+}
+
+/// The variant pack's buffers resident for the call; a pack we cannot read makes the call
+/// opaque (every packed buffer resident first).
 pub unsafe fn cudnnBackendExecute(call: &impl Fn(Handle, Handle, Handle) -> i32, handle: Handle, plan: Handle, variant_pack: Handle) -> i32 {
-    observe("cudnnBackendExecute", || {
-        stats::add(&stats::C.cudnn_calls, 1);
-        match pack_pointers(variant_pack) {
-            Some(ptrs) => {
-                stats::add(&stats::C.cudnn_pointers, ptrs.iter().filter(|p| **p != 0).count() as u64);
-                touch_pointers(Path::Cudnn, &ptrs);
+    let stream = STREAMS.lock().get(&(handle as usize)).copied().unwrap_or(0) as Handle;
+    with_resident(
+        "cudnnBackendExecute",
+        Path::Cudnn,
+        stream,
+        |u| {
+            stats::add(&stats::C.cudnn_calls, 1);
+            match pack_pointers(variant_pack) {
+                Some(ptrs) => {
+                    stats::add(&stats::C.cudnn_pointers, ptrs.iter().filter(|p| **p != 0).count() as u64);
+                    collect(u, &ptrs, true);
+                }
+                None => {
+                    stats::fallback(stats::Fallback::CudnnPackUnreadable);
+                    super::opaque(stream);
+                }
             }
-            None => stats::fallback(stats::Fallback::CudnnPackUnreadable),
-        }
-    });
-    call(handle, plan, variant_pack)
+        },
+        || call(handle, plan, variant_pack),
+    )
 }

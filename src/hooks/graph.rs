@@ -24,6 +24,7 @@ pub const MISSING: i32 = CUDA_ERROR_NOT_FOUND;
 /// The runtime's graph calls reach the driver's through pointers we handed out: nested graph
 /// hooks are the same operation seen twice (a replay counted twice, before this was set).
 pub const PRIMITIVE: bool = true;
+pub const EVEN_IN_PASSTHROUGH: bool = false;
 
 static CAPTURES: AtomicUsize = AtomicUsize::new(0);
 
@@ -39,6 +40,22 @@ pub fn is_capturing(stream: Handle) -> bool {
     rc == CUDA_SUCCESS && status != 0
 }
 
+/// True while any stream capture is under way (the engine packs nothing then).
+pub fn capture_under_way() -> bool {
+    CAPTURES.load(Ordering::Relaxed) > 0
+}
+
+/// Before a capture begins every packed buffer comes back, so that the captured work finds
+/// its buffers resident and the engine need not map memory during the capture.
+fn capture_begins(hook: &'static str, stream: Handle) {
+    if let Some(e) = crate::engine::running() {
+        observe(hook, || {
+            let _ = e.restore_all();
+            let _ = stream;
+        });
+    }
+}
+
 fn capture_began(rc: i32) {
     if rc == CUDA_SUCCESS {
         CAPTURES.fetch_add(1, Ordering::Relaxed);
@@ -50,12 +67,14 @@ fn capture_ended() {
 }
 
 pub unsafe fn cudaStreamBeginCapture(call: &impl Fn(Handle, c_int) -> i32, stream: Handle, mode: c_int) -> i32 {
+    capture_begins("cudaStreamBeginCapture", stream);
     let rc = call(stream, mode);
     capture_began(rc);
     rc
 }
 
 pub unsafe fn cuStreamBeginCapture_v2(call: &impl Fn(Handle, c_int) -> i32, stream: Handle, mode: c_int) -> i32 {
+    capture_begins("cuStreamBeginCapture_v2", stream);
     let rc = call(stream, mode);
     capture_began(rc);
     rc
@@ -78,6 +97,8 @@ pub unsafe fn cuStreamEndCapture(call: &impl Fn(Handle, *mut Handle) -> i32, str
 struct GraphUse {
     kernels: u64,
     buffers: Vec<u64>,
+    /// A node whose arguments we could not read: each replay may touch any buffer.
+    opaque: bool,
 }
 
 static EXECS: Lazy<Mutex<HashMap<usize, GraphUse>>> = Lazy::new(|| Mutex::new(HashMap::new()));
@@ -115,8 +136,10 @@ fn read_graph(graph: Handle, depth: u32, out: &mut GraphUse) -> Option<()> {
                 }
                 out.kernels += 1;
                 let kernel = if !p.func.is_null() { KernelRef::Function(p.func) } else { KernelRef::Kernel(p.kern) };
+                let buffers = &mut out.buffers;
                 // SAFETY: the driver's own copy of the node's arguments.
-                unsafe { super::launch::record_arguments(Path::Graph, kernel, p.kernelParams, p.extra, Some(&mut out.buffers)) };
+                let readable = unsafe { super::launch::record_arguments(Path::Graph, kernel, p.kernelParams, p.extra, |b| buffers.push(b.start)) };
+                out.opaque |= !readable;
             }
             CU_GRAPH_NODE_TYPE_MEMCPY => {
                 let get = USES.cuGraphMemcpyNodeGetParams.get()?;
@@ -168,6 +191,7 @@ fn instantiated(hook: &'static str, rc: i32, exec: Handle, graph: Handle) {
         let mut usage = GraphUse::default();
         if read_graph(graph, 0, &mut usage).is_none() {
             stats::fallback(stats::Fallback::GraphUnreadable);
+            usage.opaque = true;
         }
         usage.buffers.sort_unstable();
         usage.buffers.dedup();
@@ -269,29 +293,61 @@ pub unsafe fn cuGraphExecDestroy(call: &impl Fn(Handle) -> i32, exec: Handle) ->
     rc
 }
 
-fn launched(hook: &'static str, exec: Handle) {
-    observe(hook, || {
+/// A replay: the graph's kernels counted as executed, its buffers resident first (flagged
+/// `GRAPH`, they are never packed while it lives, but some may have been packed before it was
+/// instantiated).
+fn launch_graph(hook: &'static str, exec: Handle, stream: Handle, real: impl FnOnce() -> i32) -> i32 {
+    let (buffers, opaque) = observe(hook, || {
         stats::add(&stats::C.graph_launches, 1);
         let execs = EXECS.lock();
-        if let Some(g) = execs.get(&(exec as usize)) {
-            stats::add(&stats::C.graph_kernels, g.kernels);
-            let now = crate::clock::now_ns();
-            let reader = REGISTRY.reader();
-            for &b in &g.buffers {
-                if let Some(buf) = reader.find(b) {
-                    buf.touch(Path::Graph, now);
-                }
+        match execs.get(&(exec as usize)) {
+            Some(g) => {
+                stats::add(&stats::C.graph_kernels, g.kernels);
+                (g.buffers.clone(), g.opaque)
             }
+            None => (Vec::new(), false),
         }
-    });
+    })
+    .unwrap_or_default();
+    if opaque {
+        observe(hook, || super::opaque(stream));
+    }
+    super::with_resident(hook, Path::Graph, stream, |u| super::collect(u, &buffers, false), real)
 }
 
 pub unsafe fn cudaGraphLaunch(call: &impl Fn(Handle, Handle) -> i32, exec: Handle, stream: Handle) -> i32 {
-    launched("cudaGraphLaunch", exec);
-    call(exec, stream)
+    launch_graph("cudaGraphLaunch", exec, stream, || call(exec, stream))
 }
 
 pub unsafe fn cuGraphLaunch(call: &impl Fn(Handle, Handle) -> i32, exec: Handle, stream: Handle) -> i32 {
-    launched("cuGraphLaunch", exec);
-    call(exec, stream)
+    launch_graph("cuGraphLaunch", exec, stream, || call(exec, stream))
+}
+
+/// Streams destroyed since they were used: a pack never records an event on such a handle
+/// (it waits for the whole context instead).
+static RETIRED: Lazy<Mutex<Vec<u64>>> = Lazy::new(|| Mutex::new(Vec::new()));
+
+pub fn is_retired(stream: u64) -> bool {
+    RETIRED.lock().contains(&stream)
+}
+
+fn retire(hook: &'static str, stream: Handle) {
+    if crate::residency::packing() && !stream.is_null() {
+        observe(hook, || {
+            let mut r = RETIRED.lock();
+            if !r.contains(&(stream as u64)) {
+                r.push(stream as u64);
+            }
+        });
+    }
+}
+
+pub unsafe fn cudaStreamDestroy(call: &impl Fn(Handle) -> i32, stream: Handle) -> i32 {
+    retire("cudaStreamDestroy", stream);
+    call(stream)
+}
+
+pub unsafe fn cuStreamDestroy_v2(call: &impl Fn(Handle) -> i32, stream: Handle) -> i32 {
+    retire("cuStreamDestroy_v2", stream);
+    call(stream)
 }

@@ -67,6 +67,26 @@ macro_rules! for_each_hook {
             copy fn cuMemsetD16Async(dst: CUdeviceptr, value: u16, count: usize, stream: Handle) -> CUresult;
             copy fn cuMemsetD32_v2(dst: CUdeviceptr, value: c_uint, count: usize) -> CUresult;
             copy fn cuMemsetD32Async(dst: CUdeviceptr, value: c_uint, count: usize, stream: Handle) -> CUresult;
+            copy fn cuMemcpy2D_v2(copy: *const CUDA_MEMCPY2D) -> CUresult;
+            copy fn cuMemcpy2DUnaligned_v2(copy: *const CUDA_MEMCPY2D) -> CUresult;
+            copy fn cuMemsetD2D8_v2(dst: CUdeviceptr, pitch: usize, value: u8, width: usize, height: usize) -> CUresult;
+            copy fn cuMemsetD2D32_v2(dst: CUdeviceptr, pitch: usize, value: c_uint, width: usize, height: usize) -> CUresult;
+            copy fn cuStreamWriteValue32_v2(stream: Handle, addr: CUdeviceptr, value: c_uint, flags: c_uint) -> CUresult;
+            copy fn cuStreamWriteValue64_v2(stream: Handle, addr: CUdeviceptr, value: u64, flags: c_uint) -> CUresult;
+            copy fn cuStreamWaitValue32_v2(stream: Handle, addr: CUdeviceptr, value: c_uint, flags: c_uint) -> CUresult;
+            copy fn cuStreamBatchMemOp_v2(stream: Handle, count: c_uint, ops: *mut c_void, flags: c_uint) -> CUresult;
+            // copies and sets, runtime, more shapes
+            copy fn cudaMemcpy2D(dst: *mut c_void, dpitch: usize, src: *const c_void, spitch: usize, width: usize, height: usize, kind: c_int) -> cudaError_t;
+            copy fn cudaMemcpyToSymbol(symbol: *const c_void, src: *const c_void, count: usize, offset: usize, kind: c_int) -> cudaError_t;
+            copy fn cudaMemcpyToSymbolAsync(symbol: *const c_void, src: *const c_void, count: usize, offset: usize, kind: c_int, stream: Handle) -> cudaError_t;
+            copy fn cudaMemcpyFromSymbol(dst: *mut c_void, symbol: *const c_void, count: usize, offset: usize, kind: c_int) -> cudaError_t;
+            copy fn cudaMemcpyFromSymbolAsync(dst: *mut c_void, symbol: *const c_void, count: usize, offset: usize, kind: c_int, stream: Handle) -> cudaError_t;
+            copy fn cudaMemset2D(ptr: *mut c_void, pitch: usize, value: c_int, width: usize, height: usize) -> cudaError_t;
+            copy fn cudaMemset2DAsync(ptr: *mut c_void, pitch: usize, value: c_int, width: usize, height: usize, stream: Handle) -> cudaError_t;
+            copy fn cudaMemcpy_ptds(dst: *mut c_void, src: *const c_void, count: usize, kind: c_int) -> cudaError_t;
+            copy fn cudaMemcpyAsync_ptsz(dst: *mut c_void, src: *const c_void, count: usize, kind: c_int, stream: Handle) -> cudaError_t;
+            copy fn cudaMemset_ptds(ptr: *mut c_void, value: c_int, count: usize) -> cudaError_t;
+            copy fn cudaMemsetAsync_ptsz(ptr: *mut c_void, value: c_int, count: usize, stream: Handle) -> cudaError_t;
             // kernel launches, runtime
             launch fn __cudaLaunchKernel(kernel: Handle, grid: Dim3, block: Dim3, args: *mut *mut c_void, shared_mem: usize, stream: Handle) -> cudaError_t;
             launch fn __cudaLaunchKernel_ptsz(kernel: Handle, grid: Dim3, block: Dim3, args: *mut *mut c_void, shared_mem: usize, stream: Handle) -> cudaError_t;
@@ -101,6 +121,7 @@ macro_rules! for_each_hook {
             graph fn cudaGraphLaunch(exec: Handle, stream: Handle) -> cudaError_t;
             graph fn cuGraphLaunch(exec: Handle, stream: Handle) -> CUresult;
             // cuBLAS / cuBLASLt
+            blas fn cublasSetStream_v2(handle: Handle, stream: Handle) -> cublasStatus_t;
             blas fn cublasLtMatmul(handle: Handle, desc: Handle, alpha: *const c_void, a: *const c_void, a_desc: Handle, b: *const c_void, b_desc: Handle, beta: *const c_void, c: *const c_void, c_desc: Handle, d: *mut c_void, d_desc: Handle, algo: *const c_void, workspace: *mut c_void, workspace_size: usize, stream: Handle) -> cublasStatus_t;
             blas fn cublasGemmEx(handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void, a_type: c_int, lda: c_int, b: *const c_void, b_type: c_int, ldb: c_int, beta: *const c_void, c: *mut c_void, c_type: c_int, ldc: c_int, compute: c_int, algo: c_int) -> cublasStatus_t;
             blas fn cublasGemmStridedBatchedEx(handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void, a_type: c_int, lda: c_int, stride_a: i64, b: *const c_void, b_type: c_int, ldb: c_int, stride_b: i64, beta: *const c_void, c: *mut c_void, c_type: c_int, ldc: c_int, stride_c: i64, batch: c_int, compute: c_int, algo: c_int) -> cublasStatus_t;
@@ -116,6 +137,10 @@ macro_rules! for_each_hook {
             dnn fn cudnnBackendSetAttribute(desc: Handle, name: c_int, kind: c_int, count: i64, elements: *const c_void) -> cudnnStatus_t;
             dnn fn cudnnBackendDestroyDescriptor(desc: Handle) -> cudnnStatus_t;
             dnn fn cudnnBackendExecute(handle: Handle, plan: Handle, variant_pack: Handle) -> cudnnStatus_t;
+            dnn fn cudnnSetStream(handle: Handle, stream: Handle) -> cudnnStatus_t;
+            // streams (a pack waits for the streams that used a buffer: one destroyed is drained first)
+            graph fn cudaStreamDestroy(stream: Handle) -> cudaError_t;
+            graph fn cuStreamDestroy_v2(stream: Handle) -> CUresult;
         }
     };
 }

@@ -21,6 +21,7 @@ use crate::stats;
 
 pub const MISSING: i32 = CUDA_ERROR_NOT_FOUND;
 pub const PRIMITIVE: bool = false;
+pub const EVEN_IN_PASSTHROUGH: bool = false;
 
 /// Our stub for a pointer that is the real function behind a hook, if any. The CUDA lookups
 /// only hand out driver functions, so only the driver's hooks are compared (resolving the

@@ -24,6 +24,8 @@ use std::ffi::CStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::real::RealSlot;
+use crate::registry::Path;
+use crate::residency::Uses;
 
 /// What the lookup hooks need of each hooked symbol.
 pub struct HookEntry {
@@ -85,7 +87,7 @@ macro_rules! generate_hooks {
                         crate::stats::fallback(crate::stats::Fallback::SymbolMissing);
                         return $family::MISSING;
                     };
-                    let Some(guard) = crate::state::HookGuard::enter($family::PRIMITIVE) else {
+                    let Some(guard) = crate::state::HookGuard::enter($family::PRIMITIVE, $family::EVEN_IN_PASSTHROUGH) else {
                         // SAFETY: the caller's arguments, unchanged, to the function it meant.
                         return unsafe { real($($arg),*) };
                     };
@@ -135,16 +137,6 @@ pub fn observe<T>(hook: &'static str, work: impl FnOnce() -> T) -> Option<T> {
     }
 }
 
-/// Looks up pointers a library call (cuBLAS, cuDNN) named, counting found / not found.
-pub fn touch_pointers(path: crate::registry::Path, ptrs: &[u64]) {
-    touch(path, ptrs, true)
-}
-
-/// Looks up addresses that may be host or device (copies): only the found ones count.
-pub fn touch_if_device(path: crate::registry::Path, ptrs: &[u64]) {
-    touch(path, ptrs, false)
-}
-
 /// What the driver says of an address we do not know: Some(true) for host memory (pageable
 /// memory is unknown to the driver, an error; pinned memory is HOST), Some(false) for device
 /// memory, None when it cannot be asked.
@@ -162,35 +154,125 @@ pub fn is_host(addr: u64) -> bool {
     addr != 0 && crate::registry::REGISTRY.find(addr).is_none() && driver_says_host(addr) == Some(true)
 }
 
-fn touch(path: crate::registry::Path, ptrs: &[u64], count_missing: bool) {
-    let now = crate::clock::now_ns();
+/// Collects the buffers holding `ptrs` into `uses`. `count_missing`: a pointer in no buffer
+/// that the driver does not call host memory counts as a miss (library arguments; a scalar
+/// passed by host pointer, or cuDNN's by-value tensors, are host memory and not misses).
+pub fn collect(uses: &mut Uses, ptrs: &[u64], count_missing: bool) {
+    let path = uses.path();
     let reader = crate::registry::REGISTRY.reader();
+    let mut missing = Vec::new();
     for &p in ptrs {
         if p == 0 {
             continue;
         }
         match reader.find(p) {
             Some(b) => {
-                b.touch(path, now);
+                uses.add(b);
                 crate::stats::pointer(path, true);
             }
-            // A library argument that is host memory (a scalar, cuDNN's pass-by-value tensors)
-            // is not a miss; device memory we never saw allocated is.
-            None if count_missing && driver_says_host(p) != Some(true) => crate::stats::pointer(path, false),
+            None if count_missing => missing.push(p),
             None => {}
+        }
+    }
+    drop(reader); // no lock of ours across the driver's pointer query
+    for p in missing {
+        if driver_says_host(p) != Some(true) {
+            crate::stats::pointer(path, false);
         }
     }
 }
 
-/// Sets a flag on the buffer holding `addr`, counting it the first time.
-pub fn mark(addr: u64, f: u32) -> bool {
-    match crate::registry::REGISTRY.find(addr) {
-        Some(b) => {
-            if b.flags.fetch_or(f, std::sync::atomic::Ordering::Relaxed) & f == 0 {
-                crate::stats::flagged(f);
-            }
-            true
-        }
-        None => false,
+/// Collects every buffer that `len` bytes from `addr` fall in (a copy may span neighbours).
+pub fn collect_range(uses: &mut Uses, addr: u64, len: u64) {
+    if addr == 0 {
+        return;
     }
+    let reader = crate::registry::REGISTRY.reader();
+    let end = addr.saturating_add(len.max(1));
+    let mut at = addr;
+    while let Some(b) = reader.find(at) {
+        uses.add(b);
+        crate::stats::pointer(uses.path(), true);
+        at = b.start + b.size;
+        if at >= end {
+            break;
+        }
+    }
+}
+
+/// Runs `real` with every buffer `name` collects made resident first (and counted as in use
+/// until `real` returns): the real call's status, or the status of a buffer that could not come
+/// back, in which case `real` does not run. A runtime caller also finds that status in the
+/// runtime's last-error slot (PyTorch reads launch errors only there).
+pub fn with_resident(hook: &'static str, path: Path, stream: Handle, name: impl FnOnce(&mut Uses), real: impl FnOnce() -> i32) -> i32 {
+    let ready = observe(hook, || {
+        let mut uses = Uses::new(path, stream as u64);
+        name(&mut uses);
+        uses.ready()
+    });
+    match ready {
+        Some(Ok(uses)) => {
+            let rc = real();
+            drop(uses);
+            rc
+        }
+        Some(Err(rc)) => {
+            if hook.starts_with("cuda") || hook.starts_with("__cuda") {
+                leave_runtime_error();
+            }
+            rc
+        }
+        None => real(),
+    }
+}
+
+/// Puts an error into the runtime's last-error slot, without touching the device: a memset of
+/// a null pointer, which the runtime refuses as an invalid argument.
+fn leave_runtime_error() {
+    if let Some(memset) = REAL.cudaMemsetAsync.get() {
+        // SAFETY: a null destination is refused before any device work.
+        unsafe { memset(std::ptr::null_mut(), 0, 1, std::ptr::null_mut()) };
+    }
+}
+
+/// Sets a flag on a buffer already in hand (counted the first time).
+pub fn mark_buffer(b: &crate::registry::Buffer, f: u32) {
+    if b.flags.fetch_or(f, std::sync::atomic::Ordering::Relaxed) & f == 0 {
+        crate::stats::flagged(f);
+    }
+}
+
+/// A call that may touch any buffer (arguments we cannot read): every packed buffer is made
+/// resident, and every later pack waits for `stream`.
+pub fn opaque(stream: Handle) {
+    if let Some(e) = crate::engine::running() {
+        crate::engine::opaque_stream(stream as u64);
+        if e.restore_all().is_err() {
+            tracing::error!("a call we cannot read came while a packed buffer could not be restored");
+        }
+    }
+}
+
+/// Runs an opaque call (`opaque` first).
+pub fn opaque_call(hook: &'static str, stream: Handle, real: impl FnOnce() -> i32) -> i32 {
+    observe(hook, || opaque(stream));
+    real()
+}
+
+/// Sets a flag on the buffer holding `addr`, counting it the first time. A packed buffer that
+/// gets a keep-resident flag is made resident at once (a kernel may now reach it by a pointer
+/// no hook sees).
+pub fn mark(addr: u64, f: u32) -> bool {
+    let Some(b) = crate::registry::REGISTRY.find(addr) else { return false };
+    mark_buffer(&b, f);
+    if b.state() != crate::registry::state::RESIDENT {
+        if let Some(e) = crate::engine::running() {
+            b.users.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if e.make_resident(std::slice::from_ref(&b)).is_err() {
+                tracing::error!("the buffer at {:#x} was flagged resident but could not be restored", b.start);
+            }
+            b.users.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    true
 }

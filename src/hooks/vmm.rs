@@ -12,6 +12,7 @@ use crate::stats;
 
 pub const MISSING: i32 = CUDA_ERROR_NOT_FOUND;
 pub const PRIMITIVE: bool = true;
+pub const EVEN_IN_PASSTHROUGH: bool = false;
 
 pub unsafe fn cuMemCreate(call: &impl Fn(*mut u64, usize, *const c_void, u64) -> i32, handle: *mut u64, size: usize, prop: *const c_void, flags: u64) -> i32 {
     call(handle, size, prop, flags)

@@ -129,14 +129,38 @@ unsafe fn via_driver(name: &CStr) -> usize {
 }
 #[no_mangle] pub unsafe extern "C" fn cuMemAddressFree(p: u64, size: usize) -> c_int { libc::munmap(p as *mut c_void, size); OK }
 #[no_mangle] pub unsafe extern "C" fn cuMemCreate(h: *mut u64, size: usize, _prop: *const c_void, _flags: u64) -> c_int {
+    if with_mem(|m| m.used + size > TOTAL) { return 2 }
     let fd = libc::memfd_create(c"cudadouble".as_ptr(), 0);
     if fd < 0 || libc::ftruncate(fd, size as libc::off_t) != 0 { return 2 }
-    with_mem(|m| { let id = m.next_handle; m.next_handle += 1; m.physical.insert(id, (fd, size)); *h = id; });
+    with_mem(|m| { let id = m.next_handle; m.next_handle += 1; m.physical.insert(id, (fd, size)); m.used += size; *h = id; });
     OK
 }
 #[no_mangle] pub unsafe extern "C" fn cuMemRelease(h: u64) -> c_int {
-    match with_mem(|m| m.physical.remove(&h)) { Some((fd, _)) => { libc::close(fd); OK } None => INVALID_VALUE }
+    match with_mem(|m| m.physical.remove(&h).inspect(|(_, size)| m.used -= size)) { Some((fd, _)) => { libc::close(fd); OK } None => INVALID_VALUE }
 }
+#[no_mangle] pub unsafe extern "C" fn cuMemGetAllocationGranularity(g: *mut usize, _prop: *const c_void, _opt: c_int) -> c_int { *g = 2 << 20; OK }
+/// Physical memory the double holds (plain allocations and VMM handles), for tests.
+#[no_mangle] pub extern "C" fn dbl_used_bytes() -> usize { with_mem(|m| m.used) }
+
+// ---------------------------------------------------------------- contexts, events (the library's own work)
+
+/// Tells the library that it runs on the double (its codec backend is then the CPU reference).
+#[no_mangle] pub extern "C" fn dbl_is_double() -> c_int { 1 }
+const CTX: usize = 0xC0;
+#[no_mangle] pub unsafe extern "C" fn cuInit(_flags: c_uint) -> c_int { OK }
+#[no_mangle] pub unsafe extern "C" fn cuCtxGetCurrent(c: *mut Handle) -> c_int { *c = CTX as Handle; OK }
+#[no_mangle] pub unsafe extern "C" fn cuCtxGetDevice(d: *mut c_int) -> c_int { *d = 0; OK }
+#[no_mangle] pub unsafe extern "C" fn cuDevicePrimaryCtxRetain(c: *mut Handle, dev: c_int) -> c_int { if dev != 0 { return INVALID_VALUE } *c = CTX as Handle; OK }
+#[no_mangle] pub unsafe extern "C" fn cuCtxPushCurrent_v2(c: Handle) -> c_int { if c as usize != CTX { return INVALID_VALUE } OK }
+#[no_mangle] pub unsafe extern "C" fn cuCtxPopCurrent_v2(c: *mut Handle) -> c_int { if !c.is_null() { *c = CTX as Handle; } OK }
+#[no_mangle] pub unsafe extern "C" fn cuCtxSynchronize() -> c_int { OK }
+#[no_mangle] pub unsafe extern "C" fn cuDeviceTotalMem_v2(b: *mut usize, _dev: c_int) -> c_int { *b = TOTAL; OK }
+#[no_mangle] pub unsafe extern "C" fn cuThreadExchangeStreamCaptureMode(_m: *mut c_int) -> c_int { OK }
+/// Streams are synchronous here: an event is complete as soon as it is recorded.
+#[no_mangle] pub unsafe extern "C" fn cuEventCreate(e: *mut Handle, _flags: c_uint) -> c_int { *e = Box::into_raw(Box::new(0u64)) as Handle; OK }
+#[no_mangle] pub unsafe extern "C" fn cuEventRecord(e: Handle, _s: Handle) -> c_int { if e.is_null() { return INVALID_HANDLE } OK }
+#[no_mangle] pub unsafe extern "C" fn cuEventSynchronize(e: Handle) -> c_int { if e.is_null() { return INVALID_HANDLE } OK }
+#[no_mangle] pub unsafe extern "C" fn cuEventDestroy_v2(e: Handle) -> c_int { drop(Box::from_raw(e as *mut u64)); OK }
 #[no_mangle] pub unsafe extern "C" fn cuMemMap(p: u64, size: usize, offset: usize, h: u64, _flags: u64) -> c_int {
     let Some((fd, _)) = with_mem(|m| m.physical.get(&h).copied()) else { return INVALID_HANDLE };
     let a = libc::mmap(p as *mut c_void, size, libc::PROT_NONE, libc::MAP_SHARED | libc::MAP_FIXED, fd, offset as libc::off_t);

@@ -1,0 +1,253 @@
+//! The codecs as the preload library's packing engine uses them: on one stream of its own,
+//! from scratch memory allocated once, with packed copies that occupy their packed size.
+//!
+//! A buffer is packed in chunks of `CHUNK` bytes (each an LT-Block buffer of its own), so the
+//! scratch the encoder writes into stays `max_packed_len(CHUNK)` whatever the buffer's size.
+//! Each chunk is encoded into the scratch, its packed length read back, copied into an
+//! allocation of exactly that length from a memory pool of ours (stream-ordered, so freeing a
+//! copy never waits for the device), then decoded again into the scratch with every block's
+//! checksum checked: a copy is handed out only once it is known to decode. Restores decode
+//! every block of every chunk in one launch and check the blocks' statuses. `unchanged` asks
+//! whether resident bytes still equal what a copy decodes to (one read, `ltb_unchanged`).
+//!
+//! Every call ends with the stream synchronized (the caller's pack needs the length and the
+//! verdict before it may release memory; a restore reports corruption before the program's
+//! call runs), so nothing of ours is in flight between calls. The caller makes the stream wait
+//! for the program's streams first (`stream()`).
+use std::ffi::c_void;
+
+use cudarc::driver::{result as drv, sys};
+
+use crate::{d, max_packed_len, DecodeDesc, DevBuf, EncodeParams, GpuEncode, GpuError, PackScratch};
+
+/// Bytes of a buffer packed as one LT-Block buffer.
+pub const CHUNK: usize = 64 << 20;
+
+/// One chunk's packed bytes, in pool memory.
+pub struct PackedChunk {
+    pub ptr: u64,
+    pub len: usize,
+    /// Bytes of the buffer this chunk holds.
+    pub original: usize,
+    /// Each block's header offset, then the end.
+    pub offsets: Vec<u64>,
+}
+
+/// A buffer's packed copy.
+pub struct PackedCopy {
+    pub chunks: Vec<PackedChunk>,
+    /// Input and packed bytes per codec id (0 raw, 1 zvc, 2 int8g, 3.. later codecs).
+    pub by_codec: [(u64, u64); 8],
+}
+
+impl PackedCopy {
+    pub fn packed_len(&self) -> u64 {
+        self.chunks.iter().map(|c| c.len as u64).sum()
+    }
+}
+
+pub struct Packer {
+    gpu: crate::Gpu,
+    unchanged: sys::CUfunction,
+    pool: sys::CUmemoryPool,
+    out: DevBuf,
+    scratch: PackScratch,
+    /// Decode descriptors and statuses of one restore; grown when a restore needs more.
+    descs: DevBuf,
+    status: DevBuf,
+    flag: DevBuf,
+}
+
+// SAFETY: the handles are the driver's, usable from any thread in the context; the engine
+// serialises every use behind its lock.
+unsafe impl Send for Packer {}
+
+impl Packer {
+    /// Device `ordinal`: loads (or compiles) the kernels, creates the stream, the pool and the
+    /// scratch. Run it off the program's threads: a first compile takes NVRTC seconds.
+    pub fn new(ordinal: i32) -> Result<Packer, GpuError> {
+        let gpu = crate::Gpu::new(ordinal)?;
+        // SAFETY: the module is loaded; the name is an extern "C" entry point of resident.cu.
+        let unchanged = d("cuModuleGetFunction", unsafe { drv::module::get_function(gpu.module, c"ltb_unchanged".into()) })?;
+        let mut props: sys::CUmemPoolProps = unsafe_zeroed_props();
+        props.allocType = sys::CUmemAllocationType::CU_MEM_ALLOCATION_TYPE_PINNED;
+        props.handleTypes = sys::CUmemAllocationHandleType::CU_MEM_HANDLE_TYPE_NONE;
+        props.location = sys::CUmemLocation { type_: sys::CUmemLocationType::CU_MEM_LOCATION_TYPE_DEVICE, id: ordinal };
+        // SAFETY: props is a valid, fully initialised pool description.
+        let pool = d("cuMemPoolCreate", unsafe { drv::mem_pool::create(&props) })?;
+        let descs_cap = 16 * CHUNK / ltblock::format::DEFAULT_BLOCK_SIZE;
+        Ok(Packer {
+            out: gpu.alloc(max_packed_len(CHUNK))?,
+            scratch: gpu.pack_scratch(CHUNK)?,
+            descs: gpu.alloc(descs_cap * std::mem::size_of::<DecodeDesc>())?,
+            status: gpu.alloc(descs_cap * 4)?,
+            flag: gpu.alloc(16)?,
+            gpu,
+            unchanged,
+            pool,
+        })
+    }
+
+    /// The library's stream: the caller makes it wait on the program's streams before `pack`.
+    pub fn stream(&self) -> u64 {
+        self.gpu.stream as u64
+    }
+
+    /// Device memory the packer holds for itself.
+    pub fn scratch_bytes(&self) -> u64 {
+        let s = &self.scratch;
+        [&self.out, &s.state, &s.choices, &s.total, &self.descs, &self.status, &self.flag].iter().map(|b| b.len as u64).sum()
+    }
+
+    fn sync(&self) -> Result<(), GpuError> {
+        // SAFETY: our own stream.
+        d("cuStreamSynchronize", unsafe { drv::stream::synchronize(self.gpu.stream) })
+    }
+
+    fn read_u64s(&self, ptr: u64, n: usize) -> Result<Vec<u64>, GpuError> {
+        let mut v = vec![0u64; n];
+        // SAFETY: the caller names n u64 of device memory; the stream was synchronized before.
+        d("cuMemcpyDtoH", unsafe { drv::memcpy_dtoh_sync(&mut v, ptr) })?;
+        Ok(v)
+    }
+
+    /// Packs `len` bytes at `input` (16-byte aligned). None when the copy would exceed
+    /// `max_len` bytes (not worth packing). The copy decoded once, every block checked.
+    pub fn pack(&mut self, input: u64, len: usize, opts: GpuEncode, max_len: u64) -> Result<Option<PackedCopy>, GpuError> {
+        let mut copy = PackedCopy { chunks: Vec::new(), by_codec: [(0, 0); 8] };
+        let mut off = 0usize;
+        while off < len {
+            let n = CHUNK.min(len - off);
+            match self.pack_chunk(input + off as u64, n, opts, &mut copy)? {
+                Some(chunk) => copy.chunks.push(chunk),
+                None => {
+                    self.discard(copy);
+                    return Ok(None);
+                }
+            }
+            if copy.packed_len() > max_len {
+                self.discard(copy);
+                return Ok(None);
+            }
+            off += n;
+        }
+        Ok(Some(copy))
+    }
+
+    fn pack_chunk(&mut self, input: u64, n: usize, opts: GpuEncode, copy: &mut PackedCopy) -> Result<Option<PackedChunk>, GpuError> {
+        let mut params: EncodeParams = self.gpu.params(input, n, opts)?;
+        self.gpu.pack_launch(&mut params, self.out.ptr, &self.scratch)?;
+        self.sync()?;
+        let packed_len = self.read_u64s(self.scratch.total.ptr, 1)?[0] as usize;
+        let count = n.div_ceil(ltblock::format::DEFAULT_BLOCK_SIZE);
+        let offsets = self.read_u64s(self.out.ptr + ltblock::format::BUFFER_HEADER as u64, count + 1)?;
+        let choices = self.read_u64s(self.scratch.choices.ptr, count * 2)?;
+        let stream = self.gpu.stream;
+        // SAFETY: our pool and stream; the memory is used on this stream only.
+        let ptr = d("cuMemAllocFromPoolAsync", unsafe { drv::mem_pool::alloc_async(self.pool, packed_len.max(16), stream) })?;
+        // SAFETY: both ranges hold packed_len bytes; stream-ordered after the encode.
+        d("cuMemcpyDtoDAsync", unsafe { drv::memcpy_dtod_async(ptr, self.out.ptr, packed_len, stream) })?;
+        let chunk = PackedChunk { ptr, len: packed_len, original: n, offsets };
+        // verify: decode the copy into the scratch, every block's checksum checked
+        if let Err(e) = self.decode_chunks(std::slice::from_ref(&chunk), &[self.out.ptr]) {
+            self.free_chunk(&chunk);
+            return Err(e);
+        }
+        for b in 0..count {
+            let (codec, payload) = (choices[2 * b] as u32, (choices[2 * b] >> 32) as u64);
+            let original = (n - b * ltblock::format::DEFAULT_BLOCK_SIZE).min(ltblock::format::DEFAULT_BLOCK_SIZE) as u64;
+            let slot = &mut copy.by_codec[(codec as usize).min(7)];
+            slot.0 += original;
+            slot.1 += payload + 32;
+        }
+        Ok(Some(chunk))
+    }
+
+    /// Decodes `copy` into `out` (the buffer's own address), every block checked.
+    pub fn restore(&mut self, copy: &PackedCopy, out: u64) -> Result<(), GpuError> {
+        let mut outs = Vec::with_capacity(copy.chunks.len());
+        let mut off = 0u64;
+        for c in &copy.chunks {
+            outs.push(out + off);
+            off += c.original as u64;
+        }
+        self.decode_chunks(&copy.chunks, &outs)
+    }
+
+    fn decode_chunks(&mut self, chunks: &[PackedChunk], outs: &[u64]) -> Result<(), GpuError> {
+        let block = ltblock::format::DEFAULT_BLOCK_SIZE as u64;
+        let mut descs: Vec<u64> = Vec::new();
+        for (c, &out) in chunks.iter().zip(outs) {
+            for (b, o) in c.offsets.windows(2).enumerate() {
+                descs.extend_from_slice(&[c.ptr + o[0], out + b as u64 * block, o[1] - o[0]]);
+            }
+        }
+        let count = descs.len() / 3;
+        if count * std::mem::size_of::<DecodeDesc>() > self.descs.len {
+            self.descs = self.gpu.alloc(count * std::mem::size_of::<DecodeDesc>())?;
+            self.status = self.gpu.alloc(count * 4)?;
+        }
+        let stream = self.gpu.stream;
+        // SAFETY: descs fits the device buffer (grown above); the host vector outlives the
+        // copy because the stream is synchronized below before it is dropped.
+        d("cuMemcpyHtoDAsync", unsafe { drv::memcpy_htod_async(self.descs.ptr, &descs, stream) })?;
+        let (mut dptr, mut sptr) = (self.descs.ptr, self.status.ptr);
+        self.gpu.launch(self.gpu.decode, count as u32, 0, &mut [&mut dptr as *mut _ as *mut c_void, &mut sptr as *mut _ as *mut c_void])?;
+        self.sync()?;
+        let mut st = vec![0u32; count];
+        // SAFETY: count statuses were written by the kernel just synchronized.
+        d("cuMemcpyDtoH", unsafe { drv::memcpy_dtoh_sync(&mut st, self.status.ptr) })?;
+        match st.iter().position(|&s| s != 0) {
+            Some(i) => Err(GpuError::Block { block: i, status: st[i] }),
+            None => Ok(()),
+        }
+    }
+
+    /// True when the `len` bytes at `data` still equal what `copy` decodes to.
+    pub fn unchanged(&mut self, copy: &PackedCopy, data: u64) -> Result<bool, GpuError> {
+        let stream = self.gpu.stream;
+        // SAFETY: our flag word.
+        d("cuMemsetD8Async", unsafe { sys::cuMemsetD8Async(self.flag.ptr, 0, 4, stream).result() })?;
+        let mut off = 0u64;
+        for c in &copy.chunks {
+            let (mut packed, mut src, mut len, mut flag) = (c.ptr, data + off, c.original as u64, self.flag.ptr);
+            let blocks = (c.offsets.len() - 1) as u32;
+            self.gpu.launch(
+                self.unchanged,
+                blocks,
+                0,
+                &mut [&mut packed as *mut _ as *mut c_void, &mut src as *mut _ as *mut c_void, &mut len as *mut _ as *mut c_void, &mut flag as *mut _ as *mut c_void],
+            )?;
+            off += c.original as u64;
+        }
+        self.sync()?;
+        Ok(self.read_u64s(self.flag.ptr, 1)?[0] as u32 == 0)
+    }
+
+    fn free_chunk(&self, c: &PackedChunk) {
+        // SAFETY: pool memory of ours, freed once, in stream order after its last use.
+        let _ = unsafe { drv::free_async(c.ptr, self.gpu.stream) };
+    }
+
+    /// Gives a copy's memory back (stream-ordered: after anything of ours that reads it).
+    pub fn discard(&mut self, copy: PackedCopy) {
+        for c in &copy.chunks {
+            self.free_chunk(c);
+        }
+        let _ = self.sync();
+    }
+}
+
+fn unsafe_zeroed_props() -> sys::CUmemPoolProps {
+    // SAFETY: a plain C struct of integers, enums whose zero is a valid value, and a pointer.
+    unsafe { std::mem::zeroed() }
+}
+
+/// The pool's memory goes back to the driver on the next synchronize once unused: we keep no
+/// release threshold (zero is the default), so a discarded copy stops counting at once.
+impl Drop for Packer {
+    fn drop(&mut self) {
+        // SAFETY: the pool is ours; every allocation from it is freed by then or dies with it.
+        let _ = unsafe { drv::mem_pool::destroy(self.pool) };
+    }
+}

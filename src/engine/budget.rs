@@ -1,0 +1,142 @@
+//! The physical memory the process holds through the library, against its limit.
+//!
+//! `held` = resident VMM buffers + packed copies + pass-through allocations + our scratch.
+//! Every component is an atomic changed where the memory is taken or given back, so that
+//! `cudaMemGetInfo` and the stats read them without the engine's lock. A reservation is taken
+//! before the memory is (so two threads cannot both fit into the same room) and given back if
+//! the allocation then fails.
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+pub struct Budget {
+    pub limit: AtomicU64,
+    /// True when the user set the limit (cudaMemGetInfo then reports it).
+    pub explicit: std::sync::atomic::AtomicBool,
+    pub resident: AtomicU64,
+    pub packed: AtomicU64,
+    /// Bytes of the buffers that are packed now (what their copies stand for).
+    pub packed_original: AtomicU64,
+    pub passthrough: AtomicU64,
+    pub scratch: AtomicU64,
+    pub held_peak: AtomicU64,
+}
+
+pub static BUDGET: Budget = Budget {
+    limit: AtomicU64::new(u64::MAX),
+    explicit: std::sync::atomic::AtomicBool::new(false),
+    resident: AtomicU64::new(0),
+    packed: AtomicU64::new(0),
+    packed_original: AtomicU64::new(0),
+    passthrough: AtomicU64::new(0),
+    scratch: AtomicU64::new(0),
+    held_peak: AtomicU64::new(0),
+};
+
+/// Which part of the held memory a change is about.
+#[derive(Clone, Copy, Debug)]
+pub enum Part {
+    Resident,
+    Packed,
+    Passthrough,
+    Scratch,
+}
+
+impl Budget {
+    fn counter(&self, p: Part) -> &AtomicU64 {
+        match p {
+            Part::Resident => &self.resident,
+            Part::Packed => &self.packed,
+            Part::Passthrough => &self.passthrough,
+            Part::Scratch => &self.scratch,
+        }
+    }
+
+    pub fn held(&self) -> u64 {
+        self.resident.load(Relaxed) + self.packed.load(Relaxed) + self.passthrough.load(Relaxed) + self.scratch.load(Relaxed)
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Relaxed)
+    }
+
+    /// Room for `bytes` more under the limit, now.
+    pub fn fits(&self, bytes: u64) -> bool {
+        self.held().saturating_add(bytes) <= self.limit()
+    }
+
+    /// Takes `bytes` into `part` if they fit under the limit (all or nothing).
+    pub fn try_take(&self, part: Part, bytes: u64) -> bool {
+        let c = self.counter(part);
+        let before = c.fetch_add(bytes, Relaxed);
+        let held = self.held();
+        if held > self.limit() {
+            c.fetch_sub(bytes, Relaxed);
+            return false;
+        }
+        let _ = before;
+        self.held_peak.fetch_max(held, Relaxed);
+        true
+    }
+
+    /// Takes `bytes` whatever the limit (memory that exists already, e.g. our scratch).
+    pub fn take(&self, part: Part, bytes: u64) {
+        self.counter(part).fetch_add(bytes, Relaxed);
+        self.held_peak.fetch_max(self.held(), Relaxed);
+    }
+
+    pub fn give(&self, part: Part, bytes: u64) {
+        let _ = self.counter(part).fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(bytes)));
+    }
+
+    /// Bytes to free before `bytes` more fit.
+    pub fn shortfall(&self, bytes: u64) -> u64 {
+        self.held().saturating_add(bytes).saturating_sub(self.limit())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(limit: u64) -> Budget {
+        let b = Budget {
+            limit: AtomicU64::new(limit),
+            explicit: Default::default(),
+            resident: AtomicU64::new(0),
+            packed: AtomicU64::new(0),
+            packed_original: AtomicU64::new(0),
+            passthrough: AtomicU64::new(0),
+            scratch: AtomicU64::new(0),
+            held_peak: AtomicU64::new(0),
+        };
+        b
+    }
+
+    #[test]
+    fn takes_only_what_fits_and_tracks_the_peak() {
+        let b = budget(100);
+        assert!(b.try_take(Part::Resident, 60));
+        assert!(!b.try_take(Part::Packed, 41));
+        assert_eq!(b.held(), 60);
+        assert!(b.try_take(Part::Packed, 40));
+        assert_eq!(b.shortfall(10), 10);
+        b.give(Part::Resident, 60);
+        assert_eq!(b.held(), 40);
+        assert_eq!(b.held_peak.load(Relaxed), 100);
+    }
+
+    #[test]
+    fn concurrent_takers_never_exceed_the_limit_together() {
+        let b = std::sync::Arc::new(budget(1000));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || (0..1000).filter(|_| b.try_take(Part::Resident, 7)).count())
+            })
+            .collect();
+        let taken: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(taken as u64 * 7, b.held());
+        assert!(b.held() <= 1000);
+    }
+}

@@ -1,0 +1,580 @@
+//! The packing engine: VMM-backed allocations, pack, restore, drain (docs/ARCHITECTURE.md,
+//! "The packing engine", says the states, the locks and the ordering).
+//!
+//! One lock (`Engine::inner`) serialises every change of a buffer's residency and every use
+//! of our stream and scratch; it is held across our own driver calls (VMM, our stream) but
+//! never across a call of the program's (a hook's real function), and no hook runs while it
+//! is held on this thread (the thread guard is BUSY, so nested hooks pass straight through).
+//! Hooks read a buffer's state without it (an atomic) and count themselves as its users
+//! between their residency check and the return of their real call; the packer takes only
+//! buffers whose user count is zero after it set their state to PACKING (both SeqCst, so a
+//! hook either sees PACKING and waits for the lock, or the packer sees its count).
+pub mod budget;
+mod idle;
+
+use std::collections::HashMap;
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use once_cell::sync::OnceCell;
+use parking_lot::Mutex;
+
+use crate::config::{Config, Limit, Mode};
+use crate::cuda_abi::*;
+use crate::gpu::codec::{Backend, CodecFailure, PackOptions, PackedCopy};
+use crate::gpu::driver::{self, WorkScope};
+use crate::gpu::vmm;
+use crate::registry::{flag, state, Backing, Buffer, Origin, REGISTRY};
+use budget::{Part, BUDGET};
+
+/// Flags that keep a buffer resident (docs/SAFETY.md).
+pub const KEEP_RESIDENT: u32 =
+    flag::OPAQUE | flag::POINTED_FROM_DEVICE | flag::GRAPH | flag::EXPORTED | flag::PINNED | flag::USER_MAPPED | flag::CAPTURED;
+
+/// What the engine keeps of a buffer it allocated.
+struct Entry {
+    buf: Arc<Buffer>,
+    reserved: u64,
+    /// The physical allocation while mapped.
+    phys: Option<u64>,
+    /// The packed copy: the buffer's bytes while packed, kept after a restore so that
+    /// re-packing an unchanged buffer costs one checksum pass.
+    copy: Option<PackedCopy>,
+    /// Packs that did not shrink it enough, and the run of uses of the last one.
+    refused: u8,
+    refused_run: u64,
+}
+
+struct Inner {
+    dev: c_int,
+    ctx: Handle,
+    granularity: u64,
+    backend: Option<Backend>,
+    entries: HashMap<u64, Entry>,
+    opts: PackOptions,
+    min_saving: f64,
+}
+
+// SAFETY: the context handle is the driver's (usable from any thread); the engine is only
+// used behind its mutex.
+unsafe impl Send for Inner {}
+
+pub struct Engine {
+    inner: Mutex<Inner>,
+    /// Set once packing is off for good (an internal failure): buffers stay where they are,
+    /// frees still come here.
+    drained: AtomicBool,
+}
+
+static ENGINE: OnceCell<Option<Engine>> = OnceCell::new();
+/// The backend a background thread made (the GPU kernels), installed by the next locker.
+static PENDING: Mutex<Option<Backend>> = Mutex::new(None);
+/// Streams that ran a launch whose buffers we could not read: every pack waits for them.
+static OPAQUE_STREAMS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+/// Last time (coarse ns) the program made a call that names buffers: idle packing's clock.
+pub static LAST_CALL_NS: AtomicU64 = AtomicU64::new(0);
+
+/// The engine, started on the first call in a packing mode that finds a current context;
+/// None in the other modes, without a context, or when it cannot start.
+pub fn get() -> Option<&'static Engine> {
+    let config = crate::state::config()?;
+    if !config.mode.packs() {
+        return None;
+    }
+    if let Some(e) = ENGINE.get() {
+        return e.as_ref();
+    }
+    let dev = driver::current_device()?;
+    ENGINE.get_or_init(|| Engine::start(config, dev)).as_ref()
+}
+
+/// The engine if it already runs (never starts it).
+pub fn running() -> Option<&'static Engine> {
+    ENGINE.get().and_then(|e| e.as_ref())
+}
+
+/// Outcome of one pack.
+enum Packed {
+    /// Bytes of the buffer's memory given back, and whether its kept copy served.
+    Done { freed: u64 },
+    /// Not packed, nothing changed (busy, flagged, not worth it).
+    Skipped,
+}
+
+impl Engine {
+    fn start(config: &Config, dev: c_int) -> Option<Engine> {
+        let ctx = match driver::primary_context(dev) {
+            Ok(c) => c,
+            Err(e) => {
+                crate::warn_once!("packing is off: {e}");
+                return None;
+            }
+        };
+        let granularity = match vmm::granularity(dev) {
+            Ok(g) => g,
+            Err(e) => {
+                crate::warn_once!("packing is off: this device has no VMM ({e})");
+                return None;
+            }
+        };
+        let total = driver::total_memory(dev).unwrap_or(u64::MAX);
+        let (limit, explicit) = match config.device_limit {
+            Limit::Card => (total, false),
+            Limit::Bytes(b) => (b.min(total), true),
+            Limit::Fraction(f) => ((total as f64 * f) as u64, true),
+        };
+        BUDGET.limit.store(limit, Ordering::Relaxed);
+        BUDGET.explicit.store(explicit, Ordering::Relaxed);
+        let backend = if driver::on_cuda_double() {
+            Some(Backend::Cpu)
+        } else {
+            start_kernels(dev);
+            None
+        };
+        if let Some(b) = &backend {
+            BUDGET.take(Part::Scratch, b.scratch_bytes());
+        }
+        tracing::info!("packing engine started on device {dev}: limit {limit} bytes, granularity {granularity}");
+        let opts = PackOptions {
+            dtype: ltblock::DType::BF16,
+            lossy: config.mode == Mode::Lossy,
+            group: config.int8_group,
+            max_rel_l2: config.int8_max_err,
+        };
+        if config.idle_ms > 0 {
+            idle::start(config.idle_ms, config.cold_ms);
+        }
+        Some(Engine {
+            inner: Mutex::new(Inner { dev, ctx, granularity, backend, entries: HashMap::new(), opts, min_saving: config.min_saving }),
+            drained: AtomicBool::new(false),
+        })
+    }
+
+    /// True while the engine may pack (kernels ready, not drained, no capture under way).
+    fn may_pack(&self, inner: &Inner) -> bool {
+        inner.backend.is_some() && !self.drained.load(Ordering::Acquire) && !crate::hooks::graph::capture_under_way()
+    }
+
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        let mut inner = self.inner.lock();
+        if inner.backend.is_none() {
+            if let Some(b) = PENDING.lock().take() {
+                BUDGET.take(Part::Scratch, b.scratch_bytes());
+                inner.backend = Some(b);
+            }
+        }
+        inner
+    }
+
+    /// A VMM-backed allocation of `size` bytes. Err(OOM) when it cannot fit under the limit
+    /// even after packing; None when our path failed otherwise (the caller then allocates
+    /// with the real function, so the program never fails because of us).
+    pub fn allocate(&'static self, size: u64) -> Option<Result<u64, c_int>> {
+        if self.drained.load(Ordering::Acquire) {
+            return None;
+        }
+        let t0 = crate::clock::precise_ns();
+        let mut inner = self.lock();
+        let reserved = size.div_ceil(inner.granularity) * inner.granularity;
+        if !self.make_room(&mut inner, reserved, Part::Resident) {
+            crate::stats::add(&crate::stats::C.packing_oom, 1);
+            return Some(Err(CUDA_ERROR_OUT_OF_MEMORY));
+        }
+        let _scope = WorkScope::enter(inner.ctx);
+        loop {
+            match vmm::allocate(reserved, inner.dev) {
+                Ok((va, phys)) => {
+                    let b = Buffer::new(va, size, Origin::Runtime, Backing::Vmm { reserved }, 0);
+                    let Some(buf) = REGISTRY.insert_buffer(b) else {
+                        // an address we already know: never hand it out twice
+                        let _ = vmm::unmap(va, reserved);
+                        let _ = vmm::release(phys);
+                        let _ = vmm::free_range(va, reserved);
+                        BUDGET.give(Part::Resident, reserved);
+                        return None;
+                    };
+                    crate::stats::allocated(size);
+                    crate::stats::add(&crate::stats::C.vmm_buffers, 1);
+                    inner.entries.insert(va, Entry { buf, reserved, phys: Some(phys), copy: None, refused: 0, refused_run: 0 });
+                    crate::stats::add(&crate::stats::C.alloc_host_ns, crate::clock::precise_ns() - t0);
+                    return Some(Ok(va));
+                }
+                Err(e) if e.is_out_of_memory() => {
+                    // the card itself is full (other processes, the context): pack and retry
+                    if !self.pack_one(&mut inner) {
+                        BUDGET.give(Part::Resident, reserved);
+                        crate::stats::add(&crate::stats::C.packing_oom, 1);
+                        return Some(Err(CUDA_ERROR_OUT_OF_MEMORY));
+                    }
+                }
+                Err(e) => {
+                    BUDGET.give(Part::Resident, reserved);
+                    crate::warn_once!("a VMM allocation failed ({e}): such buffers are allocated by the real call instead");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Frees a buffer the engine allocated: Some(status) when `addr` is one, None otherwise.
+    /// Like the runtime's own free, it waits for the device's work first.
+    pub fn free(&self, addr: u64) -> Option<c_int> {
+        let mut inner = self.lock();
+        let entry = inner.entries.remove(&addr)?;
+        REGISTRY.remove(addr);
+        let _scope = WorkScope::enter(inner.ctx);
+        let _ = driver::synchronize_context();
+        if let Some(phys) = entry.phys {
+            let _ = vmm::unmap(addr, entry.reserved);
+            let _ = vmm::release(phys);
+            BUDGET.give(Part::Resident, entry.reserved);
+        }
+        if let Some(copy) = entry.copy {
+            BUDGET.give(Part::Packed, copy.packed_len());
+            if entry.buf.state() == state::PACKED {
+                let _ = BUDGET.packed_original.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(entry.buf.size)));
+            }
+            if let Some(b) = inner.backend.as_mut() {
+                b.discard(copy);
+            }
+        }
+        let _ = vmm::free_range(addr, entry.reserved);
+        crate::stats::freed(entry.buf.size);
+        Some(CUDA_SUCCESS)
+    }
+
+    /// Room for `bytes` more in `part` under the limit, packing victims as needed; the bytes
+    /// are taken when this returns true.
+    fn make_room(&self, inner: &mut Inner, bytes: u64, part: Part) -> bool {
+        loop {
+            if BUDGET.try_take(part, bytes) {
+                return true;
+            }
+            if !self.pack_one(inner) && !self.discard_kept_copy(inner) {
+                return false;
+            }
+        }
+    }
+
+    /// Room for a pass-through allocation of `bytes` (taken on success).
+    pub fn charge_passthrough(&self, bytes: u64) -> bool {
+        let mut inner = self.lock();
+        self.make_room(&mut inner, bytes, Part::Passthrough)
+    }
+
+    /// Packs one victim because the card itself ran out of memory (a real allocation failed).
+    pub fn pack_for_card(&self) -> bool {
+        let mut inner = self.lock();
+        self.pack_one(&mut inner)
+    }
+
+    /// Packs one victim; false when none could be packed.
+    fn pack_one(&self, inner: &mut Inner) -> bool {
+        if !self.may_pack(inner) {
+            return false;
+        }
+        for victim in self.victims(inner) {
+            if let Packed::Done { .. } = self.pack(inner, victim) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The buffers that may be packed now, in the policy's order.
+    fn victims(&self, inner: &Inner) -> Vec<u64> {
+        let now = crate::residency::seq_now();
+        let cands = inner
+            .entries
+            .values()
+            .filter(|e| e.phys.is_some() && e.buf.state() == state::RESIDENT && !e.buf.has_flag(KEEP_RESIDENT) && e.buf.users.load(Ordering::SeqCst) == 0)
+            .filter(|e| e.refused == 0 || (e.refused < 3 && e.buf.run_start.load(Ordering::Relaxed) != e.refused_run))
+            .map(|e| crate::policy::Candidate {
+                id: e.buf.start,
+                size: e.buf.size,
+                last_seq: e.buf.last_seq.load(Ordering::Relaxed),
+                run_start: e.buf.run_start.load(Ordering::Relaxed),
+                prev_run_start: e.buf.prev_run_start.load(Ordering::Relaxed),
+            })
+            .collect();
+        crate::policy::victims(cands, now).into_iter().map(|c| c.id).collect()
+    }
+
+    /// Frees the largest packed copy kept beside a resident buffer; false when there is none.
+    fn discard_kept_copy(&self, inner: &mut Inner) -> bool {
+        let Some(addr) = inner
+            .entries
+            .values()
+            .filter(|e| e.phys.is_some() && e.copy.is_some() && e.buf.state() == state::RESIDENT)
+            .max_by_key(|e| e.copy.as_ref().map_or(0, |c| c.packed_len()))
+            .map(|e| e.buf.start)
+        else {
+            return false;
+        };
+        let copy = inner.entries.get_mut(&addr).and_then(|e| e.copy.take());
+        if let (Some(copy), Some(b)) = (copy, inner.backend.as_mut()) {
+            BUDGET.give(Part::Packed, copy.packed_len());
+            b.discard(copy);
+        }
+        true
+    }
+
+    /// Packs the buffer at `addr` if it may be packed now.
+    fn pack(&self, inner: &mut Inner, addr: u64) -> Packed {
+        let t0 = crate::clock::precise_ns();
+        let Some(entry) = inner.entries.get(&addr) else { return Packed::Skipped };
+        let buf = entry.buf.clone();
+        let reserved = entry.reserved;
+        if buf.has_flag(KEEP_RESIDENT) || buf.state.compare_exchange(state::RESIDENT, state::PACKING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            return Packed::Skipped;
+        }
+        if buf.users.load(Ordering::SeqCst) != 0 {
+            buf.state.store(state::RESIDENT, Ordering::SeqCst);
+            return Packed::Skipped;
+        }
+        let _scope = WorkScope::enter(inner.ctx);
+        // every use of the buffer so far has finished
+        let (mut streams, many) = buf.used_streams();
+        streams.extend(OPAQUE_STREAMS.lock().iter().copied());
+        let many = many || streams.iter().any(|&s| crate::hooks::graph::is_retired(s));
+        if let Err(e) = driver::wait_for_streams(&streams, many) {
+            buf.state.store(state::RESIDENT, Ordering::SeqCst);
+            self.fail(inner, &format!("waiting for a buffer's streams: {e}"));
+            return Packed::Skipped;
+        }
+        let min_saving = inner.min_saving;
+        let mut opts = inner.opts;
+        let hint = buf.float_hint.load(Ordering::Relaxed);
+        match hint.checked_sub(1).and_then(ltblock::DType::from_id) {
+            Some(dt) => opts.dtype = dt,
+            None => opts.lossy = false, // lossy only where a GEMM named the buffer as floats
+        }
+        let backend = inner.backend.as_mut().expect("may_pack checked the backend");
+        let entry = inner.entries.get_mut(&addr).expect("looked up above");
+        // a kept copy of unchanged bytes serves as it is
+        let mut reused = false;
+        if let Some(copy) = entry.copy.as_ref() {
+            match backend.unchanged(copy, addr, buf.size) {
+                Ok(true) => reused = true,
+                Ok(false) => {
+                    let copy = entry.copy.take().expect("checked");
+                    BUDGET.give(Part::Packed, copy.packed_len());
+                    backend.discard(copy);
+                }
+                Err(e) => {
+                    buf.state.store(state::RESIDENT, Ordering::SeqCst);
+                    self.fail(inner, &format!("checking a kept copy: {e}"));
+                    return Packed::Skipped;
+                }
+            }
+        }
+        if !reused {
+            let max_len = (buf.size as f64 * (1.0 - min_saving)) as u64;
+            match backend.pack(addr, buf.size, opts, max_len) {
+                Ok(Some(copy)) => {
+                    BUDGET.take(Part::Packed, copy.packed_len());
+                    for (id, (i, o)) in copy.by_codec().iter().enumerate() {
+                        crate::stats::codec_bytes(id, *i, *o);
+                    }
+                    entry.copy = Some(copy);
+                }
+                Ok(None) => {
+                    entry.refused = entry.refused.saturating_add(1);
+                    entry.refused_run = buf.run_start.load(Ordering::Relaxed);
+                    buf.state.store(state::RESIDENT, Ordering::SeqCst);
+                    crate::stats::add(&crate::stats::C.packs_refused, 1);
+                    return Packed::Skipped;
+                }
+                Err(e) => {
+                    buf.state.store(state::RESIDENT, Ordering::SeqCst);
+                    crate::stats::fallback(crate::stats::Fallback::PackCheckFailed);
+                    self.fail(inner, &format!("packing a buffer: {e}"));
+                    return Packed::Skipped;
+                }
+            }
+        }
+        let entry = inner.entries.get_mut(&addr).expect("looked up above");
+        let phys = entry.phys.take().expect("a resident entry is mapped");
+        if let Err(e) = vmm::unmap(addr, reserved).and_then(|_| vmm::release(phys)) {
+            entry.phys = Some(phys);
+            buf.state.store(state::RESIDENT, Ordering::SeqCst);
+            self.fail(inner, &format!("releasing a packed buffer's memory: {e}"));
+            return Packed::Skipped;
+        }
+        BUDGET.give(Part::Resident, reserved);
+        BUDGET.packed_original.fetch_add(buf.size, Ordering::Relaxed);
+        buf.forget_streams();
+        buf.state.store(state::PACKED, Ordering::SeqCst);
+        crate::stats::packed(reused, crate::clock::precise_ns() - t0);
+        Packed::Done { freed: reserved }
+    }
+
+    /// Makes every buffer of `bufs` resident (their users are counted by the caller, so none
+    /// of them is taken to make room for another). Err: the status the program's call gets.
+    pub fn make_resident(&self, bufs: &[Arc<Buffer>]) -> Result<(), c_int> {
+        let mut inner = self.lock();
+        for b in bufs {
+            self.restore(&mut inner, b)?;
+        }
+        Ok(())
+    }
+
+    fn restore(&self, inner: &mut Inner, buf: &Arc<Buffer>) -> Result<(), c_int> {
+        match buf.state() {
+            state::RESIDENT => return Ok(()),
+            state::PACKED => {}
+            _ => return Err(CUDA_ERROR_DATA_CORRUPT), // a buffer lost to corruption stays failed
+        }
+        let t0 = crate::clock::precise_ns();
+        let Some(reserved) = inner.entries.get(&buf.start).map(|e| e.reserved) else { return Err(CUDA_ERROR_INVALID_VALUE) };
+        buf.state.store(state::RESTORING, Ordering::SeqCst);
+        if !self.make_room(inner, reserved, Part::Resident) {
+            // everything else is in use: the program's call needs this buffer, so it comes
+            // back over the limit (said once, counted)
+            crate::warn_once!("a buffer had to be restored over LTSHIM_DEVICE_LIMIT: every other buffer was in use");
+            crate::stats::add(&crate::stats::C.restores_over_limit, 1);
+            BUDGET.take(Part::Resident, reserved);
+        }
+        let _scope = WorkScope::enter(inner.ctx);
+        let (va, dev) = (buf.start, inner.dev);
+        let phys = loop {
+            match vmm::create(reserved, dev) {
+                Ok(h) => break h,
+                Err(e) if e.is_out_of_memory() && self.pack_one(inner) => continue,
+                Err(e) => {
+                    BUDGET.give(Part::Resident, reserved);
+                    buf.state.store(state::PACKED, Ordering::SeqCst);
+                    tracing::warn!("cannot restore the buffer at {va:#x} ({} bytes): {e}", buf.size);
+                    return Err(if e.is_out_of_memory() { CUDA_ERROR_OUT_OF_MEMORY } else { e.code });
+                }
+            }
+        };
+        if let Err(e) = vmm::map(va, reserved, phys, dev) {
+            let _ = vmm::release(phys);
+            BUDGET.give(Part::Resident, reserved);
+            buf.state.store(state::PACKED, Ordering::SeqCst);
+            self.fail(inner, &format!("mapping a buffer back: {e}"));
+            return Err(e.code);
+        }
+        let backend = inner.backend.as_mut().expect("a packed buffer implies a backend");
+        let entry = inner.entries.get_mut(&va).expect("looked up above");
+        entry.phys = Some(phys);
+        let copy = entry.copy.as_ref().expect("a packed buffer has its copy");
+        match backend.restore(copy, va, buf.size) {
+            Ok(()) => {}
+            Err(CodecFailure::Corrupt { block, detail }) => {
+                buf.state.store(state::RESTORING, Ordering::SeqCst); // never RESIDENT again
+                crate::stats::add(&crate::stats::C.restores_corrupt, 1);
+                tracing::error!(
+                    "the packed copy of the buffer at {va:#x} ({} bytes) is corrupt: block {block}, {detail}; its data is lost, and every call that names it fails with error {CUDA_ERROR_DATA_CORRUPT}",
+                    buf.size
+                );
+                return Err(CUDA_ERROR_DATA_CORRUPT);
+            }
+            Err(CodecFailure::Device(e)) => {
+                buf.state.store(state::PACKED, Ordering::SeqCst);
+                self.fail(inner, &format!("restoring a buffer: {e}"));
+                return Err(CUDA_ERROR_OUT_OF_MEMORY);
+            }
+        }
+        let _ = BUDGET.packed_original.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(buf.size)));
+        buf.forget_streams();
+        buf.state.store(state::RESIDENT, Ordering::SeqCst);
+        crate::stats::restored(crate::clock::precise_ns() - t0);
+        Ok(())
+    }
+
+    /// Packs every buffer that may be packed now (the control API); how many were.
+    pub fn pack_cold(&self) -> i64 {
+        let mut inner = self.lock();
+        if !self.may_pack(&inner) {
+            return -1;
+        }
+        let all: Vec<u64> = inner.entries.keys().copied().collect();
+        all.into_iter().filter(|&a| matches!(self.pack(&mut inner, a), Packed::Done { .. })).count() as i64
+    }
+
+    /// Packs buffers unused for `cold_ns` (idle packing); how many were.
+    pub fn pack_idle(&self, cold_ns: u64) -> usize {
+        let mut inner = self.lock();
+        if !self.may_pack(&inner) {
+            return 0;
+        }
+        let now = crate::clock::now_ns();
+        let cold: Vec<u64> = inner
+            .entries
+            .values()
+            .filter(|e| e.buf.state() == state::RESIDENT && now.saturating_sub(e.buf.last_use_ns.load(Ordering::Relaxed)) >= cold_ns)
+            .map(|e| e.buf.start)
+            .collect();
+        let n = cold.into_iter().filter(|&a| matches!(self.pack(&mut inner, a), Packed::Done { .. })).count();
+        crate::stats::add(&crate::stats::C.idle_packs, n as u64);
+        n
+    }
+
+    /// Restores every packed buffer; how many were restored (or the first failure's status).
+    pub fn restore_all(&self) -> Result<usize, c_int> {
+        let mut inner = self.lock();
+        let packed: Vec<Arc<Buffer>> = inner.entries.values().filter(|e| e.buf.state() == state::PACKED).map(|e| e.buf.clone()).collect();
+        for b in &packed {
+            self.restore(&mut inner, b)?;
+        }
+        Ok(packed.len())
+    }
+
+    /// Our own device work failed: restore what can be restored, log once, pack no more.
+    fn fail(&self, inner: &mut Inner, what: &str) {
+        crate::warn_once!("the packing engine's own GPU work failed ({what}): restoring every packed buffer and packing no more");
+        crate::stats::fallback(crate::stats::Fallback::EngineFailure);
+        self.drain_locked(inner);
+    }
+
+    fn drain_locked(&self, inner: &mut Inner) {
+        if self.drained.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let packed: Vec<Arc<Buffer>> = inner.entries.values().filter(|e| e.buf.state() == state::PACKED).map(|e| e.buf.clone()).collect();
+        for b in packed {
+            if self.restore(inner, &b).is_err() {
+                tracing::error!("the buffer at {:#x} could not be restored while draining", b.start);
+            }
+        }
+    }
+
+    /// Packing off for good (a panic elsewhere in the library): every buffer made resident.
+    pub fn drain(&self) {
+        let mut inner = self.lock();
+        self.drain_locked(&mut inner);
+    }
+
+    pub fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::Acquire)
+    }
+}
+
+/// Flags `stream` as one that ran a launch we could not read (every pack waits for it).
+pub fn opaque_stream(stream: u64) {
+    let mut s = OPAQUE_STREAMS.lock();
+    if !s.contains(&stream) {
+        s.push(stream);
+    }
+}
+
+/// Compiles or loads the kernels on a thread of ours (never on a hook's critical path); until
+/// they are ready nothing is packed.
+fn start_kernels(dev: c_int) {
+    let spawned = std::thread::Builder::new().name("ltshim-kernels".into()).spawn(move || {
+        crate::state::mark_internal_thread();
+        match ltgpu::packer::Packer::new(dev) {
+            Ok(p) => {
+                tracing::info!("packing kernels ready on device {dev}");
+                *PENDING.lock() = Some(Backend::Gpu(Box::new(p)));
+            }
+            Err(e) => crate::warn_once!("packing is off: the kernels could not be loaded ({e})"),
+        }
+    });
+    if let Err(e) = spawned {
+        crate::warn_once!("packing is off: no thread for the kernels ({e})");
+    }
+}

@@ -1,0 +1,124 @@
+//! Which buffers to pack when memory is needed: pure logic over what the registry knows, so
+//! that it is tested with made-up use sequences (no clock, no CUDA).
+//!
+//! Eligibility (safety first) is decided by the engine; this orders the eligible ones. Time is
+//! counted in use sequence numbers (one per hooked call that names buffers), and each buffer
+//! remembers the start of its current run of uses and of the previous one: their distance is
+//! its reuse period. LRU is the worst choice for the loop every forward pass is (each weight
+//! used once a step in the same order: LRU evicts exactly the buffer needed next, so every
+//! access misses). So the order approximates Belady's (evict what is needed furthest in the
+//! future): a buffer idle for longer than twice its period (or used once only) is cold and
+//! goes first, oldest first; among the periodic ones the one whose next use, predicted as last
+//! run start + period, is furthest goes first. On a loop that predicts the buffers used just
+//! before as needed last, so a stable set stays resident and only the rest cycles: about
+//! N - C restores a step for N buffers of which C fit, where LRU makes N.
+#![forbid(unsafe_code)]
+
+/// What the policy knows of an eligible buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: u64,
+    pub size: u64,
+    pub last_seq: u64,
+    pub run_start: u64,
+    pub prev_run_start: u64,
+}
+
+/// Uses closer to now than this are "the last few launches": a kernel may have built pointers
+/// into such a buffer that the next kernel, which names only the pointer table, then reads.
+pub const RECENT: u64 = 8;
+
+/// Ranks `c` for eviction at sequence `now`: smaller first.
+fn rank(c: &Candidate, now: u64) -> (u8, i128, i128) {
+    let period = c.run_start.saturating_sub(c.prev_run_start);
+    let idle = now.saturating_sub(c.last_seq);
+    if c.prev_run_start == 0 || period == 0 || idle > 2 * period {
+        // cold: oldest first, larger first among equals
+        (0, c.last_seq as i128, -(c.size as i128))
+    } else {
+        // periodic: furthest predicted next use first
+        let next = c.run_start as i128 + period as i128;
+        (1, -next, -(c.size as i128))
+    }
+}
+
+/// The eligible candidates in eviction order; buffers used in the last `RECENT` sequence
+/// numbers are left out.
+pub fn victims(mut cands: Vec<Candidate>, now: u64) -> Vec<Candidate> {
+    cands.retain(|c| now.saturating_sub(c.last_seq) > RECENT);
+    cands.sort_by_key(|c| rank(c, now));
+    cands
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cache of `capacity` buffers under an access sequence, with eviction by `victims`
+    /// (or by LRU): the number of misses.
+    fn simulate(order: &[u64], capacity: usize, lru: bool) -> usize {
+        use std::collections::HashMap;
+        let mut state: HashMap<u64, Candidate> = HashMap::new();
+        let mut resident: Vec<u64> = Vec::new();
+        let mut misses = 0;
+        for (i, &id) in order.iter().enumerate() {
+            let seq = (i as u64 + 1) * 20; // runs are separated by more than the run gap
+            if !resident.contains(&id) {
+                misses += 1;
+                if resident.len() == capacity {
+                    let cands: Vec<Candidate> = resident.iter().map(|r| state[r]).collect();
+                    let out = if lru {
+                        cands.iter().min_by_key(|c| c.last_seq).unwrap().id
+                    } else {
+                        victims(cands, seq).first().expect("a victim").id
+                    };
+                    resident.retain(|&r| r != out);
+                }
+                resident.push(id);
+            }
+            let c = state.entry(id).or_insert(Candidate { id, size: 1, last_seq: 0, run_start: 0, prev_run_start: 0 });
+            c.prev_run_start = c.run_start;
+            c.run_start = seq;
+            c.last_seq = seq;
+        }
+        misses
+    }
+
+    #[test]
+    fn a_repeated_loop_misses_far_less_than_lru() {
+        let n = 20u64;
+        let steps = 50;
+        let order: Vec<u64> = (0..steps).flat_map(|_| 1..=n).collect();
+        let capacity = 14;
+        let ours = simulate(&order, capacity, false);
+        let lru = simulate(&order, capacity, true);
+        assert_eq!(lru, order.len(), "LRU misses every access of a loop larger than the cache");
+        // after the first pass, about n - capacity misses a step (plus a little slack)
+        let per_step = (ours - n as usize) as f64 / (steps - 1) as f64;
+        assert!(per_step <= (n as usize - capacity) as f64 + 1.0, "ours: {per_step} misses a step");
+    }
+
+    #[test]
+    fn a_buffer_gone_cold_goes_before_the_periodic_ones() {
+        let periodic = Candidate { id: 1, size: 10, last_seq: 900, run_start: 900, prev_run_start: 800 };
+        let cold = Candidate { id: 2, size: 10, last_seq: 300, run_start: 300, prev_run_start: 200 };
+        let once = Candidate { id: 3, size: 10, last_seq: 850, run_start: 850, prev_run_start: 0 };
+        let order: Vec<u64> = victims(vec![periodic, cold, once], 1000).iter().map(|c| c.id).collect();
+        assert_eq!(order, vec![2, 3, 1]);
+    }
+
+    #[test]
+    fn buffers_named_by_the_last_few_calls_are_never_victims() {
+        let recent = Candidate { id: 1, size: 10, last_seq: 995, run_start: 995, prev_run_start: 0 };
+        let old = Candidate { id: 2, size: 10, last_seq: 10, run_start: 10, prev_run_start: 0 };
+        let v = victims(vec![recent, old], 1000);
+        assert_eq!(v.iter().map(|c| c.id).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn among_equally_cold_buffers_the_larger_goes_first() {
+        let small = Candidate { id: 1, size: 10, last_seq: 100, run_start: 100, prev_run_start: 0 };
+        let large = Candidate { id: 2, size: 99, last_seq: 100, run_start: 100, prev_run_start: 0 };
+        assert_eq!(victims(vec![small, large], 1000)[0].id, 2);
+    }
+}

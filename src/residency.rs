@@ -1,0 +1,107 @@
+//! Residency before the real call: every hook that names device memory collects the buffers
+//! it names into a `Uses`, which records the use (path, time, stream, sequence number) and,
+//! in the packing modes, counts the hook as a user of each buffer until the real call has
+//! returned, so the packer never takes a buffer between a hook's check and the work it queues.
+//! `ready` makes any packed buffer among them resident first (the engine's slow path); when
+//! nothing is packed it costs an atomic load a buffer.
+//!
+//! No allocation on the common path: up to `INLINE` distinct buffers are kept in place.
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::registry::{state, Buffer, Path};
+
+static SEQ: AtomicU64 = AtomicU64::new(1);
+/// Set once at start-up in the packing modes.
+static PACKING: AtomicBool = AtomicBool::new(false);
+
+pub fn set_packing() {
+    PACKING.store(true, Ordering::Relaxed);
+}
+
+#[inline]
+pub fn packing() -> bool {
+    PACKING.load(Ordering::Relaxed)
+}
+
+/// The use sequence number now (one per hooked call that names buffers).
+pub fn seq_now() -> u64 {
+    SEQ.load(Ordering::Relaxed)
+}
+
+const INLINE: usize = 8;
+
+/// The buffers one call names.
+pub struct Uses {
+    path: Path,
+    stream: u64,
+    seq: u64,
+    now_ns: u64,
+    counted: bool,
+    inline: [Option<Arc<Buffer>>; INLINE],
+    len: usize,
+    more: Vec<Arc<Buffer>>,
+}
+
+impl Uses {
+    /// A call on `stream` (the handle the program passed; 0 for the legacy default stream).
+    pub fn new(path: Path, stream: u64) -> Uses {
+        let counted = packing();
+        let now_ns = crate::clock::now_ns();
+        let seq = if counted {
+            crate::engine::LAST_CALL_NS.store(now_ns, Ordering::Relaxed);
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
+        Uses { path, stream, seq, now_ns, counted, inline: Default::default(), len: 0, more: Vec::new() }
+    }
+
+    pub fn path(&self) -> Path {
+        self.path
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<Buffer>> {
+        self.inline[..self.len.min(INLINE)].iter().flatten().chain(self.more.iter())
+    }
+
+    /// Records a use of `b` (once per call however often the call names it).
+    pub fn add(&mut self, b: &Arc<Buffer>) {
+        b.touch(self.path, self.now_ns);
+        if !self.counted || self.iter().any(|x| Arc::ptr_eq(x, b)) {
+            return;
+        }
+        b.users.fetch_add(1, Ordering::SeqCst);
+        b.used_on(self.stream);
+        b.used_at(self.seq);
+        if self.len < INLINE {
+            self.inline[self.len] = Some(b.clone());
+            self.len += 1;
+        } else {
+            self.more.push(b.clone());
+        }
+    }
+
+    /// Every buffer named is resident when this returns Ok; Err is the status the program's
+    /// call must get instead of running (a buffer that could not come back).
+    pub fn ready(self) -> Result<Uses, c_int> {
+        if !self.counted || self.iter().all(|b| b.state() == state::RESIDENT) {
+            return Ok(self);
+        }
+        let Some(engine) = crate::engine::running() else { return Ok(self) };
+        let bufs: Vec<Arc<Buffer>> = self.iter().cloned().collect();
+        engine.make_resident(&bufs)?;
+        Ok(self)
+    }
+}
+
+impl Drop for Uses {
+    fn drop(&mut self) {
+        if self.counted {
+            for b in self.iter() {
+                b.users.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
