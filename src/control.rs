@@ -81,3 +81,29 @@ pub extern "C" fn ltshim_restore_all() -> i64 {
 pub extern "C" fn ltshim_step() {
     boundary((), crate::stats::step)
 }
+
+/// Fault injection, for tests: flips a bit of the packed copy of the packed buffer holding
+/// `ptr` (the CPU backend of the CUDA double only). 0, or -1 when there is no such copy.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn ltshim_debug_corrupt_packed(ptr: *const c_void) -> c_int {
+    boundary(-1, || {
+        let Some(b) = crate::registry::REGISTRY.find(ptr as u64) else { return -1 };
+        match crate::engine::running() {
+            Some(e) if e.corrupt_copy(b.start) => 0,
+            _ => -1,
+        }
+    })
+}
+
+/// Fault injection, for tests: the next pack fails as the engine's own GPU work would (the
+/// engine then restores everything and packs no more). 0, or -1 without an engine.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn ltshim_debug_fail_next_pack() -> c_int {
+    boundary(-1, || match crate::engine::running() {
+        Some(e) => {
+            e.fail_next_pack();
+            0
+        }
+        None => -1,
+    })
+}

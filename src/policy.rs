@@ -24,9 +24,9 @@ pub struct Candidate {
     pub prev_run_start: u64,
 }
 
-/// Uses closer to now than this are "the last few launches": a kernel may have built pointers
+/// Uses closer to now than this are "the last few calls": a kernel may have built pointers
 /// into such a buffer that the next kernel, which names only the pointer table, then reads.
-pub const RECENT: u64 = 8;
+pub const RECENT: u64 = 2;
 
 /// Ranks `c` for eviction at sequence `now`: smaller first.
 fn rank(c: &Candidate, now: u64) -> (u8, i128, i128) {
@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn buffers_named_by_the_last_few_calls_are_never_victims() {
-        let recent = Candidate { id: 1, size: 10, last_seq: 995, run_start: 995, prev_run_start: 0 };
+        let recent = Candidate { id: 1, size: 10, last_seq: 1000 - RECENT, run_start: 990, prev_run_start: 0 };
         let old = Candidate { id: 2, size: 10, last_seq: 10, run_start: 10, prev_run_start: 0 };
         let v = victims(vec![recent, old], 1000);
         assert_eq!(v.iter().map(|c| c.id).collect::<Vec<_>>(), vec![2]);

@@ -369,7 +369,7 @@ fn write_packing(root: &mut Obj<'_>) {
     let engine = crate::engine::running();
     let buffers = REGISTRY.snapshot();
     root.obj("packing", |o| {
-        o.str("enabled", if engine.is_some_and(|e| !e.is_drained()) { "true" } else { "false" });
+        o.key("enabled").push_str(if engine.is_some_and(|e| !e.is_drained()) { "true" } else { "false" });
         o.str("mode", crate::state::config().map_or("", |c| c.mode.as_str()));
         o.num("limit_bytes", if engine.is_some() { BUDGET.limit() } else { 0 });
         o.num("held_bytes", BUDGET.held());

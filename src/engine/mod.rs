@@ -96,8 +96,8 @@ pub fn running() -> Option<&'static Engine> {
 
 /// Outcome of one pack.
 enum Packed {
-    /// Bytes of the buffer's memory given back, and whether its kept copy served.
-    Done { freed: u64 },
+    /// The buffer's memory was given back.
+    Done,
     /// Not packed, nothing changed (busy, flagged, not worth it).
     Skipped,
 }
@@ -275,7 +275,7 @@ impl Engine {
             return false;
         }
         for victim in self.victims(inner) {
-            if let Packed::Done { .. } = self.pack(inner, victim) {
+            if let Packed::Done = self.pack(inner, victim) {
                 return true;
             }
         }
@@ -323,6 +323,9 @@ impl Engine {
     /// Packs the buffer at `addr` if it may be packed now.
     fn pack(&self, inner: &mut Inner, addr: u64) -> Packed {
         let t0 = crate::clock::precise_ns();
+        if self.drained.load(Ordering::Acquire) {
+            return Packed::Skipped;
+        }
         let Some(entry) = inner.entries.get(&addr) else { return Packed::Skipped };
         let buf = entry.buf.clone();
         let reserved = entry.reserved;
@@ -341,6 +344,11 @@ impl Engine {
         if let Err(e) = driver::wait_for_streams(&streams, many) {
             buf.state.store(state::RESIDENT, Ordering::SeqCst);
             self.fail(inner, &format!("waiting for a buffer's streams: {e}"));
+            return Packed::Skipped;
+        }
+        if FAIL_NEXT_PACK.swap(false, Ordering::SeqCst) {
+            buf.state.store(state::RESIDENT, Ordering::SeqCst);
+            self.fail(inner, "an injected failure (ltshim_debug_fail_next_pack)");
             return Packed::Skipped;
         }
         let min_saving = inner.min_saving;
@@ -407,7 +415,7 @@ impl Engine {
         buf.forget_streams();
         buf.state.store(state::PACKED, Ordering::SeqCst);
         crate::stats::packed(reused, crate::clock::precise_ns() - t0);
-        Packed::Done { freed: reserved }
+        Packed::Done
     }
 
     /// Makes every buffer of `bufs` resident (their users are counted by the caller, so none
@@ -492,7 +500,7 @@ impl Engine {
             return -1;
         }
         let all: Vec<u64> = inner.entries.keys().copied().collect();
-        all.into_iter().filter(|&a| matches!(self.pack(&mut inner, a), Packed::Done { .. })).count() as i64
+        all.into_iter().filter(|&a| matches!(self.pack(&mut inner, a), Packed::Done)).count() as i64
     }
 
     /// Packs buffers unused for `cold_ns` (idle packing); how many were.
@@ -508,7 +516,7 @@ impl Engine {
             .filter(|e| e.buf.state() == state::RESIDENT && now.saturating_sub(e.buf.last_use_ns.load(Ordering::Relaxed)) >= cold_ns)
             .map(|e| e.buf.start)
             .collect();
-        let n = cold.into_iter().filter(|&a| matches!(self.pack(&mut inner, a), Packed::Done { .. })).count();
+        let n = cold.into_iter().filter(|&a| matches!(self.pack(&mut inner, a), Packed::Done)).count();
         crate::stats::add(&crate::stats::C.idle_packs, n as u64);
         n
     }
@@ -550,6 +558,31 @@ impl Engine {
 
     pub fn is_drained(&self) -> bool {
         self.drained.load(Ordering::Acquire)
+    }
+}
+
+/// Fault injection for tests (`ltshim_debug_*`): the next pack fails as our own GPU work would.
+static FAIL_NEXT_PACK: AtomicBool = AtomicBool::new(false);
+
+impl Engine {
+    /// Tests: flips one bit in the middle of the packed copy of the packed buffer at `addr`
+    /// (CPU backend only). False when there is no such copy.
+    pub fn corrupt_copy(&self, addr: u64) -> bool {
+        let mut inner = self.lock();
+        match inner.entries.get_mut(&addr).and_then(|e| e.copy.as_mut()) {
+            Some(PackedCopy::Host { bytes, .. }) if !bytes.is_empty() => {
+                let mid = bytes.len() / 2 + 8;
+                let i = mid.min(bytes.len() - 1);
+                bytes[i] ^= 0x10;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Tests: the next pack fails as if our GPU work had.
+    pub fn fail_next_pack(&self) {
+        FAIL_NEXT_PACK.store(true, Ordering::SeqCst);
     }
 }
 

@@ -138,7 +138,7 @@ unsafe fn via_driver(name: &CStr) -> usize {
 #[no_mangle] pub unsafe extern "C" fn cuMemRelease(h: u64) -> c_int {
     match with_mem(|m| m.physical.remove(&h).inspect(|(_, size)| m.used -= size)) { Some((fd, _)) => { libc::close(fd); OK } None => INVALID_VALUE }
 }
-#[no_mangle] pub unsafe extern "C" fn cuMemGetAllocationGranularity(g: *mut usize, _prop: *const c_void, _opt: c_int) -> c_int { *g = 2 << 20; OK }
+#[no_mangle] pub unsafe extern "C" fn cuMemGetAllocationGranularity(g: *mut usize, _prop: *const c_void, _opt: c_int) -> c_int { *g = 64 << 10; OK }
 /// Physical memory the double holds (plain allocations and VMM handles), for tests.
 #[no_mangle] pub extern "C" fn dbl_used_bytes() -> usize { with_mem(|m| m.used) }
 

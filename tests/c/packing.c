@@ -1,0 +1,343 @@
+/* Packing scenarios against the CUDA double, run under LD_PRELOAD=libltshim.so with a tiny
+ * LTSHIM_DEVICE_LIMIT. Each checks its own results (exit 1 with a message on a wrong value) and
+ * prints `did NAME COUNT` lines. On the double device memory is host memory and a packed
+ * buffer's range is PROT_NONE: touching it without the library restoring it first faults. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "cuda_min.h"
+
+#define CHECK(x) do { int rc_ = (x); if (rc_ != 0) { fprintf(stderr, "FAIL %s:%d %s -> %d\n", __FILE__, __LINE__, #x, rc_); exit(1); } } while (0)
+#define EXPECT(c, ...) do { if (!(c)) { fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); exit(1); } } while (0)
+
+#define MIB (1u << 20)
+static const dim3 ONE = {1, 1, 1};
+
+/* inc(uint32_t *p, size_t n): p[i] += 1 */
+static void inc_kernel(void **args) {
+    uint32_t *p = *(uint32_t **)args[0];
+    size_t n = *(size_t *)args[1];
+    for (size_t i = 0; i < n; i++) p[i] += 1;
+}
+static const size_t INC_SIZES[] = {8, 8};
+
+/* deref(uint32_t **table, uint32_t *out): out[0] = table[0][0] (a pointer held in device memory) */
+static void deref_kernel(void **args) {
+    uint32_t **table = *(uint32_t ***)args[0];
+    uint32_t *out = *(uint32_t **)args[1];
+    out[0] = table[0][0];
+}
+static const size_t DEREF_SIZES[] = {8, 8};
+
+static Handle INC, DEREF;
+static void setup(void) {
+    INC = dbl_register_kernel(inc_kernel, 2, INC_SIZES, 0);
+    DEREF = dbl_register_kernel(deref_kernel, 2, DEREF_SIZES, 0);
+}
+
+/* Compressible contents: word i of buffer k is (i % 64 == 0) ? k * 1000003 + i : 0. */
+static uint32_t pattern(int k, size_t i) { return (i % 64 == 0) ? (uint32_t)(k * 1000003u + i) : 0u; }
+
+static void fill(uint32_t *dev, int k, size_t words) {
+    uint32_t *h = malloc(words * 4);
+    for (size_t i = 0; i < words; i++) h[i] = pattern(k, i);
+    CHECK(cudaMemcpy(dev, h, words * 4, 1));
+    free(h);
+}
+
+static void verify(uint32_t *dev, int k, size_t words, uint32_t add, const char *what) {
+    uint32_t *h = malloc(words * 4);
+    CHECK(cudaMemcpy(h, dev, words * 4, 2));
+    for (size_t i = 0; i < words; i++) EXPECT(h[i] == pattern(k, i) + add, "%s: buffer %d word %zu = %u, expected %u", what, k, i, h[i], pattern(k, i) + add);
+    free(h);
+}
+
+typedef int64_t (*count_fn)(void);
+static int64_t control(const char *name) {
+    count_fn f = (count_fn)dlsym(RTLD_DEFAULT, name);
+    EXPECT(f != NULL, "%s is not exported", name);
+    return f();
+}
+
+/* A limit of 16 MiB, six compressible buffers of 4 MiB: they all fit because cold ones are
+ * packed; every path that names a packed buffer finds it restored; contents stay exact.
+ * Then incompressible buffers until the out-of-memory code; nothing packed is lost. */
+static int limit(void) {
+    setup();
+    enum { K = 6 };
+    size_t words = 4 * MIB / 4;
+    uint32_t *buf[K];
+    for (int k = 0; k < K; k++) {
+        CHECK(cudaMalloc((void **)&buf[k], words * 4));
+        fill(buf[k], k, words);
+    }
+    size_t fr = 0, tot = 0;
+    CHECK(cudaMemGetInfo(&fr, &tot));
+    EXPECT(tot == 16 * MIB, "cudaMemGetInfo total %zu, expected the limit", tot);
+    EXPECT(fr <= tot, "free %zu above total", fr);
+    printf("did mem_get_info_total %zu\n", tot);
+    /* buffer 0 is the coldest: packed by now. A launch, a copy and a set find it restored. */
+    void *args0[] = {&buf[0], &words};
+    CHECK(__cudaLaunchKernel(INC, ONE, ONE, args0, 0, NULL));
+    verify(buf[0], 0, words, 1, "after a launch");
+    CHECK(cudaMemset(buf[1], 0, 64));  /* the first 16 words */
+    uint32_t head[16];
+    CHECK(cudaMemcpy(head, buf[1], 64, 2));
+    for (int i = 0; i < 16; i++) EXPECT(head[i] == 0, "memset word %d = %u", i, head[i]);
+    CHECK(cudaMemcpy(buf[1], (void *)0, 0, 1)); /* an empty copy is fine */
+    fill(buf[1], 1, words);
+    for (int k = 2; k < K; k++) verify(buf[k], k, words, 0, "after packing");
+    verify(buf[0], 0, words, 1, "again");
+    /* incompressible data: random words, until the limit says no */
+    uint32_t *rnd[8];
+    int got = 0, rc = 0;
+    uint32_t *h = malloc(words * 4);
+    srand(7);
+    for (; got < 8; got++) {
+        rc = cudaMalloc((void **)&rnd[got], words * 4);
+        if (rc != 0) break;
+        for (size_t i = 0; i < words; i++) h[i] = (uint32_t)rand() * 2654435761u ^ (uint32_t)rand();
+        CHECK(cudaMemcpy(rnd[got], h, words * 4, 1));
+    }
+    free(h);
+    EXPECT(rc == 2, "incompressible allocations past the limit: got %d, expected out of memory (2)", rc);
+    printf("did incompressible_allocated %d\n", got);
+    /* the random buffers hold the whole limit now: give them back, then nothing packed was lost */
+    for (int i = 0; i < got; i++) CHECK(cudaFree(rnd[i]));
+    verify(buf[0], 0, words, 1, "after the out-of-memory");
+    for (int k = 1; k < K; k++) verify(buf[k], k, words, 0, "after the out-of-memory");
+    for (int k = 0; k < K; k++) CHECK(cudaFree(buf[k]));
+    printf("did buffers %d\n", K);
+    return 0;
+}
+
+/* A buffer whose address was copied into device memory stays resident (a kernel reaches it
+ * through the table, naming only the table); `touch` then reads a buffer the library packed
+ * straight from the host, which must fault: packing really unmaps. */
+static int pointer_table(int touch) {
+    setup();
+    size_t words = 4 * MIB / 4;
+    uint32_t *target, *table_buf, *out;
+    CHECK(cudaMalloc((void **)&target, words * 4));
+    fill(target, 9, words);
+    CHECK(cudaMalloc((void **)&table_buf, 4 * MIB));
+    CHECK(cudaMemcpy(table_buf, &target, sizeof target, 1)); /* a pointer array built on the host */
+    CHECK(cudaMalloc((void **)&out, 4 * MIB));
+    uint32_t *other;
+    CHECK(cudaMalloc((void **)&other, words * 4));
+    fill(other, 3, words);
+    /* pressure: more compressible buffers than the limit holds */
+    uint32_t *more[6];
+    for (int k = 0; k < 6; k++) {
+        CHECK(cudaMalloc((void **)&more[k], words * 4));
+        fill(more[k], 20 + k, words);
+    }
+    int64_t packed = control("ltshim_pack_cold");
+    EXPECT(packed > 0, "ltshim_pack_cold packed %lld", (long long)packed);
+    if (touch) {
+        /* `other` is cold and unflagged: packed, so a direct read faults */
+        volatile uint32_t x = other[0];
+        printf("read %u: the packed buffer was still mapped\n", x);
+        return 0;
+    }
+    void *args[] = {&table_buf, &out};
+    CHECK(__cudaLaunchKernel(DEREF, ONE, ONE, args, 0, NULL));
+    uint32_t got = 0;
+    CHECK(cudaMemcpy(&got, out, 4, 2));
+    EXPECT(got == pattern(9, 0), "through the pointer table: %u, expected %u", got, pattern(9, 0));
+    verify(other, 3, words, 0, "restored");
+    printf("did pointer_table_ok 1\n");
+    return 0;
+}
+
+/* A flipped bit in a packed copy is found at restore: the call fails, nothing is handed over. */
+static int corrupt(void) {
+    setup();
+    size_t words = 4 * MIB / 4;
+    uint32_t *a;
+    CHECK(cudaMalloc((void **)&a, words * 4));
+    fill(a, 5, words);
+    EXPECT(control("ltshim_pack_cold") >= 1, "nothing packed");
+    typedef int (*corrupt_fn)(const void *);
+    corrupt_fn f = (corrupt_fn)dlsym(RTLD_DEFAULT, "ltshim_debug_corrupt_packed");
+    EXPECT(f && f(a) == 0, "could not corrupt the packed copy");
+    uint32_t h[4] = {0};
+    int rc = cudaMemcpy(h, a, sizeof h, 2);
+    EXPECT(rc != 0, "a copy from a corrupt buffer succeeded");
+    printf("did corrupt_copy_rc %d\n", rc);
+    void *args[] = {&a, &words};
+    rc = __cudaLaunchKernel(INC, ONE, ONE, args, 0, NULL);
+    EXPECT(rc != 0, "a launch on a corrupt buffer succeeded");
+    EXPECT(cudaGetLastError() != 0, "the runtime's last error does not show the failed launch");
+    printf("did corrupt_launch_rc %d\n", rc);
+    return 0;
+}
+
+/* An injected failure of our own work: everything packed comes back, packing stops, the
+ * program's data is intact and its calls keep working. */
+static int drain(void) {
+    setup();
+    size_t words = 4 * MIB / 4;
+    uint32_t *b[3];
+    for (int k = 0; k < 3; k++) { CHECK(cudaMalloc((void **)&b[k], words * 4)); fill(b[k], k, words); }
+    EXPECT(control("ltshim_pack_cold") == 3, "three buffers packed");
+    CHECK(control("ltshim_restore_all") == 3 ? 0 : 1);
+    typedef int (*fail_fn)(void);
+    fail_fn f = (fail_fn)dlsym(RTLD_DEFAULT, "ltshim_debug_fail_next_pack");
+    EXPECT(f && f() == 0, "no fault injection");
+    EXPECT(control("ltshim_pack_cold") == 0, "a pack succeeded despite the injected failure");
+    EXPECT(control("ltshim_pack_cold") == -1, "packing goes on after a failure");
+    for (int k = 0; k < 3; k++) verify(b[k], k, words, 0, "after the drain");
+    for (int k = 0; k < 3; k++) CHECK(cudaFree(b[k]));
+    printf("did drained 1\n");
+    return 0;
+}
+
+/* 8 threads, random allocate / copy / launch / set / free under the limit, each buffer's
+ * contents checked against a shadow copy on the host. */
+enum { THREADS = 8, SLOTS = 6 };
+static int OPS = 12500;
+struct slot { uint32_t *dev; uint32_t *shadow; size_t words; };
+static void *worker(void *arg) {
+    unsigned seed = (unsigned)(uintptr_t)arg * 7919u + 1;
+    struct slot s[SLOTS] = {{0}};
+    for (int op = 0; op < OPS; op++) {
+        int k = rand_r(&seed) % SLOTS;
+        struct slot *x = &s[k];
+        int what = rand_r(&seed) % 6;
+        if (!x->dev) {
+            x->words = (size_t)(1 + rand_r(&seed) % 3) * 64 * 1024 / 4; /* 64, 128 or 192 KiB */
+            if (cudaMalloc((void **)&x->dev, x->words * 4) != 0) { x->dev = NULL; continue; }
+            x->shadow = calloc(x->words, 4);
+            for (size_t i = 0; i < x->words; i += 97) x->shadow[i] = rand_r(&seed);
+            CHECK(cudaMemcpy(x->dev, x->shadow, x->words * 4, 1));
+            continue;
+        }
+        switch (what) {
+        case 0: { /* launch */
+            void *args[] = {&x->dev, &x->words};
+            CHECK(__cudaLaunchKernel(INC, ONE, ONE, args, 0, NULL));
+            for (size_t i = 0; i < x->words; i++) x->shadow[i] += 1;
+            break;
+        }
+        case 1: { /* set a range */
+            size_t at = rand_r(&seed) % x->words, n = 1 + rand_r(&seed) % 512;
+            if (at + n > x->words) n = x->words - at;
+            CHECK(cudaMemset(x->dev + at, 0, n * 4));
+            memset(x->shadow + at, 0, n * 4);
+            break;
+        }
+        case 2: { /* read back and compare a range */
+            size_t at = rand_r(&seed) % x->words, n = 1 + rand_r(&seed) % 1024;
+            if (at + n > x->words) n = x->words - at;
+            uint32_t *h = malloc(n * 4);
+            CHECK(cudaMemcpy(h, x->dev + at, n * 4, 2));
+            for (size_t i = 0; i < n; i++) EXPECT(h[i] == x->shadow[at + i], "thread word %zu: %u vs %u", at + i, h[i], x->shadow[at + i]);
+            free(h);
+            break;
+        }
+        case 3: { /* device to device copy from another slot */
+            struct slot *y = &s[(k + 1) % SLOTS];
+            if (!y->dev) break;
+            size_t n = (x->words < y->words ? x->words : y->words) / 2;
+            CHECK(cudaMemcpy(x->dev, y->dev, n * 4, 3));
+            memcpy(x->shadow, y->shadow, n * 4);
+            break;
+        }
+        case 4: /* free */
+            CHECK(cudaFree(x->dev));
+            free(x->shadow);
+            x->dev = NULL;
+            break;
+        default: /* write a word from the host */
+        {
+            size_t at = rand_r(&seed) % x->words;
+            uint32_t v = rand_r(&seed);
+            CHECK(cudaMemcpy(x->dev + at, &v, 4, 1));
+            x->shadow[at] = v;
+        }
+        }
+    }
+    for (int k = 0; k < SLOTS; k++) if (s[k].dev) {
+        uint32_t *h = malloc(s[k].words * 4);
+        CHECK(cudaMemcpy(h, s[k].dev, s[k].words * 4, 2));
+        EXPECT(memcmp(h, s[k].shadow, s[k].words * 4) == 0, "final contents differ");
+        free(h); free(s[k].shadow);
+        CHECK(cudaFree(s[k].dev));
+    }
+    return NULL;
+}
+static int threads(void) {
+    setup();
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)i);
+    for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
+    printf("did operations %d\n", THREADS * OPS);
+    return 0;
+}
+
+/* A captured graph replays with its buffers restored first; its buffers are then never packed. */
+static int graph(void) {
+    setup();
+    size_t words = 4 * MIB / 4;
+    uint32_t *a;
+    CHECK(cudaMalloc((void **)&a, words * 4));
+    fill(a, 4, words);
+    EXPECT(control("ltshim_pack_cold") >= 1, "nothing packed");
+    Handle s = (Handle)0x5, g = NULL, e = NULL;
+    CHECK(cudaStreamBeginCapture(s, 0)); /* restores everything first */
+    void *args[] = {&a, &words};
+    CHECK(__cudaLaunchKernel(INC, ONE, ONE, args, 0, s));
+    CHECK(cudaStreamEndCapture(s, &g));
+    CHECK(cudaGraphInstantiate(&e, g, 0));
+    EXPECT(control("ltshim_pack_cold") == 0, "a graph's buffer was packed");
+    CHECK(cudaGraphLaunch(e, s));
+    CHECK(cudaGraphLaunch(e, s));
+    verify(a, 4, words, 2, "after two replays");
+    CHECK(cudaGraphExecDestroy(e));
+    printf("did graph_replays 2\n");
+    return 0;
+}
+
+/* A child of fork passes everything through; the parent's buffers are untouched. */
+static int forked(void) {
+    setup();
+    size_t words = 4 * MIB / 4;
+    uint32_t *a;
+    CHECK(cudaMalloc((void **)&a, words * 4));
+    fill(a, 2, words);
+    EXPECT(control("ltshim_pack_cold") >= 1, "nothing packed");
+    pid_t pid = fork();
+    if (pid == 0) {
+        uint32_t *c;
+        _exit(cudaMalloc((void **)&c, 4 * MIB) == 0 && control("ltshim_pack_cold") == -1 ? 0 : 3);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    verify(a, 2, words, 0, "in the parent after the fork");
+    printf("did fork 1\n");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IONBF, 0);
+    const char *what = argc > 1 ? argv[1] : "";
+    if (argc > 2) OPS = atoi(argv[2]);
+    if (!strcmp(what, "limit")) return limit();
+    if (!strcmp(what, "pointer_table")) return pointer_table(0);
+    if (!strcmp(what, "touch_packed")) return pointer_table(1);
+    if (!strcmp(what, "corrupt")) return corrupt();
+    if (!strcmp(what, "drain")) return drain();
+    if (!strcmp(what, "threads")) return threads();
+    if (!strcmp(what, "graph")) return graph();
+    if (!strcmp(what, "fork")) return forked();
+    fprintf(stderr, "usage: packing limit|pointer_table|touch_packed|corrupt|drain|threads|graph|fork\n");
+    return 2;
+}
