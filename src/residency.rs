@@ -92,6 +92,10 @@ impl Uses {
         let Some(engine) = crate::engine::running() else { return Ok(self) };
         let bufs: Vec<Arc<Buffer>> = self.iter().cloned().collect();
         engine.make_resident(&bufs)?;
+        // a pack that ran between `add` and now forgot the streams `add` recorded
+        for b in &bufs {
+            b.used_on(self.stream);
+        }
         Ok(self)
     }
 }

@@ -487,7 +487,7 @@ impl Engine {
             }
         }
         let _ = BUDGET.packed_original.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(buf.size)));
-        buf.forget_streams();
+        // (its streams were forgotten when it was packed; the caller's are recorded again)
         buf.state.store(state::RESIDENT, Ordering::SeqCst);
         crate::stats::restored(crate::clock::precise_ns() - t0);
         Ok(())

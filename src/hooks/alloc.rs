@@ -1,7 +1,8 @@
 //! Allocation hooks. In `observe` every buffer the program allocates enters the registry and
-//! every free leaves it. In the packing modes an allocation of at least `LTSHIM_MIN_BYTES`
-//! is answered by the engine itself (a VMM range it can pack), smaller and stream-ordered ones
-//! go to the real call and are counted against the device limit; frees of the engine's buffers
+//! every free leaves it. In the packing modes a runtime `cudaMalloc` of at least
+//! `LTSHIM_MIN_BYTES` is answered by the engine itself (a VMM range it can pack); smaller,
+//! stream-ordered and driver-API allocations go to the real call and are counted against the
+//! device limit; frees of the engine's buffers
 //! go to the engine, also after the library has fallen back to passthrough (a VMM range freed
 //! by the real `cudaFree` would fail). IPC export marks a buffer as never ours to remap.
 use std::os::raw::{c_int, c_void};
@@ -73,9 +74,9 @@ unsafe fn out<T: Copy + Default>(p: *const T) -> T {
 }
 
 /// The engine, for an allocation of `size` bytes it should answer itself (packing mode, large
-/// enough, the library active); `init_runtime` first makes the runtime create its context
-/// (cudaMalloc would), so that there is a device to allocate on.
-fn engine_for(size: usize, init_runtime: bool) -> Option<&'static engine::Engine> {
+/// enough, the library active); first the runtime creates its context (its cudaMalloc would),
+/// so that there is a device to allocate on.
+fn engine_for(size: usize) -> Option<&'static engine::Engine> {
     if !crate::state::is_active() || !crate::residency::packing() {
         return None;
     }
@@ -83,7 +84,7 @@ fn engine_for(size: usize, init_runtime: bool) -> Option<&'static engine::Engine
     if (size as u64) < min {
         return None;
     }
-    if init_runtime && crate::gpu::driver::current_device().is_none() {
+    if crate::gpu::driver::current_device().is_none() {
         if let Some(free) = super::REAL.cudaFree.get() {
             // SAFETY: cudaFree(NULL) only initialises the runtime's context.
             unsafe { free(std::ptr::null_mut()) };
@@ -93,8 +94,8 @@ fn engine_for(size: usize, init_runtime: bool) -> Option<&'static engine::Engine
 }
 
 /// A VMM allocation by the engine: Some(status) when it answered.
-fn allocate_vmm(hook: &'static str, size: usize, init_runtime: bool, out_ptr: *mut u64) -> Option<i32> {
-    let result = observe(hook, || engine_for(size, init_runtime).and_then(|e| e.allocate(size as u64))).flatten()?;
+fn allocate_vmm(hook: &'static str, size: usize, out_ptr: *mut u64) -> Option<i32> {
+    let result = observe(hook, || engine_for(size).and_then(|e| e.allocate(size as u64))).flatten()?;
     match result {
         Ok(va) => {
             // SAFETY: the program's out-parameter (checked non-null by the caller).
@@ -125,7 +126,7 @@ fn allocate_passthrough(hook: &'static str, size: usize, real: impl Fn() -> i32)
 
 pub unsafe fn cudaMalloc(call: &impl Fn(*mut *mut c_void, usize) -> i32, dev_ptr: *mut *mut c_void, size: usize) -> i32 {
     if !dev_ptr.is_null() {
-        if let Some(rc) = allocate_vmm("cudaMalloc", size, true, dev_ptr as *mut u64) {
+        if let Some(rc) = allocate_vmm("cudaMalloc", size, dev_ptr as *mut u64) {
             return rc;
         }
     }
@@ -152,12 +153,10 @@ pub unsafe fn cudaFreeAsync(call: &impl Fn(*mut c_void, Handle) -> i32, ptr: *mu
     free_with("cudaFreeAsync", ptr as u64, || call(ptr, stream))
 }
 
+/// Driver allocations pass through in every mode: besides programs of the driver API, they are
+/// what libraries with a static runtime (cuBLAS, cuDNN, cuFFT, NCCL) allocate for themselves,
+/// and use from their kernels without naming it in any call we see.
 pub unsafe fn cuMemAlloc_v2(call: &impl Fn(*mut CUdeviceptr, usize) -> i32, dptr: *mut CUdeviceptr, size: usize) -> i32 {
-    if !dptr.is_null() {
-        if let Some(rc) = allocate_vmm("cuMemAlloc_v2", size, false, dptr) {
-            return rc;
-        }
-    }
     let rc = allocate_passthrough("cuMemAlloc_v2", size, || call(dptr, size));
     // SAFETY: dptr is the out-parameter the driver wrote on success.
     allocated("cuMemAlloc_v2", rc, unsafe { out(dptr) }, size, Origin::Driver);

@@ -36,6 +36,13 @@ pub unsafe fn cublasSetStream_v2(call: &impl Fn(Handle, Handle) -> i32, handle: 
     rc
 }
 
+/// A workspace cuBLAS keeps for a handle: its kernels use it without any call naming it, so it
+/// is never packed (`OPAQUE`).
+pub unsafe fn cublasSetWorkspace_v2(call: &impl Fn(Handle, *mut c_void, usize) -> i32, handle: Handle, workspace: *mut c_void, size: usize) -> i32 {
+    super::observe("cublasSetWorkspace_v2", || super::mark(workspace as u64, crate::registry::flag::OPAQUE));
+    call(handle, workspace, size)
+}
+
 /// `cudaDataType` of a float operand, as `ltblock::DType`'s id + 1 (0: not a float we pack).
 fn float_hint(cuda_type: c_int) -> u8 {
     match cuda_type {

@@ -122,6 +122,7 @@ macro_rules! for_each_hook {
             graph fn cuGraphLaunch(exec: Handle, stream: Handle) -> CUresult;
             // cuBLAS / cuBLASLt
             blas fn cublasSetStream_v2(handle: Handle, stream: Handle) -> cublasStatus_t;
+            blas fn cublasSetWorkspace_v2(handle: Handle, workspace: *mut c_void, size: usize) -> cublasStatus_t;
             blas fn cublasLtMatmul(handle: Handle, desc: Handle, alpha: *const c_void, a: *const c_void, a_desc: Handle, b: *const c_void, b_desc: Handle, beta: *const c_void, c: *const c_void, c_desc: Handle, d: *mut c_void, d_desc: Handle, algo: *const c_void, workspace: *mut c_void, workspace_size: usize, stream: Handle) -> cublasStatus_t;
             blas fn cublasGemmEx(handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void, a_type: c_int, lda: c_int, b: *const c_void, b_type: c_int, ldb: c_int, beta: *const c_void, c: *mut c_void, c_type: c_int, ldc: c_int, compute: c_int, algo: c_int) -> cublasStatus_t;
             blas fn cublasGemmStridedBatchedEx(handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void, a_type: c_int, lda: c_int, stride_a: i64, b: *const c_void, b_type: c_int, ldb: c_int, stride_b: i64, beta: *const c_void, c: *mut c_void, c_type: c_int, ldc: c_int, stride_c: i64, batch: c_int, compute: c_int, algo: c_int) -> cublasStatus_t;
