@@ -70,3 +70,15 @@ inline void run_cta(const std::function<void()>& f) {
     for (auto& t : ts) t.join();
     for (auto b : wb) delete b;
 }
+// For the whole kernels (ltblock.cu): the CTA's index, its dynamic shared memory, L2 loads,
+// and f16 to f32 (the hardware's cvt, as dtype.rs converts; a NaN comes back quiet).
+inline thread_local Dim3 blockIdx;
+inline uint4* g_dyn;
+template <class T> inline T emu_ldcg(const T* p) { return *(const volatile T*)p; }
+inline float emu_f16_to_f32(unsigned short h) {
+    unsigned sign = ((unsigned)h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    if (e == 0 && m == 0) return __uint_as_float(sign);
+    if (e == 0) { float v = m * (1.0f / 16777216.0f); return sign ? -v : v; }
+    if (e == 0x1f) return __uint_as_float(sign | 0x7f800000u | (m << 13) | (m ? 0x400000u : 0));
+    return __uint_as_float(sign | ((e + 112) << 23) | (m << 13));
+}
