@@ -2,7 +2,8 @@
 # Issue 12 (expf, the lossless float codec) on the GPU machine, in one call of at most ~6
 # minutes. Expects, built on the dev machine and carried:
 #   .dev/ltshim            cargo build --release -p ltshim-cli; cp target/release/ltshim .dev/
-#   .dev/ltgpu_gpu_tests   cargo test -p ltgpu --release --no-run; cp target/release/deps/gpu-<hash> .dev/ltgpu_gpu_tests
+#   .dev/ltgpu_gpu_tests   cargo test -p ltgpu --release --no-run
+#                          cp "$(ls target/release/deps/gpu-* | grep -v '\.d$')" .dev/ltgpu_gpu_tests
 # Runs: `ltshim bench` on 1 GiB inputs for the weights rows (expf: bf16, f16, f32 lossless,
 # with the blocks' exponent-entropy bound; int8g beside them) and the many-buffer decode
 # (2 MiB and 20 MiB buffers, expf), the copy bandwidth measured in the same run, every block
@@ -17,6 +18,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 W=$(mktemp -d /tmp/accept_float.XXXXXX)
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 cd "$(dirname "$0")/../.."
+for b in .dev/ltshim .dev/ltgpu_gpu_tests; do [ -x $b ] || { echo "accept_float.sh: $b is missing (see the top of this script)"; exit 2; }; done
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; git rev-parse HEAD 2>/dev/null; } > $W/machine.txt 2>&1
 
 echo "== ltshim bench --size ${SIZE:-1024} --rows weights"
