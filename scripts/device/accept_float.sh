@@ -10,7 +10,7 @@
 # checked byte for byte against the CPU reference (exit 1 on a difference), then the
 # exactness sweep and malformed blocks (inside bench); the ltgpu GPU tests; compute-sanitizer
 # memcheck, racecheck and synccheck on a 2 MiB bench of the lossless rows (the sweep and the
-# malformed blocks run inside it). Each step has a timeout (120 + 60 + 3 x 60 s: at most 6
+# malformed blocks run inside it). Each step has a timeout (150 + 60 + 3 x 50 s: at most 6
 # minutes; exit 124 in the table means a step ran out). Everything goes into ONE file,
 # $OUT/accept_float.tar; a short table is printed last.
 set -uo pipefail
@@ -22,7 +22,7 @@ for b in .dev/ltshim .dev/ltgpu_gpu_tests; do [ -x $b ] || { echo "accept_float.
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; git rev-parse HEAD 2>/dev/null; } > $W/machine.txt 2>&1
 
 echo "== ltshim bench --size ${SIZE:-1024} --rows weights"
-timeout ${BENCH_TIMEOUT:-120} .dev/ltshim bench --size ${SIZE:-1024} --rows weights --json $W/bench.json > $W/bench.txt 2>&1
+timeout ${BENCH_TIMEOUT:-150} .dev/ltshim bench --size ${SIZE:-1024} --rows weights --json $W/bench.json > $W/bench.txt 2>&1
 echo "bench $?" > $W/exit_codes.txt
 
 echo "== ltgpu GPU tests"
@@ -31,7 +31,7 @@ echo "gpu_tests $?" >> $W/exit_codes.txt
 
 for tool in memcheck racecheck synccheck; do
   echo "== compute-sanitizer --tool $tool (bench --size ${SAN_SIZE:-2} --rows lossless)"
-  timeout ${SAN_TIMEOUT:-60} compute-sanitizer --tool $tool --error-exitcode 9 .dev/ltshim bench --size ${SAN_SIZE:-2} --rows lossless > $W/sanitizer_$tool.txt 2>&1
+  timeout ${SAN_TIMEOUT:-50} compute-sanitizer --tool $tool --error-exitcode 9 .dev/ltshim bench --size ${SAN_SIZE:-2} --rows lossless > $W/sanitizer_$tool.txt 2>&1
   echo "sanitizer_$tool $?" >> $W/exit_codes.txt
 done
 
