@@ -14,7 +14,7 @@ typedef unsigned long long u64;
 #define LTB_WARPS (LTB_THREADS / 32)
 #define FULL_MASK 0xffffffffu
 
-enum { CODEC_RAW = 0, CODEC_ZVC = 1, CODEC_INT8G = 2 };
+enum { CODEC_RAW = 0, CODEC_ZVC = 1, CODEC_INT8G = 2, CODEC_EXPF = 3 };
 enum { DT_U8 = 0, DT_F16 = 1, DT_BF16 = 2, DT_F32 = 3 };
 enum { ST_OK = 0, ST_MAGIC = 1, ST_CODEC = 2, ST_LENGTH = 3, ST_CHECKSUM = 4, ST_DTYPE = 5, ST_ALIGN = 6 };
 

@@ -5,6 +5,7 @@
 //                      a prefix sum of the block sizes (decoupled look-back), encodes it
 //   ltb_pack_head:     then the buffer header and the index's checksum
 //   ltb_decode_blocks: decodes blocks anywhere in device memory, verifying checksums
+// expf (the lossless float codec) lives in expf.cuh, dispatched beside the others per CTA.
 // Passes over a block take a thread's 16 vectors of 16 bytes into registers a few at a time
 // (for_each_vector). The dtype is a template argument below each kernel's dispatch, so no
 // per-element branch on it remains.
@@ -65,6 +66,8 @@ __device__ __forceinline__ void for_each_vector(const u8* in, u32 nvec, F f) {
         }
     }
 }
+
+#include "expf.cuh"
 
 struct EncodeParams {
     const u8* input;     // the buffer's bytes (16-byte aligned)
@@ -258,6 +261,7 @@ __device__ __forceinline__ PackSmem pack_smem(uint4* dyn, u32 block_size, int dt
 
 struct PackShared {
     u32 scratch[3 * LTB_WARPS];
+    ExpfShared expf;  // the expf code's range and bases, from analysis to write-out
     u8 tail_q[16];  // int8g's q bytes of the elements past the last whole vector
     u32 ticket;
     u64 offset;
@@ -579,6 +583,12 @@ __device__ BlockChoice choose_codec(const EncodeParams& p, const u8* src, u32 le
             // rejected: the q bytes go, the block comes back (rare: the error bound failed)
             stage_copy<false>(s.stage, src, len, [] {});
         }
+        // expf competes with raw and zvc (a block int8g took returned above); the stage holds
+        // the block again here
+        if (expf_min_len<T>(n, tail, sh.scratch) < c.payload_len) {
+            u32 e = expf_analyse<T, dt>(len, (const u8*)s.stage, s.prefix, sh.expf, sh.scratch);
+            if (e < c.payload_len) { c.codec = CODEC_EXPF; c.payload_len = e; }
+        }
     }
     return c;
 }
@@ -646,7 +656,7 @@ __device__ void copy_q_out(u8* dst, const PackSmem& s, const u8* tail_q, u32 n) 
 }
 
 // Block b, its choice made and its stage ready: header, payload and zero padding at hdr.
-template <typename T>
+template <typename T, int dt>
 __device__ void write_block(const EncodeParams& p, u32 len, BlockChoice c, u32 sum, u32 sum_dec, const PackSmem& s, u8* hdr, PackShared& sh) {
     u8* payload = hdr + 32;
     const u8* stage = (const u8*)s.stage;
@@ -657,6 +667,8 @@ __device__ void write_block(const EncodeParams& p, u32 len, BlockChoice c, u32 s
         copy_out(payload, (const u8*)s.maskw, words * 4);
         copy_out(payload + words * 4, stage, c.payload_len - words * 4 - tail);
         if (threadIdx.x < tail) payload[c.payload_len - tail + threadIdx.x] = stage[n * sizeof(T) + threadIdx.x];
+    } else if (c.codec == CODEC_EXPF) {
+        if constexpr (sizeof(T) >= 2) expf_write<T, dt>(payload, len, stage, s.prefix, sh.expf);
     } else {
         u32 groups = (n + p.group - 1) / p.group;
         for (u32 g = threadIdx.x; g < groups; g += LTB_THREADS) ((float*)payload)[g] = s.gs[g];
@@ -698,7 +710,7 @@ __device__ void pack_block(const EncodeParams& p, const PackState& st, const Buf
         }
     }
     __syncthreads();
-    write_block<T>(p, len, c, sum, sum_dec, s, head.out + sh.offset, sh);
+    write_block<T, dt>(p, len, c, sum, sum_dec, s, head.out + sh.offset, sh);
 }
 
 // Each CTA: stages its block in shared memory, chooses its codec as the CPU encoder would,
@@ -941,7 +953,7 @@ extern "C" __global__ void __launch_bounds__(LTB_THREADS, 4) ltb_decode_blocks(c
     u32 want = c.codec == CODEC_INT8G ? get_u32(h + 20) : get_u32(h + 16);
     if (h[0] != 'L' || h[1] != 'T' || h[2] != 'B' || h[3] != 'K' || h[4] != 1) st = ST_MAGIC;
     else if (c.dt > DT_F32) st = ST_DTYPE;
-    else if (c.codec > CODEC_INT8G) st = ST_CODEC;
+    else if (c.codec > CODEC_EXPF) st = ST_CODEC;
     c.w = st == ST_OK ? dtype_width(c.dt) : 1;
     c.n = c.len / c.w;
     c.ones = 0;
@@ -981,9 +993,24 @@ extern "C" __global__ void __launch_bounds__(LTB_THREADS, 4) ltb_decode_blocks(c
             tail_at = plen - tail;
         }
     }
+    ExpfDecode xd;
+    if (st == ST_OK && c.codec == CODEC_EXPF) {  // the code's table and the staged streams
+        u16* table = (u16*)prefix;
+        if (c.dt == DT_U8) st = ST_LENGTH;
+        else if (c.dt == DT_F32) st = expf_prepare<u32>(c.payload, plen, c.len, table, maskw, stage, STAGE_VECS, scratch, xd, &bad);
+        else st = expf_prepare<u16>(c.payload, plen, c.len, table, maskw, stage, STAGE_VECS, scratch, xd, &bad);
+    }
     u32 sum = 0;
     if (c.codec == CODEC_ZVC) mask = maskw;
-    if (st == ST_OK) {  // uniform over the CTA
+    if (st == ST_OK && c.codec == CODEC_EXPF) {
+        const u16* table = (const u16*)prefix;
+        const u8* sb = (const u8*)stage;
+        switch (c.dt) {
+            case DT_F16: sum = expf_decode<u16, DT_F16>(c.payload, c.len, table, maskw, sb, xd, d.out, &bad); break;
+            case DT_BF16: sum = expf_decode<u16, DT_BF16>(c.payload, c.len, table, maskw, sb, xd, d.out, &bad); break;
+            default: sum = expf_decode<u32, DT_F32>(c.payload, c.len, table, maskw, sb, xd, d.out, &bad); break;
+        }
+    } else if (st == ST_OK) {  // uniform over the CTA
         switch (c.dt) {
             case DT_U8: sum = decode_block<u8, DT_U8>(c, mask, prefix, stage, d.out); break;
             case DT_F16: sum = decode_block<u16, DT_F16>(c, mask, prefix, stage, d.out); break;
@@ -993,6 +1020,7 @@ extern "C" __global__ void __launch_bounds__(LTB_THREADS, 4) ltb_decode_blocks(c
         if (threadIdx.x == 0) sum += decode_rest(c, mask, prefix, tail_at, d.out);
     }
     __syncthreads();
+    if (st == ST_OK && c.codec == CODEC_EXPF && bad) st = ST_LENGTH;  // a stream that did not decode as its length says
     if (st == ST_OK && ltsum_final(block_sum_u32(sum, scratch), c.len) != want) st = ST_CHECKSUM;
     if (threadIdx.x == 0) status[blockIdx.x] = st;
 }

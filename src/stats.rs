@@ -70,7 +70,9 @@ pub const FALLBACKS: [(Fallback, &str); 10] = [
 /// Input and packed bytes per codec id, summed over every pack that encoded.
 static CODEC_IN: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 static CODEC_OUT: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
-const CODEC_NAMES: [&str; 8] = ["raw", "zvc", "int8g", "codec3", "codec4", "codec5", "codec6", "codec7"];
+fn codec_name(id: usize) -> &'static str {
+    ltblock::Codec::from_id(id as u8).map_or("unknown", |c| c.name())
+}
 
 pub fn codec_bytes(id: usize, input: u64, packed: u64) {
     if id < 8 {
@@ -391,8 +393,8 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("pack_host_ns", get(&C.pack_host_ns));
         o.num("restore_host_ns", get(&C.restore_host_ns));
         o.num("alloc_host_ns", get(&C.alloc_host_ns));
-        o.obj("bytes_in_by_codec", |f| CODEC_NAMES.iter().enumerate().filter(|(i, _)| get(&CODEC_IN[*i]) > 0).for_each(|(i, n)| f.num(n, get(&CODEC_IN[i]))));
-        o.obj("bytes_out_by_codec", |f| CODEC_NAMES.iter().enumerate().filter(|(i, _)| get(&CODEC_IN[*i]) > 0).for_each(|(i, n)| f.num(n, get(&CODEC_OUT[i]))));
+        o.obj("bytes_in_by_codec", |f| (0..8).filter(|&i| get(&CODEC_IN[i]) > 0).for_each(|i| f.num(codec_name(i), get(&CODEC_IN[i]))));
+        o.obj("bytes_out_by_codec", |f| (0..8).filter(|&i| get(&CODEC_IN[i]) > 0).for_each(|i| f.num(codec_name(i), get(&CODEC_OUT[i]))));
         o.num("steps", get(&C.steps));
         let steps = STEP_RESTORES.lock().1.clone();
         o.key("restores_per_step").push_str(&format!("{steps:?}"));

@@ -7,9 +7,11 @@
 //! blocks) and decode of many 2 MiB and 20 MiB buffers in one launch; any difference from the
 //! CPU reference makes the exit status 1. Without a GPU it says so and measures the CPU
 //! reference codecs, one core. Inputs are generated (seeded): weights from a normal
-//! distribution (int8g: bf16 at G = 128 and 16, f16 and f32 at G = 128), post-ReLU
+//! distribution (int8g: bf16 at G = 128 and 16, f16 and f32 at G = 128; expf: the same weights
+//! in lossless mode, with their size beside the blocks' exponent-entropy bound), post-ReLU
 //! activations in bf16 and f32 at 50/90/99% zeros, random bytes, all zeros; GPU inputs repeat
-//! a 64 MiB generated tile.
+//! a 64 MiB generated tile. Decode of many 2 MiB and 20 MiB buffers in one launch is measured
+//! for zvc (90% zeros) and expf (lossless bf16 weights).
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -19,11 +21,14 @@ use ltgpu::selfcheck::input;
 use crate::CliError;
 
 type Case = (&'static str, &'static str, DType, f64, Mode, u32);
-const CASES: [Case; 12] = [
+const CASES: [Case; 15] = [
     ("bf16 weights, normal", "weights", DType::BF16, 0.0, Mode::Lossy, 128),
     ("bf16 weights, normal, G=16", "weights", DType::BF16, 0.0, Mode::Lossy, 16),
     ("f16 weights, normal", "weights", DType::F16, 0.0, Mode::Lossy, 128),
     ("f32 weights, normal", "weights", DType::F32, 0.0, Mode::Lossy, 128),
+    ("bf16 weights, lossless", "weights", DType::BF16, 0.0, Mode::Lossless, 128),
+    ("f16 weights, lossless", "weights", DType::F16, 0.0, Mode::Lossless, 128),
+    ("f32 weights, lossless", "weights", DType::F32, 0.0, Mode::Lossless, 128),
     ("bf16 post-ReLU 50% zeros", "relu", DType::BF16, 0.5, Mode::Lossless, 128),
     ("bf16 post-ReLU 90% zeros", "relu", DType::BF16, 0.9, Mode::Lossless, 128),
     ("bf16 post-ReLU 99% zeros", "relu", DType::BF16, 0.99, Mode::Lossless, 128),
@@ -43,6 +48,7 @@ fn median3(mut f: impl FnMut() -> f64) -> f64 {
 pub fn run(args: &[String]) -> Result<ExitCode, CliError> {
     let mut size_mib: Option<usize> = None;
     let mut json_path = None;
+    let mut rows_filter: Option<String> = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -54,19 +60,26 @@ pub fn run(args: &[String]) -> Result<ExitCode, CliError> {
                 json_path = Some(args.get(i + 1).cloned().ok_or_else(|| CliError("--json needs a path".into()))?);
                 i += 1;
             }
+            "--rows" => {
+                rows_filter = Some(args.get(i + 1).cloned().ok_or_else(|| CliError("--rows needs a text that row names contain, e.g. lossless".into()))?);
+                i += 1;
+            }
             o => return Err(CliError(format!("unknown option {o:?} for bench"))),
         }
         i += 1;
     }
+    let cases: Vec<Case> = CASES.into_iter().filter(|c| rows_filter.as_ref().is_none_or(|f| c.0.contains(f.as_str()))).collect();
+    if cases.is_empty() {
+        return Err(CliError(format!("--rows {:?} matches no row", rows_filter.unwrap_or_default())));
+    }
     match ltgpu::Gpu::new(0) {
-        Ok(gpu) => return gpu_bench(&gpu, size_mib.unwrap_or(1024).max(2), json_path),
+        Ok(gpu) => return gpu_bench(&gpu, size_mib.unwrap_or(1024).max(2), json_path, &cases),
         Err(e) => println!("ltshim bench: no GPU to measure on ({e}); CPU reference codecs instead, one core, {} MiB inputs", size_mib.unwrap_or(64)),
     }
     let size_mib = size_mib.unwrap_or(64);
     let len = size_mib << 20;
-    let cases = CASES;
     let mut rows = Vec::new();
-    println!("{:<28} {:>7} {:>8} {:>12} {:>12} {:>8} {:>10}", "input", "codec", "ratio", "encode GB/s", "decode GB/s", "err %", "max err %");
+    println!("{:<28} {:>7} {:>8} {:>7} {:>7} {:>12} {:>12} {:>8} {:>10}", "input", "codec", "ratio", "size %", "bound %", "encode GB/s", "decode GB/s", "err %", "max err %");
     for (name, kind, dtype, zeros, mode, group) in cases {
         let data = input(kind, dtype, zeros, len);
         let opts = EncodeOptions { mode, dtype, group: group as usize, ..Default::default() };
@@ -89,8 +102,9 @@ pub fn run(args: &[String]) -> Result<ExitCode, CliError> {
         codecs.dedup();
         let err = s.blocks.iter().map(|b| b.rel_l2).fold(0f32, f32::max) as f64 * 100.0;
         let (eg, dg) = (len as f64 / enc / 1e9, len as f64 / dec / 1e9);
-        println!("{:<28} {:>7} {:>7.3}x {:>12.2} {:>12.2} {:>8.4} {:>10.4}", name, codecs.join("+"), s.ratio(), eg, dg, overall, err);
-        rows.push(serde_json::json!({"input": name, "codecs": codecs, "ratio": s.ratio(), "encode_gbps": eg, "decode_gbps": dg,
+        let bound = if mode == Mode::Lossless { entropy_bound(dtype, &data) } else { None };
+        println!("{:<28} {:>7} {:>7.3}x {:>6.2}% {:>7} {:>12.2} {:>12.2} {:>8.4} {:>10.4}", name, codecs.join("+"), s.ratio(), 100.0 / s.ratio(), show_bound(bound), eg, dg, overall, err);
+        rows.push(serde_json::json!({"input": name, "codecs": codecs, "ratio": s.ratio(), "size_fraction": 1.0 / s.ratio(), "entropy_bound_fraction": bound, "encode_gbps": eg, "decode_gbps": dg,
                                      "rel_l2": overall / 100.0, "max_rel_l2": err / 100.0, "bytes": len, "mode": if mode == Mode::Lossy { "lossy" } else { "lossless" }}));
     }
     if let Some(p) = json_path {
@@ -98,6 +112,16 @@ pub fn run(args: &[String]) -> Result<ExitCode, CliError> {
         std::fs::write(&p, serde_json::to_string_pretty(&doc).unwrap()).map_err(|e| CliError(format!("cannot write {p}: {e}")))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The blocks' exponent-entropy bound (`ltblock::codec::expf::entropy_bound`, summed over
+/// 64 KiB blocks) as a fraction of the input; None for u8 (shown for lossless rows only).
+fn entropy_bound(dtype: DType, data: &[u8]) -> Option<f64> {
+    dtype.is_float().then(|| data.chunks(ltblock::format::DEFAULT_BLOCK_SIZE).map(|b| ltblock::codec::expf::entropy_bound(b, dtype)).sum::<f64>() / data.len() as f64)
+}
+
+fn show_bound(b: Option<f64>) -> String {
+    b.map_or("-".into(), |b| format!("{:.2}%", b * 100.0))
 }
 
 /// Relative L2 error of `decoded` against `original` over the whole buffer (0 for u8).
@@ -144,7 +168,7 @@ fn selfcheck(gpu: &ltgpu::Gpu) -> Result<(serde_json::Value, bool), CliError> {
         println!("malformed block ({}): expected status {} ({}), got {:?}", c.what, c.expected_status, ltgpu::status_name(c.expected_status), c.got.as_ref().map_err(|e| e.to_string()));
     }
     let reported = malformed.iter().all(|c| c.reported());
-    println!("malformed blocks on the GPU: flipped byte, overlong header, misaligned output, bad magic {}; a good decode afterwards {}",
+    println!("malformed blocks on the GPU: flipped byte, overlong header, misaligned output, bad magic, expf rest/stream/length/code changes {}; a good decode afterwards {}",
              if reported { "reported as their errors" } else { "NOT all reported as expected" }, if healthy { "exact" } else { "FAILED" });
     let json = serde_json::json!({
         "sweep": sweep.iter().map(|c| serde_json::json!({"case": c.name, "packed_identical": c.packed_identical, "decode_identical": c.decode_identical})).collect::<Vec<_>>(),
@@ -152,7 +176,7 @@ fn selfcheck(gpu: &ltgpu::Gpu) -> Result<(serde_json::Value, bool), CliError> {
     Ok((json, bad.is_empty() && reported && healthy))
 }
 
-fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Result<ExitCode, CliError> {
+fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>, cases: &[Case]) -> Result<ExitCode, CliError> {
     let len = size_mib << 20;
     let tile_len = (64usize << 20).min(len);
     println!("ltshim bench: {} ({}), {size_mib} MiB inputs (a 64 MiB generated tile repeated), CUDA events, median of 5 after a warm-up", gpu.name, gpu.arch);
@@ -164,11 +188,12 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
     let copy_ms = median((0..5).map(|_| gpu.copy_ms(&dst, &src, len).map(|m| m as f64)).collect::<Result<Vec<_>, _>>().map_err(gerr)?);
     let copy_gbps = 2.0 * len as f64 / (copy_ms * 1e-3) / 1e9;
     println!("device-to-device copy: {copy_gbps:.0} GB/s counting bytes read plus written ({:.2} ms for {size_mib} MiB)", copy_ms);
-    println!("{:<26} {:>6} {:>8} {:>9} {:>7} {:>9} {:>7} {:>7} {:>9}  check", "input", "codec", "ratio", "enc GB/s", "enc %cp", "dec GB/s", "dec %cp", "err %", "max err %");
+    println!("{:<26} {:>6} {:>8} {:>7} {:>7} {:>9} {:>7} {:>9} {:>7} {:>7} {:>9}  check", "input", "codec", "ratio", "size %", "bound %", "enc GB/s", "enc %cp", "dec GB/s", "dec %cp", "err %", "max err %");
     let mut rows = Vec::new();
     let mut zvc90: Option<Vec<u8>> = None;
+    let mut expf_tile: Option<Vec<u8>> = None;
     let mut all_exact = true;
-    for (name, kind, dtype, zeros, mode, group) in CASES {
+    for &(name, kind, dtype, zeros, mode, group) in cases {
         let tile = input(kind, dtype, zeros, tile_len);
         let mut host = Vec::with_capacity(len);
         while host.len() < len {
@@ -195,6 +220,9 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
         if kind == "relu" && dtype == DType::BF16 && zeros == 0.9 {
             zvc90 = Some(tile.clone());
         }
+        if kind == "weights" && dtype == DType::BF16 && mode == Mode::Lossless {
+            expf_tile = Some(tile.clone());
+        }
         let ratio = summary.ratio();
         let enc_gbps = len as f64 / (enc_ms * 1e-3) / 1e9;
         let dec_gbps = len as f64 / (dec_ms * 1e-3) / 1e9;
@@ -208,8 +236,9 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
         let err = summary.blocks.iter().map(|b| b.rel_l2).fold(0f32, f32::max) as f64 * 100.0;
         let check = if mismatched == 0 && decode_ok { "bit-exact with CPU".to_string() } else { format!("MISMATCH: {mismatched} blocks differ, decode ok {decode_ok}") };
         let overall = overall_rel_l2(dtype, &tile, &expect_tile) * 100.0;
-        println!("{:<26} {:>6} {:>7.3}x {:>9.0} {:>6.0}% {:>9.0} {:>6.0}% {:>7.4} {:>9.4}  {}", name, codecs.join("+"), ratio, enc_gbps, enc_frac * 100.0, dec_gbps, dec_frac * 100.0, overall, err, check);
-        rows.push(serde_json::json!({"input": name, "codecs": codecs, "ratio": ratio, "encode_ms": enc_ms, "decode_ms": dec_ms,
+        let bound = if mode == Mode::Lossless { entropy_bound(dtype, &tile) } else { None };
+        println!("{:<26} {:>6} {:>7.3}x {:>6.2}% {:>7} {:>9.0} {:>6.0}% {:>9.0} {:>6.0}% {:>7.4} {:>9.4}  {}", name, codecs.join("+"), ratio, 100.0 / ratio, show_bound(bound), enc_gbps, enc_frac * 100.0, dec_gbps, dec_frac * 100.0, overall, err, check);
+        rows.push(serde_json::json!({"input": name, "codecs": codecs, "ratio": ratio, "size_fraction": 1.0 / ratio, "entropy_bound_fraction": bound, "encode_ms": enc_ms, "decode_ms": dec_ms,
             "encode_gbps_input": enc_gbps, "decode_gbps_input": dec_gbps, "encode_fraction_of_copy": enc_frac, "decode_fraction_of_copy": dec_frac,
             "first_encode_ms": packed.encode_ms, "rel_l2": overall / 100.0, "max_rel_l2": err / 100.0, "blocks": gb.len(), "blocks_mismatched": mismatched, "decode_exact": decode_ok}));
         if mismatched != 0 || !decode_ok {
@@ -220,9 +249,10 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
     let (checks, checks_ok) = selfcheck(gpu)?;
     all_exact &= checks_ok;
     // many small buffers (PyTorch segments), decoded in one launch
-    let tile = zvc90.expect("the 90% case ran");
     let mut small = Vec::new();
-    for seg_mib in [2usize, 20] {
+    // (for the rows that ran: --rows may have left one out)
+    let tiles: Vec<(&str, Vec<u8>)> = [("bf16 90%-zero (zvc)", zvc90), ("bf16 weights (expf)", expf_tile)].into_iter().filter_map(|(w, t)| t.map(|t| (w, t))).collect();
+    for ((what, tile), seg_mib) in tiles.iter().flat_map(|t| [(t, 2usize), (t, 20)]) {
         let seg = seg_mib << 20;
         let count = (len / seg).max(1);
         let dev_in = gpu.upload(&tile[..seg.min(tile.len())].repeat(seg.div_ceil(tile.len()))[..seg]).map_err(gerr)?;
@@ -236,8 +266,8 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>) -> Re
         let frac = (count * seg + packed_total) as f64 / (ms * 1e-3) / 1e9 / copy_gbps;
         let check = gpu.download(out.ptr + ((count - 1) * seg) as u64, seg).map_err(gerr)? == tile[..seg.min(tile.len())].repeat(seg.div_ceil(tile.len()))[..seg];
         all_exact &= check;
-        println!("decode of {count} x {seg_mib} MiB bf16 90%-zero buffers in one launch: {:.0} GB/s of output, {:.0}% of copy, last buffer exact: {check}", (count * seg) as f64 / (ms * 1e-3) / 1e9, frac * 100.0);
-        small.push(serde_json::json!({"buffer_mib": seg_mib, "buffers": count, "decode_ms": ms, "fraction_of_copy": frac, "exact": check}));
+        println!("decode of {count} x {seg_mib} MiB {what} buffers in one launch: {:.0} GB/s of output, {:.0}% of copy, last buffer exact: {check}", (count * seg) as f64 / (ms * 1e-3) / 1e9, frac * 100.0);
+        small.push(serde_json::json!({"input": what, "buffer_mib": seg_mib, "buffers": count, "decode_ms": ms, "fraction_of_copy": frac, "exact": check}));
     }
     if let Some(p) = json_path {
         let doc = serde_json::json!({"device": gpu.name, "arch": gpu.arch, "inputs_mib": size_mib, "copy_gbps_read_plus_write": copy_gbps, "rows": rows, "small_buffers": small, "selfcheck": checks});

@@ -113,3 +113,35 @@ fn help_after_a_subcommand_prints_the_usage() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("usage:"), "{sub} --help printed no usage");
     }
 }
+
+#[test]
+fn lossless_pack_of_dense_bf16_weights_uses_expf_and_round_trips() {
+    let (input, packed, output) = (tmp("e.safetensors"), tmp("e.lt"), tmp("e.out"));
+    let n = 300_000usize;
+    let header = format!("{{\"w\":{{\"dtype\":\"BF16\",\"shape\":[{n}],\"data_offsets\":[0,{}]}}}}", 2 * n);
+    let mut data = (header.len() as u64).to_le_bytes().to_vec();
+    data.extend_from_slice(header.as_bytes());
+    // dense weights: a sum of uniforms (close to normal), sigma ~0.02, rounded to bf16
+    let mut x = 0x2545_F491u64;
+    for _ in 0..n {
+        let mut v = 0f32;
+        for _ in 0..4 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v += (x % 10_000) as f32 / 10_000.0 - 0.5;
+        }
+        data.extend_from_slice(&((v * 0.035).to_bits() >> 16).to_le_bytes()[..2]);
+    }
+    std::fs::write(&input, &data).unwrap();
+    let p = ltshim(&["pack", s(&input), s(&packed), "--mode", "lossless"]);
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
+    let text = String::from_utf8_lossy(&ltshim(&["inspect", s(&packed)]).stdout).into_owned();
+    let expf_line = text.lines().find(|l| l.trim_start().starts_with("expf")).unwrap_or_else(|| panic!("no expf blocks:\n{text}"));
+    let blocks: usize = expf_line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(blocks >= 9, "{text}");
+    let size = std::fs::metadata(&packed).unwrap().len() as f64 / data.len() as f64;
+    assert!(size < 0.72, "packed to {size} of the file");
+    assert!(ltshim(&["unpack", s(&packed), s(&output)]).status.success());
+    assert!(std::fs::read(&output).unwrap() == data);
+}

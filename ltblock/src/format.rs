@@ -1,6 +1,6 @@
 //! The buffer container: header, index, blocks. See docs/FORMAT.md for the bytes.
 use crate::checksum::ltsum32;
-use crate::codec::{int8g, zvc, Codec};
+use crate::codec::{expf, int8g, zvc, Codec};
 use crate::{CodecError, DType};
 
 pub const BUFFER_MAGIC: &[u8; 4] = b"LTBF";
@@ -118,12 +118,21 @@ fn encode_block(bytes: &[u8], in_prefix: bool, opts: &EncodeOptions) -> (Vec<u8>
         best = (Codec::Zvc, z, sum, 0.0);
     }
     let w = dtype.width();
-    let could_win = opts.group > 0 && int8g::payload_len(bytes.len() / w, opts.group, bytes.len() % w) < best.1.len();
+    let (n, tail) = (bytes.len() / w, bytes.len() % w);
+    let could_win = opts.group > 0 && int8g::payload_len(n, opts.group, tail) < best.1.len();
     if opts.mode == Mode::Lossy && !in_prefix && could_win {
         if let Some(q) = int8g::encode(bytes, dtype, opts.group, opts.max_rel_l2) {
             if q.payload.len() < best.1.len() {
                 best = (Codec::Int8g, q.payload, ltsum32(&q.decoded), q.rel_l2);
                 max_abs_over_scale = q.max_abs_over_scale;
+            }
+        }
+    }
+    // expf competes with raw and zvc; a block int8g took stays int8g (docs/FORMAT.md)
+    if best.0 != Codec::Int8g && dtype.is_float() && n > 0 && expf::min_payload_len(n, dtype, tail) < best.1.len() {
+        if let Some(e) = expf::encode(bytes, dtype) {
+            if e.len() < best.1.len() {
+                best = (Codec::Expf, e, sum, 0.0);
             }
         }
     }
@@ -327,6 +336,7 @@ impl Parsed<'_> {
             Codec::Raw => (payload.len() == len).then(|| payload.to_vec()),
             Codec::Zvc => zvc::decode(payload, info.dtype, len),
             Codec::Int8g => int8g::decode(payload, info.dtype, info.group as usize, len),
+            Codec::Expf => expf::decode(payload, info.dtype, len),
         }
         .ok_or(CodecError::Inconsistent { block: Some(k), what: "payload length for its codec" })?;
         let want = if info.codec.is_lossy() { decoded_sum } else { original_sum };

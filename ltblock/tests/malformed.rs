@@ -4,7 +4,7 @@
 mod common;
 
 use common::{data, Rng};
-use ltblock::{decode, decode_block, encode, inspect, CodecError, DType, EncodeOptions, Mode};
+use ltblock::{decode, decode_block, encode, inspect, Codec, CodecError, DType, EncodeOptions, Mode};
 
 fn sample() -> (Vec<u8>, Vec<u8>) {
     let mut rng = Rng::new(20);
@@ -13,9 +13,72 @@ fn sample() -> (Vec<u8>, Vec<u8>) {
     (input, packed)
 }
 
+/// Dense bf16 and f32 weights in lossless mode: expf blocks (two whole, one short, an odd
+/// length with a partial element), beside a zvc block.
+fn expf_samples() -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut rng = Rng::new(22);
+    [(DType::BF16, 2048 * 2 + 905), (DType::F32, 4096 * 2 + 1503)]
+        .into_iter()
+        .map(|(dtype, len)| {
+            let mut input = data(&mut rng, dtype, len, 0.0, false);
+            input.extend(vec![0u8; 1024]);
+            let packed = encode(&input, &EncodeOptions { dtype, block_size: len / 2 - len / 2 % 16, ..Default::default() });
+            let codecs: Vec<Codec> = inspect(&packed).unwrap().blocks.iter().map(|b| b.codec).collect();
+            assert!(codecs[..2].iter().all(|&c| c == Codec::Expf) && codecs.contains(&Codec::Zvc), "{dtype:?}: {codecs:?}");
+            (input, packed)
+        })
+        .collect()
+}
+
+fn all_samples() -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut v = vec![sample()];
+    v.extend(expf_samples());
+    v
+}
+
 #[test]
 fn every_truncation_is_an_error() {
-    let (_, packed) = sample();
+    for (_, packed) in all_samples() {
+        every_truncation_of(&packed);
+    }
+}
+
+#[test]
+fn every_single_byte_change_is_an_error_or_exact() {
+    for (input, packed) in all_samples() {
+        every_byte_change_of(&input, &packed);
+    }
+}
+
+/// Changes inside an expf block's streams, code and stream lengths come back as errors of
+/// that block: never a panic, never wrong bytes.
+#[test]
+fn every_byte_change_of_an_expf_block_is_an_error_of_that_block() {
+    for (input, packed) in expf_samples() {
+        let off = |k: usize| u64::from_le_bytes(packed[40 + 8 * k..48 + 8 * k].try_into().unwrap()) as usize;
+        let (start, end) = (off(1), off(2));
+        for i in start..end {
+            for delta in [1u8, 0x80, 0xff] {
+                let mut bad = packed.clone();
+                bad[i] ^= delta;
+                match decode(&bad) {
+                    Err(e) => {
+                        let named = matches!(e, CodecError::Checksum { block: 1 } | CodecError::Inconsistent { block: Some(1), .. } | CodecError::BadMagic { block: Some(1) } | CodecError::UnsupportedVersion { block: Some(1), .. } | CodecError::UnknownCodec { block: 1, .. } | CodecError::UnknownDType { block: Some(1), .. });
+                        assert!(named, "byte {} of block 1 ^ {delta:#x}: {e}", i - start);
+                    }
+                    Ok(out) => {
+                        // only the stored error figure and group size (information only for
+                        // a lossless block) may change unnoticed
+                        assert!((24..30).contains(&(i - start)), "byte {} of block 1 ^ {delta:#x} decoded", i - start);
+                        assert_eq!(out, input);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn every_truncation_of(packed: &[u8]) {
     for n in 0..packed.len() {
         let e = decode(&packed[..n]).expect_err("truncated data decoded");
         let msg = e.to_string();
@@ -24,13 +87,11 @@ fn every_truncation_is_an_error() {
     }
 }
 
-#[test]
-fn every_single_byte_change_is_an_error_or_exact() {
-    let (input, packed) = sample();
-    let lossless_input = input.clone();
+fn every_byte_change_of(input: &[u8], packed: &[u8]) {
+    let lossless_input = input.to_vec();
     for i in 0..packed.len() {
         for delta in [1u8, 0x80] {
-            let mut bad = packed.clone();
+            let mut bad = packed.to_vec();
             bad[i] ^= delta;
             match decode(&bad) {
                 Err(e) => assert!(!e.to_string().is_empty()),

@@ -24,6 +24,7 @@ pub mod selfcheck;
 
 pub const COMMON: &str = include_str!("../../kernels/common.cuh");
 pub const LTBLOCK: &str = include_str!("../../kernels/ltblock.cu");
+pub const EXPF: &str = include_str!("../../kernels/expf.cuh");
 /// The packing engine's kernel (`packer::Packer::unchanged`), in the same module.
 pub const RESIDENT: &str = include_str!("../../kernels/resident.cu");
 pub const THREADS: u32 = 256;
@@ -77,7 +78,7 @@ fn d<T>(call: &'static str, r: Result<T, drv::DriverError>) -> Result<T, GpuErro
 
 /// The kernels' source as one translation unit (NVRTC gets no include paths).
 pub fn source() -> String {
-    LTBLOCK.replace("#include \"common.cuh\"", COMMON) + RESIDENT
+    LTBLOCK.replace("#include \"common.cuh\"", COMMON).replace("#include \"expf.cuh\"", EXPF) + RESIDENT
 }
 
 /// Compiles the kernels to a cubin for `arch` (e.g. "sm_90"). Needs NVRTC, not a GPU.
@@ -182,12 +183,18 @@ struct BufferHead {
 }
 
 /// Dynamic shared memory of the pack kernel, laid out as its `pack_smem` does: the staged
-/// block, the zvc mask words of a block, then the larger of zvc's prefix sums and int8g's three
-/// words a group. Less of it lets more CTAs share an SM (three for bf16 at G = 128).
+/// block, the zvc mask words of a block, then the larger of zvc's prefix sums, int8g's three
+/// words a group and (float dtypes) expf's tables. Less of it lets more CTAs share an SM
+/// (three for bf16 at G = 128).
 fn pack_shared_bytes(p: &EncodeParams) -> u32 {
-    let words = p.block_size / ltblock::DType::from_id(p.dtype as u8).map_or(1, |d| d.width() as u32) / 32;
-    p.block_size + 4 * words + (4 * words).max(12 * p.max_groups)
+    let width = ltblock::DType::from_id(p.dtype as u8).map_or(1, |d| d.width() as u32);
+    let words = p.block_size / width / 32;
+    let expf = if width >= 2 { EXPF_REGION_BYTES } else { 0 };
+    p.block_size + 4 * words + (4 * words).max(12 * p.max_groups).max(expf)
 }
+
+/// expf's tables in the pack kernel's region (EXPF_REGION_WORDS in kernels/expf.cuh).
+const EXPF_REGION_BYTES: u32 = 4096;
 
 /// At least the most `pack_shared_bytes` asks for: a u8 block's mask words (one a 32 bytes)
 /// and the int8g region for MAX_GROUPS groups.

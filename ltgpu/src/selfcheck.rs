@@ -24,13 +24,29 @@ impl Rng {
 }
 
 /// `len` bytes of one kind of input: "weights" (normal, σ = 0.02), "relu" (|normal| + 1e-3 with
-/// a fraction `zeros` of zeros), "random" bytes or "zeros".
+/// a fraction `zeros` of zeros), "random" bytes, "zeros", "oneexp" (every element in [1, 2):
+/// one exponent) or "everyexp" (random bits, the exponent field cycling through all 256
+/// values; f16: random bits).
 pub fn input(kind: &str, dtype: DType, zeros: f64, len: usize) -> Vec<u8> {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut out = vec![0u8; len];
     match kind {
         "random" => out.iter_mut().for_each(|b| *b = rng.next() as u8),
         "zeros" => {}
+        "oneexp" => (0..len / dtype.width()).for_each(|i| dtype.store(&mut out, i, 1.0 + (rng.next() % 1000) as f32 / 1000.0)),
+        "everyexp" => {
+            let w = dtype.width();
+            for i in 0..len / w {
+                let bits = rng.next() as u32;
+                let e = (i % 256) as u32;
+                let bits = match dtype {
+                    DType::BF16 => (bits & !(0xff << 7)) | (e << 7),
+                    DType::F32 => (bits & !(0xff << 23)) | (e << 23),
+                    _ => bits,
+                };
+                out[i * w..i * w + w].copy_from_slice(&bits.to_le_bytes()[..w]);
+            }
+        }
         _ => {
             for i in 0..len / dtype.width() {
                 let v = rng.normal();
@@ -57,8 +73,9 @@ pub struct SweepCase {
 /// Odd lengths, partial blocks and elements, every int8g group-size path of the kernels (a
 /// power of two, a multiple of the vector that is not one, one that splits vectors, groups
 /// larger than a warp, too many groups for one block), NaN, Inf, a group below 2^-120 (bf16) or
-/// of f16 subnormals, and -0.0: the whole GPU buffer (header, index, blocks) must equal the
-/// CPU reference's, and so must its decode.
+/// of f16 subnormals, and -0.0; expf on every float dtype, odd lengths, special values, one
+/// exponent and all 256: the whole GPU buffer (header, index, blocks) must equal the CPU
+/// reference's, and so must its decode.
 pub fn exactness_sweep(gpu: &Gpu) -> Result<Vec<SweepCase>, GpuError> {
     let mut cases: Vec<(&str, DType, f64, Mode, u32, usize)> = Vec::new();
     for g in [128, 32, 48, 100, 1024, 16, 8] {
@@ -75,6 +92,21 @@ pub fn exactness_sweep(gpu: &Gpu) -> Result<Vec<SweepCase>, GpuError> {
     cases.push(("relu", DType::F32, 0.5, Mode::Lossy, 128, 2 * 65536 + 30));
     cases.push(("random", DType::U8, 0.0, Mode::Lossy, 128, 65536 + 5));
     cases.push(("zeros", DType::F32, 0.0, Mode::Lossless, 128, 100));
+    // expf: odd lengths (a partial vector and a partial element), a short block, every dtype,
+    // NaN/Inf/subnormals/-0.0, one exponent only, all 256 exponents, blocks int8g refuses in
+    // lossy mode
+    cases.push(("weights", DType::BF16, 0.0, Mode::Lossless, 128, 3 * 65536 + 4099));
+    cases.push(("weights", DType::F16, 0.0, Mode::Lossless, 128, 2 * 65536 + 1003));
+    cases.push(("weights", DType::F32, 0.0, Mode::Lossless, 128, 2 * 65536 + 1003));
+    cases.push(("weights", DType::BF16, 0.0, Mode::Lossless, 128, 1000));
+    cases.push(("weights", DType::F32, 0.0, Mode::Lossless, 128, 4 * 65536));
+    cases.push(("special", DType::BF16, 0.0, Mode::Lossless, 128, 4 * 65536));
+    cases.push(("special", DType::F16, 0.0, Mode::Lossless, 128, 4 * 65536));
+    cases.push(("oneexp", DType::BF16, 0.0, Mode::Lossless, 128, 65536 + 14));
+    cases.push(("oneexp", DType::F32, 0.0, Mode::Lossless, 128, 65536 + 7));
+    cases.push(("everyexp", DType::BF16, 0.0, Mode::Lossless, 128, 2 * 65536));
+    cases.push(("everyexp", DType::F32, 0.0, Mode::Lossless, 128, 65536 + 16384));
+    cases.push(("special", DType::BF16, 0.0, Mode::Lossy, 16, 4 * 65536));
     let mut results = Vec::new();
     for (kind, dtype, zeros, mode, group, len) in cases {
         let mut data = input(if kind == "special" { "weights" } else { kind }, dtype, zeros, len);
@@ -161,5 +193,47 @@ pub fn malformed_checks(gpu: &Gpu) -> Result<(Vec<MalformedCase>, bool), GpuErro
         cases.push(MalformedCase { what, expected_status, got: decode_with(&bytes, cut, shift)? });
     }
     let healthy = decode_with(&good, 0, 0)?.is_ok() && gpu.download(out.ptr, data.len())? == data;
+    let (expf_cases, expf_healthy) = malformed_expf(gpu)?;
+    cases.extend(expf_cases);
+    Ok((cases, healthy && expf_healthy))
+}
+
+/// expf blocks (lossless bf16 weights): a flipped rest byte (status 4), a changed stream
+/// length (3), a code length over 12 (3), a flipped stream byte (3 or 4: the stream no longer
+/// ends where its length says, or decodes to other bytes; this case expects 4 only when the
+/// CPU reference says checksum).
+fn malformed_expf(gpu: &Gpu) -> Result<(Vec<MalformedCase>, bool), GpuError> {
+    let data = input("weights", DType::BF16, 0.0, 2 * 65536);
+    let opts = GpuEncode { dtype: DType::BF16, lossy: false, group: 128, max_rel_l2: 0.01 };
+    let dev_in = gpu.upload(&data)?;
+    let packed = gpu.encode(dev_in.ptr, data.len(), opts)?;
+    let good = gpu.download(packed.buf.ptr, packed.len)?;
+    let out = gpu.alloc(data.len())?;
+    let b0 = packed.offsets[0] as usize;
+    let p = b0 + 32; // the payload: 32768 rest bytes, then the code
+    let nsyms = good[p + 32768 + 1] as usize + 1;
+    let lens_at = p + 32768 + 4 + nsyms.div_ceil(2);
+    let decode_with = |bytes: &[u8]| -> Result<Result<f32, GpuError>, GpuError> {
+        let dev = gpu.upload(bytes)?;
+        let copy = Packed { buf: dev, len: packed.len, offsets: packed.offsets.clone(), choices: Vec::new(), encode_ms: 0.0 };
+        Ok(gpu.decode(&descs_for(&copy, out.ptr)))
+    };
+    let mut rest = good.clone();
+    rest[p + 100] ^= 0x01;
+    let mut stream_len = good.clone();
+    stream_len[lens_at + 7] ^= 0x01;
+    let mut code = good.clone();
+    code[p + 32768 + 4] |= 0x0f; // the first symbol's length 15
+    let mut stream = good.clone();
+    stream[lens_at + 256 + 40] ^= 0x10;
+    let cpu_status = match ltblock::decode(&stream) {
+        Err(ltblock::CodecError::Checksum { .. }) => 4,
+        _ => 3,
+    };
+    let mut cases = Vec::new();
+    for (what, bytes, expected_status) in [("expf: flipped rest byte", rest, 4), ("expf: changed stream length", stream_len, 3), ("expf: code length over 12", code, 3), ("expf: flipped stream byte", stream, cpu_status)] {
+        cases.push(MalformedCase { what, expected_status, got: decode_with(&bytes)? });
+    }
+    let healthy = decode_with(&good)?.is_ok() && gpu.download(out.ptr, data.len())? == data;
     Ok((cases, healthy))
 }

@@ -38,10 +38,12 @@ fn malformed_blocks_come_back_as_their_errors() {
 fn many_buffers_of_different_codecs_decode_in_one_launch() {
     let Some(gpu) = gpu_or_skip() else { return };
     let opts = GpuEncode { dtype: ltblock::DType::BF16, lossy: true, group: 128, max_rel_l2: 0.01 };
-    let sizes = [2 << 20, 65536 + 1000, 3 << 20];
-    let inputs: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| input(if i == 1 { "weights" } else { "relu" }, opts.dtype, 0.9, n)).collect();
+    let sizes = [2 << 20, 65536 + 1000, 3 << 20, (2 << 20) + 4099];
+    let inputs: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| input(if i % 2 == 1 { "weights" } else { "relu" }, opts.dtype, 0.9, n)).collect();
     let dev: Vec<_> = inputs.iter().map(|d| gpu.upload(d).unwrap()).collect();
-    let packs: Vec<_> = dev.iter().zip(&sizes).map(|(d, &n)| gpu.encode(d.ptr, n, opts).unwrap()).collect();
+    // the last buffer lossless: expf blocks in the same launch as int8g and zvc ones
+    let lossless = GpuEncode { lossy: false, ..opts };
+    let packs: Vec<_> = dev.iter().zip(&sizes).enumerate().map(|(i, (d, &n))| gpu.encode(d.ptr, n, if i == 3 { lossless } else { opts }).unwrap()).collect();
     let slot = |n: usize| (n.div_ceil(16) * 16) as u64;
     let out = gpu.alloc(sizes.iter().map(|&n| slot(n) as usize).sum()).unwrap();
     let (mut at, mut descs) = (0u64, Vec::new());
@@ -51,9 +53,14 @@ fn many_buffers_of_different_codecs_decode_in_one_launch() {
     }
     gpu.decode(&descs).unwrap();
     let mut at = 0u64;
-    for (d, &n) in inputs.iter().zip(&sizes) {
+    let codecs: Vec<ltblock::Codec> = packs.iter().flat_map(|p| ltblock::inspect(&gpu.download(p.buf.ptr, p.len).unwrap()).unwrap().blocks.into_iter().map(|b| b.codec)).collect();
+    for c in [ltblock::Codec::Zvc, ltblock::Codec::Int8g, ltblock::Codec::Expf] {
+        assert!(codecs.contains(&c), "no {c:?} block in the launch");
+    }
+    for (i, (d, &n)) in inputs.iter().zip(&sizes).enumerate() {
         let got = gpu.download(out.ptr + at, n).unwrap();
-        let cpu = ltblock::encode(d, &ltblock::EncodeOptions { mode: ltblock::Mode::Lossy, dtype: opts.dtype, ..Default::default() });
+        let mode = if i == 3 { ltblock::Mode::Lossless } else { ltblock::Mode::Lossy };
+        let cpu = ltblock::encode(d, &ltblock::EncodeOptions { mode, dtype: opts.dtype, ..Default::default() });
         assert_eq!(got, ltblock::decode(&cpu).unwrap(), "buffer of {n} bytes");
         at += slot(n);
     }

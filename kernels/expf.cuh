@@ -1,0 +1,481 @@
+// expf on the GPU (ltblock/src/codec/expf.rs, docs/FORMAT.md): the exponents Huffman-coded in
+// 256 streams, stream t holding the symbols of the vectors thread t owns (v = t + 256k), so a
+// CTA decodes a block with each thread walking its own stream through a 4096-entry table in
+// shared memory while its stores stay those of the other codecs (a warp writes 512 contiguous
+// bytes). Included by ltblock.cu after its helpers (vec_terms, for_each_vector).
+#pragma once
+
+#define EXPF_L 12
+#define EXPF_TABLE (1 << EXPF_L)
+#define EXPF_STREAMS 256
+#define EXPF_MAX_STREAM_BYTES 32512
+
+// ---- symbols and rest (the table in FORMAT.md) ----
+template <int dt>
+__device__ __forceinline__ u32 expf_sym(u32 bits) {
+    if (dt == DT_F16) { u32 hi = (bits >> 8) & 0xffu; return ((hi << 1) | (hi >> 7)) & 0xffu; }
+    if (dt == DT_BF16) return (bits >> 7) & 0xffu;
+    return (bits >> 23) & 0xffu;
+}
+template <int dt>
+__device__ __forceinline__ u32 expf_rest(u32 bits) {
+    if (dt == DT_F16) return bits & 0xffu;
+    if (dt == DT_BF16) return (bits & 0x7fu) | ((bits >> 8) & 0x80u);
+    return (bits & 0x7fffffu) | ((bits >> 8) & 0x800000u);
+}
+template <int dt>
+__device__ __forceinline__ u32 expf_join(u32 sym, u32 rest) {
+    if (dt == DT_F16) return ((((sym >> 1) | (sym << 7)) & 0xffu) << 8) | (rest & 0xffu);
+    if (dt == DT_BF16) return ((rest & 0x80u) << 8) | (sym << 7) | (rest & 0x7fu);
+    return ((rest & 0x800000u) << 8) | (sym << 23) | (rest & 0x7fffffu);
+}
+template <typename T>
+__device__ __forceinline__ u32 expf_rest_width() { return sizeof(T) == 4 ? 3 : 1; }
+
+// Element j of a 16-byte vector (E = 16 / sizeof(T) elements), zero-extended.
+template <typename T>
+__device__ __forceinline__ u32 vec_elem(const uint4& x, u32 j) {
+    const u32 w[4] = {x.x, x.y, x.z, x.w};
+    if (sizeof(T) == 4) return w[j];
+    return (w[j / 2] >> (16 * (j % 2))) & 0xffffu;
+}
+
+// Symbols in stream t of a block of n elements (ltblock expf::stream_count).
+template <typename T>
+__device__ __forceinline__ u32 expf_stream_count(u32 n, u32 t) {
+    const u32 E = 16 / sizeof(T);
+    u32 vecs = (n + E - 1) / E;
+    if (t >= vecs) return 0;
+    u32 mine = (vecs - 1 - t) / EXPF_STREAMS + 1, last = t + (mine - 1) * EXPF_STREAMS;
+    return (mine - 1) * E + min(n - last * E, E);
+}
+
+// ---- the encoder ----
+// Its tables live in the pack kernel's region (PackSmem::prefix, >= EXPF_REGION_WORDS words,
+// free until zvc's compaction, which never runs for an expf block):
+//   phase 1: per-warp histograms, 8 x 128 words (two 16-bit counts a word: a warp counts at
+//            most 4096 + 7 elements);
+//   after:   cnt[256] | hf[256] (Huffman work; then ce[s] = code << 4 | length) |
+//            hs[256] (u8, sorted symbols) | ln[256] (u8) | tb[256] (stream byte offsets)
+#define EXPF_REGION_WORDS 1024
+struct ExpfTables {
+    u32* hist;
+    u32* cnt;
+    u32* hf;
+    u32* ce;
+    u8* hs;
+    u8* ln;
+    u32* tb;
+};
+__device__ __forceinline__ ExpfTables expf_tables(u32* region) {
+    ExpfTables x;
+    x.hist = region;
+    x.cnt = region;
+    x.hf = region + 256;
+    x.ce = region + 256;
+    x.hs = (u8*)(region + 512);
+    x.ln = (u8*)(region + 576);
+    x.tb = region + 640;
+    return x;
+}
+
+struct ExpfShared {
+    u32 lo, nsyms, ok, total;
+    u32 base[EXPF_L + 1];  // base[l]: 12-bit position where codes of length l start
+};
+
+// Moffat and Katajainen's in-place minimum-redundancy lengths of a[0..n) (ascending
+// frequencies, n >= 2), then limited to EXPF_L and given back by frequency, into ln[] and
+// base[] (ltblock expf::{minimum_redundancy, limit_lengths, code_lengths}). One thread.
+__device__ bool expf_huffman(u32* a, const u8* hs, u32 n, u8* ln, u32* base) {
+    a[0] += a[1];
+    u32 root = 0, leaf = 2;
+    for (u32 next = 1; next < n - 1; next++) {
+        if (leaf >= n || a[root] < a[leaf]) { a[next] = a[root]; a[root++] = next; }
+        else a[next] = a[leaf++];
+        if (leaf >= n || (root < next && a[root] < a[leaf])) { a[next] += a[root]; a[root++] = next; }
+        else a[next] += a[leaf++];
+    }
+    a[n - 2] = 0;
+    for (int next = (int)n - 3; next >= 0; next--) a[next] = a[a[next]] + 1;
+    int avail = 1, used = 0, rt = (int)n - 2, nx = (int)n - 1;
+    u32 depth = 0;
+    while (avail > 0) {
+        while (rt >= 0 && a[rt] == depth) { used++; rt--; }
+        while (avail > used) { a[nx--] = depth; avail--; }
+        avail = 2 * used; depth++; used = 0;
+    }
+    u32 bl[EXPF_L + 1];
+    for (u32 d = 0; d <= EXPF_L; d++) bl[d] = 0;
+    for (u32 i = 0; i < n; i++) bl[min(max(a[i], 1u), (u32)EXPF_L)]++;
+    u32 total = 0;
+    for (u32 d = 1; d <= EXPF_L; d++) total += bl[d] << (EXPF_L - d);
+    while (total > (1u << EXPF_L)) {
+        if (bl[EXPF_L] == 0) return false;
+        bl[EXPF_L]--;
+        int d = EXPF_L - 1;
+        while (d >= 1 && bl[d] == 0) d--;
+        if (d < 1) return false;
+        bl[d]--; bl[d + 1] += 2;
+        total--;
+    }
+    u32 k = n, pos = 0;
+    for (u32 d = 1; d <= EXPF_L; d++) {
+        base[d] = pos;
+        pos += bl[d] << (EXPF_L - d);
+        for (u32 j = 0; j < bl[d]; j++) ln[hs[--k]] = (u8)d;
+    }
+    return true;
+}
+
+// The symbols of stream t (thread t): calls f(sym) for each in order, from the staged block.
+template <typename T, int dt, typename F>
+__device__ __forceinline__ void expf_each_symbol(const u8* stage, u32 n, F f) {
+    const u32 E = 16 / sizeof(T);
+    u32 nvec = n / E;  // whole vectors of whole elements
+#pragma unroll 2
+    for (u32 v = threadIdx.x; v < nvec; v += EXPF_STREAMS) {
+        uint4 x = ((const uint4*)stage)[v];
+#pragma unroll
+        for (u32 j = 0; j < E; j++) f(expf_sym<dt>(vec_elem<T>(x, j)));
+    }
+    if (nvec * E < n && threadIdx.x == nvec % EXPF_STREAMS)
+        for (u32 i = nvec * E; i < n; i++) f(expf_sym<dt>((u32)((const T*)stage)[i]));
+}
+
+// The smallest payload expf could have (every symbol one bit): ltblock expf::min_payload_len.
+template <typename T>
+__device__ __forceinline__ u32 expf_min_len(u32 n, u32 tail, u32* scratch) {
+    u32 bytes = (expf_stream_count<T>(n, threadIdx.x) + 7) / 8;
+    return n * expf_rest_width<T>() + 4 + 1 + EXPF_STREAMS + block_sum_u32(bytes, scratch) + tail;
+}
+
+// The expf payload length of the staged block (0xffffffff when expf does not apply), its
+// code left in the tables for expf_write. All threads call.
+template <typename T, int dt>
+__device__ u32 expf_analyse(u32 len, const u8* stage, u32* region, ExpfShared& xs, u32* scratch) {
+    const u32 w = sizeof(T);
+    u32 n = len / w, tail = len - n * w;
+    ExpfTables x = expf_tables(region);
+    u32 warp = threadIdx.x / 32;
+    for (u32 i = threadIdx.x; i < EXPF_REGION_WORDS; i += LTB_THREADS) x.hist[i] = 0;
+    __syncthreads();
+    u32* mine = x.hist + warp * 128;
+    expf_each_symbol<T, dt>(stage, n, [&](u32 s) { atomicAdd(&mine[s / 2], 1u << (16 * (s % 2))); });
+    __syncthreads();
+    u32 s = threadIdx.x, c = 0;
+    for (u32 wp = 0; wp < LTB_WARPS; wp++) c += (x.hist[wp * 128 + s / 2] >> (16 * (s % 2))) & 0xffffu;
+    __syncthreads();
+    x.cnt[s] = c;
+    x.ln[s] = 0;
+    u32 lo_inv = c ? 256 - s : 0, hi1 = c ? s + 1 : 0, present = c ? 1 : 0;
+    block_reduce3(lo_inv, hi1, present, max_u32, max_u32, add_u32, scratch);  // synchronises
+    u32 lo = 256 - lo_inv, hi = hi1 - 1;
+    if (c) {  // rank by (count, symbol) among the present symbols
+        u32 rank = 0;
+        for (u32 o = lo; o <= hi; o++) {
+            u32 co = x.cnt[o];
+            rank += co && (co < c || (co == c && o < s));
+        }
+        x.hf[rank] = c;
+        x.hs[rank] = (u8)s;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        xs.lo = lo;
+        xs.nsyms = hi - lo + 1;
+        if (present == 1) {
+            x.ln[x.hs[0]] = 1;
+            xs.base[1] = 0;
+            xs.ok = 1;
+        } else {
+            xs.ok = expf_huffman(x.hf, x.hs, present, x.ln, xs.base);
+        }
+    }
+    __syncthreads();
+    // canonical codes: base of the length, plus the rank among shorter-numbered symbols of it
+    u32 l = x.ln[s];
+    if (l) {
+        u32 r = 0;
+        for (u32 o = lo; o < s; o++) r += x.ln[o] == l;
+        x.ce[s] = (((xs.base[l] >> (EXPF_L - l)) + r) << 4) | l;
+    }
+    __syncthreads();
+    u32 bits = 0;
+    expf_each_symbol<T, dt>(stage, n, [&](u32 sy) { bits += x.ce[sy] & 15u; });
+    u32 bytes = (bits + 7) / 8;
+    x.tb[threadIdx.x] = bytes;
+    __syncthreads();
+    u32 total = block_exclusive_scan(x.tb, EXPF_STREAMS, scratch);  // synchronises
+    if (threadIdx.x == 0) xs.total = total;
+    bool ok = xs.ok && total <= EXPF_MAX_STREAM_BYTES;
+    return ok ? n * expf_rest_width<T>() + 4 + (xs.nsyms + 1) / 2 + EXPF_STREAMS + total + tail : 0xffffffffu;
+}
+
+// Writes thread t's stream to global memory from byte address p on, MSB first: whole words
+// where they lie inside the stream, bytes at its two ends (the neighbours' streams share
+// those words).
+struct ExpfBitWriter {
+    u8* p;       // the stream's first byte
+    u32* base;   // the aligned word holding it
+    u32 pre;     // bytes of that word before the stream
+    u64 acc;
+    u32 nacc;    // bits in acc (the first word counts its `pre` bytes as bits already there)
+    u32 word;    // words emitted
+    __device__ __forceinline__ void init(u8* start) {
+        p = start;
+        pre = (u32)((size_t)start & 3);
+        base = (u32*)(start - pre);
+        acc = 0; nacc = 8 * pre; word = 0;
+    }
+    __device__ __forceinline__ void bytes_of(u32 w, u32 from, u32 to) {
+        for (u32 k = from; k < to; k++) ((u8*)base)[4 * word + k] = (u8)(w >> (24 - 8 * k));
+    }
+    __device__ __forceinline__ void put(u32 code, u32 len) {
+        acc = (acc << len) | code;
+        nacc += len;
+        if (nacc >= 32) {
+            u32 w = (u32)(acc >> (nacc - 32));
+            if (word == 0 && pre) bytes_of(w, pre, 4);
+            else base[word] = __byte_perm(w, 0, 0x0123);
+            word++;
+            nacc -= 32;
+        }
+    }
+    __device__ __forceinline__ void finish() {
+        if (nacc == 0) return;
+        u32 w = (u32)(acc << (32 - nacc));
+        bytes_of(w, word == 0 ? pre : 0, (nacc + 7) / 8);
+    }
+};
+
+// The expf payload of the staged block (its code from expf_analyse) at `payload`.
+template <typename T, int dt>
+__device__ void expf_write(u8* payload, u32 len, const u8* stage, u32* region, const ExpfShared& xs) {
+    const u32 E = 16 / sizeof(T), w = sizeof(T), r = expf_rest_width<T>();
+    u32 n = len / w, tail = len - n * w, nvec = n / E;
+    ExpfTables x = expf_tables(region);
+    u32 A = n * r, nib = A + 4, lens_at = nib + (xs.nsyms + 1) / 2, streams_at = lens_at + EXPF_STREAMS;
+    // the rest plane: E rest values a vector, one store (16-bit dtypes) or three (f32)
+    for (u32 v = threadIdx.x; v < nvec; v += LTB_THREADS) {
+        uint4 q = ((const uint4*)stage)[v];
+        if constexpr (sizeof(T) == 2) {
+            u32 b[8];
+#pragma unroll
+            for (u32 j = 0; j < 8; j++) b[j] = expf_rest<dt>(vec_elem<T>(q, j));
+            ((uint2*)payload)[v] = make_uint2(b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24), b[4] | (b[5] << 8) | (b[6] << 16) | (b[7] << 24));
+        } else {
+            u32 b[4];
+#pragma unroll
+            for (u32 j = 0; j < 4; j++) b[j] = expf_rest<dt>(vec_elem<T>(q, j));
+            u32* o = (u32*)(payload + 12 * v);
+            o[0] = b[0] | (b[1] << 24);
+            o[1] = (b[1] >> 8) | (b[2] << 16);
+            o[2] = (b[2] >> 16) | (b[3] << 8);
+        }
+    }
+    for (u32 i = nvec * E + threadIdx.x; i < n; i += LTB_THREADS) {
+        u32 rest = expf_rest<dt>((u32)((const T*)stage)[i]);
+        for (u32 k = 0; k < r; k++) payload[i * r + k] = (u8)(rest >> (8 * k));
+    }
+    // the code header, its lengths, the stream lengths
+    if (threadIdx.x == 0) { payload[A] = (u8)xs.lo; payload[A + 1] = (u8)(xs.nsyms - 1); payload[A + 2] = 0; payload[A + 3] = 0; }
+    for (u32 j = threadIdx.x; j < (xs.nsyms + 1) / 2; j += LTB_THREADS) {
+        u32 s0 = xs.lo + 2 * j, lo4 = x.ln[s0], hi4 = 2 * j + 1 < xs.nsyms ? x.ln[s0 + 1] : 0;
+        payload[nib + j] = (u8)(lo4 | (hi4 << 4));
+    }
+    u32 t = threadIdx.x;
+    u32 off = x.tb[t], end = t + 1 < EXPF_STREAMS ? x.tb[t + 1] : xs.total;
+    payload[lens_at + t] = (u8)(end - off);
+    // thread t's stream
+    ExpfBitWriter bw;
+    bw.init(payload + streams_at + off);
+    expf_each_symbol<T, dt>(stage, n, [&](u32 sy) { u32 e = x.ce[sy]; bw.put(e >> 4, e & 15u); });
+    bw.finish();
+    if (t < tail) payload[streams_at + xs.total + t] = stage[n * w + t];
+}
+
+// ---- the decoder ----
+// Shared memory (ltb_decode_blocks's arrays, reused): the table (4096 u16) in `prefix`;
+// stream offsets, interval starts and entries, lengths and per-warp counts in `maskw`; the
+// streams in `stage`.
+struct ExpfDecode {
+    u32 nib, lens_at, streams_at, total;  // payload offsets of the code lengths, stream lengths, streams; stream bytes
+    u32 stage_from_off;                   // the stage holds the payload from this offset on
+    u32 zero_word;                                          // a zero word after the staged streams
+};
+
+// Validates the code and stream lengths, builds the table, stages the streams. Returns a
+// status (uniform over the CTA). All threads call.
+template <typename T>
+__device__ int expf_prepare(const u8* payload, u32 plen, u32 len, u16* table, u32* aux, uint4* stage, u32 stage_vecs, u32* scratch, ExpfDecode& xd, int* bad) {
+    const u32 w = sizeof(T), r = expf_rest_width<T>();
+    u32 n = len / w, tail = len - n * w, A = n * r;
+    u32* off = aux;                       // 256 stream offsets (exclusive scan of the lengths)
+    u16* sstart = (u16*)(aux + 256);      // interval start of the k-th code in canonical order
+    u16* sentry = (u16*)(aux + 384);      // its table entry
+    u8* ln = (u8*)(aux + 512);            // length of symbol lo + j
+    u32* cntw = aux + 576;                // [warp][length] counts
+    u32* base = aux + 704;                // [length]: first 12-bit position; [EXPF_L + 1 + l]: first rank
+    if (n == 0 || (u64)A + 4 > plen) return ST_LENGTH;
+    u32 lo = payload[A], nsyms = payload[A + 1] + 1u;
+    if (lo + nsyms > 256 || payload[A + 2] || payload[A + 3]) return ST_LENGTH;
+    u32 nib = A + 4, lens_at = nib + (nsyms + 1) / 2, streams_at = lens_at + EXPF_STREAMS;
+    if (streams_at > plen) return ST_LENGTH;
+    u32 t = threadIdx.x, warp = t / 32, lane = t % 32;
+    if (t == 0) *bad = 0;
+    for (u32 i = t; i < 8 * 16; i += LTB_THREADS) cntw[i] = 0;
+    u32 l = 0;
+    if (t < nsyms) {
+        l = (payload[nib + t / 2] >> (4 * (t % 2))) & 15u;
+        ln[t] = (u8)l;
+    }
+    u32 mylen = payload[lens_at + t];
+    off[t] = mylen;
+    __syncthreads();
+    bool wrong = t < nsyms && l > EXPF_L;
+    if (t == 0) wrong |= ln[0] == 0 || ln[nsyms - 1] == 0 || ((nsyms & 1) && (payload[nib + nsyms / 2] >> 4));
+    // in-warp rank of each symbol among those of its length, and per-warp counts
+    u32 same = __match_any_sync(FULL_MASK, t < nsyms ? l : 0xffu);
+    u32 rank_in_warp = __popc(same & ((1u << lane) - 1));
+    if (t < nsyms && l && rank_in_warp == 0 && l <= EXPF_L) cntw[warp * 16 + l] = __popc(same);
+    if (wrong) atomicOr((u32*)bad, 1u);
+    u32 total = block_exclusive_scan(off, EXPF_STREAMS, scratch);  // synchronises
+    if (t == 0) {
+        u32 pos = 0, k = 0;
+        for (u32 d = 1; d <= EXPF_L; d++) {
+            u32 c = 0;
+            for (u32 wp = 0; wp < LTB_WARPS; wp++) c += cntw[wp * 16 + d];
+            base[d] = pos;
+            base[EXPF_L + 1 + d] = k;
+            pos += c << (EXPF_L - d);
+            k += c;
+        }
+        base[0] = pos;  // the end of the last interval (<= 4096 for a code that is not over-full)
+        base[EXPF_L + 1] = k;
+        if (pos > EXPF_TABLE) *bad = 1;
+    }
+    __syncthreads();
+    if (*bad || total > EXPF_MAX_STREAM_BYTES || (u64)streams_at + total + tail != plen) return ST_LENGTH;
+    u32 m = base[EXPF_L + 1];  // codes
+    if (t < nsyms && l) {
+        u32 before = 0;
+        for (u32 wp = 0; wp < warp; wp++) before += cntw[wp * 16 + l];
+        u32 rk = before + rank_in_warp;
+        u32 k = base[EXPF_L + 1 + l] + rk;
+        sstart[k] = (u16)(base[l] + (rk << (EXPF_L - l)));
+        sentry[k] = (u16)(((lo + t) << 4) | l);
+    }
+    // the streams, staged with 16-byte loads from the boundary before them
+    u64 from = (u64)(payload + streams_at) & ~(u64)15;
+    u32 nv = (u32)(((u64)(payload + streams_at + total) - from + 15) / 16);
+    if (nv + 1 > stage_vecs) return ST_LENGTH;  // cannot happen for total <= EXPF_MAX_STREAM_BYTES
+    for (u32 i = t; i < nv; i += LTB_THREADS) stage[i] = ((const uint4*)from)[i];
+    if (t == 0) stage[nv] = make_uint4(0, 0, 0, 0);
+    __syncthreads();
+    // the table: thread t fills entries [16t, 16t + 16), finding the interval of the first
+    // by a binary search over the starts (ascending in canonical order)
+    u32 v0 = t * (EXPF_TABLE / LTB_THREADS);
+    u32 a = 0, b = m;  // the last k with sstart[k] <= v0 lies in [a, b)
+    while (b - a > 1) { u32 mid = (a + b) / 2; if (sstart[mid] <= v0) a = mid; else b = mid; }
+    u32 k = a, end = base[0];
+#pragma unroll 4
+    for (u32 v = v0; v < v0 + EXPF_TABLE / LTB_THREADS; v++) {
+        while (k + 1 < m && sstart[k + 1] <= v) k++;
+        table[v] = v < end ? sentry[k] : 0;
+    }
+    xd.nib = nib; xd.lens_at = lens_at; xd.streams_at = streams_at; xd.total = total;
+    xd.stage_from_off = (u32)(from - (u64)payload);  // payload is 16-byte aligned: from >= payload
+    xd.zero_word = nv * 4;
+    __syncthreads();
+    return ST_OK;
+}
+
+// One stream's reader over the staged bytes (MSB first, 32-bit words byte-swapped).
+struct ExpfReader {
+    const u32* words;
+    u32 wi, zero_word;
+    u64 buf;
+    int nb;
+    __device__ __forceinline__ u32 next_word() {
+        u32 w = words[min(wi, zero_word)];  // never past the zero word after the staged streams
+        wi++;
+        return __byte_perm(w, 0, 0x0123);
+    }
+    __device__ __forceinline__ void init(const u8* stage, u32 at, u32 zw) {
+        words = (const u32*)stage;
+        zero_word = zw;
+        wi = at / 4;
+        u32 skip = 8 * (at % 4);
+        buf = (u64)next_word() << (32 + skip);
+        nb = 32 - (int)skip;
+    }
+    __device__ __forceinline__ u32 symbol(const u16* table, u32* bad) {
+        if (nb < EXPF_L) { buf |= (u64)next_word() << (32 - nb); nb += 32; }
+        u32 e = table[(u32)(buf >> (64 - EXPF_L))];
+        u32 l = e & 15u;
+        *bad |= l == 0;
+        buf <<= l;
+        nb -= (int)l;
+        return e;
+    }
+};
+
+// Decodes thread t's vectors of an expf block (prepared) into out; returns its checksum terms.
+// The thread that owns the partial vector also writes it and the raw tail, with their terms.
+template <typename T, int dt>
+__device__ u32 expf_decode(const u8* payload, u32 len, const u16* table, const u32* off, const u8* stage, const ExpfDecode& xd, u8* out, int* bad) {
+    const u32 E = 16 / sizeof(T), w = sizeof(T);
+    u32 n = len / w, nvec = n / E, t = threadIdx.x;
+    u32 my_off = off[t], my_len = (t + 1 < EXPF_STREAMS ? off[t + 1] : xd.total) - my_off;
+    u32 at = xd.streams_at - xd.stage_from_off + my_off;  // the stream's first byte in the stage
+    ExpfReader rd;
+    rd.init(stage, at, xd.zero_word);
+    u32 wi0 = at / 4, skip = 8 * (at % 4), wrong = 0, sum = 0;
+#pragma unroll 1
+    for (u32 v = t; v < nvec; v += LTB_THREADS) {
+        u32 rest[4];  // the vector's rest bytes: 8 (16-bit dtypes) or 12 (f32)
+        if constexpr (sizeof(T) == 2) { uint2 q = ((const uint2*)payload)[v]; rest[0] = q.x; rest[1] = q.y; }
+        else { const u32* q = (const u32*)(payload + 12 * v); rest[0] = q[0]; rest[1] = q[1]; rest[2] = q[2]; }
+        u32 o[4];
+        if constexpr (sizeof(T) == 2) {
+#pragma unroll
+            for (u32 j = 0; j < 8; j += 2) {
+                u32 e0 = rd.symbol(table, &wrong), e1 = rd.symbol(table, &wrong);
+                u32 r0 = (rest[j / 4] >> (8 * (j % 4))) & 0xffu, r1 = (rest[j / 4] >> (8 * (j % 4 + 1))) & 0xffu;
+                o[j / 2] = expf_join<dt>(e0 >> 4, r0) | (expf_join<dt>(e1 >> 4, r1) << 16);
+            }
+        } else {
+            u32 r24[4] = {rest[0] & 0xffffffu, (rest[0] >> 24) | ((rest[1] & 0xffffu) << 8), (rest[1] >> 16) | ((rest[2] & 0xffu) << 16), rest[2] >> 8};
+#pragma unroll
+            for (u32 j = 0; j < 4; j++) o[j] = expf_join<dt>(rd.symbol(table, &wrong) >> 4, r24[j]);
+        }
+        uint4 q = make_uint4(o[0], o[1], o[2], o[3]);
+        ((uint4*)out)[v] = q;
+        sum += vec_terms(q, v);
+    }
+    if (len % 16 && t == (len / 16) % LTB_THREADS) {
+        // bytes [16 * (len / 16), len): the partial vector's whole elements (if any), then the raw tail
+        u32 start = len / 16 * 16, body = n * w;
+        u8 bytes[16];
+        for (u32 i = start / w; i < n; i++) {
+            u32 rest = 0;
+            for (u32 k = 0; k < expf_rest_width<T>(); k++) rest |= (u32)payload[i * expf_rest_width<T>() + k] << (8 * k);
+            u32 bits = expf_join<dt>(rd.symbol(table, &wrong) >> 4, rest);
+            for (u32 k = 0; k < w; k++) bytes[i * w + k - start] = (u8)(bits >> (8 * k));
+        }
+        for (u32 p = body; p < len; p++) bytes[p - start] = payload[xd.streams_at + xd.total + (p - body)];
+        for (u32 p = start; p < len; p++) out[p] = bytes[p - start];
+        for (u32 p = start; p < len; p += 4) {
+            u32 word = 0;
+            for (u32 k = 0; k < 4 && p + k < len; k++) word |= (u32)bytes[p - start + k] << (8 * k);
+            sum += ltsum_term(word, p / 4);
+        }
+    }
+    // the stream ended in its last byte, with zero bits after its last code
+    u32 used = (rd.wi - wi0) * 32 - skip - (u32)rd.nb;
+    if ((used + 7) / 8 != my_len) wrong = 1;
+    else if (used % 8 && (stage[at + my_len - 1] & (0xffu >> (used % 8)))) wrong = 1;
+    if (wrong) atomicOr((u32*)bad, 1u);
+    return sum;
+}
