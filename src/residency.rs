@@ -42,6 +42,7 @@ pub struct Uses {
     inline: [Option<Arc<Buffer>>; INLINE],
     len: usize,
     more: Vec<Arc<Buffer>>,
+    opaque: Option<crate::engine::OpaqueCall>,
 }
 
 impl Uses {
@@ -55,7 +56,7 @@ impl Uses {
         } else {
             0
         };
-        Uses { path, stream, seq, now_ns, counted, inline: Default::default(), len: 0, more: Vec::new() }
+        Uses { path, stream, seq, now_ns, counted, inline: Default::default(), len: 0, more: Vec::new(), opaque: None }
     }
 
     pub fn path(&self) -> Path {
@@ -64,6 +65,13 @@ impl Uses {
 
     fn iter(&self) -> impl Iterator<Item = &Arc<Buffer>> {
         self.inline[..self.len.min(INLINE)].iter().flatten().chain(self.more.iter())
+    }
+
+    /// The call may touch any buffer (its arguments could not be read): see `OpaqueCall`.
+    pub fn opaque(&mut self) {
+        if self.counted && self.opaque.is_none() {
+            self.opaque = Some(crate::engine::OpaqueCall::begin(self.stream));
+        }
     }
 
     /// Records a use of `b` (once per call however often the call names it).

@@ -460,3 +460,13 @@ fn a_forked_child_passes_through_and_the_parents_packed_buffers_survive() {
     r.assert_ok();
     assert_eq!(r.did("fork"), 1);
 }
+
+#[test]
+fn a_launch_whose_layout_is_unknown_finds_every_packed_buffer_resident() {
+    let r = run_packing(&["opaque"], "lossless", "16MiB");
+    r.assert_ok();
+    assert_eq!(r.did("opaque_launches"), 6);
+    let s = r.stats();
+    assert!(n(s, "fallbacks.layout_unknown") >= 6, "{}", s["fallbacks"]);
+    assert!(n(s, "packing.restores") >= 5, "{}", s["packing"]);
+}

@@ -14,7 +14,7 @@ mod idle;
 
 use std::collections::HashMap;
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use once_cell::sync::OnceCell;
@@ -72,6 +72,8 @@ static ENGINE: OnceCell<Option<Engine>> = OnceCell::new();
 static PENDING: Mutex<Option<Backend>> = Mutex::new(None);
 /// Streams that ran a launch whose buffers we could not read: every pack waits for them.
 static OPAQUE_STREAMS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+/// Calls under way that may touch any buffer (`OpaqueCall`): nothing is packed meanwhile.
+static OPAQUE_CALLS: AtomicUsize = AtomicUsize::new(0);
 /// Last time (coarse ns) the program made a call that names buffers: idle packing's clock.
 pub static LAST_CALL_NS: AtomicU64 = AtomicU64::new(0);
 
@@ -153,7 +155,10 @@ impl Engine {
 
     /// True while the engine may pack (kernels ready, not drained, no capture under way).
     fn may_pack(&self, inner: &Inner) -> bool {
-        inner.backend.is_some() && !self.drained.load(Ordering::Acquire) && !crate::hooks::graph::capture_under_way()
+        inner.backend.is_some()
+            && !self.drained.load(Ordering::Acquire)
+            && !crate::hooks::graph::capture_under_way()
+            && OPAQUE_CALLS.load(Ordering::SeqCst) == 0
     }
 
     fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
@@ -423,12 +428,14 @@ impl Engine {
     pub fn make_resident(&self, bufs: &[Arc<Buffer>]) -> Result<(), c_int> {
         let mut inner = self.lock();
         for b in bufs {
-            self.restore(&mut inner, b)?;
+            self.restore(&mut inner, b, true)?;
         }
         Ok(())
     }
 
-    fn restore(&self, inner: &mut Inner, buf: &Arc<Buffer>) -> Result<(), c_int> {
+    /// Maps `buf` back and decodes it. `evict`: other buffers may be packed to make room;
+    /// without (a call that may touch any buffer is coming), it comes back over the limit.
+    fn restore(&self, inner: &mut Inner, buf: &Arc<Buffer>, evict: bool) -> Result<(), c_int> {
         match buf.state() {
             state::RESIDENT => return Ok(()),
             state::PACKED => {}
@@ -437,7 +444,8 @@ impl Engine {
         let t0 = crate::clock::precise_ns();
         let Some(reserved) = inner.entries.get(&buf.start).map(|e| e.reserved) else { return Err(CUDA_ERROR_INVALID_VALUE) };
         buf.state.store(state::RESTORING, Ordering::SeqCst);
-        if !self.make_room(inner, reserved, Part::Resident) {
+        let room = if evict { self.make_room(inner, reserved, Part::Resident) } else { BUDGET.try_take(Part::Resident, reserved) };
+        if !room {
             // everything else is in use: the program's call needs this buffer, so it comes
             // back over the limit (said once, counted)
             crate::warn_once!("a buffer had to be restored over LTSHIM_DEVICE_LIMIT: every other buffer was in use");
@@ -449,7 +457,7 @@ impl Engine {
         let phys = loop {
             match vmm::create(reserved, dev) {
                 Ok(h) => break h,
-                Err(e) if e.is_out_of_memory() && self.pack_one(inner) => continue,
+                Err(e) if e.is_out_of_memory() && evict && self.pack_one(inner) => continue,
                 Err(e) => {
                     BUDGET.give(Part::Resident, reserved);
                     buf.state.store(state::PACKED, Ordering::SeqCst);
@@ -521,12 +529,13 @@ impl Engine {
         n
     }
 
-    /// Restores every packed buffer; how many were restored (or the first failure's status).
+    /// Restores every packed buffer, packing none to make room (the caller is about to run
+    /// something that may touch any of them); how many, or the first failure's status.
     pub fn restore_all(&self) -> Result<usize, c_int> {
         let mut inner = self.lock();
         let packed: Vec<Arc<Buffer>> = inner.entries.values().filter(|e| e.buf.state() == state::PACKED).map(|e| e.buf.clone()).collect();
         for b in &packed {
-            self.restore(&mut inner, b)?;
+            self.restore(&mut inner, b, false)?;
         }
         Ok(packed.len())
     }
@@ -544,7 +553,7 @@ impl Engine {
         }
         let packed: Vec<Arc<Buffer>> = inner.entries.values().filter(|e| e.buf.state() == state::PACKED).map(|e| e.buf.clone()).collect();
         for b in packed {
-            if self.restore(inner, &b).is_err() {
+            if self.restore(inner, &b, false).is_err() {
                 tracing::error!("the buffer at {:#x} could not be restored while draining", b.start);
             }
         }
@@ -586,11 +595,32 @@ impl Engine {
     }
 }
 
-/// Flags `stream` as one that ran a launch we could not read (every pack waits for it).
-pub fn opaque_stream(stream: u64) {
-    let mut s = OPAQUE_STREAMS.lock();
-    if !s.contains(&stream) {
-        s.push(stream);
+/// A call that may touch any buffer (arguments we cannot read), from before its real call
+/// until it has returned: every packed buffer is made resident first, nothing is packed
+/// meanwhile, and every later pack waits for its stream.
+pub struct OpaqueCall(());
+
+impl OpaqueCall {
+    pub fn begin(stream: u64) -> OpaqueCall {
+        OPAQUE_CALLS.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut s = OPAQUE_STREAMS.lock();
+            if !s.contains(&stream) {
+                s.push(stream);
+            }
+        }
+        if let Some(e) = running() {
+            if e.restore_all().is_err() {
+                tracing::error!("a call we cannot read came while a packed buffer could not be restored");
+            }
+        }
+        OpaqueCall(())
+    }
+}
+
+impl Drop for OpaqueCall {
+    fn drop(&mut self) {
+        OPAQUE_CALLS.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

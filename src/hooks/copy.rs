@@ -289,7 +289,7 @@ pub unsafe fn cuStreamWaitValue32_v2(call: &impl Fn(Handle, CUdeviceptr, c_uint,
 /// A batch of stream memory operations: an array we do not parse. Every buffer becomes
 /// resident first and the stream is waited for by every later pack (an opaque call).
 pub unsafe fn cuStreamBatchMemOp_v2(call: &impl Fn(Handle, c_uint, *mut c_void, c_uint) -> i32, stream: Handle, count: c_uint, ops: *mut c_void, flags: c_uint) -> i32 {
-    super::opaque_call("cuStreamBatchMemOp_v2", stream, || call(stream, count, ops, flags))
+    super::opaque_call("cuStreamBatchMemOp_v2", Path::Set, stream, || call(stream, count, ops, flags))
 }
 
 // The per-thread-default-stream variants (`nvcc --default-stream per-thread`): same bodies.

@@ -114,7 +114,7 @@ pub unsafe fn cudnnBackendExecute(call: &impl Fn(Handle, Handle, Handle) -> i32,
                 }
                 None => {
                     stats::fallback(stats::Fallback::CudnnPackUnreadable);
-                    super::opaque(stream);
+                    u.opaque();
                 }
             }
         },

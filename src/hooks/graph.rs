@@ -309,10 +309,18 @@ fn launch_graph(hook: &'static str, exec: Handle, stream: Handle, real: impl FnO
         }
     })
     .unwrap_or_default();
-    if opaque {
-        observe(hook, || super::opaque(stream));
-    }
-    super::with_resident(hook, Path::Graph, stream, |u| super::collect(u, &buffers, false), real)
+    super::with_resident(
+        hook,
+        Path::Graph,
+        stream,
+        |u| {
+            if opaque {
+                u.opaque();
+            }
+            super::collect(u, &buffers, false)
+        },
+        real,
+    )
 }
 
 pub unsafe fn cudaGraphLaunch(call: &impl Fn(Handle, Handle) -> i32, exec: Handle, stream: Handle) -> i32 {

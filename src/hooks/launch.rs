@@ -93,7 +93,7 @@ unsafe fn launch(hook: &'static str, path: Path, kernel: KernelRef, stream: Hand
                 })
             };
             if !readable {
-                super::opaque(stream);
+                u.opaque();
             }
         },
         real,

@@ -242,21 +242,9 @@ pub fn mark_buffer(b: &crate::registry::Buffer, f: u32) {
     }
 }
 
-/// A call that may touch any buffer (arguments we cannot read): every packed buffer is made
-/// resident, and every later pack waits for `stream`.
-pub fn opaque(stream: Handle) {
-    if let Some(e) = crate::engine::running() {
-        crate::engine::opaque_stream(stream as u64);
-        if e.restore_all().is_err() {
-            tracing::error!("a call we cannot read came while a packed buffer could not be restored");
-        }
-    }
-}
-
-/// Runs an opaque call (`opaque` first).
-pub fn opaque_call(hook: &'static str, stream: Handle, real: impl FnOnce() -> i32) -> i32 {
-    observe(hook, || opaque(stream));
-    real()
+/// Runs a call whose arguments we do not read as one that may touch any buffer.
+pub fn opaque_call(hook: &'static str, path: Path, stream: Handle, real: impl FnOnce() -> i32) -> i32 {
+    with_resident(hook, path, stream, |u| u.opaque(), real)
 }
 
 /// Sets a flag on the buffer holding `addr`, counting it the first time. A packed buffer that

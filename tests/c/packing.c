@@ -35,9 +35,10 @@ static void deref_kernel(void **args) {
 }
 static const size_t DEREF_SIZES[] = {8, 8};
 
-static Handle INC, DEREF;
+static Handle INC, DEREF, HIDDEN_INC;
 static void setup(void) {
     INC = dbl_register_kernel(inc_kernel, 2, INC_SIZES, 0);
+    HIDDEN_INC = dbl_register_kernel(inc_kernel, 2, INC_SIZES, 1);
     DEREF = dbl_register_kernel(deref_kernel, 2, DEREF_SIZES, 0);
 }
 
@@ -199,6 +200,25 @@ static int drain(void) {
     return 0;
 }
 
+/* A kernel whose parameter layout the driver will not tell may touch any buffer: every packed
+ * buffer is made resident before it, under a limit too small for all of them (they come back
+ * over it, none is packed to make room while the call runs). */
+static int opaque(void) {
+    setup();
+    size_t words = 4 * MIB / 4;
+    enum { K = 6 };
+    uint32_t *b[K];
+    for (int k = 0; k < K; k++) { CHECK(cudaMalloc((void **)&b[k], words * 4)); fill(b[k], k, words); }
+    EXPECT(control("ltshim_pack_cold") >= 1, "the buffers were not packed");
+    for (int k = 0; k < K; k++) {
+        void *args[] = {&b[k], &words};
+        CHECK(__cudaLaunchKernel(HIDDEN_INC, ONE, ONE, args, 0, NULL));
+    }
+    for (int k = 0; k < K; k++) verify(b[k], k, words, 1, "after kernels of unknown layout");
+    printf("did opaque_launches %d\n", K);
+    return 0;
+}
+
 /* 8 threads, random allocate / copy / launch / set / free under the limit, each buffer's
  * contents checked against a shadow copy on the host. */
 enum { THREADS = 8, SLOTS = 6 };
@@ -336,6 +356,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "corrupt")) return corrupt();
     if (!strcmp(what, "drain")) return drain();
     if (!strcmp(what, "threads")) return threads();
+    if (!strcmp(what, "opaque")) return opaque();
     if (!strcmp(what, "graph")) return graph();
     if (!strcmp(what, "fork")) return forked();
     fprintf(stderr, "usage: packing limit|pointer_table|touch_packed|corrupt|drain|threads|graph|fork\n");
