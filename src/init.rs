@@ -39,7 +39,10 @@ extern "C" fn at_exit() {
     if FORKED.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
-    let _ = std::panic::catch_unwind(crate::stats::write_report);
+    let _ = std::panic::catch_unwind(|| {
+        crate::engine::wait_for_kernels_at_exit();
+        crate::stats::write_report();
+    });
 }
 
 /// A panic inside library code: say so once, count it, pass everything through from now on.

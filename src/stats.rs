@@ -409,27 +409,6 @@ fn write_packing(root: &mut Obj<'_>) {
     });
 }
 
-/// One line on stderr at exit when anything was packed: what was saved.
-pub fn saved_line() -> Option<String> {
-    use crate::engine::budget::BUDGET;
-    let packs = get(&C.packs);
-    if packs == 0 {
-        return None;
-    }
-    let (i, o): (u64, u64) = (0..8).map(|k| (get(&CODEC_IN[k]), get(&CODEC_OUT[k]))).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-    Some(format!(
-        "ltshim: physical peak {:.2} GiB (limit {:.2} GiB) for {:.2} GiB allocated at peak; {} packs of {:.2} GiB at {:.2}x, {} restores",
-        gib(BUDGET.held_peak.load(Relaxed)),
-        gib(BUDGET.limit()),
-        gib(get(&C.bytes_peak)),
-        packs,
-        gib(i),
-        i as f64 / o.max(1) as f64,
-        get(&C.restores)
-    ))
-}
-
 /// Writes the report to the configured path (`%p` → pid). Called at exit.
 pub fn write_report() {
     let Some(path) = crate::state::config().and_then(|c| c.stats.clone()) else { return };

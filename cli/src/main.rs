@@ -14,8 +14,10 @@ const USAGE: &str = "\
 ltshim: transparent GPU-memory compression for CUDA programs
 
 usage:
-  ltshim run [--mode M] [--stats FILE] [--lib PATH] -- CMD [ARGS...]
-        run CMD with libltshim preloaded (M: off, observe, lossless, lossy)
+  ltshim run [--mode M] [--device-limit L] [--stats FILE] [--lib PATH] -- CMD [ARGS...]
+        run CMD with libltshim preloaded (M: off, observe, lossless (default), lossy; L: bytes
+        with a unit such as 12GiB, or a percentage of the card such as 60%); compiles the
+        packing kernels into the cache first, and ends with a line on what packing saved
   ltshim stats FILE      print a stats report (LTSHIM_STATS) as a table
   ltshim pack IN OUT [--dtype bf16|f16|f32|u8] [--mode lossless|lossy] [--group G] [--max-err E]
         pack a file into LT-Blocks with the CPU codecs (.npy and .safetensors: dtype from the file)

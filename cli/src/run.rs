@@ -9,12 +9,13 @@ const MODES: &[&str] = &["off", "observe", "lossless", "lossy"];
 struct Options {
     mode: Option<String>,
     stats: Option<String>,
+    device_limit: Option<String>,
     lib: Option<PathBuf>,
     command: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Options, CliError> {
-    let mut o = Options { mode: None, stats: None, lib: None, command: Vec::new() };
+    let mut o = Options { mode: None, stats: None, device_limit: None, lib: None, command: Vec::new() };
     let mut i = 0;
     while i < args.len() {
         let value = |i: usize| args.get(i + 1).cloned().ok_or_else(|| CliError(format!("{} needs a value", args[i])));
@@ -33,6 +34,10 @@ fn parse(args: &[String]) -> Result<Options, CliError> {
             }
             "--stats" => {
                 o.stats = Some(value(i)?);
+                i += 1;
+            }
+            "--device-limit" => {
+                o.device_limit = Some(value(i)?);
                 i += 1;
             }
             "--lib" => {
@@ -92,15 +97,33 @@ pub fn run(args: &[String]) -> Result<ExitCode, CliError> {
             preload = format!("{preload}:{existing}");
         }
     }
+    let mode = o.mode.clone().or_else(|| std::env::var("LTSHIM_MODE").ok()).unwrap_or_else(|| "lossless".into());
+    if mode == "lossless" || mode == "lossy" {
+        warm_kernel_cache();
+    }
     let mut cmd = Command::new(&o.command[0]);
     cmd.args(&o.command[1..]).env("LD_PRELOAD", preload);
     if let Some(m) = &o.mode {
         cmd.env("LTSHIM_MODE", m);
     }
-    if let Some(s) = &o.stats {
-        cmd.env("LTSHIM_STATS", s);
+    if let Some(l) = &o.device_limit {
+        cmd.env("LTSHIM_DEVICE_LIMIT", l);
     }
-    let status = cmd.status().map_err(|e| CliError(format!("could not start {}: {e}", o.command[0])))?;
+    // a report to read the closing line from (the user's, or one of ours)
+    let own_report = std::env::temp_dir().join(format!("ltshim-run-{}.json", std::process::id()));
+    let report = o.stats.clone().or_else(|| std::env::var("LTSHIM_STATS").ok());
+    match &report {
+        Some(s) => cmd.env("LTSHIM_STATS", s),
+        None => cmd.env("LTSHIM_STATS", &own_report),
+    };
+    let child = cmd.spawn().map_err(|e| CliError(format!("could not start {}: {e}", o.command[0])))?;
+    let pid = child.id();
+    let status = { child }.wait().map_err(|e| CliError(format!("waiting for {}: {e}", o.command[0])))?;
+    let path = report.map(|r| PathBuf::from(r.replace("%p", &pid.to_string()))).unwrap_or_else(|| own_report.clone());
+    if let Some(line) = std::fs::read_to_string(&path).ok().and_then(|s| saved_line(&s)) {
+        eprintln!("{line}");
+    }
+    let _ = std::fs::remove_file(&own_report);
     Ok(match status.code() {
         Some(c) => ExitCode::from(c as u8),
         None => {
@@ -108,4 +131,61 @@ pub fn run(args: &[String]) -> Result<ExitCode, CliError> {
             ExitCode::from(128 + status.signal().unwrap_or(0) as u8)
         }
     })
+}
+
+/// Compiles the packing kernels into the cache before the program starts (a first compile takes
+/// ~25 s of NVRTC; the library then loads the cached cubin in about a second). Best effort.
+fn warm_kernel_cache() {
+    // cudarc panics when the driver lacks a symbol it loads (a stand-in driver, an old one):
+    // that only means there is nothing to warm
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let warmed = std::panic::catch_unwind(|| ltgpu::warm_cache(0));
+    std::panic::set_hook(quiet);
+    match warmed {
+        Ok(Ok(Some(arch))) => eprintln!("ltshim: compiled the packing kernels for {arch} (cached for later runs)"),
+        Ok(Err(e)) => eprintln!("ltshim: the packing kernels could not be prepared ({e}); the program will run without packing"),
+        Ok(Ok(None)) | Err(_) => {}
+    }
+}
+
+fn gib(b: u64) -> f64 {
+    b as f64 / (1u64 << 30) as f64
+}
+
+/// The closing line: what packing saved, when anything was packed.
+pub fn saved_line(report: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(report).ok()?;
+    let p = &v["packing"];
+    let packs = p["packs"].as_u64()?;
+    if packs == 0 {
+        return None;
+    }
+    let sum = |k: &str| p[k].as_object().map_or(0, |o| o.values().filter_map(|x| x.as_u64()).sum::<u64>());
+    let (input, output) = (sum("bytes_in_by_codec"), sum("bytes_out_by_codec"));
+    let n = |k: &str| p[k].as_u64().unwrap_or(0);
+    Some(format!(
+        "ltshim: physical peak {:.2} GiB (limit {:.2} GiB) for {:.2} GiB allocated at peak; packed {:.2} GiB at {:.2}x in {} packs; {} restores",
+        gib(n("held_peak_bytes")),
+        gib(n("limit_bytes")),
+        gib(v["allocations"]["peak_bytes"].as_u64().unwrap_or(0)),
+        gib(input),
+        input as f64 / output.max(1) as f64,
+        packs,
+        n("restores")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_closing_line_says_what_was_saved_and_nothing_when_nothing_was_packed() {
+        let r = r#"{"allocations":{"peak_bytes":4294967296},"packing":{"packs":3,"restores":2,"held_peak_bytes":2147483648,"limit_bytes":2147483648,"bytes_in_by_codec":{"zvc":1073741824},"bytes_out_by_codec":{"zvc":268435456}}}"#;
+        let line = saved_line(r).unwrap();
+        assert!(line.contains("peak 2.00 GiB (limit 2.00 GiB) for 4.00 GiB") && line.contains("4.00x in 3 packs; 2 restores"), "{line}");
+        assert!(saved_line(r#"{"packing":{"packs":0}}"#).is_none());
+        assert!(saved_line("not json").is_none());
+    }
 }

@@ -20,6 +20,7 @@ use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys};
 
 pub mod cache;
 pub mod packer;
+pub use packer::warm_cache;
 pub mod selfcheck;
 
 pub const COMMON: &str = include_str!("../../kernels/common.cuh");

@@ -20,6 +20,27 @@ use cudarc::driver::{result as drv, sys};
 
 use crate::{d, max_packed_len, DecodeDesc, DevBuf, EncodeParams, GpuEncode, GpuError, PackScratch};
 
+/// Compiles the kernels for device `ordinal` into the on-disk cache if they are not there:
+/// Some(arch) when it compiled, None when the cache had them (or there is no GPU).
+pub fn warm_cache(ordinal: i32) -> Result<Option<String>, GpuError> {
+    // SAFETY: only tries to dlopen candidate names of the driver library.
+    if !unsafe { sys::is_culib_present() } {
+        return Ok(None);
+    }
+    d("cuInit", drv::init())?;
+    let dev = d("cuDeviceGet", drv::device::get(ordinal))?;
+    // SAFETY: attribute queries on a valid device.
+    let (major, minor) = unsafe {
+        (
+            d("cuDeviceGetAttribute", drv::device::get_attribute(dev, sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR))?,
+            d("cuDeviceGetAttribute", drv::device::get_attribute(dev, sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR))?,
+        )
+    };
+    let arch = format!("sm_{major}{minor}");
+    let (_, source) = crate::cache::compile_cached(crate::cache::dir(), &arch, crate::compile)?;
+    Ok((source == "compiled").then_some(arch))
+}
+
 /// Bytes of a buffer packed as one LT-Block buffer.
 pub const CHUNK: usize = 64 << 20;
 

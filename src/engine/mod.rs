@@ -68,8 +68,21 @@ pub struct Engine {
 }
 
 static ENGINE: OnceCell<Option<Engine>> = OnceCell::new();
-/// The backend a background thread made (the GPU kernels), installed by the next locker.
-static PENDING: Mutex<Option<Backend>> = Mutex::new(None);
+/// The backend a background thread makes (the GPU kernels), installed by the next locker.
+static KERNELS: Mutex<Kernels> = Mutex::new(Kernels::NotStarted);
+static KERNELS_DONE: parking_lot::Condvar = parking_lot::Condvar::new();
+
+enum Kernels {
+    NotStarted,
+    Loading,
+    Ready(Backend),
+    Taken,
+    Failed,
+}
+
+/// How long an allocation that needs packing waits for the kernels (a first NVRTC compile on
+/// a machine takes ~25 s; later runs load the cached cubin in about a second).
+const KERNEL_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 /// Streams that ran a launch whose buffers we could not read: every pack waits for them.
 static OPAQUE_STREAMS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 /// Calls under way that may touch any buffer (`OpaqueCall`): nothing is packed meanwhile.
@@ -164,10 +177,7 @@ impl Engine {
     fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
         let mut inner = self.inner.lock();
         if inner.backend.is_none() {
-            if let Some(b) = PENDING.lock().take() {
-                BUDGET.take(Part::Scratch, b.scratch_bytes());
-                inner.backend = Some(b);
-            }
+            install_kernels(&mut inner, None);
         }
         inner
     }
@@ -255,6 +265,11 @@ impl Engine {
         loop {
             if BUDGET.try_take(part, bytes) {
                 return true;
+            }
+            if inner.backend.is_none() {
+                // memory is needed now: rather than failing the program's call, wait for the
+                // kernels (once a machine: later runs load them from the cache)
+                install_kernels(inner, Some(KERNEL_WAIT));
             }
             if !self.pack_one(inner) && !self.discard_kept_copy(inner) {
                 return false;
@@ -624,20 +639,52 @@ impl Drop for OpaqueCall {
     }
 }
 
+/// Installs the kernels into `inner` if they are ready; `wait`: wait that long for them first.
+fn install_kernels(inner: &mut Inner, wait: Option<std::time::Duration>) {
+    let mut k = KERNELS.lock();
+    if let (Some(d), Kernels::Loading) = (wait, &*k) {
+        tracing::info!("waiting for the packing kernels: memory is needed before they were ready");
+        KERNELS_DONE.wait_for(&mut k, d);
+    }
+    if matches!(*k, Kernels::Ready(_)) {
+        if let Kernels::Ready(b) = std::mem::replace(&mut *k, Kernels::Taken) {
+            BUDGET.take(Part::Scratch, b.scratch_bytes());
+            inner.backend = Some(b);
+        }
+    }
+}
+
+/// At exit: a compile still under way finishes first (NVRTC torn down under a running
+/// compile would crash the exiting program).
+pub fn wait_for_kernels_at_exit() {
+    let mut k = KERNELS.lock();
+    if matches!(*k, Kernels::Loading) {
+        KERNELS_DONE.wait_for(&mut k, KERNEL_WAIT);
+    }
+}
+
 /// Compiles or loads the kernels on a thread of ours (never on a hook's critical path); until
 /// they are ready nothing is packed.
 fn start_kernels(dev: c_int) {
+    *KERNELS.lock() = Kernels::Loading;
     let spawned = std::thread::Builder::new().name("ltshim-kernels".into()).spawn(move || {
         crate::state::mark_internal_thread();
-        match ltgpu::packer::Packer::new(dev) {
+        let made = ltgpu::packer::Packer::new(dev);
+        let mut k = KERNELS.lock();
+        *k = match made {
             Ok(p) => {
                 tracing::info!("packing kernels ready on device {dev}");
-                *PENDING.lock() = Some(Backend::Gpu(Box::new(p)));
+                Kernels::Ready(Backend::Gpu(Box::new(p)))
             }
-            Err(e) => crate::warn_once!("packing is off: the kernels could not be loaded ({e})"),
-        }
+            Err(e) => {
+                crate::warn_once!("packing is off: the kernels could not be loaded ({e})");
+                Kernels::Failed
+            }
+        };
+        KERNELS_DONE.notify_all();
     });
     if let Err(e) = spawned {
         crate::warn_once!("packing is off: no thread for the kernels ({e})");
+        *KERNELS.lock() = Kernels::Failed;
     }
 }
