@@ -41,6 +41,8 @@ pub unsafe extern "C" fn ltshim_stats_json(buf: *mut c_char, len: usize) -> usiz
 pub extern "C" fn ltshim_pin(ptr: *const c_void, pinned: c_int) -> c_int {
     boundary(-1, || {
         let Some(b) = crate::registry::REGISTRY.find(ptr as u64) else { return -1 };
+        // a pin may restore a packed buffer: our CUDA calls must not be seen as the program's
+        let _guard = crate::state::HookGuard::enter(false, true);
         if pinned != 0 {
             crate::hooks::mark(ptr as u64, flag::PINNED);
         } else {

@@ -49,9 +49,9 @@ extern "C" fn at_exit() {
 pub fn internal_error(hook: &str) {
     crate::stats::fallback(crate::stats::Fallback::Panic);
     crate::warn_once!("internal error in the {hook} hook: passing everything through from now on (please report this)");
-    state::enter_passthrough();
-    // every packed buffer comes back: in passthrough no hook would restore it
+    // every packed buffer comes back first: in passthrough no hook would restore it
     if let Some(e) = crate::engine::running() {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.drain()));
     }
+    state::enter_passthrough();
 }

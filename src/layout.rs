@@ -104,10 +104,34 @@ fn query(k: KernelRef) -> Layout {
         KernelRef::Function(h) => Some(by_function(h)).filter(known).unwrap_or_else(|| by_kernel(h)),
         KernelRef::HostStub(stub) => function_of_stub(stub).map_or(Layout::Unknown, by_function),
     };
+    match &layout {
+        Layout::Unknown => tracing::info!("{}: the driver does not tell its parameter layout, so its launches are opaque (every packed buffer restored first)", describe(k)),
+        Layout::NoParameters => tracing::debug!("{}: takes no parameters", describe(k)),
+        Layout::Known(_) => {}
+    }
     if known(&layout) {
         crate::stats::add(&crate::stats::C.layouts_learned, 1);
     }
     layout
+}
+
+/// A kernel for a log line: its handle kind and address, and the symbol `dladdr` finds (host
+/// stubs of the program's own kernels have one).
+fn describe(k: KernelRef) -> String {
+    let (kind, h) = match k {
+        KernelRef::Kernel(h) => ("kernel", h),
+        KernelRef::Function(h) => ("function", h),
+        KernelRef::HostStub(h) => ("host stub", h),
+    };
+    let mut info = libc::Dl_info { dli_fname: std::ptr::null(), dli_fbase: std::ptr::null_mut(), dli_sname: std::ptr::null(), dli_saddr: std::ptr::null_mut() };
+    // SAFETY: dladdr only reads the loader's tables; a handle that is no code address finds nothing.
+    let name = if unsafe { libc::dladdr(h as *const libc::c_void, &mut info) } != 0 && !info.dli_sname.is_null() {
+        // SAFETY: the loader's NUL-terminated symbol name, alive while the object is loaded.
+        unsafe { std::ffi::CStr::from_ptr(info.dli_sname) }.to_string_lossy().into_owned()
+    } else {
+        String::from("?")
+    };
+    format!("{kind} {h:p} ({name})")
 }
 
 fn by_kernel(h: Handle) -> Layout {

@@ -58,6 +58,8 @@ pub mod flag {
     pub const USER_MAPPED: u32 = 32;
     /// Used on a stream while it was being captured into a graph.
     pub const CAPTURED: u32 = 64;
+    /// Not a reason to stay resident: a pass-through allocation counted against the limit.
+    pub const CHARGED: u32 = 128;
 
     pub const ALL: [(u32, &str); 7] = [
         (OPAQUE, "opaque"),

@@ -31,6 +31,8 @@ pub fn seq_now() -> u64 {
 }
 
 const INLINE: usize = 8;
+/// `CU_STREAM_PER_THREAD` / `cudaStreamPerThread`.
+const CU_STREAM_PER_THREAD: u64 = 2;
 
 /// The buffers one call names.
 pub struct Uses {
@@ -48,6 +50,9 @@ pub struct Uses {
 impl Uses {
     /// A call on `stream` (the handle the program passed; 0 for the legacy default stream).
     pub fn new(path: Path, stream: u64) -> Uses {
+        // the per-thread default stream's handle means another stream on every thread: its
+        // work is waited for through the legacy stream, which it synchronises with
+        let stream = if stream == CU_STREAM_PER_THREAD { 0 } else { stream };
         let counted = packing();
         let now_ns = crate::clock::now_ns();
         let seq = if counted {
@@ -81,7 +86,6 @@ impl Uses {
             return;
         }
         b.users.fetch_add(1, Ordering::SeqCst);
-        b.used_on(self.stream);
         b.used_at(self.seq);
         if self.len < INLINE {
             self.inline[self.len] = Some(b.clone());
@@ -94,14 +98,21 @@ impl Uses {
     /// Every buffer named is resident when this returns Ok; Err is the status the program's
     /// call must get instead of running (a buffer that could not come back).
     pub fn ready(self) -> Result<Uses, c_int> {
-        if !self.counted || self.iter().all(|b| b.state() == state::RESIDENT) {
+        if !self.counted {
             return Ok(self);
         }
-        let Some(engine) = crate::engine::running() else { return Ok(self) };
-        let bufs: Vec<Arc<Buffer>> = self.iter().cloned().collect();
-        engine.make_resident(&bufs)?;
-        // a pack that ran between `add` and now forgot the streams `add` recorded
-        for b in &bufs {
+        if let Some(Err(rc)) = self.opaque.as_ref().map(|o| o.restored()) {
+            return Err(rc); // a call that may touch any buffer must not run over a packed one
+        }
+        if !self.iter().all(|b| b.state() == state::RESIDENT) {
+            if let Some(engine) = crate::engine::running() {
+                let bufs: Vec<Arc<Buffer>> = self.iter().cloned().collect();
+                engine.make_resident(&bufs)?;
+            }
+        }
+        // recorded now, after the state was seen RESIDENT: a pack that ran since `add` has
+        // forgotten the streams of the time before, never this one
+        for b in self.iter() {
             b.used_on(self.stream);
         }
         Ok(self)

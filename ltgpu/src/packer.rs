@@ -139,11 +139,15 @@ impl Packer {
         let mut off = 0usize;
         while off < len {
             let n = CHUNK.min(len - off);
-            match self.pack_chunk(input + off as u64, n, opts, &mut copy)? {
-                Some(chunk) => copy.chunks.push(chunk),
-                None => {
+            match self.pack_chunk(input + off as u64, n, opts, &mut copy) {
+                Ok(Some(chunk)) => copy.chunks.push(chunk),
+                Ok(None) => {
                     self.discard(copy);
                     return Ok(None);
+                }
+                Err(e) => {
+                    self.discard(copy);
+                    return Err(e);
                 }
             }
             if copy.packed_len() > max_len {
@@ -205,8 +209,11 @@ impl Packer {
         }
         let count = descs.len() / 3;
         if count * std::mem::size_of::<DecodeDesc>() > self.descs.len {
-            self.descs = self.gpu.alloc(count * std::mem::size_of::<DecodeDesc>())?;
-            self.status = self.gpu.alloc(count * 4)?;
+            // both or neither: a larger descriptor buffer beside a small status one would let
+            // the kernel write past the statuses
+            let (descs, status) = (self.gpu.alloc(count * std::mem::size_of::<DecodeDesc>())?, self.gpu.alloc(count * 4)?);
+            self.descs = descs;
+            self.status = status;
         }
         let stream = self.gpu.stream;
         // SAFETY: descs fits the device buffer (grown above); the host vector outlives the

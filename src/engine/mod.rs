@@ -62,6 +62,7 @@ unsafe impl Send for Inner {}
 
 pub struct Engine {
     inner: Mutex<Inner>,
+    dev: c_int,
     /// Set once packing is off for good (an internal failure): buffers stay where they are,
     /// frees still come here.
     drained: AtomicBool,
@@ -161,6 +162,7 @@ impl Engine {
             idle::start(config.idle_ms, config.cold_ms);
         }
         Some(Engine {
+            dev,
             inner: Mutex::new(Inner { dev, ctx, granularity, backend, entries: HashMap::new(), opts, min_saving: config.min_saving }),
             drained: AtomicBool::new(false),
         })
@@ -352,7 +354,7 @@ impl Engine {
         if buf.has_flag(KEEP_RESIDENT) || buf.state.compare_exchange(state::RESIDENT, state::PACKING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
             return Packed::Skipped;
         }
-        if buf.users.load(Ordering::SeqCst) != 0 {
+        if buf.users.load(Ordering::SeqCst) != 0 || buf.flags.load(Ordering::SeqCst) & KEEP_RESIDENT != 0 {
             buf.state.store(state::RESIDENT, Ordering::SeqCst);
             return Packed::Skipped;
         }
@@ -414,6 +416,11 @@ impl Engine {
                     crate::stats::add(&crate::stats::C.packs_refused, 1);
                     return Packed::Skipped;
                 }
+                Err(CodecFailure::OutOfMemory) => {
+                    // no room for the copy itself: this buffer stays, another may go
+                    buf.state.store(state::RESIDENT, Ordering::SeqCst);
+                    return Packed::Skipped;
+                }
                 Err(e) => {
                     buf.state.store(state::RESIDENT, Ordering::SeqCst);
                     crate::stats::fallback(crate::stats::Fallback::PackCheckFailed);
@@ -424,11 +431,15 @@ impl Engine {
         }
         let entry = inner.entries.get_mut(&addr).expect("looked up above");
         let phys = entry.phys.take().expect("a resident entry is mapped");
-        if let Err(e) = vmm::unmap(addr, reserved).and_then(|_| vmm::release(phys)) {
+        if let Err(e) = vmm::unmap(addr, reserved) {
             entry.phys = Some(phys);
             buf.state.store(state::RESIDENT, Ordering::SeqCst);
-            self.fail(inner, &format!("releasing a packed buffer's memory: {e}"));
+            self.fail(inner, &format!("unmapping a packed buffer: {e}"));
             return Packed::Skipped;
+        }
+        if let Err(e) = vmm::release(phys) {
+            // unmapped already: the buffer is packed (its copy holds it); the handle leaks
+            tracing::warn!("releasing the memory of the packed buffer at {addr:#x} failed: {e}");
         }
         BUDGET.give(Part::Resident, reserved);
         BUDGET.packed_original.fetch_add(buf.size, Ordering::Relaxed);
@@ -459,7 +470,19 @@ impl Engine {
         let t0 = crate::clock::precise_ns();
         let Some(reserved) = inner.entries.get(&buf.start).map(|e| e.reserved) else { return Err(CUDA_ERROR_INVALID_VALUE) };
         buf.state.store(state::RESTORING, Ordering::SeqCst);
-        let room = if evict { self.make_room(inner, reserved, Part::Resident) } else { BUDGET.try_take(Part::Resident, reserved) };
+        let room = if evict {
+            self.make_room(inner, reserved, Part::Resident)
+        } else {
+            // no buffer may be packed now; copies kept beside resident buffers may go
+            loop {
+                if BUDGET.try_take(Part::Resident, reserved) {
+                    break true;
+                }
+                if !self.discard_kept_copy(inner) {
+                    break false;
+                }
+            }
+        };
         if !room {
             // everything else is in use: the program's call needs this buffer, so it comes
             // back over the limit (said once, counted)
@@ -504,8 +527,23 @@ impl Engine {
                 return Err(CUDA_ERROR_DATA_CORRUPT);
             }
             Err(CodecFailure::Device(e)) => {
+                // back to packed as it was: its copy is intact, its new memory goes again
+                if let Some(phys) = inner.entries.get_mut(&va).and_then(|e| e.phys.take()) {
+                    let _ = vmm::unmap(va, reserved);
+                    let _ = vmm::release(phys);
+                }
+                BUDGET.give(Part::Resident, reserved);
                 buf.state.store(state::PACKED, Ordering::SeqCst);
                 self.fail(inner, &format!("restoring a buffer: {e}"));
+                return Err(CUDA_ERROR_OUT_OF_MEMORY);
+            }
+            Err(CodecFailure::OutOfMemory) => {
+                if let Some(phys) = inner.entries.get_mut(&va).and_then(|e| e.phys.take()) {
+                    let _ = vmm::unmap(va, reserved);
+                    let _ = vmm::release(phys);
+                }
+                BUDGET.give(Part::Resident, reserved);
+                buf.state.store(state::PACKED, Ordering::SeqCst);
                 return Err(CUDA_ERROR_OUT_OF_MEMORY);
             }
         }
@@ -549,10 +587,12 @@ impl Engine {
     pub fn restore_all(&self) -> Result<usize, c_int> {
         let mut inner = self.lock();
         let packed: Vec<Arc<Buffer>> = inner.entries.values().filter(|e| e.buf.state() == state::PACKED).map(|e| e.buf.clone()).collect();
-        for b in &packed {
-            self.restore(&mut inner, b, false)?;
+        // every one is tried: a failure must not leave the others packed
+        let failed = packed.iter().filter_map(|b| self.restore(&mut inner, b, false).err()).next();
+        match failed {
+            Some(rc) => Err(rc),
+            None => Ok(packed.len()),
         }
-        Ok(packed.len())
     }
 
     /// Our own device work failed: restore what can be restored, log once, pack no more.
@@ -578,6 +618,11 @@ impl Engine {
     pub fn drain(&self) {
         let mut inner = self.lock();
         self.drain_locked(&mut inner);
+    }
+
+    /// The device whose buffers the engine allocates.
+    pub fn device(&self) -> c_int {
+        self.dev
     }
 
     pub fn is_drained(&self) -> bool {
@@ -613,9 +658,16 @@ impl Engine {
 /// A call that may touch any buffer (arguments we cannot read), from before its real call
 /// until it has returned: every packed buffer is made resident first, nothing is packed
 /// meanwhile, and every later pack waits for its stream.
-pub struct OpaqueCall(());
+pub struct OpaqueCall {
+    restored: Result<(), c_int>,
+}
 
 impl OpaqueCall {
+    /// Ok when every packed buffer came back; else the status the call must get instead.
+    pub fn restored(&self) -> Result<(), c_int> {
+        self.restored
+    }
+
     pub fn begin(stream: u64) -> OpaqueCall {
         OPAQUE_CALLS.fetch_add(1, Ordering::SeqCst);
         {
@@ -624,12 +676,14 @@ impl OpaqueCall {
                 s.push(stream);
             }
         }
+        let mut restored = Ok(());
         if let Some(e) = running() {
-            if e.restore_all().is_err() {
-                tracing::error!("a call we cannot read came while a packed buffer could not be restored");
+            if let Err(rc) = e.restore_all() {
+                tracing::error!("a call whose buffers we cannot see came while a packed buffer could not be restored: it fails with error {rc}");
+                restored = Err(rc);
             }
         }
-        OpaqueCall(())
+        OpaqueCall { restored }
     }
 }
 

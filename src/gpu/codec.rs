@@ -46,6 +46,8 @@ pub enum CodecFailure {
     Corrupt { block: usize, detail: String },
     /// Our own device work failed (a kernel, a copy, an allocation).
     Device(String),
+    /// No device memory for the packed copy (or the restore's scratch).
+    OutOfMemory,
 }
 
 impl std::fmt::Display for CodecFailure {
@@ -53,6 +55,7 @@ impl std::fmt::Display for CodecFailure {
         match self {
             CodecFailure::Corrupt { block, detail } => write!(f, "block {block} is corrupt ({detail})"),
             CodecFailure::Device(e) => write!(f, "{e}"),
+            CodecFailure::OutOfMemory => write!(f, "out of device memory"),
         }
     }
 }
@@ -71,6 +74,7 @@ fn cpu_failure(e: ltblock::CodecError) -> CodecFailure {
 fn gpu_failure(e: ltgpu::GpuError) -> CodecFailure {
     match e {
         ltgpu::GpuError::Block { block, status } => CodecFailure::Corrupt { block, detail: ltgpu::status_name(status).into() },
+        ltgpu::GpuError::Driver { error, .. } if error.contains("OUT_OF_MEMORY") => CodecFailure::OutOfMemory,
         other => CodecFailure::Device(other.to_string()),
     }
 }

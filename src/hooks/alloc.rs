@@ -18,13 +18,16 @@ pub const PRIMITIVE: bool = true;
 /// Frees of the engine's buffers must reach it even in passthrough.
 pub const EVEN_IN_PASSTHROUGH: bool = true;
 
-fn allocated(hook: &'static str, rc: i32, addr: u64, size: usize, origin: Origin) {
+/// Registers a buffer the real call allocated; `charged`: counted against the device limit.
+fn allocated(hook: &'static str, rc: i32, addr: u64, size: usize, origin: Origin, charged: bool) {
     if rc != CUDA_SUCCESS || addr == 0 {
         return;
     }
     observe(hook, || {
-        if REGISTRY.insert(addr, size as u64, origin, 0) {
+        if REGISTRY.insert(addr, size as u64, origin, if charged { flag::CHARGED } else { 0 }) {
             stats::allocated(size as u64);
+        } else if charged {
+            BUDGET.give(Part::Passthrough, size as u64);
         }
     });
 }
@@ -36,8 +39,11 @@ fn free_with(hook: &'static str, addr: u64, real_free: impl FnOnce() -> i32) -> 
     if addr == 0 {
         return real_free();
     }
-    if let Some(rc) = observe(hook, || engine::running().and_then(|e| e.free(addr))).flatten() {
-        return rc;
+    let ours = observe(hook, || REGISTRY.find(addr).is_some_and(|b| b.is_vmm())).unwrap_or(false);
+    if ours {
+        if let Some(rc) = observe(hook, || engine::running().and_then(|e| e.free(addr))).flatten() {
+            return rc;
+        }
     }
     if !crate::state::is_active() {
         return real_free();
@@ -47,7 +53,7 @@ fn free_with(hook: &'static str, addr: u64, real_free: impl FnOnce() -> i32) -> 
     observe(hook, || match (&gone, rc == CUDA_SUCCESS) {
         (Some(b), true) => {
             stats::freed(b.size);
-            if engine::running().is_some() {
+            if b.has_flag(flag::CHARGED) {
                 BUDGET.give(Part::Passthrough, b.size);
             }
         }
@@ -84,6 +90,9 @@ fn engine_for(size: usize) -> Option<&'static engine::Engine> {
     if (size as u64) < min {
         return None;
     }
+    if engine::running().is_some_and(|e| Some(e.device()) != crate::gpu::driver::current_device()) {
+        return None; // one device is packed (issue 13: one engine a device); others pass through
+    }
     if crate::gpu::driver::current_device().is_none() {
         if let Some(free) = super::REAL.cudaFree.get() {
             // SAFETY: cudaFree(NULL) only initialises the runtime's context.
@@ -107,12 +116,15 @@ fn allocate_vmm(hook: &'static str, size: usize, out_ptr: *mut u64) -> Option<i3
 }
 
 /// A pass-through allocation in a packing mode: charged against the limit first (packing to
-/// make room), and retried after packing when the card itself is out of memory.
-fn allocate_passthrough(hook: &'static str, size: usize, real: impl Fn() -> i32) -> i32 {
+/// make room), and retried after packing when the card itself is out of memory. The status,
+/// and whether the bytes were charged.
+fn allocate_passthrough(hook: &'static str, size: usize, real: impl Fn() -> i32) -> (i32, bool) {
     let e = if crate::state::is_active() && crate::residency::packing() { engine::running() } else { None };
-    let Some(e) = e else { return real() };
-    if !observe(hook, || e.charge_passthrough(size as u64)).unwrap_or(true) {
-        return CUDA_ERROR_OUT_OF_MEMORY;
+    let Some(e) = e else { return (real(), false) };
+    match observe(hook, || e.charge_passthrough(size as u64)) {
+        Some(false) => return (CUDA_ERROR_OUT_OF_MEMORY, false),
+        None => return (real(), false),
+        Some(true) => {}
     }
     let mut rc = real();
     while rc == CUDA_ERROR_OUT_OF_MEMORY && observe(hook, || e.pack_for_card()).unwrap_or(false) {
@@ -121,7 +133,7 @@ fn allocate_passthrough(hook: &'static str, size: usize, real: impl Fn() -> i32)
     if rc != CUDA_SUCCESS {
         BUDGET.give(Part::Passthrough, size as u64);
     }
-    rc
+    (rc, rc == CUDA_SUCCESS)
 }
 
 pub unsafe fn cudaMalloc(call: &impl Fn(*mut *mut c_void, usize) -> i32, dev_ptr: *mut *mut c_void, size: usize) -> i32 {
@@ -130,10 +142,10 @@ pub unsafe fn cudaMalloc(call: &impl Fn(*mut *mut c_void, usize) -> i32, dev_ptr
             return rc;
         }
     }
-    let rc = allocate_passthrough("cudaMalloc", size, || call(dev_ptr, size));
+    let (rc, charged) = allocate_passthrough("cudaMalloc", size, || call(dev_ptr, size));
     // SAFETY: dev_ptr is the out-parameter the runtime wrote on success.
     let addr = unsafe { out(dev_ptr as *const usize) } as u64;
-    allocated("cudaMalloc", rc, addr, size, Origin::Runtime);
+    allocated("cudaMalloc", rc, addr, size, Origin::Runtime, charged);
     rc
 }
 
@@ -142,10 +154,10 @@ pub unsafe fn cudaFree(call: &impl Fn(*mut c_void) -> i32, ptr: *mut c_void) -> 
 }
 
 pub unsafe fn cudaMallocAsync(call: &impl Fn(*mut *mut c_void, usize, Handle) -> i32, dev_ptr: *mut *mut c_void, size: usize, stream: Handle) -> i32 {
-    let rc = allocate_passthrough("cudaMallocAsync", size, || call(dev_ptr, size, stream));
+    let (rc, charged) = allocate_passthrough("cudaMallocAsync", size, || call(dev_ptr, size, stream));
     // SAFETY: as in cudaMalloc.
     let addr = unsafe { out(dev_ptr as *const usize) } as u64;
-    allocated("cudaMallocAsync", rc, addr, size, Origin::StreamOrdered);
+    allocated("cudaMallocAsync", rc, addr, size, Origin::StreamOrdered, charged);
     rc
 }
 
@@ -157,9 +169,9 @@ pub unsafe fn cudaFreeAsync(call: &impl Fn(*mut c_void, Handle) -> i32, ptr: *mu
 /// what libraries with a static runtime (cuBLAS, cuDNN, cuFFT, NCCL) allocate for themselves,
 /// and use from their kernels without naming it in any call we see.
 pub unsafe fn cuMemAlloc_v2(call: &impl Fn(*mut CUdeviceptr, usize) -> i32, dptr: *mut CUdeviceptr, size: usize) -> i32 {
-    let rc = allocate_passthrough("cuMemAlloc_v2", size, || call(dptr, size));
+    let (rc, charged) = allocate_passthrough("cuMemAlloc_v2", size, || call(dptr, size));
     // SAFETY: dptr is the out-parameter the driver wrote on success.
-    allocated("cuMemAlloc_v2", rc, unsafe { out(dptr) }, size, Origin::Driver);
+    allocated("cuMemAlloc_v2", rc, unsafe { out(dptr) }, size, Origin::Driver, charged);
     rc
 }
 
@@ -168,9 +180,9 @@ pub unsafe fn cuMemFree_v2(call: &impl Fn(CUdeviceptr) -> i32, dptr: CUdeviceptr
 }
 
 pub unsafe fn cuMemAllocAsync(call: &impl Fn(*mut CUdeviceptr, usize, Handle) -> i32, dptr: *mut CUdeviceptr, size: usize, stream: Handle) -> i32 {
-    let rc = allocate_passthrough("cuMemAllocAsync", size, || call(dptr, size, stream));
+    let (rc, charged) = allocate_passthrough("cuMemAllocAsync", size, || call(dptr, size, stream));
     // SAFETY: as in cuMemAlloc_v2.
-    allocated("cuMemAllocAsync", rc, unsafe { out(dptr) }, size, Origin::StreamOrdered);
+    allocated("cuMemAllocAsync", rc, unsafe { out(dptr) }, size, Origin::StreamOrdered, charged);
     rc
 }
 

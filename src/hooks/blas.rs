@@ -64,7 +64,7 @@ fn gemm<const M: usize>(hook: &'static str, stream: Handle, matrices: [*const c_
             stats::add(&stats::C.cublas_calls, 1);
             collect(u, &matrices.map(|p| p as u64), true);
             collect(u, &scalars.map(|p| p as u64), false);
-            for (p, t) in matrices.iter().zip(ab_type) {
+            for (p, t) in matrices.iter().zip(ab_type).filter(|_| crate::residency::packing()) {
                 let hint = float_hint(t);
                 if hint != 0 {
                     if let Some(b) = REGISTRY.find(*p as u64) {
@@ -92,7 +92,7 @@ pub unsafe fn cublasLtMatmul(
     c: *const c_void, c_desc: Handle, d: *mut c_void, d_desc: Handle, algo: *const c_void, workspace: *mut c_void, workspace_size: usize, stream: Handle,
 ) -> i32 {
     let ws = if workspace_size > 0 { workspace as *const c_void } else { std::ptr::null() };
-    let types = [layout_type(a_desc), layout_type(b_desc)];
+    let types = if crate::residency::packing() { [layout_type(a_desc), layout_type(b_desc)] } else { [-1, -1] };
     gemm("cublasLtMatmul", stream, [a, b, c, d as *const c_void, ws], [alpha, beta], types, || {
         call(handle, desc, alpha, a, a_desc, b, b_desc, beta, c, c_desc, d, d_desc, algo, workspace, workspace_size, stream)
     })

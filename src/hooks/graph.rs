@@ -176,7 +176,11 @@ fn read_graph(graph: Handle, depth: u32, out: &mut GraphUse) -> Option<()> {
                 }
                 read_graph(child, depth + 1, out)?;
             }
-            _ => {}
+            // host, empty, event wait/record, external semaphores, memory alloc/free: no
+            // buffer of ours reached by the device
+            3 | 5..=11 => {}
+            // anything else (mem ops, conditional bodies, newer kinds): may touch any buffer
+            _ => out.opaque = true,
         }
     }
     Some(())
@@ -305,7 +309,8 @@ fn launch_graph(hook: &'static str, exec: Handle, stream: Handle, real: impl FnO
                 stats::add(&stats::C.graph_kernels, g.kernels);
                 (g.buffers.clone(), g.opaque)
             }
-            None => (Vec::new(), false),
+            // an executable graph we never saw instantiated: it may touch anything
+            None => (Vec::new(), true),
         }
     })
     .unwrap_or_default();

@@ -237,7 +237,7 @@ fn leave_runtime_error() {
 
 /// Sets a flag on a buffer already in hand (counted the first time).
 pub fn mark_buffer(b: &crate::registry::Buffer, f: u32) {
-    if b.flags.fetch_or(f, std::sync::atomic::Ordering::Relaxed) & f == 0 {
+    if b.flags.fetch_or(f, std::sync::atomic::Ordering::SeqCst) & f == 0 {
         crate::stats::flagged(f);
     }
 }
