@@ -126,7 +126,7 @@ pub const KNOBS: &[Knob] = &[
         accepted: "off, observe, lossless, lossy",
         doc: "`off`: pure passthrough, nothing recorded. `observe`: record every allocation, \
               copy and launch, change nothing (exact passthrough, no VMM). `lossless`: buffers of \
-              at least `LTSHIM_MIN_BYTES` are VMM-backed and packed bit-exactly (raw/zvc) when \
+              at least `LTSHIM_MIN_BYTES` are VMM-backed and packed bit-exactly (raw, zvc, expf) when \
               memory is needed. `lossy`: as lossless, and blocks of buffers that GEMM calls named \
               as float operands may go int8g under `LTSHIM_INT8_MAX_ERR`.",
         apply: |v, c| {

@@ -86,9 +86,15 @@ pub fn layout_of(k: KernelRef) -> Cached {
     if let Ok(Some(hit)) = LOCAL.try_with(|m| m.borrow().get(&key).cloned()) {
         return hit;
     }
-    let found = {
-        let mut global = GLOBAL.lock();
-        global.entry(key).or_insert_with(|| query(k)).clone()
+    let cached = GLOBAL.lock().get(&key).cloned();
+    let found = match cached {
+        Some(l) => l,
+        None => {
+            // the driver is asked with no lock of ours held; two threads may ask at once,
+            // and the first answer stays
+            let l = query(k);
+            GLOBAL.lock().entry(key).or_insert(l).clone()
+        }
     };
     let _ = LOCAL.try_with(|m| m.borrow_mut().insert(key, found.clone()));
     found

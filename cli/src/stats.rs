@@ -56,6 +56,19 @@ pub fn render(v: &Value) -> String {
         let s: Vec<String> = flags.iter().map(|(k, n)| format!("{k} {}", num(n))).collect();
         row("live buffers by flag", s.join(", "));
     }
+    let p = &v["packing"];
+    if p["enabled"].is_boolean() {
+        row("packing", format!("{} ({})", if p["enabled"].as_bool() == Some(true) { "on" } else { "off" }, p["mode"].as_str().unwrap_or("")));
+        row("  held now / at peak / limit", format!("{} / {} / {}", bytes(num(&p["held_bytes"])), bytes(num(&p["held_peak_bytes"])), bytes(num(&p["limit_bytes"]))));
+        row("  resident / packed copies / stand for", format!("{} / {} / {}", bytes(num(&p["resident_bytes"])), bytes(num(&p["packed_bytes"])), bytes(num(&p["packed_original_bytes"]))));
+        row("  packs (kept copy reused) / restores", format!("{} ({}) / {}", num(&p["packs"]), num(&p["packs_reused_copy"]), num(&p["restores"])));
+        row("  restores over the limit / corrupt", format!("{} / {}", num(&p["restores_over_limit"]), num(&p["restores_corrupt"])));
+        if let (Some(i), Some(o)) = (p["bytes_in_by_codec"].as_object(), p["bytes_out_by_codec"].as_object()) {
+            let s: Vec<String> = i.iter().map(|(k, n)| format!("{k} {} -> {}", bytes(num(n)), bytes(o.get(k).map(num).unwrap_or(0)))).collect();
+            row("  encoded by codec", if s.is_empty() { "none".into() } else { s.join(", ") });
+        }
+        row("  pack / restore host time", format!("{:.1} ms / {:.1} ms", num(&p["pack_host_ns"]) as f64 / 1e6, num(&p["restore_host_ns"]) as f64 / 1e6));
+    }
     row("time inside the library", format!("{:.3} ms", num(&v["time_in_library_ns"]) as f64 / 1e6));
     if let Some(f) = v["fallbacks"].as_object() {
         let s: Vec<String> = f.iter().filter(|(_, n)| num(n) > 0).map(|(k, n)| format!("{k} {}", num(n))).collect();
@@ -88,6 +101,12 @@ mod tests {
         assert!(t.contains("pointers via cublas 5 found, 1 not found"), "{t}");
         assert!(t.contains("fallbacks layout_unknown 2"), "{t}");
         assert!(t.contains("cudaMalloc"), "{t}");
+        assert!(!t.contains("packing"), "no packing section without one in the report: {t}");
+        let p: Value = serde_json::from_str(r#"{"packing":{"enabled":true,"mode":"lossless","held_bytes":1024,"held_peak_bytes":2048,"limit_bytes":4096,
+            "packs":5,"packs_reused_copy":2,"restores":4,"bytes_in_by_codec":{"zvc":8192},"bytes_out_by_codec":{"zvc":1024}}}"#).unwrap();
+        let t = render(&p).split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(t.contains("packing on (lossless)") && t.contains("held now / at peak / limit 1.0 KiB / 2.0 KiB / 4.0 KiB"), "{t}");
+        assert!(t.contains("packs (kept copy reused) / restores 5 (2) / 4") && t.contains("zvc 8.0 KiB -> 1.0 KiB"), "{t}");
     }
 
     #[test]

@@ -324,6 +324,9 @@ impl Parsed<'_> {
         if original_len as usize > self.block_size {
             return Err(CodecError::Inconsistent { block, what: "block length larger than the block size" });
         }
+        if codec.is_lossy() && self.mode == Mode::Lossless {
+            return Err(CodecError::Inconsistent { block, what: "a lossy block in a buffer packed lossless" });
+        }
         let rel_l2 = f32::from_le_bytes([h[24], h[25], h[26], h[27]]);
         let info = BlockInfo { codec, dtype, original_len, payload_len, rel_l2, group: u16_at(h, 28) };
         Ok((info, &h[BLOCK_HEADER..BLOCK_HEADER + payload_len as usize], u32_at(h, 16), u32_at(h, 20)))

@@ -133,3 +133,21 @@ fn random_garbage_never_panics() {
         }
     }
 }
+
+/// Regression: a buffer whose header says lossless must not hand out int8g (lossy) blocks,
+/// even when its header checksum is consistent with the changed mode byte.
+#[test]
+fn a_lossy_block_inside_a_buffer_whose_header_says_lossless_is_refused() {
+    let data: Vec<u8> = (0..32768u32).flat_map(|i| ltblock::dtype::f32_to_bf16(((i as f32) * 0.37).sin() * 0.02).to_le_bytes()).collect();
+    let opts = ltblock::EncodeOptions { mode: ltblock::Mode::Lossy, dtype: ltblock::DType::BF16, ..Default::default() };
+    let mut buf = ltblock::encode(&data, &opts);
+    assert!(ltblock::inspect(&buf).unwrap().blocks.iter().any(|b| b.codec == ltblock::Codec::Int8g), "the data must go int8g");
+    buf[7] = 0; // mode: lossless
+    let n = u32::from_le_bytes(buf[12..16].try_into().unwrap()) as usize;
+    let mut covered = buf[0..32].to_vec();
+    covered.extend_from_slice(&buf[40..40 + 8 * (n + 1)]);
+    let sum = ltblock::checksum::ltsum32(&covered);
+    buf[32..36].copy_from_slice(&sum.to_le_bytes());
+    let e = ltblock::decode(&buf).unwrap_err();
+    assert!(matches!(e, ltblock::CodecError::Inconsistent { what, .. } if what.contains("lossy block")), "{e}");
+}

@@ -32,4 +32,19 @@ if [ "${STEP:-1}" = 2 ]; then
   $C --workload infer --workload-args "--params 3b --tokens 32" --mode lossy --device-limit 70% --min-cosine 0.999 --min-top1 0.99 --repeat ${REPEAT:-2} --warmup 1 --out $W/acc2 > $W/acc2.txt 2>&1; echo "acc2 infer exit $?"
   grep -E "held peak|packs / restores|by codec|peak GPU|wall|decode_tokens|Verdict|cosine|failed|over the limit|restores per step" $W/acc2/report.md | head -20; grep "ltshim\\[" $W/acc2/log_ltshim_1.txt | head -5
 fi
+if [ "${STEP:-1}" = 3 ]; then
+  # no limit: lossless (the default) against native, alternating (nothing needs packing)
+  $C --workload infer --workload-args "--params 3b --tokens 32" --mode lossless --repeat 3 --warmup 1 --out $W/nolimit > $W/nolimit.txt 2>&1; echo "nolimit infer exit $?"
+  grep -E "peak GPU|wall|decode_tokens|bit-exact|time in library|Verdict|failed" $W/nolimit/report.md | head -12
+  python3 -c "
+import json,glob
+for f in sorted(glob.glob('$W/nolimit/ltshim_stats_ltshim_*.json')):
+    s=json.load(open(f)); print(f.split('/')[-1], 'time_in_library_ns', s['time_in_library_ns'], 'packs', s['packing']['packs'], 'vmm', s['packing']['vmm_buffers'], 'alloc_host_ns', s['packing']['alloc_host_ns'])"
+  # the lowest lossless limit for sparse_mlp
+  $C --workload sparse_mlp --mode lossless --limits 80,70,60 --warmup 1 --out $W/sweep_sparse > $W/sweep_sparse.txt 2>&1; echo "sweep sparse exit $?"
+  cat $W/sweep_sparse/sweep.md 2>/dev/null | head -20
+  # lossy at 70% with G = 16 (the accurate group size)
+  LTSHIM_INT8_GROUP=16 $C --workload infer --workload-args "--params 3b --tokens 32" --mode lossy --device-limit 70% --min-cosine 0.999 --min-top1 0.99 --repeat 1 --warmup 1 --out $W/acc2g16 > $W/acc2g16.txt 2>&1; echo "acc2 G=16 exit $?"
+  grep -E "held peak|packs / restores|by codec|peak GPU|wall|decode_tokens|cosine|restores per step|over the limit" $W/acc2g16/report.md | head -14
+fi
 tar czf $OUT/packing${STEP:-1}.tar.gz --exclude="*.pt" -C /tmp ltp 2>/dev/null

@@ -145,7 +145,13 @@ fn driver_says_host(addr: u64) -> Option<bool> {
     let mut kind: c_uint = 0;
     // SAFETY: a driver query with a valid out-parameter; the driver API leaves no sticky error.
     let rc = unsafe { attr(&mut kind as *mut c_uint as *mut c_void, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, addr) };
-    Some(rc != CUDA_SUCCESS || kind == CU_MEMORYTYPE_HOST)
+    match rc {
+        CUDA_SUCCESS => Some(kind == CU_MEMORYTYPE_HOST),
+        // "invalid value": an address the driver does not know, i.e. pageable host memory
+        CUDA_ERROR_INVALID_VALUE => Some(true),
+        // any other failure (no context, a dead one) tells nothing: never read the address
+        _ => None,
+    }
 }
 
 /// True when `addr` is host memory (so it may be read here): not a buffer we know, and not
