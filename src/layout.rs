@@ -73,8 +73,10 @@ impl std::hash::Hasher for AddressHasher {
 }
 
 type Map = HashMap<usize, Cached, std::hash::BuildHasherDefault<AddressHasher>>;
+type GlobalMap = HashMap<usize, (Cached, u32), std::hash::BuildHasherDefault<AddressHasher>>;
 
-static GLOBAL: Lazy<Mutex<Map>> = Lazy::new(|| Mutex::new(Map::default()));
+/// Every layout asked so far, and how often (unknown ones are asked again a few times).
+static GLOBAL: Lazy<Mutex<GlobalMap>> = Lazy::new(|| Mutex::new(GlobalMap::default()));
 
 thread_local! {
     static LOCAL: RefCell<Map> = RefCell::new(Map::default());
@@ -88,17 +90,31 @@ pub fn layout_of(k: KernelRef) -> Cached {
     }
     let cached = GLOBAL.lock().get(&key).cloned();
     let found = match cached {
-        Some(l) => l,
-        None => {
+        Some((l, tries)) if !matches!(l, Layout::Unknown) || tries >= UNKNOWN_TRIES => l,
+        _ => {
             // the driver is asked with no lock of ours held; two threads may ask at once,
-            // and the first answer stays
+            // and a known answer stays. An unknown one is asked again at the next launches:
+            // with lazy loading a kernel may answer only once it has run.
             let l = query(k);
-            GLOBAL.lock().entry(key).or_insert(l).clone()
+            let mut g = GLOBAL.lock();
+            let e = g.entry(key).or_insert((Layout::Unknown, 0));
+            if matches!(e.0, Layout::Unknown) {
+                *e = (l, e.1 + 1);
+                if matches!(e.0, Layout::Unknown) && e.1 == UNKNOWN_TRIES {
+                    tracing::info!("{}: the driver does not tell its parameter layout, so its launches are opaque (every packed buffer restored first)", describe(k));
+                }
+            }
+            e.0.clone()
         }
     };
-    let _ = LOCAL.try_with(|m| m.borrow_mut().insert(key, found.clone()));
+    if !matches!(found, Layout::Unknown) {
+        let _ = LOCAL.try_with(|m| m.borrow_mut().insert(key, found.clone()));
+    }
     found
 }
+
+/// How often the driver is asked about a kernel that did not tell its layout.
+const UNKNOWN_TRIES: u32 = 3;
 
 /// Largest parameter count we ask about (32 KiB of parameters at 4 bytes each).
 const MAX_PARAMS: usize = 8192;
@@ -111,7 +127,7 @@ fn query(k: KernelRef) -> Layout {
         KernelRef::HostStub(stub) => function_of_stub(stub).map_or(Layout::Unknown, by_function),
     };
     match &layout {
-        Layout::Unknown => tracing::info!("{}: the driver does not tell its parameter layout, so its launches are opaque (every packed buffer restored first)", describe(k)),
+        Layout::Unknown => {}
         Layout::NoParameters => tracing::debug!("{}: takes no parameters", describe(k)),
         Layout::Known(_) => {}
     }
