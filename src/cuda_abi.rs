@@ -165,6 +165,25 @@ pub struct CUDA_KERNEL_NODE_PARAMS {
     pub ctx: Handle,
 }
 
+/// `cudaPitchedPtr` (passed by value to the 3-D sets).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PitchedPtr {
+    pub ptr: *mut c_void,
+    pub pitch: usize,
+    pub xsize: usize,
+    pub ysize: usize,
+}
+
+/// `cudaExtent`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Extent {
+    pub width: usize,
+    pub height: usize,
+    pub depth: usize,
+}
+
 /// `CUmemAllocationProp` (VMM).
 #[repr(C)]
 #[derive(Clone, Copy)]

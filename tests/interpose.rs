@@ -470,3 +470,11 @@ fn a_launch_whose_layout_is_unknown_finds_every_packed_buffer_resident() {
     assert!(n(s, "fallbacks.layout_unknown") >= 6, "{}", s["fallbacks"]);
     assert!(n(s, "packing.restores") >= 5, "{}", s["packing"]);
 }
+
+#[test]
+fn a_3d_set_over_packed_buffers_finds_them_restored() {
+    let r = run_packing(&["three_d"], "lossless", "64MiB");
+    r.assert_ok();
+    assert_eq!(r.did("three_d"), 1);
+    assert!(n(r.stats(), "packing.restores") >= 3, "the opaque 3-D set restores every packed buffer: {}", r.stats()["packing"]);
+}

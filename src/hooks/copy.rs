@@ -308,3 +308,29 @@ pub unsafe fn cudaMemset_ptds(call: &impl Fn(*mut c_void, c_int, usize) -> i32, 
 pub unsafe fn cudaMemsetAsync_ptsz(call: &impl Fn(*mut c_void, c_int, usize, Handle) -> i32, ptr: *mut c_void, value: c_int, count: usize, stream: Handle) -> i32 {
     set_1d("cudaMemsetAsync_ptsz", stream, ptr as u64, count, || call(ptr, value, count, stream))
 }
+
+// 3-D copies and sets: shapes (arrays, pitched volumes) we do not parse. Opaque calls: every
+// packed buffer resident first, nothing packed while they run.
+pub unsafe fn cudaMemcpy3D(call: &impl Fn(*const c_void) -> i32, params: *const c_void) -> i32 {
+    super::opaque_call("cudaMemcpy3D", Path::Copy, SYNC, || call(params))
+}
+
+pub unsafe fn cudaMemcpy3DAsync(call: &impl Fn(*const c_void, Handle) -> i32, params: *const c_void, stream: Handle) -> i32 {
+    super::opaque_call("cudaMemcpy3DAsync", Path::Copy, stream, || call(params, stream))
+}
+
+pub unsafe fn cuMemcpy3D_v2(call: &impl Fn(*const CUDA_MEMCPY3D) -> i32, params: *const CUDA_MEMCPY3D) -> i32 {
+    super::opaque_call("cuMemcpy3D_v2", Path::Copy, SYNC, || call(params))
+}
+
+pub unsafe fn cuMemcpy3DAsync_v2(call: &impl Fn(*const CUDA_MEMCPY3D, Handle) -> i32, params: *const CUDA_MEMCPY3D, stream: Handle) -> i32 {
+    super::opaque_call("cuMemcpy3DAsync_v2", Path::Copy, stream, || call(params, stream))
+}
+
+pub unsafe fn cudaMemset3D(call: &impl Fn(PitchedPtr, c_int, Extent) -> i32, ptr: PitchedPtr, value: c_int, extent: Extent) -> i32 {
+    super::opaque_call("cudaMemset3D", Path::Set, SYNC, || call(ptr, value, extent))
+}
+
+pub unsafe fn cudaMemset3DAsync(call: &impl Fn(PitchedPtr, c_int, Extent, Handle) -> i32, ptr: PitchedPtr, value: c_int, extent: Extent, stream: Handle) -> i32 {
+    super::opaque_call("cudaMemset3DAsync", Path::Set, stream, || call(ptr, value, extent, stream))
+}

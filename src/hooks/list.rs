@@ -83,6 +83,12 @@ macro_rules! for_each_hook {
             copy fn cudaMemcpyFromSymbolAsync(dst: *mut c_void, symbol: *const c_void, count: usize, offset: usize, kind: c_int, stream: Handle) -> cudaError_t;
             copy fn cudaMemset2D(ptr: *mut c_void, pitch: usize, value: c_int, width: usize, height: usize) -> cudaError_t;
             copy fn cudaMemset2DAsync(ptr: *mut c_void, pitch: usize, value: c_int, width: usize, height: usize, stream: Handle) -> cudaError_t;
+            copy fn cudaMemcpy3D(params: *const c_void) -> cudaError_t;
+            copy fn cudaMemcpy3DAsync(params: *const c_void, stream: Handle) -> cudaError_t;
+            copy fn cuMemcpy3D_v2(params: *const CUDA_MEMCPY3D) -> CUresult;
+            copy fn cuMemcpy3DAsync_v2(params: *const CUDA_MEMCPY3D, stream: Handle) -> CUresult;
+            copy fn cudaMemset3D(ptr: PitchedPtr, value: c_int, extent: Extent) -> cudaError_t;
+            copy fn cudaMemset3DAsync(ptr: PitchedPtr, value: c_int, extent: Extent, stream: Handle) -> cudaError_t;
             copy fn cudaMemcpy_ptds(dst: *mut c_void, src: *const c_void, count: usize, kind: c_int) -> cudaError_t;
             copy fn cudaMemcpyAsync_ptsz(dst: *mut c_void, src: *const c_void, count: usize, kind: c_int, stream: Handle) -> cudaError_t;
             copy fn cudaMemset_ptds(ptr: *mut c_void, value: c_int, count: usize) -> cudaError_t;

@@ -57,6 +57,10 @@ int cudnnBackendCreateDescriptor(int kind, Handle *desc);
 int cudnnBackendSetAttribute(Handle desc, int name, int kind, int64_t count, const void *elements);
 int cudnnBackendDestroyDescriptor(Handle desc);
 
+typedef struct { void *ptr; size_t pitch, xsize, ysize; } cudaPitchedPtr;
+typedef struct { size_t width, height, depth; } cudaExtent;
+int cudaMemset3D(cudaPitchedPtr p, int value, cudaExtent e);
+
 /* double-only helpers */
 Handle dbl_register_kernel(void (*run)(void **), size_t n, const size_t *sizes, int hide_layout);
 Handle dbl_variant_pack(const uint64_t *ptrs, size_t n, uint64_t ws);

@@ -383,6 +383,13 @@ pub struct Memcpy2D { sx: usize, sy: usize, st: c_uint, sh: *const c_void, sd: u
     for r in 0..c.h { std::ptr::copy((src as *const u8).add((c.sy + r) * c.sp + c.sx), (dst as *mut u8).add((c.dy + r) * c.dp + c.dx), c.w); }
     OK
 }
+/// A 3-D set of a pitched volume (what the library must treat as an opaque call).
+#[repr(C)] #[derive(Clone, Copy)] pub struct PitchedPtr { ptr: *mut c_void, pitch: usize, xsize: usize, ysize: usize }
+#[repr(C)] #[derive(Clone, Copy)] pub struct Extent { w: usize, h: usize, d: usize }
+#[no_mangle] pub unsafe extern "C" fn cudaMemset3D(p: PitchedPtr, v: c_int, e: Extent) -> c_int {
+    for z in 0..e.d { for y in 0..e.h { std::ptr::write_bytes((p.ptr as *mut u8).add((z * p.ysize + y) * p.pitch), v as u8, e.w); } }
+    OK
+}
 #[no_mangle] pub unsafe extern "C" fn cuMemcpyPeerAsync(d: u64, _dc: Handle, s: u64, _sc: Handle, n: usize, st: Handle) -> c_int { copy(d, s, n, st) }
 #[no_mangle] pub unsafe extern "C" fn cuMemsetD8_v2(d: u64, v: u8, n: usize) -> c_int { set(d, v, n, NULL) }
 #[no_mangle] pub unsafe extern "C" fn cuMemsetD8Async(d: u64, v: u8, n: usize, st: Handle) -> c_int { set(d, v, n, st) }
