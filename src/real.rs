@@ -259,7 +259,6 @@ driver_uses! {
     fn cudnnBackendGetAttribute(desc: Handle, name: c_int, kind: c_int, requested: i64, count: *mut i64, array: *mut c_void) -> cudnnStatus_t;
     fn cublasLtMatrixLayoutGetAttribute(desc: Handle, attr: c_int, buf: *mut c_void, size: usize, written: *mut usize) -> cublasStatus_t;
     // the packing engine's own device work (crate::gpu)
-    fn cuInit(flags: c_uint) -> CUresult;
     fn cuCtxGetCurrent(ctx: *mut Handle) -> CUresult;
     fn cuCtxGetDevice(dev: *mut c_int) -> CUresult;
     fn cuDevicePrimaryCtxRetain(ctx: *mut Handle, dev: c_int) -> CUresult;

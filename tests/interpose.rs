@@ -36,31 +36,22 @@ fn program() -> &'static (PathBuf, PathBuf) {
             std::os::unix::fs::symlink(&double, &link).unwrap();
         }
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
+        // each test program, linked against the double as libcuda
+        for name in ["interpose", "packing"] {
+            let out = Command::new("cc")
+                .args(["-O1", "-Wall", "-Werror", "-o"])
+                .arg(dir.join(name))
+                .arg(src.join(format!("{name}.c")))
+                .arg("-I")
+                .arg(&src)
+                .arg(format!("-L{}", dir.display()))
+                .args(["-lcuda", "-ldl", "-lpthread"])
+                .arg(format!("-Wl,-rpath,{}", dir.display()))
+                .output()
+                .expect("run cc");
+            assert!(out.status.success(), "cc failed on {name}.c:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
         let exe = dir.join("interpose");
-        let out = Command::new("cc")
-            .args(["-O1", "-Wall", "-Werror", "-o"])
-            .arg(&exe)
-            .arg(src.join("interpose.c"))
-            .arg("-I")
-            .arg(&src)
-            .arg(format!("-L{}", dir.display()))
-            .args(["-lcuda", "-ldl", "-lpthread"])
-            .arg(format!("-Wl,-rpath,{}", dir.display()))
-            .output()
-            .expect("run cc");
-        assert!(out.status.success(), "cc failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let packing = Command::new("cc")
-            .args(["-O1", "-Wall", "-Werror", "-o"])
-            .arg(dir.join("packing"))
-            .arg(src.join("packing.c"))
-            .arg("-I")
-            .arg(&src)
-            .arg(format!("-L{}", dir.display()))
-            .args(["-lcuda", "-ldl", "-lpthread"])
-            .arg(format!("-Wl,-rpath,{}", dir.display()))
-            .output()
-            .expect("run cc");
-        assert!(packing.status.success(), "cc failed:\n{}", String::from_utf8_lossy(&packing.stderr));
         let late = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(dir.join("liblate.so")).arg(src.join("late.c")).output().expect("run cc");
         assert!(late.status.success(), "cc failed:\n{}", String::from_utf8_lossy(&late.stderr));
         (exe, dir)

@@ -22,16 +22,7 @@ pub struct Budget {
     pub held_peak: AtomicU64,
 }
 
-pub static BUDGET: Budget = Budget {
-    limit: AtomicU64::new(u64::MAX),
-    explicit: std::sync::atomic::AtomicBool::new(false),
-    resident: AtomicU64::new(0),
-    packed: AtomicU64::new(0),
-    packed_original: AtomicU64::new(0),
-    passthrough: AtomicU64::new(0),
-    scratch: AtomicU64::new(0),
-    held_peak: AtomicU64::new(0),
-};
+pub static BUDGET: Budget = Budget::new(u64::MAX);
 
 /// Which part of the held memory a change is about.
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +34,19 @@ pub enum Part {
 }
 
 impl Budget {
+    pub const fn new(limit: u64) -> Budget {
+        Budget {
+            limit: AtomicU64::new(limit),
+            explicit: std::sync::atomic::AtomicBool::new(false),
+            resident: AtomicU64::new(0),
+            packed: AtomicU64::new(0),
+            packed_original: AtomicU64::new(0),
+            passthrough: AtomicU64::new(0),
+            scratch: AtomicU64::new(0),
+            held_peak: AtomicU64::new(0),
+        }
+    }
+
     fn counter(&self, p: Part) -> &AtomicU64 {
         match p {
             Part::Resident => &self.resident,
@@ -60,21 +64,15 @@ impl Budget {
         self.limit.load(Relaxed)
     }
 
-    /// Room for `bytes` more under the limit, now.
-    pub fn fits(&self, bytes: u64) -> bool {
-        self.held().saturating_add(bytes) <= self.limit()
-    }
-
     /// Takes `bytes` into `part` if they fit under the limit (all or nothing).
     pub fn try_take(&self, part: Part, bytes: u64) -> bool {
         let c = self.counter(part);
-        let before = c.fetch_add(bytes, Relaxed);
+        c.fetch_add(bytes, Relaxed);
         let held = self.held();
         if held > self.limit() {
             c.fetch_sub(bytes, Relaxed);
             return false;
         }
-        let _ = before;
         self.held_peak.fetch_max(held, Relaxed);
         true
     }
@@ -88,11 +86,6 @@ impl Budget {
     pub fn give(&self, part: Part, bytes: u64) {
         let _ = self.counter(part).fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(bytes)));
     }
-
-    /// Bytes to free before `bytes` more fit.
-    pub fn shortfall(&self, bytes: u64) -> u64 {
-        self.held().saturating_add(bytes).saturating_sub(self.limit())
-    }
 }
 
 #[cfg(test)]
@@ -100,17 +93,7 @@ mod tests {
     use super::*;
 
     fn budget(limit: u64) -> Budget {
-        let b = Budget {
-            limit: AtomicU64::new(limit),
-            explicit: Default::default(),
-            resident: AtomicU64::new(0),
-            packed: AtomicU64::new(0),
-            packed_original: AtomicU64::new(0),
-            passthrough: AtomicU64::new(0),
-            scratch: AtomicU64::new(0),
-            held_peak: AtomicU64::new(0),
-        };
-        b
+        Budget::new(limit)
     }
 
     #[test]
@@ -120,7 +103,7 @@ mod tests {
         assert!(!b.try_take(Part::Packed, 41));
         assert_eq!(b.held(), 60);
         assert!(b.try_take(Part::Packed, 40));
-        assert_eq!(b.shortfall(10), 10);
+        assert!(!b.try_take(Part::Passthrough, 1), "full");
         b.give(Part::Resident, 60);
         assert_eq!(b.held(), 40);
         assert_eq!(b.held_peak.load(Relaxed), 100);

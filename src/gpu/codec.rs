@@ -86,14 +86,6 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The stream our device work runs on (None on the CPU).
-    pub fn stream(&self) -> Option<u64> {
-        match self {
-            Backend::Cpu => None,
-            Backend::Gpu(p) => Some(p.stream()),
-        }
-    }
-
     pub fn scratch_bytes(&self) -> u64 {
         match self {
             Backend::Cpu => 0,

@@ -84,12 +84,10 @@ pub unsafe fn cudaMemcpyAsync(call: &impl Fn(*mut c_void, *const c_void, usize, 
     copy_1d("cudaMemcpyAsync", stream, dst as u64, src as u64, count, host_src_of(kind), || call(dst, src, count, kind, stream))
 }
 
-pub unsafe fn cudaMemcpy2DAsync(
-    call: &impl Fn(*mut c_void, usize, *const c_void, usize, usize, usize, c_int, Handle) -> i32,
-    dst: *mut c_void, dpitch: usize, src: *const c_void, spitch: usize, width: usize, height: usize, kind: c_int, stream: Handle,
-) -> i32 {
+/// A runtime 2-D copy: both spans resident, a host source scanned.
+fn copy_2d(hook: &'static str, stream: Handle, dst: *mut c_void, dpitch: usize, src: *const c_void, spitch: usize, width: usize, height: usize, kind: c_int, real: impl FnOnce() -> i32) -> i32 {
     with_resident(
-        "cudaMemcpy2DAsync",
+        hook,
         Path::Copy,
         stream,
         |u| {
@@ -100,8 +98,15 @@ pub unsafe fn cudaMemcpy2DAsync(
                 unsafe { scan_host(src as *const u8, width, height, spitch) };
             }
         },
-        || call(dst, dpitch, src, spitch, width, height, kind, stream),
+        real,
     )
+}
+
+pub unsafe fn cudaMemcpy2DAsync(
+    call: &impl Fn(*mut c_void, usize, *const c_void, usize, usize, usize, c_int, Handle) -> i32,
+    dst: *mut c_void, dpitch: usize, src: *const c_void, spitch: usize, width: usize, height: usize, kind: c_int, stream: Handle,
+) -> i32 {
+    copy_2d("cudaMemcpy2DAsync", stream, dst, dpitch, src, spitch, width, height, kind, || call(dst, dpitch, src, spitch, width, height, kind, stream))
 }
 
 pub unsafe fn cudaMemcpyPeerAsync(call: &impl Fn(*mut c_void, c_int, *const c_void, c_int, usize, Handle) -> i32, dst: *mut c_void, dst_device: c_int, src: *const c_void, src_device: c_int, count: usize, stream: Handle) -> i32 {
@@ -195,20 +200,7 @@ pub unsafe fn cuMemcpy2DUnaligned_v2(call: &impl Fn(*const CUDA_MEMCPY2D) -> i32
 }
 
 pub unsafe fn cudaMemcpy2D(call: &impl Fn(*mut c_void, usize, *const c_void, usize, usize, usize, c_int) -> i32, dst: *mut c_void, dpitch: usize, src: *const c_void, spitch: usize, width: usize, height: usize, kind: c_int) -> i32 {
-    with_resident(
-        "cudaMemcpy2D",
-        Path::Copy,
-        SYNC,
-        |u| {
-            span(u, dst as u64, dpitch, width, height);
-            span(u, src as u64, spitch, width, height);
-            if !src.is_null() && host_src_of(kind).unwrap_or_else(|| is_host(src as u64)) {
-                // SAFETY: the copy reads these rows of host memory.
-                unsafe { scan_host(src as *const u8, width, height, spitch) };
-            }
-        },
-        || call(dst, dpitch, src, spitch, width, height, kind),
-    )
+    copy_2d("cudaMemcpy2D", SYNC, dst, dpitch, src, spitch, width, height, kind, || call(dst, dpitch, src, spitch, width, height, kind))
 }
 
 pub unsafe fn cuMemcpyPeerAsync(call: &impl Fn(CUdeviceptr, Handle, CUdeviceptr, Handle, usize, Handle) -> i32, dst: CUdeviceptr, dst_ctx: Handle, src: CUdeviceptr, src_ctx: Handle, count: usize, stream: Handle) -> i32 {
