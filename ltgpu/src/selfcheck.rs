@@ -109,17 +109,7 @@ pub fn exactness_sweep(gpu: &Gpu) -> Result<Vec<SweepCase>, GpuError> {
     cases.push(("special", DType::BF16, 0.0, Mode::Lossy, 16, 4 * 65536));
     let mut results = Vec::new();
     for (kind, dtype, zeros, mode, group, len) in cases {
-        let mut data = input(if kind == "special" { "weights" } else { kind }, dtype, zeros, len);
-        if kind == "special" {
-            // block 1: a NaN; block 2: a group of denormals and -0.0; block 3: bf16 a value
-            // past 2^40, f16 an Inf (f16 to f32 is the hardware's conversion on the GPU)
-            let (nan, big) = if dtype == DType::F16 { (0x7e00u16, 0x7c00u16) } else { (0x7fc0, 0x7e00) };
-            data[65536 + 10..65536 + 12].copy_from_slice(&nan.to_le_bytes());
-            for i in 0..128 {
-                data[2 * 65536 + 2 * i..2 * 65536 + 2 * i + 2].copy_from_slice(&(if i % 2 == 0 { 0x0001u16 } else { 0x8000 }).to_le_bytes());
-            }
-            data[3 * 65536 + 6..3 * 65536 + 8].copy_from_slice(&big.to_le_bytes());
-        }
+        let data = case_input(kind, dtype, zeros, len);
         let opts = GpuEncode { dtype, lossy: mode == Mode::Lossy, group, max_rel_l2: 0.01 };
         let cpu = ltblock::encode(&data, &EncodeOptions { mode, dtype, group: group as usize, ..Default::default() });
         let dev_in = gpu.upload(&data)?;
@@ -236,4 +226,20 @@ fn malformed_expf(gpu: &Gpu) -> Result<(Vec<MalformedCase>, bool), GpuError> {
     }
     let healthy = decode_with(&good)?.is_ok() && gpu.download(out.ptr, data.len())? == data;
     Ok((cases, healthy))
+}
+
+/// The input of one exactness case: `input`'s kinds, and "special": weights whose block 1
+/// holds a NaN, block 2 a group of denormals and -0.0, block 3 a value past 2^40 in bf16 (an
+/// Inf in f16: f16 to f32 is the hardware's conversion on the GPU).
+pub fn case_input(kind: &str, dtype: DType, zeros: f64, len: usize) -> Vec<u8> {
+    let mut data = input(if kind == "special" { "weights" } else { kind }, dtype, zeros, len);
+    if kind == "special" {
+        let (nan, big) = if dtype == DType::F16 { (0x7e00u16, 0x7c00u16) } else { (0x7fc0, 0x7e00) };
+        data[65536 + 10..65536 + 12].copy_from_slice(&nan.to_le_bytes());
+        for i in 0..128 {
+            data[2 * 65536 + 2 * i..2 * 65536 + 2 * i + 2].copy_from_slice(&(if i % 2 == 0 { 0x0001u16 } else { 0x8000 }).to_le_bytes());
+        }
+        data[3 * 65536 + 6..3 * 65536 + 8].copy_from_slice(&big.to_le_bytes());
+    }
+    data
 }
