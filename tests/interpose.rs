@@ -469,3 +469,20 @@ fn a_3d_set_over_packed_buffers_finds_them_restored() {
     assert_eq!(r.did("three_d"), 1);
     assert!(n(r.stats(), "packing.restores") >= 3, "the opaque 3-D set restores every packed buffer: {}", r.stats()["packing"]);
 }
+
+#[test]
+fn idle_packing_packs_cold_buffers_while_the_program_sleeps_and_they_come_back_exact() {
+    let r = run_packing_with(&["idle"], &[("LTSHIM_MODE", "lossless"), ("LTSHIM_IDLE_MS", "200"), ("LTSHIM_COLD_MS", "300")]);
+    r.assert_ok();
+    assert_eq!(r.did("idle"), 1);
+    let s = r.stats();
+    assert_eq!(n(s, "packing.idle_packs"), 2, "{}", s["packing"]);
+    assert!(n(s, "packing.restores") >= 2, "{}", s["packing"]);
+}
+
+#[test]
+fn without_idle_packing_a_quiet_program_keeps_its_buffers() {
+    let r = run_packing_with(&["idle"], &[("LTSHIM_MODE", "lossless")]);
+    r.assert_ok();
+    assert_eq!(n(r.stats(), "packing.packs"), 0);
+}

@@ -8,21 +8,19 @@ pub fn start(idle_ms: u64, cold_ms: u64) {
     let spawned = std::thread::Builder::new().name("ltshim-idle".into()).spawn(move || {
         crate::state::mark_internal_thread();
         let (idle_ns, cold_ns) = (idle_ms * 1_000_000, cold_ms * 1_000_000);
-        let mut packed_since_call = u64::MAX;
         loop {
             std::thread::sleep(Duration::from_millis((idle_ms / 4).clamp(5, 1000)));
             if crate::state::is_passthrough() {
                 return;
             }
             let last = super::LAST_CALL_NS.load(Ordering::Relaxed);
-            let now = crate::clock::now_ns();
-            // once per idle period: a new call resets it
-            if now.saturating_sub(last) < idle_ns || packed_since_call == last {
+            if crate::clock::now_ns().saturating_sub(last) < idle_ns {
                 continue;
             }
+            // while the program stays idle, each look packs what has gone cold since the last
+            // (packed and refused buffers are no longer candidates, so a look costs a scan)
             if let Some(e) = super::running() {
                 e.pack_idle(cold_ns);
-                packed_since_call = last;
             }
         }
     });

@@ -46,6 +46,19 @@ struct Entry {
     refused_run: u64,
 }
 
+impl Entry {
+    /// May be packed now: resident, mapped, unflagged, unused, and not refused as
+    /// incompressible (three times, or since its current run of uses began).
+    fn eligible(&self) -> bool {
+        let b = &self.buf;
+        self.phys.is_some()
+            && b.state() == state::RESIDENT
+            && !b.has_flag(KEEP_RESIDENT)
+            && b.users.load(Ordering::SeqCst) == 0
+            && (self.refused == 0 || (self.refused < 3 && b.run_start.load(Ordering::Relaxed) != self.refused_run))
+    }
+}
+
 struct Inner {
     dev: c_int,
     ctx: Handle,
@@ -310,8 +323,7 @@ impl Engine {
         let cands = inner
             .entries
             .values()
-            .filter(|e| e.phys.is_some() && e.buf.state() == state::RESIDENT && !e.buf.has_flag(KEEP_RESIDENT) && e.buf.users.load(Ordering::SeqCst) == 0)
-            .filter(|e| e.refused == 0 || (e.refused < 3 && e.buf.run_start.load(Ordering::Relaxed) != e.refused_run))
+            .filter(|e| e.eligible())
             .map(|e| crate::policy::Candidate {
                 id: e.buf.start,
                 size: e.buf.size,
@@ -574,7 +586,7 @@ impl Engine {
         let cold: Vec<u64> = inner
             .entries
             .values()
-            .filter(|e| e.buf.state() == state::RESIDENT && now.saturating_sub(e.buf.last_use_ns.load(Ordering::Relaxed)) >= cold_ns)
+            .filter(|e| e.eligible() && now.saturating_sub(e.buf.last_use_ns.load(Ordering::Relaxed)) >= cold_ns)
             .map(|e| e.buf.start)
             .collect();
         let n = cold.into_iter().filter(|&a| matches!(self.pack(&mut inner, a), Packed::Done)).count();

@@ -244,6 +244,19 @@ static int three_d(void) {
     return 0;
 }
 
+/* Idle packing: the program goes quiet; the library's thread packs its cold buffers; the next
+ * call finds them restored. */
+static int idle(void) {
+    setup();
+    size_t words = 4 * MIB / 4;
+    uint32_t *b[2];
+    for (int k = 0; k < 2; k++) { CHECK(cudaMalloc((void **)&b[k], words * 4)); fill(b[k], k, words); }
+    usleep(1500 * 1000);  /* LTSHIM_IDLE_MS=200, LTSHIM_COLD_MS=300 in the test */
+    for (int k = 0; k < 2; k++) verify(b[k], k, words, 0, "after sleeping");
+    printf("did idle 1\n");
+    return 0;
+}
+
 /* 8 threads, random allocate / copy / launch / set / free under the limit, each buffer's
  * contents checked against a shadow copy on the host. */
 enum { THREADS = 8, SLOTS = 6 };
@@ -383,6 +396,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "threads")) return threads();
     if (!strcmp(what, "opaque")) return opaque();
     if (!strcmp(what, "three_d")) return three_d();
+    if (!strcmp(what, "idle")) return idle();
     if (!strcmp(what, "graph")) return graph();
     if (!strcmp(what, "fork")) return forked();
     fprintf(stderr, "usage: packing limit|pointer_table|touch_packed|corrupt|drain|threads|graph|fork\n");
