@@ -127,11 +127,10 @@ pub struct Buffer {
     pub users: AtomicU32,
     pub streams: [AtomicU64; STREAM_SLOTS],
     pub streams_overflow: AtomicBool,
-    /// Use sequence numbers (`crate::residency::seq`): the last use, the start of the current
-    /// run of uses and of the one before (the policy's reuse distance).
+    /// Use sequence numbers (`crate::residency::seq_now`): the last use, and the reuse period
+    /// the policy predicts the next use from (`crate::policy::next_period`).
     pub last_seq: AtomicU64,
-    pub run_start: AtomicU64,
-    pub prev_run_start: AtomicU64,
+    pub period: AtomicU64,
     /// The float type GEMM calls named it with (`ltblock::DType::id() + 1`, 0 = unknown):
     /// only such buffers may go lossy.
     pub float_hint: AtomicU8,
@@ -153,8 +152,7 @@ impl Buffer {
             streams: [const { AtomicU64::new(STREAM_NONE) }; STREAM_SLOTS],
             streams_overflow: AtomicBool::new(false),
             last_seq: AtomicU64::new(0),
-            run_start: AtomicU64::new(0),
-            prev_run_start: AtomicU64::new(0),
+            period: AtomicU64::new(0),
             float_hint: AtomicU8::new(0),
         }
     }
@@ -164,12 +162,12 @@ impl Buffer {
         self.last_use_ns.store(now_ns, Ordering::Relaxed);
     }
 
-    /// A use at sequence number `seq`: a gap of more than `RUN_GAP` uses starts a new run.
+    /// A use at sequence number `seq`.
     pub fn used_at(&self, seq: u64) {
         let last = self.last_seq.swap(seq, Ordering::Relaxed);
-        if seq > last + RUN_GAP {
-            let start = self.run_start.swap(seq, Ordering::Relaxed);
-            self.prev_run_start.store(start, Ordering::Relaxed);
+        if last != 0 && seq > last {
+            let p = self.period.load(Ordering::Relaxed);
+            self.period.store(crate::policy::next_period(p, seq - last), Ordering::Relaxed);
         }
     }
 
@@ -220,9 +218,6 @@ impl Buffer {
         addr >= self.start && addr - self.start < self.size
     }
 }
-
-/// Uses further apart than this many sequence numbers belong to different runs.
-pub const RUN_GAP: u64 = 16;
 
 #[derive(Default)]
 pub struct Registry {

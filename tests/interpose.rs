@@ -486,3 +486,19 @@ fn without_idle_packing_a_quiet_program_keeps_its_buffers() {
     r.assert_ok();
     assert_eq!(n(r.stats(), "packing.packs"), 0);
 }
+
+#[test]
+fn restores_are_counted_per_step_and_a_loop_keeps_a_stable_resident_set() {
+    // twelve 1 MiB buffers used in a loop under a 9 MiB limit: about eight fit beside the
+    // packed copies
+    let r = run_packing_with(&["steps"], &[("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "9MiB"), ("LTSHIM_MIN_BYTES", "64KiB")]);
+    r.assert_ok();
+    let s = r.stats();
+    let per_step: Vec<u64> = s["packing"]["restores_per_step"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(per_step.len(), 4, "{per_step:?}");
+    assert_eq!(n(s, "packing.steps"), 4);
+    // after the first pass: Belady's 12 - 8 = 4 a step, plus at most the RECENT = 2 last uses
+    // that may not be evicted (LRU restores all 12; this build measured 4)
+    assert!(per_step[1..].iter().all(|&x| x <= 6), "restores per step {per_step:?}");
+    assert!(per_step[1..].iter().sum::<u64>() > 0, "the limit must force restores: {per_step:?}");
+}

@@ -43,19 +43,20 @@ struct Entry {
     copy: Option<PackedCopy>,
     /// Packs that did not shrink it enough, and the run of uses of the last one.
     refused: u8,
-    refused_run: u64,
+    /// The last use before the last refusal (tried again once used since).
+    refused_at: u64,
 }
 
 impl Entry {
     /// May be packed now: resident, mapped, unflagged, unused, and not refused as
-    /// incompressible (three times, or since its current run of uses began).
+    /// incompressible (three times, or with no use since the last refusal).
     fn eligible(&self) -> bool {
         let b = &self.buf;
         self.phys.is_some()
             && b.state() == state::RESIDENT
             && !b.has_flag(KEEP_RESIDENT)
             && b.users.load(Ordering::SeqCst) == 0
-            && (self.refused == 0 || (self.refused < 3 && b.run_start.load(Ordering::Relaxed) != self.refused_run))
+            && (self.refused == 0 || (self.refused < 3 && b.last_seq.load(Ordering::Relaxed) != self.refused_at))
     }
 }
 
@@ -226,7 +227,7 @@ impl Engine {
                     };
                     crate::stats::allocated(size);
                     crate::stats::add(&crate::stats::C.vmm_buffers, 1);
-                    inner.entries.insert(va, Entry { buf, reserved, phys: Some(phys), copy: None, refused: 0, refused_run: 0 });
+                    inner.entries.insert(va, Entry { buf, reserved, phys: Some(phys), copy: None, refused: 0, refused_at: 0 });
                     crate::stats::add(&crate::stats::C.alloc_host_ns, crate::clock::precise_ns() - t0);
                     return Some(Ok(va));
                 }
@@ -276,6 +277,10 @@ impl Engine {
 
     /// Room for `bytes` more in `part` under the limit, packing victims as needed; the bytes
     /// are taken when this returns true.
+    /// The order: copies kept beside resident buffers that a re-encode makes again exactly
+    /// (lossless: they only save an encode, and under a tight limit they would crowd out the
+    /// resident set), then victims, then lossy kept copies (re-encoding what a lossy copy
+    /// decoded to would add error, so those go last).
     fn make_room(&self, inner: &mut Inner, bytes: u64, part: Part) -> bool {
         loop {
             if BUDGET.try_take(part, bytes) {
@@ -286,7 +291,7 @@ impl Engine {
                 // kernels (once a machine: later runs load them from the cache)
                 install_kernels(inner, Some(KERNEL_WAIT));
             }
-            if !self.pack_one(inner) && !self.discard_kept_copy(inner) {
+            if !self.discard_kept_copy(inner, false) && !self.pack_one(inner) && !self.discard_kept_copy(inner, true) {
                 return false;
             }
         }
@@ -311,6 +316,7 @@ impl Engine {
         }
         for victim in self.victims(inner) {
             if let Packed::Done = self.pack(inner, victim) {
+                tracing::trace!("packed {victim:#x} at use {}", crate::residency::seq_now());
                 return true;
             }
         }
@@ -328,19 +334,21 @@ impl Engine {
                 id: e.buf.start,
                 size: e.buf.size,
                 last_seq: e.buf.last_seq.load(Ordering::Relaxed),
-                run_start: e.buf.run_start.load(Ordering::Relaxed),
-                prev_run_start: e.buf.prev_run_start.load(Ordering::Relaxed),
+                period: e.buf.period.load(Ordering::Relaxed),
             })
             .collect();
-        crate::policy::victims(cands, now).into_iter().map(|c| c.id).collect()
+        let v = crate::policy::victims(cands, now);
+        tracing::trace!("victims at use {now}: {:?}", v.iter().take(4).map(|c| (c.id & 0xfff000, c.last_seq, c.period)).collect::<Vec<_>>());
+        v.into_iter().map(|c| c.id).collect()
     }
 
-    /// Frees the largest packed copy kept beside a resident buffer; false when there is none.
-    fn discard_kept_copy(&self, inner: &mut Inner) -> bool {
+    /// Frees the largest packed copy kept beside a resident buffer (`lossy`: lossy copies
+    /// too); false when there is none.
+    fn discard_kept_copy(&self, inner: &mut Inner, lossy: bool) -> bool {
         let Some(addr) = inner
             .entries
             .values()
-            .filter(|e| e.phys.is_some() && e.copy.is_some() && e.buf.state() == state::RESIDENT)
+            .filter(|e| e.phys.is_some() && e.buf.state() == state::RESIDENT && e.copy.as_ref().is_some_and(|c| lossy || !c.is_lossy()))
             .max_by_key(|e| e.copy.as_ref().map_or(0, |c| c.packed_len()))
             .map(|e| e.buf.start)
         else {
@@ -423,7 +431,7 @@ impl Engine {
                 }
                 Ok(None) => {
                     entry.refused = entry.refused.saturating_add(1);
-                    entry.refused_run = buf.run_start.load(Ordering::Relaxed);
+                    entry.refused_at = buf.last_seq.load(Ordering::Relaxed);
                     buf.state.store(state::RESIDENT, Ordering::SeqCst);
                     crate::stats::add(&crate::stats::C.packs_refused, 1);
                     return Packed::Skipped;
@@ -490,7 +498,7 @@ impl Engine {
                 if BUDGET.try_take(Part::Resident, reserved) {
                     break true;
                 }
-                if !self.discard_kept_copy(inner) {
+                if !self.discard_kept_copy(inner, true) {
                     break false;
                 }
             }

@@ -31,6 +31,11 @@ impl PackedCopy {
         }
     }
 
+    /// True when some block is lossy (int8g): what it decodes to is not the original.
+    pub fn is_lossy(&self) -> bool {
+        self.by_codec()[ltblock::Codec::Int8g.id() as usize].0 > 0
+    }
+
     pub fn by_codec(&self) -> ByCodec {
         match self {
             PackedCopy::Host { by_codec, .. } => *by_codec,

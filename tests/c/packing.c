@@ -35,10 +35,21 @@ static void deref_kernel(void **args) {
 }
 static const size_t DEREF_SIZES[] = {8, 8};
 
-static Handle INC, DEREF, HIDDEN_INC;
+/* readsum(const uint32_t *p, size_t n): reads every word (a kernel that leaves its buffer as it is) */
+static volatile uint32_t READSUM;
+static void readsum_kernel(void **args) {
+    const uint32_t *p = *(const uint32_t **)args[0];
+    size_t n = *(size_t *)args[1];
+    uint32_t x = 0;
+    for (size_t i = 0; i < n; i++) x ^= p[i];
+    READSUM = x;
+}
+
+static Handle INC, DEREF, HIDDEN_INC, READSUM_K;
 static void setup(void) {
     INC = dbl_register_kernel(inc_kernel, 2, INC_SIZES, 0);
     HIDDEN_INC = dbl_register_kernel(inc_kernel, 2, INC_SIZES, 1);
+    READSUM_K = dbl_register_kernel(readsum_kernel, 2, INC_SIZES, 0);
     DEREF = dbl_register_kernel(deref_kernel, 2, DEREF_SIZES, 0);
 }
 
@@ -244,6 +255,29 @@ static int three_d(void) {
     return 0;
 }
 
+/* A loop over more buffers than fit, with ltshim_step after each pass: the stats count
+ * restores per step, and the policy keeps a stable set resident (fewer restores than buffers). */
+static int steps(void) {
+    setup();
+    size_t words = 1 * MIB / 4;
+    enum { K = 12 };
+    uint32_t *b[K];
+    for (int k = 0; k < K; k++) { CHECK(cudaMalloc((void **)&b[k], words * 4)); fill(b[k], k, words); }
+    typedef void (*step_fn)(void);
+    step_fn step = (step_fn)dlsym(RTLD_DEFAULT, "ltshim_step");
+    EXPECT(step != NULL, "ltshim_step is not exported");
+    for (int s = 0; s < 4; s++) {
+        for (int k = 0; k < K; k++) {
+            void *args[] = {&b[k], &words};
+            CHECK(__cudaLaunchKernel(READSUM_K, ONE, ONE, args, 0, NULL));
+        }
+        step();
+    }
+    for (int k = 0; k < K; k++) verify(b[k], k, words, 0, "after four passes");
+    printf("did steps 4\n");
+    return 0;
+}
+
 /* Idle packing: the program goes quiet; the library's thread packs its cold buffers; the next
  * call finds them restored. */
 static int idle(void) {
@@ -397,6 +431,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "opaque")) return opaque();
     if (!strcmp(what, "three_d")) return three_d();
     if (!strcmp(what, "idle")) return idle();
+    if (!strcmp(what, "steps")) return steps();
     if (!strcmp(what, "graph")) return graph();
     if (!strcmp(what, "fork")) return forked();
     fprintf(stderr, "usage: packing limit|pointer_table|touch_packed|corrupt|drain|threads|graph|fork\n");
