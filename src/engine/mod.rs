@@ -607,10 +607,11 @@ impl Engine {
     pub fn restore_all(&self) -> Result<usize, c_int> {
         let mut inner = self.lock();
         let packed: Vec<Arc<Buffer>> = inner.entries.values().filter(|e| e.buf.state() == state::PACKED).map(|e| e.buf.clone()).collect();
-        // every one is tried: a failure must not leave the others packed
-        let failed = packed.iter().filter_map(|b| self.restore(&mut inner, b, false).err()).next();
-        match failed {
-            Some(rc) => Err(rc),
+        // every one is tried (collected, not short-circuited): a failure must not leave the
+        // others packed
+        let failures: Vec<c_int> = packed.iter().filter_map(|b| self.restore(&mut inner, b, false).err()).collect();
+        match failures.first() {
+            Some(&rc) => Err(rc),
             None => Ok(packed.len()),
         }
     }
