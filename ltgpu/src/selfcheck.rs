@@ -7,10 +7,10 @@ use ltblock::{DType, EncodeOptions, Mode};
 use crate::{descs_for, Gpu, GpuEncode, GpuError, Packed};
 
 /// A seeded xorshift64* generator: inputs are the same on every run and machine.
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

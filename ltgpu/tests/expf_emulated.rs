@@ -41,15 +41,7 @@ fn kernels_header() -> String {
     format!("#pragma once\n#include \"emu.h\"\n{}\n{}\n{}", strip_asm(&ltgpu::COMMON.replace("#pragma once", "")), &lt[start..end], ltgpu::EXPF.replace("#pragma once", ""))
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
+use ltgpu::selfcheck::Rng;
 
 /// Blocks of every float dtype: normal weights at full and odd lengths (partial vectors and
 /// elements, a block of one partial vector), NaN/Inf/subnormal/-0.0 sprinkled, one exponent,
