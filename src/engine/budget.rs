@@ -84,8 +84,22 @@ impl Budget {
     }
 
     pub fn give(&self, part: Part, bytes: u64) {
-        let _ = self.counter(part).fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(bytes)));
+        saturating_sub(self.counter(part), bytes);
     }
+
+    /// A buffer of `bytes` was packed (`packed_original` counts what the copies stand for; it
+    /// is no part of the held bytes).
+    pub fn take_original(&self, bytes: u64) {
+        self.packed_original.fetch_add(bytes, Relaxed);
+    }
+
+    pub fn give_original(&self, bytes: u64) {
+        saturating_sub(&self.packed_original, bytes);
+    }
+}
+
+fn saturating_sub(c: &AtomicU64, bytes: u64) {
+    let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(bytes)));
 }
 
 #[cfg(test)]

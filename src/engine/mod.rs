@@ -264,7 +264,7 @@ impl Engine {
         if let Some(copy) = entry.copy {
             BUDGET.give(Part::Packed, copy.packed_len());
             if entry.buf.state() == state::PACKED {
-                let _ = BUDGET.packed_original.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(entry.buf.size)));
+                BUDGET.give_original(entry.buf.size);
             }
             if let Some(b) = inner.backend.as_mut() {
                 b.discard(copy);
@@ -337,9 +337,7 @@ impl Engine {
                 period: e.buf.period.load(Ordering::Relaxed),
             })
             .collect();
-        let v = crate::policy::victims(cands, now);
-        tracing::trace!("victims at use {now}: {:?}", v.iter().take(4).map(|c| (c.id & 0xfff000, c.last_seq, c.period)).collect::<Vec<_>>());
-        v.into_iter().map(|c| c.id).collect()
+        crate::policy::victims(cands, now).into_iter().map(|c| c.id).collect()
     }
 
     /// Frees the largest packed copy kept beside a resident buffer (`lossy`: lossy copies
@@ -462,7 +460,7 @@ impl Engine {
             tracing::warn!("releasing the memory of the packed buffer at {addr:#x} failed: {e}");
         }
         BUDGET.give(Part::Resident, reserved);
-        BUDGET.packed_original.fetch_add(buf.size, Ordering::Relaxed);
+        BUDGET.take_original(buf.size);
         buf.forget_streams();
         buf.state.store(state::PACKED, Ordering::SeqCst);
         crate::stats::packed(reused, crate::clock::precise_ns() - t0);
@@ -546,7 +544,7 @@ impl Engine {
                 );
                 return Err(CUDA_ERROR_DATA_CORRUPT);
             }
-            Err(CodecFailure::Device(e)) => {
+            Err(failure) => {
                 // back to packed as it was: its copy is intact, its new memory goes again
                 if let Some(phys) = inner.entries.get_mut(&va).and_then(|e| e.phys.take()) {
                     let _ = vmm::unmap(va, reserved);
@@ -554,20 +552,13 @@ impl Engine {
                 }
                 BUDGET.give(Part::Resident, reserved);
                 buf.state.store(state::PACKED, Ordering::SeqCst);
-                self.fail(inner, &format!("restoring a buffer: {e}"));
-                return Err(CUDA_ERROR_OUT_OF_MEMORY);
-            }
-            Err(CodecFailure::OutOfMemory) => {
-                if let Some(phys) = inner.entries.get_mut(&va).and_then(|e| e.phys.take()) {
-                    let _ = vmm::unmap(va, reserved);
-                    let _ = vmm::release(phys);
+                if let CodecFailure::Device(e) = failure {
+                    self.fail(inner, &format!("restoring a buffer: {e}"));
                 }
-                BUDGET.give(Part::Resident, reserved);
-                buf.state.store(state::PACKED, Ordering::SeqCst);
                 return Err(CUDA_ERROR_OUT_OF_MEMORY);
             }
         }
-        let _ = BUDGET.packed_original.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(buf.size)));
+        BUDGET.give_original(buf.size);
         // (its streams were forgotten when it was packed; the caller's are recorded again)
         buf.state.store(state::RESIDENT, Ordering::SeqCst);
         crate::stats::restored(crate::clock::precise_ns() - t0);
