@@ -208,8 +208,9 @@ pub fn collect_range(uses: &mut Uses, addr: u64, len: u64) {
 
 /// Runs `real` with every buffer `name` collects made resident first (and counted as in use
 /// until `real` returns): the real call's status, or the status of a buffer that could not come
-/// back, in which case `real` does not run. A runtime caller also finds that status in the
-/// runtime's last-error slot (PyTorch reads launch errors only there).
+/// back, in which case `real` does not run. A runtime caller then also finds an error in the
+/// runtime's last-error slot (invalid argument, not that status: PyTorch reads launch errors
+/// only there, and a failed call must not look like a success).
 pub fn with_resident(hook: &'static str, path: Path, stream: Handle, name: impl FnOnce(&mut Uses), real: impl FnOnce() -> i32) -> i32 {
     let ready = observe(hook, || {
         let mut uses = Uses::new(path, stream as u64);
