@@ -19,6 +19,7 @@ pub type Handle = *mut c_void;
 pub const CUDA_SUCCESS: CUresult = 0;
 /// `CUDA_ERROR_NOT_FOUND` (driver) and `cudaErrorSymbolNotFound` (runtime) are both 500.
 pub const CUDA_ERROR_NOT_FOUND: c_int = 500;
+pub const CUDA_ERROR_INVALID_CONTEXT: c_int = 201;
 pub const CUBLAS_STATUS_NOT_INITIALIZED: c_int = 1;
 pub const CUDNN_STATUS_NOT_INITIALIZED: c_int = 1001;
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 
-use crate::cuda_abi::{Handle, CUDA_ERROR_INVALID_VALUE, CUDA_SUCCESS};
+use crate::cuda_abi::{Handle, CUDA_ERROR_INVALID_CONTEXT, CUDA_ERROR_INVALID_VALUE, CUDA_ERROR_NOT_FOUND, CUDA_SUCCESS};
 use crate::real::USES;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -120,21 +120,56 @@ const UNKNOWN_TRIES: u32 = 3;
 const MAX_PARAMS: usize = 8192;
 
 fn query(k: KernelRef) -> Layout {
-    let known = |l: &Layout| !matches!(l, Layout::Unknown);
-    let layout = match k {
-        KernelRef::Kernel(h) => by_kernel(h),
-        KernelRef::Function(h) => Some(by_function(h)).filter(known).unwrap_or_else(|| by_kernel(h)),
-        KernelRef::HostStub(stub) => function_of_stub(stub).map_or(Layout::Unknown, by_function),
+    let asked = match ask(k) {
+        // a launch that comes first on a thread runs before the runtime made a context
+        // current there: ask again inside the primary context of the device we work on
+        Err(CUDA_ERROR_INVALID_CONTEXT) => match primary_context() {
+            Some(ctx) => {
+                let _scope = crate::gpu::driver::WorkScope::enter(ctx);
+                ask(k)
+            }
+            None => Err(CUDA_ERROR_INVALID_CONTEXT),
+        },
+        other => other,
     };
-    match &layout {
-        Layout::Unknown => {}
-        Layout::NoParameters => tracing::debug!("{}: takes no parameters", describe(k)),
-        Layout::Known(_) => {}
+    match asked {
+        Ok(layout) => {
+            if let Layout::NoParameters = layout {
+                tracing::debug!("{}: takes no parameters", describe(k));
+            }
+            crate::stats::add(&crate::stats::C.layouts_learned, 1);
+            layout
+        }
+        Err(rc) => {
+            tracing::info!("{}: the driver refused its parameter layout (error {rc})", describe(k));
+            Layout::Unknown
+        }
     }
-    if known(&layout) {
-        crate::stats::add(&crate::stats::C.layouts_learned, 1);
+}
+
+/// What the driver tells in the current context. A CUkernel it will not describe may still
+/// describe its function there (cuKernelGetFunction loads it).
+fn ask(k: KernelRef) -> Asked {
+    match k {
+        KernelRef::Kernel(h) => by_kernel(h).or_else(|rc| function_of_kernel(h).map_or(Err(rc), by_function)),
+        KernelRef::Function(h) => by_function(h).or_else(|_| by_kernel(h)),
+        KernelRef::HostStub(stub) => function_of_stub(stub).map_or(Err(CUDA_ERROR_INVALID_VALUE), by_function),
     }
-    layout
+}
+
+/// The primary context of the engine's device (device 0 without an engine), retained once.
+fn primary_context() -> Option<Handle> {
+    static CTX: once_cell::sync::OnceCell<Option<usize>> = once_cell::sync::OnceCell::new();
+    let dev = crate::engine::running().map_or(0, |e| e.device());
+    CTX.get_or_init(|| crate::gpu::driver::primary_context(dev).ok().map(|h| h as usize)).map(|h| h as Handle)
+}
+
+/// The `CUfunction` of a `CUkernel` in the current context.
+fn function_of_kernel(h: Handle) -> Option<Handle> {
+    let f = USES.cuKernelGetFunction.get()?;
+    let mut func: Handle = std::ptr::null_mut();
+    // SAFETY: valid out-parameter; h is what the program launched as a kernel.
+    (unsafe { f(&mut func, h) } == CUDA_SUCCESS && !func.is_null()).then_some(func)
 }
 
 /// A kernel for a log line: its handle kind and address, and the symbol `dladdr` finds (host
@@ -156,20 +191,23 @@ fn describe(k: KernelRef) -> String {
     format!("{kind} {h:p} ({name})")
 }
 
-fn by_kernel(h: Handle) -> Layout {
-    let Some(f) = USES.cuKernelGetParamInfo.get() else { return Layout::Unknown };
+/// The layout, or the driver's refusal.
+type Asked = Result<Layout, i32>;
+
+fn by_kernel(h: Handle) -> Asked {
+    let Some(f) = USES.cuKernelGetParamInfo.get() else { return Err(CUDA_ERROR_NOT_FOUND) };
     // SAFETY: cuKernelGetParamInfo reads a handle the program itself launched with and writes
     // two size_t out-parameters; an invalid index returns an error, which ends the loop.
     collect(|i, off, size| unsafe { f(h, i, off, size) })
 }
 
-fn by_function(h: Handle) -> Layout {
-    let Some(f) = USES.cuFuncGetParamInfo.get() else { return Layout::Unknown };
+fn by_function(h: Handle) -> Asked {
+    let Some(f) = USES.cuFuncGetParamInfo.get() else { return Err(CUDA_ERROR_NOT_FOUND) };
     // SAFETY: as above, for a CUfunction the program launched.
     collect(|i, off, size| unsafe { f(h, i, off, size) })
 }
 
-fn collect(mut info: impl FnMut(usize, *mut usize, *mut usize) -> i32) -> Layout {
+fn collect(mut info: impl FnMut(usize, *mut usize, *mut usize) -> i32) -> Asked {
     let mut params = Vec::new();
     for i in 0..MAX_PARAMS {
         let (mut off, mut size) = (0usize, 0usize);
@@ -177,13 +215,13 @@ fn collect(mut info: impl FnMut(usize, *mut usize, *mut usize) -> i32) -> Layout
         if rc != CUDA_SUCCESS {
             // index 0 refused as an invalid *value* (not handle): a kernel with no parameters
             if i == 0 {
-                return if rc == CUDA_ERROR_INVALID_VALUE { Layout::NoParameters } else { Layout::Unknown };
+                return if rc == CUDA_ERROR_INVALID_VALUE { Ok(Layout::NoParameters) } else { Err(rc) };
             }
             break;
         }
         params.push((off as u32, size as u32));
     }
-    Layout::Known(Arc::new(ParamLayout { params: params.into_boxed_slice() }))
+    Ok(Layout::Known(Arc::new(ParamLayout { params: params.into_boxed_slice() })))
 }
 
 /// The `CUfunction` of a runtime host stub, without leaving an error of ours behind:

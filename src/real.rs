@@ -245,6 +245,7 @@ macro_rules! driver_uses {
 driver_uses! {
     fn cuKernelGetParamInfo(kernel: Handle, index: usize, offset: *mut usize, size: *mut usize) -> CUresult;
     fn cuFuncGetParamInfo(func: Handle, index: usize, offset: *mut usize, size: *mut usize) -> CUresult;
+    fn cuKernelGetFunction(func: *mut Handle, kernel: Handle) -> CUresult;
     fn cuStreamIsCapturing(stream: Handle, status: *mut c_int) -> CUresult;
     fn cuPointerGetAttribute(data: *mut c_void, attribute: c_int, ptr: CUdeviceptr) -> CUresult;
     fn cuGraphGetNodes(graph: Handle, nodes: *mut Handle, count: *mut usize) -> CUresult;
@@ -270,6 +271,8 @@ driver_uses! {
     fn cuEventCreate(event: *mut Handle, flags: c_uint) -> CUresult;
     fn cuEventRecord(event: Handle, stream: Handle) -> CUresult;
     fn cuEventSynchronize(event: Handle) -> CUresult;
+    fn cuStreamWaitEvent(stream: Handle, event: Handle, flags: c_uint) -> CUresult;
+    fn cuEventQuery(event: Handle) -> CUresult;
     fn cuEventDestroy_v2(event: Handle) -> CUresult;
     fn cuThreadExchangeStreamCaptureMode(mode: *mut c_int) -> CUresult;
     fn dbl_is_double() -> c_int;

@@ -134,6 +134,23 @@ pub struct Buffer {
     /// The float type GEMM calls named it with (`ltblock::DType::id() + 1`, 0 = unknown):
     /// only such buffers may go lossy.
     pub float_hint: AtomicU8,
+    /// Since it was last made resident: a call that may write it named it (`Uses::add`; a
+    /// read-only operand does not), or a call that may touch anything ran (`write_epoch`).
+    /// A clean buffer equals its kept copy, so dropping it again costs no check.
+    pub written: AtomicBool,
+    pub clean_epoch: AtomicU64,
+    /// The event a restore's decode on the library's stream ends with, 0 once known done:
+    /// a call on any stream waits for it before it uses the buffer.
+    pub ready_event: AtomicU64,
+}
+
+/// Counts calls that may write any buffer (opaque calls): a buffer made resident before the
+/// latest of them may have been written by it.
+static WRITE_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// A call that may write any buffer is about to run.
+pub fn anything_may_be_written() {
+    WRITE_EPOCH.fetch_add(1, Ordering::SeqCst);
 }
 
 impl Buffer {
@@ -154,7 +171,21 @@ impl Buffer {
             last_seq: AtomicU64::new(0),
             period: AtomicU64::new(0),
             float_hint: AtomicU8::new(0),
+            written: AtomicBool::new(true),
+            clean_epoch: AtomicU64::new(0),
+            ready_event: AtomicU64::new(0),
         }
+    }
+
+    /// Made resident from its packed copy: it equals the copy until something writes it.
+    pub fn made_clean(&self) {
+        self.written.store(false, Ordering::SeqCst);
+        self.clean_epoch.store(WRITE_EPOCH.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// Nothing may have written it since `made_clean`.
+    pub fn is_clean(&self) -> bool {
+        !self.written.load(Ordering::SeqCst) && self.clean_epoch.load(Ordering::SeqCst) == WRITE_EPOCH.load(Ordering::SeqCst)
     }
 
     pub fn touch(&self, path: Path, now_ns: u64) {

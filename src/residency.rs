@@ -30,6 +30,22 @@ pub fn seq_now() -> u64 {
     SEQ.load(Ordering::Relaxed)
 }
 
+thread_local! {
+    /// Set while a call whose operands' roles we know (a GEMM) runs: the kernels it launches
+    /// name its operands again, and those uses are its own, already recorded (its outputs as
+    /// written, its inputs as read).
+    static IN_KNOWN_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `real` (the real function of a call whose reads and writes were recorded) so that the
+/// launches inside it do not count as writes of the buffers it only reads.
+pub fn as_known_call<T>(real: impl FnOnce() -> T) -> T {
+    let outer = IN_KNOWN_CALL.try_with(|c| c.replace(true)).unwrap_or(true);
+    let r = real();
+    let _ = IN_KNOWN_CALL.try_with(|c| c.set(outer));
+    r
+}
+
 const INLINE: usize = 8;
 /// `CU_STREAM_PER_THREAD` / `cudaStreamPerThread`.
 const CU_STREAM_PER_THREAD: u64 = 2;
@@ -44,6 +60,8 @@ pub struct Uses {
     inline: [Option<Arc<Buffer>>; INLINE],
     len: usize,
     more: Vec<Arc<Buffer>>,
+    /// Bit i: the call may write the i-th buffer (past 64, every one counts as written).
+    writes: u64,
     opaque: Option<crate::engine::OpaqueCall>,
 }
 
@@ -61,7 +79,7 @@ impl Uses {
         } else {
             0
         };
-        Uses { path, stream, seq, now_ns, counted, inline: Default::default(), len: 0, more: Vec::new(), opaque: None }
+        Uses { path, stream, seq, now_ns, counted, inline: Default::default(), len: 0, more: Vec::new(), writes: 0, opaque: None }
     }
 
     pub fn path(&self) -> Path {
@@ -79,14 +97,36 @@ impl Uses {
         }
     }
 
-    /// Records a use of `b` (once per call however often the call names it).
+    /// Records a use of `b` by a call that may write it (once per call however often the
+    /// call names it).
     pub fn add(&mut self, b: &Arc<Buffer>) {
+        self.add_use(b, true);
+    }
+
+    /// Records a use of `b` that only reads it (a GEMM's A or B, a copy's source).
+    pub fn add_read(&mut self, b: &Arc<Buffer>) {
+        self.add_use(b, false);
+    }
+
+    fn add_use(&mut self, b: &Arc<Buffer>, writes: bool) {
         b.touch(self.path, self.now_ns);
-        if !self.counted || self.iter().any(|x| Arc::ptr_eq(x, b)) {
+        if !self.counted {
+            return;
+        }
+        let writes = writes && !IN_KNOWN_CALL.try_with(|c| c.get()).unwrap_or(false);
+        let seen = self.iter().position(|x| Arc::ptr_eq(x, b));
+        if let Some(i) = seen {
+            if writes && i < 64 {
+                self.writes |= 1 << i;
+            }
             return;
         }
         b.users.fetch_add(1, Ordering::SeqCst);
         b.used_at(self.seq);
+        let i = self.len + self.more.len();
+        if writes && i < 64 {
+            self.writes |= 1 << i;
+        }
         if self.len < INLINE {
             self.inline[self.len] = Some(b.clone());
             self.len += 1;
@@ -111,9 +151,23 @@ impl Uses {
             }
         }
         // recorded now, after the state was seen RESIDENT: a pack that ran since `add` has
-        // forgotten the streams of the time before, never this one
-        for b in self.iter() {
+        // forgotten the streams of the time before, and a restore has made it clean, never
+        // this call's use
+        for (i, b) in self.iter().enumerate() {
             b.used_on(self.stream);
+            if i >= 64 || self.writes & (1 << i) != 0 {
+                b.written.store(true, Ordering::SeqCst);
+            }
+            // a restore's decode still under way: this call's stream waits for it (once it is
+            // known done no call waits again; its checksums are read by the engine)
+            let ev = b.ready_event.load(Ordering::SeqCst);
+            if ev != 0 {
+                if crate::gpu::driver::event_done(ev) {
+                    let _ = b.ready_event.compare_exchange(ev, 0, Ordering::SeqCst, Ordering::SeqCst);
+                } else {
+                    crate::gpu::driver::stream_wait_event(self.stream, ev);
+                }
+            }
         }
         Ok(self)
     }

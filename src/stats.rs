@@ -24,8 +24,9 @@ counters! {
     layouts_learned, h2d_bytes_scanned, h2d_pointer_words,
     time_in_library_ns, dlsym_calls, lookups_substituted,
     vmm_buffers, alloc_host_ns, packing_oom,
-    packs, packs_reused, packs_refused, pack_host_ns, restores, restore_host_ns,
+    packs, packs_reused, packs_clean, packs_refused, pack_host_ns, restores, restore_host_ns,
     restores_over_limit, restores_corrupt, idle_packs, steps,
+    wait_ns, vmm_ns, codec_ns, context_syncs,
 }
 
 /// Why the library did less than it could.
@@ -115,6 +116,14 @@ pub fn packed(reused: bool, host_ns: u64) {
         add(&C.packs_reused, 1);
     }
     sample();
+}
+
+/// Runs `f`, adding its host time to `counter` (the engine's time split: waits, VMM, codec).
+pub fn timed<T>(counter: &AtomicU64, f: impl FnOnce() -> T) -> T {
+    let t0 = crate::clock::precise_ns();
+    let r = f();
+    add(counter, crate::clock::precise_ns().saturating_sub(t0));
+    r
 }
 
 pub fn restored(host_ns: u64) {
@@ -384,6 +393,7 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("vmm_buffers", get(&C.vmm_buffers));
         o.num("packs", get(&C.packs));
         o.num("packs_reused_copy", get(&C.packs_reused));
+        o.num("packs_clean_copy", get(&C.packs_clean));
         o.num("packs_refused", get(&C.packs_refused));
         o.num("idle_packs", get(&C.idle_packs));
         o.num("restores", get(&C.restores));
@@ -393,6 +403,10 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("pack_host_ns", get(&C.pack_host_ns));
         o.num("restore_host_ns", get(&C.restore_host_ns));
         o.num("alloc_host_ns", get(&C.alloc_host_ns));
+        o.num("wait_host_ns", get(&C.wait_ns));
+        o.num("vmm_host_ns", get(&C.vmm_ns));
+        o.num("codec_host_ns", get(&C.codec_ns));
+        o.num("context_syncs", get(&C.context_syncs));
         o.obj("bytes_in_by_codec", |f| (0..8).filter(|&i| get(&CODEC_IN[i]) > 0).for_each(|i| f.num(codec_name(i), get(&CODEC_IN[i]))));
         o.obj("bytes_out_by_codec", |f| (0..8).filter(|&i| get(&CODEC_IN[i]) > 0).for_each(|i| f.num(codec_name(i), get(&CODEC_OUT[i]))));
         o.num("steps", get(&C.steps));

@@ -389,6 +389,30 @@ fn allocations_past_a_tiny_limit_pack_cold_buffers_and_every_path_restores_them_
 }
 
 #[test]
+fn a_buffer_only_read_since_its_restore_drops_again_without_a_check_and_a_written_one_is_reencoded() {
+    let r = run_packing(&["clean"], "lossless", "64MiB");
+    r.assert_ok();
+    assert_eq!(r.did("clean_ok"), 1);
+    let s = r.stats();
+    // the copy's source read, then the copy into `sink` and the refill: clean drops are the
+    // first re-pack only (a launch counts as a write, and the sink was written by the copy)
+    assert_eq!(n(s, "packing.packs_clean_copy"), 1, "{}", s["packing"]);
+    // the reading launch: checked, unchanged, its copy reused
+    assert!(n(s, "packing.packs_reused_copy") >= 2, "{}", s["packing"]);
+}
+
+#[test]
+fn lossy_mode_quantizes_only_a_buffer_that_is_only_read_since_its_restore() {
+    let r = run_packing(&["lossy_weights"], "lossy", "64MiB");
+    r.assert_ok();
+    assert_eq!(r.did("lossy_weights_ok"), 1);
+    let s = r.stats();
+    // the weight's 4 MiB, once (its upgrade from the lossless copy of the first pack); the
+    // written activation never
+    assert_eq!(n(s, "packing.bytes_in_by_codec.int8g"), 4 << 20, "{}", s["packing"]);
+}
+
+#[test]
 fn a_buffer_reached_through_a_pointer_in_device_memory_stays_resident() {
     let r = run_packing(&["pointer_table"], "lossless", "64MiB");
     r.assert_ok();

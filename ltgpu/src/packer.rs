@@ -10,10 +10,13 @@
 //! every block of every chunk in one launch and check the blocks' statuses. `unchanged` asks
 //! whether resident bytes still equal what a copy decodes to (one read, `ltb_unchanged`).
 //!
-//! Every call ends with the stream synchronized (the caller's pack needs the length and the
-//! verdict before it may release memory; a restore reports corruption before the program's
-//! call runs), so nothing of ours is in flight between calls. The caller makes the stream wait
-//! for the program's streams first (`stream()`).
+//! A pack ends with the stream synchronized (the caller needs the length and the verdict before
+//! it may release memory). A restore does not wait: `restore_async` queues the decode and
+//! returns an event the program's streams wait on; the blocks' statuses land in pinned host
+//! memory the kernel writes directly, and `poll` reads them once the event has completed
+//! (the copy was checked when it was made, so a failure there is memory gone bad since, and
+//! it is reported at the next poll rather than before the program's call). The caller makes
+//! the stream wait for the program's streams before a pack (`stream()`).
 use std::ffi::c_void;
 
 use cudarc::driver::{result as drv, sys};
@@ -67,8 +70,68 @@ impl PackedCopy {
     }
 }
 
+/// Block slots of the restores in flight: descriptors staged in pinned memory and copied to
+/// the device, statuses written by the kernel straight into pinned memory. 2^18 slots hold
+/// 16 GiB of restores of 64 KiB blocks before the ring wraps (and waits for them all).
+const RING_SLOTS: usize = 1 << 18;
+/// Restores in flight before the oldest is waited for.
+const RING_EVENTS: usize = 512;
+
+/// A restore queued and not yet checked.
+struct InFlight {
+    tag: u64,
+    first: usize,
+    count: usize,
+    event: sys::CUevent,
+}
+
+/// Pinned host memory, mapped for the device; freed on drop.
+struct Pinned {
+    host: *mut u8,
+    dev: u64,
+}
+
+impl Pinned {
+    fn new(len: usize) -> Result<Pinned, GpuError> {
+        // SAFETY: a plain pinned allocation, mapped into the device's address space.
+        let host = d("cuMemHostAlloc", unsafe { drv::malloc_host(len, sys::CU_MEMHOSTALLOC_DEVICEMAP | sys::CU_MEMHOSTALLOC_PORTABLE) })? as *mut u8;
+        let mut dev = 0;
+        // SAFETY: host was just allocated with DEVICEMAP.
+        if let Err(e) = d("cuMemHostGetDevicePointer", unsafe { sys::cuMemHostGetDevicePointer_v2(&mut dev, host as *mut c_void, 0).result() }) {
+            // SAFETY: ours, freed once.
+            let _ = unsafe { drv::free_host(host as *mut c_void) };
+            return Err(e);
+        }
+        Ok(Pinned { host, dev })
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: allocated by cuMemHostAlloc, freed once.
+        let _ = unsafe { drv::free_host(self.host as *mut c_void) };
+    }
+}
+
+/// What `poll` found of the restores that completed.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// The restores known done and checked: (tag, the event they ended with).
+    pub done: Vec<(u64, u64)>,
+    /// A restore's first failing block: (tag, block, status).
+    pub failed: Vec<(u64, usize, u32)>,
+}
+
 pub struct Packer {
     gpu: crate::Gpu,
+    ring_descs: Pinned,
+    ring_status: Pinned,
+    ring_dev_descs: DevBuf,
+    ring_head: usize,
+    in_flight: std::collections::VecDeque<InFlight>,
+    spare_events: Vec<sys::CUevent>,
+    /// Found by a wait of ours (a wrap of the ring) and not yet handed out by `poll`.
+    unreported: Settled,
     unchanged: sys::CUfunction,
     pool: sys::CUmemoryPool,
     out: DevBuf,
@@ -97,7 +160,15 @@ impl Packer {
         // SAFETY: props is a valid, fully initialised pool description.
         let pool = d("cuMemPoolCreate", unsafe { drv::mem_pool::create(&props) })?;
         let descs_cap = 16 * CHUNK / ltblock::format::DEFAULT_BLOCK_SIZE;
+        let desc = std::mem::size_of::<DecodeDesc>();
         Ok(Packer {
+            ring_descs: Pinned::new(RING_SLOTS * desc)?,
+            ring_status: Pinned::new(RING_SLOTS * 4)?,
+            ring_dev_descs: gpu.alloc(RING_SLOTS * desc)?,
+            ring_head: 0,
+            in_flight: std::collections::VecDeque::new(),
+            spare_events: Vec::new(),
+            unreported: Settled::default(),
             out: gpu.alloc(max_packed_len(CHUNK))?,
             scratch: gpu.pack_scratch(CHUNK)?,
             descs: gpu.alloc(descs_cap * std::mem::size_of::<DecodeDesc>())?,
@@ -117,7 +188,7 @@ impl Packer {
     /// Device memory the packer holds for itself.
     pub fn scratch_bytes(&self) -> u64 {
         let s = &self.scratch;
-        [&self.out, &s.state, &s.choices, &s.total, &self.descs, &self.status, &self.flag].iter().map(|b| b.len as u64).sum()
+        [&self.out, &s.state, &s.choices, &s.total, &self.descs, &self.status, &self.flag, &self.ring_dev_descs].iter().map(|b| b.len as u64).sum()
     }
 
     fn sync(&self) -> Result<(), GpuError> {
@@ -188,25 +259,98 @@ impl Packer {
         Ok(Some(chunk))
     }
 
-    /// Decodes `copy` into `out` (the buffer's own address), every block checked.
+    /// Decodes `copy` into `out` (the buffer's own address), every block checked, and waits.
     pub fn restore(&mut self, copy: &PackedCopy, out: u64) -> Result<(), GpuError> {
-        let mut outs = Vec::with_capacity(copy.chunks.len());
-        let mut off = 0u64;
-        for c in &copy.chunks {
-            outs.push(out + off);
-            off += c.original as u64;
+        self.decode_chunks(&copy.chunks, &outs_of(copy, out))
+    }
+
+    /// Queues the decode of `copy` into `out` and returns the event it ends with (an event of
+    /// ours, alive while the packer is: waiting on it after it was reused only waits longer).
+    /// `tag` names the restore in `poll`'s answer.
+    pub fn restore_async(&mut self, copy: &PackedCopy, out: u64, tag: u64) -> Result<u64, GpuError> {
+        let descs = descs_of(&copy.chunks, &outs_of(copy, out));
+        let count = descs.len() / 3;
+        if count > RING_SLOTS {
+            self.restore(copy, out)?;
+            return self.record_event(tag, 0, 0);
         }
-        self.decode_chunks(&copy.chunks, &outs)
+        if self.ring_head + count > RING_SLOTS {
+            // every slot free again
+            self.sync()?;
+            self.check_completed();
+            self.ring_head = 0;
+        }
+        let first = self.ring_head;
+        let size = std::mem::size_of::<DecodeDesc>();
+        // SAFETY: slots [first, first + count) are free (a wrap settles every restore first);
+        // the staging memory is ours and holds RING_SLOTS descriptors; the statuses are zeroed
+        // so that an unwritten status reads as a failure.
+        unsafe {
+            std::ptr::copy_nonoverlapping(descs.as_ptr() as *const u8, self.ring_descs.host.add(first * size), count * size);
+            std::ptr::write_bytes(self.ring_status.host.add(first * 4), 0xff, count * 4);
+        }
+        let stream = self.gpu.stream;
+        let dev_descs = self.ring_dev_descs.ptr + (first * size) as u64;
+        // SAFETY: pinned source and device destination both hold count descriptors; the copy
+        // is stream-ordered before the kernel that reads them.
+        d("cuMemcpyHtoDAsync", unsafe { sys::cuMemcpyHtoDAsync_v2(dev_descs, self.ring_descs.host.add(first * size) as *const c_void, count * size, stream).result() })?;
+        let (mut dptr, mut sptr) = (dev_descs, self.ring_status.dev + (first * 4) as u64);
+        self.gpu.launch(self.gpu.decode, count as u32, 0, &mut [&mut dptr as *mut _ as *mut c_void, &mut sptr as *mut _ as *mut c_void])?;
+        self.ring_head += count;
+        self.record_event(tag, first, count)
+    }
+
+    fn record_event(&mut self, tag: u64, first: usize, count: usize) -> Result<u64, GpuError> {
+        if self.spare_events.is_empty() && self.in_flight.len() >= RING_EVENTS {
+            // SAFETY: the oldest restore's event, ours.
+            let oldest = self.in_flight.front().map(|f| f.event).expect("RING_EVENTS > 0");
+            d("cuEventSynchronize", unsafe { drv::event::synchronize(oldest) })?;
+        }
+        let event = match self.spare_events.pop() {
+            Some(e) => e,
+            None => d("cuEventCreate", drv::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING))?,
+        };
+        // SAFETY: our event and stream.
+        if let Err(e) = d("cuEventRecord", unsafe { drv::event::record(event, self.gpu.stream) }) {
+            self.spare_events.push(event);
+            return Err(e);
+        }
+        self.in_flight.push_back(InFlight { tag, first, count, event });
+        Ok(event as u64)
+    }
+
+    /// The restores that have completed since the last poll, checked.
+    pub fn poll(&mut self) -> Settled {
+        self.check_completed();
+        std::mem::take(&mut self.unreported)
+    }
+
+    fn check_completed(&mut self) {
+        let settled = &mut self.unreported;
+        while let Some(f) = self.in_flight.front() {
+            // SAFETY: our event.
+            if unsafe { sys::cuEventQuery(f.event) } != sys::CUresult::CUDA_SUCCESS {
+                break;
+            }
+            let f = self.in_flight.pop_front().expect("front exists");
+            // SAFETY: the kernel that wrote these statuses has completed (its event has).
+            let st = unsafe { std::slice::from_raw_parts(self.ring_status.host.add(f.first * 4) as *const u32, f.count) };
+            if let Some(i) = st.iter().position(|&s| s != 0) {
+                settled.failed.push((f.tag, i, st[i]));
+            }
+            settled.done.push((f.tag, f.event as u64));
+            self.spare_events.push(f.event);
+        }
+    }
+
+    /// The event of the latest restore in flight: waiting on it waits for every one (our
+    /// stream runs them in order).
+    pub fn latest_restore(&self) -> Option<u64> {
+        self.in_flight.back().map(|f| f.event as u64)
     }
 
     fn decode_chunks(&mut self, chunks: &[PackedChunk], outs: &[u64]) -> Result<(), GpuError> {
-        let block = ltblock::format::DEFAULT_BLOCK_SIZE as u64;
-        let mut descs: Vec<u64> = Vec::new();
-        for (c, &out) in chunks.iter().zip(outs) {
-            for (b, o) in c.offsets.windows(2).enumerate() {
-                descs.extend_from_slice(&[c.ptr + o[0], out + b as u64 * block, o[1] - o[0]]);
-            }
-        }
+        let descs = descs_of(chunks, outs);
         let count = descs.len() / 3;
         if count * std::mem::size_of::<DecodeDesc>() > self.descs.len {
             // both or neither: a larger descriptor buffer beside a small status one would let
@@ -266,6 +410,29 @@ impl Packer {
     }
 }
 
+/// Where each chunk of a copy decodes to, for a buffer at `out`.
+fn outs_of(copy: &PackedCopy, out: u64) -> Vec<u64> {
+    let mut outs = Vec::with_capacity(copy.chunks.len());
+    let mut off = 0u64;
+    for c in &copy.chunks {
+        outs.push(out + off);
+        off += c.original as u64;
+    }
+    outs
+}
+
+/// Decode descriptors (block, out, extent) of every block of `chunks`, as u64 triples.
+fn descs_of(chunks: &[PackedChunk], outs: &[u64]) -> Vec<u64> {
+    let block = ltblock::format::DEFAULT_BLOCK_SIZE as u64;
+    let mut descs: Vec<u64> = Vec::new();
+    for (c, &out) in chunks.iter().zip(outs) {
+        for (b, o) in c.offsets.windows(2).enumerate() {
+            descs.extend_from_slice(&[c.ptr + o[0], out + b as u64 * block, o[1] - o[0]]);
+        }
+    }
+    descs
+}
+
 fn unsafe_zeroed_props() -> sys::CUmemPoolProps {
     // SAFETY: a plain C struct of integers, enums whose zero is a valid value, and a pointer.
     unsafe { std::mem::zeroed() }
@@ -275,6 +442,11 @@ fn unsafe_zeroed_props() -> sys::CUmemPoolProps {
 /// release threshold (zero is the default), so a discarded copy stops counting at once.
 impl Drop for Packer {
     fn drop(&mut self) {
+        let _ = self.sync();
+        for e in self.spare_events.drain(..).chain(self.in_flight.drain(..).map(|f| f.event)) {
+            // SAFETY: our events, nothing in flight after the sync.
+            let _ = unsafe { drv::event::destroy(e) };
+        }
         // SAFETY: the pool is ours; every allocation from it is freed by then or dies with it.
         let _ = unsafe { drv::mem_pool::destroy(self.pool) };
     }

@@ -65,3 +65,44 @@ fn many_buffers_of_different_codecs_decode_in_one_launch() {
         at += slot(n);
     }
 }
+
+/// Polls until the restore tagged `tag` is reported done (or 10 s pass).
+fn settled_tag(packer: &mut ltgpu::packer::Packer, tag: u64) -> ltgpu::packer::Settled {
+    let t0 = std::time::Instant::now();
+    let mut all = ltgpu::packer::Settled::default();
+    while !all.done.iter().any(|&(t, _)| t == tag) {
+        assert!(t0.elapsed().as_secs() < 10, "restore {tag} never reported done");
+        let s = packer.poll();
+        all.done.extend(s.done);
+        all.failed.extend(s.failed);
+        std::thread::yield_now();
+    }
+    all
+}
+
+#[test]
+fn queued_restores_decode_exactly_and_a_copy_corrupted_since_it_was_made_is_reported() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let mut packer = ltgpu::packer::Packer::new(0).unwrap();
+    let n = (3 << 20) + 4096;
+    let data = input("weights", ltblock::DType::BF16, 0.5, n);
+    let src = gpu.upload(&data).unwrap();
+    let lossless = GpuEncode { dtype: ltblock::DType::BF16, lossy: false, group: 128, max_rel_l2: 0.01 };
+    let copy = packer.pack(src.ptr, n, lossless, u64::MAX).unwrap().expect("packs");
+    let out = gpu.alloc(n).unwrap();
+    let first = packer.restore_async(&copy, out.ptr, 7).unwrap();
+    assert_ne!(first, 0, "a queued restore hands out its event");
+    let s = settled_tag(&mut packer, 7);
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    assert!(gpu.download(out.ptr, n).unwrap() == data, "a queued restore is not exact");
+    // flip one payload byte of the first block
+    let c = &copy.chunks[0];
+    let at = c.ptr + c.offsets[0] + 48;
+    let byte = gpu.download(at, 1).unwrap()[0] ^ 0x10;
+    // SAFETY: one byte inside the copy's pool memory, which the test owns.
+    unsafe { cudarc::driver::result::memcpy_htod_sync(at, &[byte]) }.unwrap();
+    packer.restore_async(&copy, out.ptr, 8).unwrap();
+    let s = settled_tag(&mut packer, 8);
+    assert!(s.failed.iter().any(|&(t, block, _)| t == 8 && block == 0), "the corrupted block was not reported: {:?}", s.failed);
+    packer.discard(copy);
+}

@@ -68,6 +68,9 @@ struct Inner {
     entries: HashMap<u64, Entry>,
     opts: PackOptions,
     min_saving: f64,
+    /// Restores queued on our stream and not yet checked: tag -> buffer address.
+    in_flight: HashMap<u64, u64>,
+    next_tag: u64,
 }
 
 // SAFETY: the context handle is the driver's (usable from any thread); the engine is only
@@ -124,6 +127,16 @@ pub fn running() -> Option<&'static Engine> {
     ENGINE.get().and_then(|e| e.as_ref())
 }
 
+/// Which kept copies `discard_kept_copy` may take.
+#[derive(Clone, Copy)]
+enum Kept {
+    /// Of buffers written since their restore.
+    OfWritten,
+    /// Lossless ones.
+    Lossless,
+    Any,
+}
+
 /// Outcome of one pack.
 enum Packed {
     /// The buffer's memory was given back.
@@ -177,7 +190,17 @@ impl Engine {
         }
         Some(Engine {
             dev,
-            inner: Mutex::new(Inner { dev, ctx, granularity, backend, entries: HashMap::new(), opts, min_saving: config.min_saving }),
+            inner: Mutex::new(Inner {
+                dev,
+                ctx,
+                granularity,
+                backend,
+                entries: HashMap::new(),
+                opts,
+                min_saving: config.min_saving,
+                in_flight: HashMap::new(),
+                next_tag: 1,
+            }),
             drained: AtomicBool::new(false),
         })
     }
@@ -195,7 +218,66 @@ impl Engine {
         if inner.backend.is_none() {
             install_kernels(&mut inner, None);
         }
+        self.settle_restores(&mut inner);
         inner
+    }
+
+    /// Checks the queued restores that have run: a buffer whose decode found a bad block is
+    /// lost (every later call naming it fails), and one whose decode is done needs no wait.
+    fn settle_restores(&self, inner: &mut Inner) {
+        if inner.in_flight.is_empty() {
+            return;
+        }
+        let Some(backend) = inner.backend.as_mut() else { return };
+        let settled = {
+            let _scope = WorkScope::enter(inner.ctx);
+            backend.settled()
+        };
+        for (tag, block, status) in settled.failed {
+            let Some(addr) = inner.in_flight.get(&tag).copied() else { continue };
+            let detail = ltgpu::status_name(status);
+            if let Some(entry) = inner.entries.get_mut(&addr) {
+                entry.buf.state.store(state::RESTORING, Ordering::SeqCst); // never RESIDENT again
+                if let (Some(copy), Some(b)) = (entry.copy.take(), inner.backend.as_mut()) {
+                    BUDGET.give(Part::Packed, copy.packed_len());
+                    b.discard(copy);
+                }
+                crate::stats::add(&crate::stats::C.restores_corrupt, 1);
+                tracing::error!(
+                    "the packed copy of the buffer at {addr:#x} ({} bytes) was corrupt: block {block}, {detail}, found after its restore ran; its data is lost, and every later call that names it fails with error {CUDA_ERROR_DATA_CORRUPT}",
+                    entry.buf.size
+                );
+            }
+        }
+        for (tag, event) in settled.done {
+            if let Some(addr) = inner.in_flight.remove(&tag) {
+                if let Some(e) = inner.entries.get(&addr) {
+                    // a later restore's event stays
+                    let _ = e.buf.ready_event.compare_exchange(event, 0, Ordering::SeqCst, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// Makes `stream` wait for every restore queued so far (a call that names no buffer we
+    /// can see, after every packed buffer was restored for it).
+    pub fn order_after_restores(&self, stream: u64) {
+        let inner = self.lock();
+        if let Some(ev) = inner.backend.as_ref().and_then(|b| b.latest_restore()) {
+            let _scope = WorkScope::enter(inner.ctx);
+            driver::stream_wait_event(stream, ev);
+        }
+    }
+
+    /// Waits on the host until the restore of `buf` has run (a buffer that from now on may be
+    /// reached through pointers no hook sees).
+    pub fn wait_restored(&self, buf: &Buffer) {
+        let inner = self.lock();
+        let ev = buf.ready_event.load(Ordering::SeqCst);
+        if ev != 0 {
+            let _scope = WorkScope::enter(inner.ctx);
+            let _ = driver::wait_event(ev);
+        }
     }
 
     /// A VMM-backed allocation of `size` bytes. Err(OOM) when it cannot fit under the limit
@@ -277,10 +359,11 @@ impl Engine {
 
     /// Room for `bytes` more in `part` under the limit, packing victims as needed; the bytes
     /// are taken when this returns true.
-    /// The order: copies kept beside resident buffers that a re-encode makes again exactly
-    /// (lossless: they only save an encode, and under a tight limit they would crowd out the
-    /// resident set), then victims, then lossy kept copies (re-encoding what a lossy copy
-    /// decoded to would add error, so those go last).
+    /// The order: copies kept beside buffers written since (likely stale: a re-pack would
+    /// check and re-encode them anyway), then victims (a clean victim with its copy costs
+    /// nothing to drop), then copies of clean buffers, lossless before lossy (re-encoding what
+    /// a lossy copy decoded to would add error). Keeping the copies of buffers that cycle makes
+    /// each cycle a decode, not an encode and a decode.
     fn make_room(&self, inner: &mut Inner, bytes: u64, part: Part) -> bool {
         loop {
             if BUDGET.try_take(part, bytes) {
@@ -291,7 +374,11 @@ impl Engine {
                 // kernels (once a machine: later runs load them from the cache)
                 install_kernels(inner, Some(KERNEL_WAIT));
             }
-            if !self.discard_kept_copy(inner, false) && !self.pack_one(inner) && !self.discard_kept_copy(inner, true) {
+            if !self.discard_kept_copy(inner, Kept::OfWritten)
+                && !self.pack_one(inner)
+                && !self.discard_kept_copy(inner, Kept::Lossless)
+                && !self.discard_kept_copy(inner, Kept::Any)
+            {
                 return false;
             }
         }
@@ -309,15 +396,21 @@ impl Engine {
         self.pack_one(&mut inner)
     }
 
-    /// Packs one victim; false when none could be packed.
+    /// Packs one victim; false when none could be packed. A victim whose copy must be made
+    /// goes first only if the copy fits beside it under the limit (a copy exists before the
+    /// buffer's memory is given back); only when none does may a pack pass the limit for a
+    /// moment (rather than failing the program's call).
     fn pack_one(&self, inner: &mut Inner) -> bool {
         if !self.may_pack(inner) {
             return false;
         }
-        for victim in self.victims(inner) {
-            if let Packed::Done = self.pack(inner, victim) {
-                tracing::trace!("packed {victim:#x} at use {}", crate::residency::seq_now());
-                return true;
+        let victims = self.victims(inner);
+        for fit in [true, false] {
+            for &victim in &victims {
+                if let Packed::Done = self.pack(inner, victim, fit) {
+                    tracing::trace!("packed {victim:#x} at use {}", crate::residency::seq_now());
+                    return true;
+                }
             }
         }
         false
@@ -340,13 +433,20 @@ impl Engine {
         crate::policy::victims(cands, now).into_iter().map(|c| c.id).collect()
     }
 
-    /// Frees the largest packed copy kept beside a resident buffer (`lossy`: lossy copies
-    /// too); false when there is none.
-    fn discard_kept_copy(&self, inner: &mut Inner, lossy: bool) -> bool {
+    /// Frees the largest packed copy of `which` kept beside a resident buffer; false when
+    /// there is none.
+    fn discard_kept_copy(&self, inner: &mut Inner, which: Kept) -> bool {
         let Some(addr) = inner
             .entries
             .values()
-            .filter(|e| e.phys.is_some() && e.buf.state() == state::RESIDENT && e.copy.as_ref().is_some_and(|c| lossy || !c.is_lossy()))
+            .filter(|e| e.phys.is_some() && e.buf.state() == state::RESIDENT)
+            .filter(|e| {
+                e.copy.as_ref().is_some_and(|c| match which {
+                    Kept::OfWritten => !e.buf.is_clean(),
+                    Kept::Lossless => !c.is_lossy(),
+                    Kept::Any => true,
+                })
+            })
             .max_by_key(|e| e.copy.as_ref().map_or(0, |c| c.packed_len()))
             .map(|e| e.buf.start)
         else {
@@ -355,13 +455,14 @@ impl Engine {
         let copy = inner.entries.get_mut(&addr).and_then(|e| e.copy.take());
         if let (Some(copy), Some(b)) = (copy, inner.backend.as_mut()) {
             BUDGET.give(Part::Packed, copy.packed_len());
-            b.discard(copy);
+            crate::stats::timed(&crate::stats::C.codec_ns, || b.discard(copy));
         }
         true
     }
 
-    /// Packs the buffer at `addr` if it may be packed now.
-    fn pack(&self, inner: &mut Inner, addr: u64) -> Packed {
+    /// Packs the buffer at `addr` if it may be packed now; `fit`: only if a new copy, at its
+    /// largest, fits under the limit beside the buffer.
+    fn pack(&self, inner: &mut Inner, addr: u64, fit: bool) -> Packed {
         let t0 = crate::clock::precise_ns();
         if self.drained.load(Ordering::Acquire) {
             return Packed::Skipped;
@@ -369,6 +470,10 @@ impl Engine {
         let Some(entry) = inner.entries.get(&addr) else { return Packed::Skipped };
         let buf = entry.buf.clone();
         let reserved = entry.reserved;
+        let max_len = (buf.size as f64 * (1.0 - inner.min_saving)) as u64;
+        if fit && entry.copy.is_none() && BUDGET.held() + max_len > BUDGET.limit() {
+            return Packed::Skipped;
+        }
         if buf.has_flag(KEEP_RESIDENT) || buf.state.compare_exchange(state::RESIDENT, state::PACKING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
             return Packed::Skipped;
         }
@@ -391,24 +496,38 @@ impl Engine {
             self.fail(inner, "an injected failure (ltshim_debug_fail_next_pack)");
             return Packed::Skipped;
         }
-        let min_saving = inner.min_saving;
         let mut opts = inner.opts;
         let hint = buf.float_hint.load(Ordering::Relaxed);
         match hint.checked_sub(1).and_then(ltblock::DType::from_id) {
             Some(dt) => opts.dtype = dt,
             None => opts.lossy = false, // lossy only where a GEMM named the buffer as floats
         }
+        // nothing wrote it since it was decoded from its copy
+        let clean = buf.is_clean();
+        // and lossy only for data that is only read (weights): never for a buffer being
+        // written (activations; a segment of them may hold masks or indices beside the floats)
+        opts.lossy &= clean;
         let backend = inner.backend.as_mut().expect("may_pack checked the backend");
         let entry = inner.entries.get_mut(&addr).expect("looked up above");
-        // a kept copy of unchanged bytes serves as it is
+        // a kept copy of unchanged bytes serves as it is; a lossless one of a clean buffer that
+        // may go lossy is made again, lossy, once
         let mut reused = false;
+        if opts.lossy && entry.copy.as_ref().is_some_and(|c| !c.is_lossy()) {
+            let copy = entry.copy.take().expect("checked");
+            BUDGET.give(Part::Packed, copy.packed_len());
+            crate::stats::timed(&crate::stats::C.codec_ns, || backend.discard(copy));
+        }
         if let Some(copy) = entry.copy.as_ref() {
-            match backend.unchanged(copy, addr, buf.size) {
+            if clean {
+                crate::stats::add(&crate::stats::C.packs_clean, 1);
+            }
+            let same = if clean { Ok(true) } else { crate::stats::timed(&crate::stats::C.codec_ns, || backend.unchanged(copy, addr, buf.size)) };
+            match same {
                 Ok(true) => reused = true,
                 Ok(false) => {
                     let copy = entry.copy.take().expect("checked");
                     BUDGET.give(Part::Packed, copy.packed_len());
-                    backend.discard(copy);
+                    crate::stats::timed(&crate::stats::C.codec_ns, || backend.discard(copy));
                 }
                 Err(e) => {
                     buf.state.store(state::RESIDENT, Ordering::SeqCst);
@@ -418,8 +537,7 @@ impl Engine {
             }
         }
         if !reused {
-            let max_len = (buf.size as f64 * (1.0 - min_saving)) as u64;
-            match backend.pack(addr, buf.size, opts, max_len) {
+            match crate::stats::timed(&crate::stats::C.codec_ns, || backend.pack(addr, buf.size, opts, max_len)) {
                 Ok(Some(copy)) => {
                     BUDGET.take(Part::Packed, copy.packed_len());
                     for (id, (i, o)) in copy.by_codec().iter().enumerate() {
@@ -445,6 +563,15 @@ impl Engine {
                     self.fail(inner, &format!("packing a buffer: {e}"));
                     return Packed::Skipped;
                 }
+            }
+        }
+        // a restore still decoding into it (never used since) ends before its memory goes
+        let restoring = buf.ready_event.load(Ordering::SeqCst);
+        if restoring != 0 {
+            if let Err(e) = driver::wait_event(restoring) {
+                buf.state.store(state::RESIDENT, Ordering::SeqCst);
+                self.fail(inner, &format!("waiting for a restore: {e}"));
+                return Packed::Skipped;
             }
         }
         let entry = inner.entries.get_mut(&addr).expect("looked up above");
@@ -496,7 +623,7 @@ impl Engine {
                 if BUDGET.try_take(Part::Resident, reserved) {
                     break true;
                 }
-                if !self.discard_kept_copy(inner, true) {
+                if !self.discard_kept_copy(inner, Kept::Any) {
                     break false;
                 }
             }
@@ -533,8 +660,14 @@ impl Engine {
         let entry = inner.entries.get_mut(&va).expect("looked up above");
         entry.phys = Some(phys);
         let copy = entry.copy.as_ref().expect("a packed buffer has its copy");
-        match backend.restore(copy, va, buf.size) {
-            Ok(()) => {}
+        let tag = inner.next_tag;
+        inner.next_tag += 1;
+        match crate::stats::timed(&crate::stats::C.codec_ns, || backend.restore(copy, va, buf.size, tag)) {
+            Ok(None) => {}
+            Ok(Some(event)) => {
+                inner.in_flight.insert(tag, va);
+                buf.ready_event.store(event, Ordering::SeqCst);
+            }
             Err(CodecFailure::Corrupt { block, detail }) => {
                 buf.state.store(state::RESTORING, Ordering::SeqCst); // never RESIDENT again
                 crate::stats::add(&crate::stats::C.restores_corrupt, 1);
@@ -560,6 +693,7 @@ impl Engine {
         }
         BUDGET.give_original(buf.size);
         // (its streams were forgotten when it was packed; the caller's are recorded again)
+        buf.made_clean();
         buf.state.store(state::RESIDENT, Ordering::SeqCst);
         crate::stats::restored(crate::clock::precise_ns() - t0);
         Ok(())
@@ -572,7 +706,7 @@ impl Engine {
             return -1;
         }
         let all: Vec<u64> = inner.entries.keys().copied().collect();
-        all.into_iter().filter(|&a| matches!(self.pack(&mut inner, a), Packed::Done)).count() as i64
+        all.into_iter().filter(|&a| matches!(self.pack(&mut inner, a, false), Packed::Done)).count() as i64
     }
 
     /// Packs buffers unused for `cold_ns` (idle packing); how many were.
@@ -588,7 +722,7 @@ impl Engine {
             .filter(|e| e.eligible() && now.saturating_sub(e.buf.last_use_ns.load(Ordering::Relaxed)) >= cold_ns)
             .map(|e| e.buf.start)
             .collect();
-        let n = cold.into_iter().filter(|&a| matches!(self.pack(&mut inner, a), Packed::Done)).count();
+        let n = cold.into_iter().filter(|&a| matches!(self.pack(&mut inner, a, false), Packed::Done)).count();
         crate::stats::add(&crate::stats::C.idle_packs, n as u64);
         n
     }
@@ -695,6 +829,11 @@ impl OpaqueCall {
                 restored = Err(rc);
             }
         }
+        if let Some(e) = running() {
+            e.order_after_restores(stream);
+        }
+        // whatever is resident now may be written by this call
+        crate::registry::anything_may_be_written();
         OpaqueCall { restored }
     }
 }

@@ -1,7 +1,8 @@
 //! The codec backend of the packing engine: the GPU kernels (`ltgpu::packer`) on a real GPU,
 //! the CPU reference (`ltblock`) on the CUDA double, where device memory is host memory. Both
 //! hand out a copy only after it decoded once with every block's checksum checked, and both
-//! report a block that fails at restore by its index.
+//! report a block that fails at restore by its index: the CPU at once, the GPU when the
+//! restore's decode has run (`settled`).
 use ltblock::DType;
 
 /// What a pack may use.
@@ -134,7 +135,10 @@ impl Backend {
     }
 
     /// Decodes `copy` into the freshly mapped range at `out`.
-    pub fn restore(&mut self, copy: &PackedCopy, out: u64, len: u64) -> Result<(), CodecFailure> {
+    /// Decodes `copy` into the freshly mapped range at `out`: Ok(None) when done (the CPU),
+    /// Ok(Some(event)) when queued on our stream and ending with that event (the GPU; its
+    /// checksums are read by `settled` once it ran). `tag` names it there.
+    pub fn restore(&mut self, copy: &PackedCopy, out: u64, len: u64, tag: u64) -> Result<Option<u64>, CodecFailure> {
         match (self, copy) {
             (Backend::Cpu, PackedCopy::Host { bytes, .. }) => {
                 let data = ltblock::decode(bytes).map_err(cpu_failure)?;
@@ -144,9 +148,9 @@ impl Backend {
                 // SAFETY: on the double `out` is `len` bytes of mapped host memory, ours until
                 // the restore returns.
                 unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), out as *mut u8, data.len()) };
-                Ok(())
+                Ok(None)
             }
-            (Backend::Gpu(p), PackedCopy::Device(c)) => p.restore(c, out).map_err(gpu_failure),
+            (Backend::Gpu(p), PackedCopy::Device(c)) => p.restore_async(c, out, tag).map(Some).map_err(gpu_failure),
             _ => Err(CodecFailure::Device("a packed copy of the other backend".into())),
         }
     }
@@ -162,6 +166,22 @@ impl Backend {
             }
             (Backend::Gpu(p), PackedCopy::Device(c)) => p.unchanged(c, start).map_err(gpu_failure),
             _ => Err(CodecFailure::Device("a packed copy of the other backend".into())),
+        }
+    }
+
+    /// The queued restores that have run since the last call, checked (nothing on the CPU).
+    pub fn settled(&mut self) -> ltgpu::packer::Settled {
+        match self {
+            Backend::Gpu(p) => p.poll(),
+            Backend::Cpu => Default::default(),
+        }
+    }
+
+    /// The event the latest queued restore ends with.
+    pub fn latest_restore(&self) -> Option<u64> {
+        match self {
+            Backend::Gpu(p) => p.latest_restore(),
+            Backend::Cpu => None,
         }
     }
 

@@ -145,11 +145,46 @@ impl Drop for Event {
     }
 }
 
+/// True when `event` (one of ours) has completed.
+pub fn event_done(event: u64) -> bool {
+    // SAFETY: an event of ours, never destroyed while the process runs.
+    USES.cuEventQuery.get().is_some_and(|q| unsafe { q(event as Handle) } == CUDA_SUCCESS)
+}
+
+/// Makes the program's `stream` wait (on the device) for `event`, an event of our stream
+/// (a restore's decode). Where the device wait cannot be queued, the host waits instead: the
+/// caller's work must never start before the decode it reads.
+pub fn stream_wait_event(stream: u64, event: u64) {
+    let queued = USES.cuStreamWaitEvent.get().is_some_and(|wait| {
+        // SAFETY: the program's live stream (it is about to use it) and an event of ours,
+        // never destroyed while the process runs.
+        (unsafe { wait(stream as Handle, event as Handle, 0) }) == CUDA_SUCCESS
+    });
+    if !queued {
+        if let Some(sync) = USES.cuEventSynchronize.get() {
+            // SAFETY: as above.
+            unsafe { sync(event as Handle) };
+        }
+    }
+}
+
+/// Waits on the host for `event` (one of ours).
+pub fn wait_event(event: u64) -> Result<()> {
+    let sync = real("cuEventSynchronize", &USES.cuEventSynchronize)?;
+    // SAFETY: an event of ours, never destroyed while the process runs.
+    check("cuEventSynchronize", unsafe { sync(event as Handle) })
+}
+
 /// Waits (on the host) until every stream in `streams` has finished the work queued on it so
 /// far; `everything`: the whole context (a buffer used on more streams than we track, or on a
 /// stream since destroyed).
 pub fn wait_for_streams(streams: &[u64], everything: bool) -> Result<()> {
+    crate::stats::timed(&crate::stats::C.wait_ns, || wait_untimed(streams, everything))
+}
+
+fn wait_untimed(streams: &[u64], everything: bool) -> Result<()> {
     if everything {
+        crate::stats::add(&crate::stats::C.context_syncs, 1);
         let sync = real("cuCtxSynchronize", &USES.cuCtxSynchronize)?;
         // SAFETY: no arguments.
         return check("cuCtxSynchronize", unsafe { sync() });

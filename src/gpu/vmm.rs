@@ -53,14 +53,14 @@ pub fn create(size: u64, dev: c_int) -> Result<u64> {
     let mut h = 0u64;
     let p = prop(dev);
     // SAFETY: valid out-parameter and property struct.
-    check("cuMemCreate", unsafe { f(&mut h, size as usize, &p as *const _ as *const std::ffi::c_void, 0) })?;
+    crate::stats::timed(&crate::stats::C.vmm_ns, || check("cuMemCreate", unsafe { f(&mut h, size as usize, &p as *const _ as *const std::ffi::c_void, 0) }))?;
     Ok(h)
 }
 
 pub fn release(handle: u64) -> Result<()> {
     let f = real("cuMemRelease", &REAL.cuMemRelease)?;
     // SAFETY: a handle we created, released once.
-    check("cuMemRelease", unsafe { f(handle) })
+    crate::stats::timed(&crate::stats::C.vmm_ns, || check("cuMemRelease", unsafe { f(handle) }))
 }
 
 /// Maps `handle` over the whole range and lets `dev` read and write it.
@@ -68,10 +68,10 @@ pub fn map(va: u64, size: u64, handle: u64, dev: c_int) -> Result<()> {
     let map = real("cuMemMap", &REAL.cuMemMap)?;
     let access = real("cuMemSetAccess", &REAL.cuMemSetAccess)?;
     // SAFETY: our reserved range and our handle of the same size.
-    check("cuMemMap", unsafe { map(va, size as usize, 0, handle, 0) })?;
+    crate::stats::timed(&crate::stats::C.vmm_ns, || check("cuMemMap", unsafe { map(va, size as usize, 0, handle, 0) }))?;
     let desc = CUmemAccessDesc { location_type: CU_MEM_LOCATION_TYPE_DEVICE, location_id: dev, flags: CU_MEM_ACCESS_FLAGS_PROT_READWRITE };
     // SAFETY: the range just mapped; one descriptor.
-    let rc = unsafe { access(va, size as usize, &desc as *const _ as *const std::ffi::c_void, 1) };
+    let rc = crate::stats::timed(&crate::stats::C.vmm_ns, || unsafe { access(va, size as usize, &desc as *const _ as *const std::ffi::c_void, 1) });
     if rc != CUDA_SUCCESS {
         let _ = unmap(va, size);
     }
@@ -81,7 +81,7 @@ pub fn map(va: u64, size: u64, handle: u64, dev: c_int) -> Result<()> {
 pub fn unmap(va: u64, size: u64) -> Result<()> {
     let f = real("cuMemUnmap", &REAL.cuMemUnmap)?;
     // SAFETY: a range we mapped; the caller made sure no work uses it any more.
-    check("cuMemUnmap", unsafe { f(va, size as usize) })
+    crate::stats::timed(&crate::stats::C.vmm_ns, || check("cuMemUnmap", unsafe { f(va, size as usize) }))
 }
 
 /// A resident range: reserved, created, mapped. On failure nothing is left behind.

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 
-use super::{collect, with_resident};
+use super::{collect, collect_reads, with_resident};
 use crate::cuda_abi::*;
 use crate::registry::{Path, REGISTRY};
 use crate::stats;
@@ -53,8 +53,9 @@ fn float_hint(cuda_type: c_int) -> u8 {
     }
 }
 
-/// A GEMM: its matrices (and device scalars) resident for the call; A and B remember the
-/// float type they were read as (the only buffers that may go lossy).
+/// A GEMM (`matrices` starts with A and B): its matrices (and device scalars) resident for
+/// the call; A and B remember the float type they were read as (the only buffers that may go
+/// lossy).
 fn gemm<const M: usize>(hook: &'static str, stream: Handle, matrices: [*const c_void; M], scalars: [*const c_void; 2], ab_type: [c_int; 2], real: impl FnOnce() -> i32) -> i32 {
     with_resident(
         hook,
@@ -62,7 +63,10 @@ fn gemm<const M: usize>(hook: &'static str, stream: Handle, matrices: [*const c_
         stream,
         |u| {
             stats::add(&stats::C.cublas_calls, 1);
-            collect(u, &matrices.map(|p| p as u64), true);
+            // A and B are read; C (read and written) and the rest may be written
+            let ptrs = matrices.map(|p| p as u64);
+            collect_reads(u, &ptrs[..2]);
+            collect(u, &ptrs[2..], true);
             collect(u, &scalars.map(|p| p as u64), false);
             for (p, t) in matrices.iter().zip(ab_type).filter(|_| crate::residency::packing()) {
                 let hint = float_hint(t);
@@ -73,7 +77,7 @@ fn gemm<const M: usize>(hook: &'static str, stream: Handle, matrices: [*const c_
                 }
             }
         },
-        real,
+        || crate::residency::as_known_call(real),
     )
 }
 

@@ -6,7 +6,7 @@
 //! resident.
 use std::os::raw::{c_int, c_uint, c_void};
 
-use super::{collect_range, is_host, mark, with_resident};
+use super::{collect_range, collect_range_read, is_host, mark, with_resident};
 use crate::cuda_abi::*;
 use crate::registry::{flag, Path, REGISTRY};
 use crate::residency::Uses;
@@ -55,7 +55,7 @@ fn copy_1d(hook: &'static str, stream: Handle, dst: u64, src: u64, count: usize,
         stream,
         |u| {
             collect_range(u, dst, count as u64);
-            collect_range(u, src, count as u64);
+            collect_range_read(u, src, count as u64);
             if src != 0 && count >= 8 && src_is_host.unwrap_or_else(|| is_host(src)) {
                 // SAFETY: the program hands this host range to a copy that reads it.
                 unsafe { scan_host(src as *const u8, count, 1, count) };
@@ -67,8 +67,13 @@ fn copy_1d(hook: &'static str, stream: Handle, dst: u64, src: u64, count: usize,
 
 /// A 2-D copy or set: `rows` rows `pitch` apart, the whole span resident.
 fn span(u: &mut Uses, base: u64, pitch: usize, width: usize, rows: usize) {
+    span_as(u, base, pitch, width, rows, collect_range)
+}
+
+/// `span`, collected with `collect` (a source: `collect_range_read`).
+fn span_as(u: &mut Uses, base: u64, pitch: usize, width: usize, rows: usize, collect: fn(&mut Uses, u64, u64)) {
     if rows > 0 {
-        collect_range(u, base, ((rows - 1) * pitch + width) as u64);
+        collect(u, base, ((rows - 1) * pitch + width) as u64);
     }
 }
 
@@ -92,7 +97,7 @@ fn copy_2d(hook: &'static str, stream: Handle, dst: *mut c_void, dpitch: usize, 
         stream,
         |u| {
             span(u, dst as u64, dpitch, width, height);
-            span(u, src as u64, spitch, width, height);
+            span_as(u, src as u64, spitch, width, height, collect_range_read);
             if !src.is_null() && host_src_of(kind).unwrap_or_else(|| is_host(src as u64)) {
                 // SAFETY: the copy reads these rows of host memory.
                 unsafe { scan_host(src as *const u8, width, height, spitch) };

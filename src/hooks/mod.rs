@@ -160,10 +160,20 @@ pub fn is_host(addr: u64) -> bool {
     addr != 0 && crate::registry::REGISTRY.find(addr).is_none() && driver_says_host(addr) == Some(true)
 }
 
-/// Collects the buffers holding `ptrs` into `uses`. `count_missing`: a pointer in no buffer
-/// that the driver does not call host memory counts as a miss (library arguments; a scalar
-/// passed by host pointer, or cuDNN's by-value tensors, are host memory and not misses).
+/// Collects the buffers holding `ptrs` into `uses`, as uses that may write them.
+/// `count_missing`: a pointer in no buffer that the driver does not call host memory counts as
+/// a miss (library arguments; a scalar passed by host pointer, or cuDNN's by-value tensors, are
+/// host memory and not misses).
 pub fn collect(uses: &mut Uses, ptrs: &[u64], count_missing: bool) {
+    collect_as(uses, ptrs, count_missing, Uses::add)
+}
+
+/// `collect` for operands the call only reads (a GEMM's A and B).
+pub fn collect_reads(uses: &mut Uses, ptrs: &[u64]) {
+    collect_as(uses, ptrs, true, Uses::add_read)
+}
+
+fn collect_as(uses: &mut Uses, ptrs: &[u64], count_missing: bool, add: fn(&mut Uses, &std::sync::Arc<crate::registry::Buffer>)) {
     let path = uses.path();
     let reader = crate::registry::REGISTRY.reader();
     let mut missing = Vec::new();
@@ -173,7 +183,7 @@ pub fn collect(uses: &mut Uses, ptrs: &[u64], count_missing: bool) {
         }
         match reader.find(p) {
             Some(b) => {
-                uses.add(b);
+                add(uses, b);
                 crate::stats::pointer(path, true);
             }
             None if count_missing => missing.push(p),
@@ -188,8 +198,18 @@ pub fn collect(uses: &mut Uses, ptrs: &[u64], count_missing: bool) {
     }
 }
 
-/// Collects every buffer that `len` bytes from `addr` fall in (a copy may span neighbours).
+/// Collects every buffer that `len` bytes from `addr` fall in (a copy may span neighbours),
+/// as uses that may write them.
 pub fn collect_range(uses: &mut Uses, addr: u64, len: u64) {
+    collect_range_as(uses, addr, len, Uses::add)
+}
+
+/// `collect_range` for a range the call only reads (a copy's source).
+pub fn collect_range_read(uses: &mut Uses, addr: u64, len: u64) {
+    collect_range_as(uses, addr, len, Uses::add_read)
+}
+
+fn collect_range_as(uses: &mut Uses, addr: u64, len: u64, add: fn(&mut Uses, &std::sync::Arc<crate::registry::Buffer>)) {
     if addr == 0 {
         return;
     }
@@ -197,7 +217,7 @@ pub fn collect_range(uses: &mut Uses, addr: u64, len: u64) {
     let end = addr.saturating_add(len.max(1));
     let mut at = addr;
     while let Some(b) = reader.find(at) {
-        uses.add(b);
+        add(uses, b);
         crate::stats::pointer(uses.path(), true);
         at = b.start + b.size;
         if at >= end {
@@ -266,6 +286,7 @@ pub fn mark(addr: u64, f: u32) -> bool {
             if e.make_resident(std::slice::from_ref(&b)).is_err() {
                 tracing::error!("the buffer at {:#x} was flagged resident but could not be restored", b.start);
             }
+            e.wait_restored(&b);
             b.users.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
     }

@@ -129,6 +129,82 @@ static int limit(void) {
     return 0;
 }
 
+/* A restored buffer that only reads named since drops again without a check (its kept copy is
+ * what it holds); a kernel launch, a set or a write by a kernel make the next pack check or
+ * re-encode, and every value read back is the one last written. */
+static int clean(void) {
+    setup();
+    size_t words = 4 * MIB / 4;
+    uint32_t *a, *sink;
+    CHECK(cudaMalloc((void **)&a, words * 4));
+    CHECK(cudaMalloc((void **)&sink, words * 4));
+    fill(a, 3, words);
+    EXPECT(control("ltshim_pack_cold") >= 1, "nothing packed");
+    CHECK(cudaMemcpy(sink, a, words * 4, 3)); /* restored; read only as a copy's source */
+    EXPECT(control("ltshim_pack_cold") >= 1, "the clean buffer was not packed again");
+    void *ra[] = {&a, &words};
+    CHECK(__cudaLaunchKernel(READSUM_K, ONE, ONE, ra, 0, NULL)); /* a launch may write: checked */
+    EXPECT(control("ltshim_pack_cold") >= 1, "not packed after a reading launch");
+    CHECK(cudaMemset(a, 0, 64)); /* written: re-encoded */
+    EXPECT(control("ltshim_pack_cold") >= 1, "not packed after a set");
+    uint32_t head[16];
+    CHECK(cudaMemcpy(head, a, 64, 2));
+    for (int i = 0; i < 16; i++) EXPECT(head[i] == 0, "set word %d = %u", i, head[i]);
+    fill(a, 3, words);
+    EXPECT(control("ltshim_pack_cold") >= 1, "not packed after the refill");
+    CHECK(__cudaLaunchKernel(INC, ONE, ONE, ra, 0, NULL)); /* written by a kernel */
+    EXPECT(control("ltshim_pack_cold") >= 1, "not packed after a writing launch");
+    verify(a, 3, words, 1, "after a writing launch and a pack");
+    verify(sink, 3, words, 0, "the copy");
+    CHECK(cudaFree(a));
+    CHECK(cudaFree(sink));
+    printf("did clean_ok 1\n");
+    return 0;
+}
+
+/* Lossy mode: a buffer goes lossy only once it was decoded and then only read (a weight named
+ * as a GEMM's A); one a call writes (an activation) stays lossless, bit-exact. */
+static uint16_t bf16_of(float f) { uint32_t u; memcpy(&u, &f, 4); return (uint16_t)(u >> 16); }
+static float float_of(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+static int lossy_weights(void) {
+    size_t n = 2 * MIB; /* bf16 elements: 4 MiB */
+    uint16_t *w, *x, *out, *hw = malloc(n * 2), *hx = malloc(n * 2), *back = malloc(n * 2);
+    uint32_t seed = 12345;
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        hw[i] = bf16_of(((float)(seed >> 8) / 16777216.0f - 0.5f) * 0.04f);
+        hx[i] = (i % 4 == 0) ? bf16_of((float)(i % 1000) * 0.5f) : 0;
+    }
+    CHECK(cudaMalloc((void **)&w, n * 2));
+    CHECK(cudaMalloc((void **)&x, n * 2));
+    CHECK(cudaMalloc((void **)&out, n * 2));
+    CHECK(cudaMemcpy(w, hw, n * 2, 1));
+    CHECK(cudaMemcpy(x, hx, n * 2, 1));
+    float one = 1, zero = 0;
+    CHECK(cublasGemmEx(NULL, 0, 0, 2, 2, 2, &one, w, 14, 2, x, 14, 2, &zero, out, 14, 2, 68, -1));
+    EXPECT(control("ltshim_pack_cold") >= 2, "the first pack");
+    /* both come back for a GEMM that reads them; x is then written by a set */
+    CHECK(cublasGemmEx(NULL, 0, 0, 2, 2, 2, &one, w, 14, 2, x, 14, 2, &zero, out, 14, 2, 68, -1));
+    CHECK(cudaMemset(x, 0x3f, 2));
+    hx[0] = 0x3f3f;
+    EXPECT(control("ltshim_pack_cold") >= 2, "the second pack");
+    CHECK(cudaMemcpy(back, x, n * 2, 2));
+    EXPECT(memcmp(back, hx, n * 2) == 0, "the written buffer is not exact");
+    CHECK(cudaMemcpy(back, w, n * 2, 2));
+    double err = 0, norm = 0;
+    int differ = 0;
+    for (size_t i = 0; i < n; i++) {
+        double a = float_of(hw[i]), b = float_of(back[i]);
+        err += (a - b) * (a - b);
+        norm += a * a;
+        differ += hw[i] != back[i];
+    }
+    EXPECT(differ > 0, "the read-only weight did not go lossy");
+    EXPECT(err <= norm * 1e-4, "lossy error %g of %g over the 1%% bound", err, norm);
+    printf("did lossy_weights_ok 1\n");
+    return 0;
+}
+
 /* A buffer whose address was copied into device memory stays resident (a kernel reaches it
  * through the table, naming only the table); `touch` then reads a buffer the library packed
  * straight from the host, which must fault: packing really unmaps. */
@@ -432,6 +508,8 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "three_d")) return three_d();
     if (!strcmp(what, "idle")) return idle();
     if (!strcmp(what, "steps")) return steps();
+    if (!strcmp(what, "clean")) return clean();
+    if (!strcmp(what, "lossy_weights")) return lossy_weights();
     if (!strcmp(what, "graph")) return graph();
     if (!strcmp(what, "fork")) return forked();
     fprintf(stderr, "usage: packing limit|pointer_table|touch_packed|corrupt|drain|threads|graph|fork\n");
