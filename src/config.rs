@@ -128,7 +128,8 @@ pub const KNOBS: &[Knob] = &[
               copy and launch, change nothing (exact passthrough, no VMM). `lossless`: buffers of \
               at least `LTSHIM_MIN_BYTES` are VMM-backed and packed bit-exactly (raw, zvc, expf) when \
               memory is needed. `lossy`: as lossless, and blocks of buffers that GEMM calls named \
-              as float operands may go int8g under `LTSHIM_INT8_MAX_ERR`.",
+              as float operands and that were only read since their last restore (weights, not \
+              activations) may go int8g under `LTSHIM_INT8_MAX_ERR`.",
         apply: |v, c| {
             c.mode = match v {
                 "off" => Mode::Off,

@@ -155,7 +155,7 @@ impl Uses {
         // this call's use
         for (i, b) in self.iter().enumerate() {
             b.used_on(self.stream);
-            if i >= 64 || self.writes & (1 << i) != 0 {
+            if (i >= 64 || self.writes & (1 << i) != 0) && !b.written.load(Ordering::Relaxed) {
                 b.written.store(true, Ordering::SeqCst);
             }
             // a restore's decode still under way: this call's stream waits for it (once it is

@@ -413,6 +413,22 @@ fn lossy_mode_quantizes_only_a_buffer_that_is_only_read_since_its_restore() {
 }
 
 #[test]
+fn a_failed_end_capture_ends_no_capture_so_packing_stays_off_until_the_real_end() {
+    let r = run_packing(&["capture_count"], "lossless", "64MiB");
+    r.assert_ok();
+    assert_eq!(r.did("capture_count_ok"), 1);
+}
+
+#[test]
+fn graphs_instantiated_and_destroyed_at_once_on_threads_never_leave_a_live_graphs_buffer_unflagged() {
+    let r = run_packing(&["graph_race"], "lossless", "64MiB");
+    r.assert_ok();
+    let buffers = r.did("graph_race_buffers");
+    assert_eq!(buffers, 6);
+    assert_eq!(n(r.stats(), "packing.kept_resident.graph"), buffers, "{}", r.stats()["packing"]);
+}
+
+#[test]
 fn a_buffer_reached_through_a_pointer_in_device_memory_stays_resident() {
     let r = run_packing(&["pointer_table"], "lossless", "64MiB");
     r.assert_ok();

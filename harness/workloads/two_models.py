@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Two models loaded in one process and used alternately (model switching): two Llama-style
 decoders built from configs with random weights, each asked in turn for the logits of a batch.
-Outputs: each model's logits in each round."""
+Outputs: each model's logits in each round. With --idle-s, the process then sleeps (no CUDA
+call) and times the first forward of model 1 after it (`wake_s`, which under ltshim idle
+packing restores the model) against a second one (`warm_s`)."""
+import time
+
 import torch
 
 import common
@@ -22,6 +26,7 @@ def main():
     ap.add_argument("--hidden", type=int, default=2048)
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--idle-s", type=float, default=0, help="sleep this long at the end, then time waking model 1")
     args = ap.parse_args()
     dev = common.setup(args)
     models = [build(dev, args.hidden, args.layers, args.seed + i) for i in range(2)]
@@ -33,7 +38,18 @@ def main():
             for i, m in enumerate(models):
                 outputs[f"round{r}_model{i}"] = m(ids).logits[:, -1].float()
             common.step()
-    common.finish(args, outputs, {"switches_per_s": args.rounds * 2 / t.s})
+    metrics = {"switches_per_s": args.rounds * 2 / t.s}
+    if args.idle_s > 0:
+        torch.cuda.synchronize()
+        time.sleep(args.idle_s)
+        with torch.no_grad():
+            for name in ("wake_s", "warm_s"):
+                t0 = time.perf_counter()
+                outputs[f"after_idle_{name}"] = models[1](ids).logits[:, -1].float()
+                torch.cuda.synchronize()
+                metrics[name] = time.perf_counter() - t0
+        metrics["model_bytes"] = sum(p.numel() * p.element_size() for p in models[1].parameters())
+    common.finish(args, outputs, metrics)
 
 
 if __name__ == "__main__":

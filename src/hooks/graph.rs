@@ -62,8 +62,16 @@ fn capture_began(rc: i32) {
     }
 }
 
-fn capture_ended() {
-    let _ = CAPTURES.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+/// A capture ends when its stream stops capturing, whatever `EndCapture` returned (an
+/// invalidated capture ends with an error; an `EndCapture` on a stream that was not capturing
+/// fails and ends nothing): asked of the driver before and after the real call.
+fn end_capture(stream: Handle, real: impl FnOnce() -> i32) -> i32 {
+    let was = is_capturing(stream);
+    let rc = real();
+    if was && !is_capturing(stream) {
+        let _ = CAPTURES.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+    }
+    rc
 }
 
 pub unsafe fn cudaStreamBeginCapture(call: &impl Fn(Handle, c_int) -> i32, stream: Handle, mode: c_int) -> i32 {
@@ -81,15 +89,11 @@ pub unsafe fn cuStreamBeginCapture_v2(call: &impl Fn(Handle, c_int) -> i32, stre
 }
 
 pub unsafe fn cudaStreamEndCapture(call: &impl Fn(Handle, *mut Handle) -> i32, stream: Handle, graph: *mut Handle) -> i32 {
-    let rc = call(stream, graph);
-    capture_ended();
-    rc
+    end_capture(stream, || call(stream, graph))
 }
 
 pub unsafe fn cuStreamEndCapture(call: &impl Fn(Handle, *mut Handle) -> i32, stream: Handle, graph: *mut Handle) -> i32 {
-    let rc = call(stream, graph);
-    capture_ended();
-    rc
+    end_capture(stream, || call(stream, graph))
 }
 
 /// What an executable graph uses.
@@ -199,10 +203,14 @@ fn instantiated(hook: &'static str, rc: i32, exec: Handle, graph: Handle) {
         }
         usage.buffers.sort_unstable();
         usage.buffers.dedup();
-        for &b in &usage.buffers {
+        let buffers = usage.buffers.clone();
+        // in the table before any flag is set: a destroy of another graph of the same buffers
+        // clears a flag only if no graph in the table uses it, and clears it under the table's
+        // lock, so it never clears a flag this graph is about to set and then needs
+        let old = EXECS.lock().insert(exec as usize, usage);
+        for &b in &buffers {
             mark(b, flag::GRAPH);
         }
-        let old = EXECS.lock().insert(exec as usize, usage);
         if let Some(old) = old {
             release_graph_flags(&old);
         }
@@ -285,16 +293,16 @@ fn destroyed(hook: &'static str, exec: Handle) {
     });
 }
 
+// Forgotten before the real destroy: once destroyed, its handle may come back at once from
+// another thread's instantiate, and forgetting it then would forget that graph instead.
 pub unsafe fn cudaGraphExecDestroy(call: &impl Fn(Handle) -> i32, exec: Handle) -> i32 {
-    let rc = call(exec);
     destroyed("cudaGraphExecDestroy", exec);
-    rc
+    call(exec)
 }
 
 pub unsafe fn cuGraphExecDestroy(call: &impl Fn(Handle) -> i32, exec: Handle) -> i32 {
-    let rc = call(exec);
     destroyed("cuGraphExecDestroy", exec);
-    rc
+    call(exec)
 }
 
 /// A replay: the graph's kernels counted as executed, its buffers resident first (flagged

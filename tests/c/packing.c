@@ -205,6 +205,24 @@ static int lossy_weights(void) {
     return 0;
 }
 
+/* An EndCapture that fails because its stream was not capturing ends no capture: packing
+ * stays off until the capture that is under way ends. (The double takes any handle as a
+ * stream.) */
+static int capture_count(void) {
+    Handle s1 = (Handle)0x5100, s2 = (Handle)0x5200, g = NULL;
+    uint32_t *a;
+    CHECK(cudaMalloc((void **)&a, 4 * MIB));
+    fill(a, 1, MIB);
+    CHECK(cudaStreamBeginCapture(s1, 0));
+    EXPECT(cudaStreamEndCapture(s2, &g) != 0, "ending a capture that never began succeeded");
+    EXPECT(control("ltshim_pack_cold") == -1, "something was packed while a capture was under way");
+    CHECK(cudaStreamEndCapture(s1, &g));
+    EXPECT(control("ltshim_pack_cold") >= 1, "nothing packed once the capture ended");
+    verify(a, 1, MIB, 0, "after the capture");
+    printf("did capture_count_ok 1\n");
+    return 0;
+}
+
 /* A buffer whose address was copied into device memory stays resident (a kernel reaches it
  * through the table, naming only the table); `touch` then reads a buffer the library packed
  * straight from the host, which must fault: packing really unmaps. */
@@ -473,6 +491,41 @@ static int graph(void) {
     return 0;
 }
 
+/* Threads instantiating and destroying executable graphs at once, each of its own buffer:
+ * every thread keeps its last graph alive, so every buffer must end flagged GRAPH. The double
+ * hands a destroyed handle out again at once, from any thread (a destroy must forget its graph
+ * before the handle can come back as another thread's). */
+enum { RACE_THREADS = 6 };
+static Handle RACE_GRAPH[RACE_THREADS];
+static void *graph_churn(void *arg) {
+    Handle graph = RACE_GRAPH[(intptr_t)arg], prev = NULL;
+    for (int i = 0; i < 3000; i++) {
+        Handle e = NULL;
+        CHECK(cudaGraphInstantiate(&e, graph, 0));
+        if (prev) CHECK(cudaGraphExecDestroy(prev));
+        prev = e;
+    }
+    return prev;
+}
+static int graph_race(void) {
+    setup();
+    size_t words = MIB / 4;
+    uint32_t *a[RACE_THREADS];
+    for (int i = 0; i < RACE_THREADS; i++) {
+        CHECK(cudaMalloc((void **)&a[i], 4 * MIB));
+        Handle s = (Handle)(intptr_t)(0x60 + i);
+        CHECK(cudaStreamBeginCapture(s, 0));
+        void *args[] = {&a[i], &words};
+        CHECK(__cudaLaunchKernel(INC, ONE, ONE, args, 0, s));
+        CHECK(cudaStreamEndCapture(s, &RACE_GRAPH[i]));
+    }
+    pthread_t t[RACE_THREADS];
+    for (intptr_t i = 0; i < RACE_THREADS; i++) pthread_create(&t[i], NULL, graph_churn, (void *)i);
+    for (int i = 0; i < RACE_THREADS; i++) pthread_join(t[i], NULL);
+    printf("did graph_race_buffers %d\n", RACE_THREADS);
+    return 0;
+}
+
 /* A child of fork passes everything through; the parent's buffers are untouched. */
 static int forked(void) {
     setup();
@@ -510,6 +563,8 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "steps")) return steps();
     if (!strcmp(what, "clean")) return clean();
     if (!strcmp(what, "lossy_weights")) return lossy_weights();
+    if (!strcmp(what, "capture_count")) return capture_count();
+    if (!strcmp(what, "graph_race")) return graph_race();
     if (!strcmp(what, "graph")) return graph();
     if (!strcmp(what, "fork")) return forked();
     fprintf(stderr, "usage: packing limit|pointer_table|touch_packed|corrupt|drain|threads|graph|fork\n");

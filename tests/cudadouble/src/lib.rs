@@ -449,17 +449,36 @@ pub struct KernelNodeParams { func: Handle, g: [c_uint; 3], b: [c_uint; 3], smem
 #[no_mangle] pub unsafe extern "C" fn cuGraphChildGraphNodeGetGraph(_node: Handle, _g: *mut Handle) -> c_int { INVALID_VALUE }
 
 /// An executable graph shares the graph's nodes (the double never frees graphs).
-#[no_mangle] pub unsafe extern "C" fn cudaGraphInstantiate(e: *mut Handle, g: Handle, _f: u64) -> c_int { *e = g; OK }
+/// An executable graph: its own handle (as the real runtime gives), naming the graph it runs.
+/// Handles come from one pool, last freed first, so that a destroyed handle comes back at once
+/// from any thread's next instantiate, as a driver's handle pool may hand it out.
+struct Exec { graph: Handle }
+static EXEC_POOL: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+#[no_mangle] pub unsafe extern "C" fn cudaGraphInstantiate(e: *mut Handle, g: Handle, _f: u64) -> c_int {
+    let reused = EXEC_POOL.lock().unwrap().pop();
+    *e = match reused {
+        Some(h) => { (*(h as *mut Exec)).graph = g; h as Handle }
+        None => Box::into_raw(Box::new(Exec { graph: g })) as Handle,
+    };
+    OK
+}
 #[no_mangle] pub unsafe extern "C" fn cudaGraphInstantiateWithFlags(e: *mut Handle, g: Handle, f: u64) -> c_int { cudaGraphInstantiate(e, g, f) }
 #[no_mangle] pub unsafe extern "C" fn cudaGraphInstantiateWithParams(e: *mut Handle, g: Handle, _p: *mut c_void) -> c_int { cudaGraphInstantiate(e, g, 0) }
 #[no_mangle] pub unsafe extern "C" fn cuGraphInstantiateWithFlags(e: *mut Handle, g: Handle, f: u64) -> c_int { cudaGraphInstantiate(e, g, f) }
 #[no_mangle] pub unsafe extern "C" fn cuGraphInstantiateWithParams(e: *mut Handle, g: Handle, _p: *mut c_void) -> c_int { cudaGraphInstantiate(e, g, 0) }
 #[no_mangle] pub unsafe extern "C" fn cudaGraphExecUpdate(_e: Handle, _g: Handle, _i: *mut c_void) -> c_int { OK }
 #[no_mangle] pub unsafe extern "C" fn cuGraphExecUpdate_v2(_e: Handle, _g: Handle, _i: *mut c_void) -> c_int { OK }
-#[no_mangle] pub unsafe extern "C" fn cudaGraphExecDestroy(_e: Handle) -> c_int { OK }
-#[no_mangle] pub unsafe extern "C" fn cuGraphExecDestroy(_e: Handle) -> c_int { OK }
+#[no_mangle] pub unsafe extern "C" fn cudaGraphExecDestroy(e: Handle) -> c_int {
+    if !e.is_null() {
+        EXEC_POOL.lock().unwrap().push(e as usize);
+        // a driver call takes time after the handle is free again: other threads run meanwhile
+        std::thread::sleep(std::time::Duration::from_micros(20));
+    }
+    OK
+}
+#[no_mangle] pub unsafe extern "C" fn cuGraphExecDestroy(e: Handle) -> c_int { cudaGraphExecDestroy(e) }
 #[no_mangle] pub unsafe extern "C" fn cuGraphLaunch(e: Handle, _s: Handle) -> c_int {
-    let g = &mut *(e as *mut Graph);
+    let g = &mut *((*(e as *mut Exec)).graph as *mut Graph);
     for n in g.nodes.iter_mut() { run(n); }
     OK
 }
