@@ -21,7 +21,11 @@ pub const CUDA_SUCCESS: CUresult = 0;
 pub const CUDA_ERROR_NOT_FOUND: c_int = 500;
 pub const CUDA_ERROR_INVALID_CONTEXT: c_int = 201;
 pub const CUBLAS_STATUS_NOT_INITIALIZED: c_int = 1;
+pub const CUBLAS_STATUS_ALLOC_FAILED: c_int = 3;
+pub const CUBLAS_STATUS_EXECUTION_FAILED: c_int = 13;
 pub const CUDNN_STATUS_NOT_INITIALIZED: c_int = 1001;
+/// cuDNN 9's category of execution failures (its sub-codes add to it).
+pub const CUDNN_STATUS_EXECUTION_FAILED: c_int = 5000;
 
 /// `cudaMemcpyKind`.
 pub const MEMCPY_HOST_TO_DEVICE: c_int = 1;

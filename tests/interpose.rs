@@ -452,6 +452,7 @@ fn a_flipped_bit_in_a_packed_copy_is_reported_at_restore_and_never_handed_over()
     let r = run_packing(&["corrupt"], "lossless", "64MiB");
     r.assert_ok();
     assert_ne!(r.did("corrupt_copy_rc"), 0);
+    assert_eq!(r.did("corrupt_gemm_rc"), 13, "cuBLAS callers get a cuBLAS status");
     let err = r.stderr();
     let lines: Vec<&str> = err.lines().filter(|l| l.contains("is corrupt")).collect();
     assert_eq!(lines.len(), 1, "one line naming the buffer and the block:\n{err}");

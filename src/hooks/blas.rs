@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 
-use super::{collect, collect_reads, with_resident};
+use super::{collect, collect_reads, with_resident_as};
 use crate::cuda_abi::*;
 use crate::registry::{Path, REGISTRY};
 use crate::stats;
@@ -57,7 +57,7 @@ fn float_hint(cuda_type: c_int) -> u8 {
 /// the call; A and B remember the float type they were read as (the only buffers that may go
 /// lossy).
 fn gemm<const M: usize>(hook: &'static str, stream: Handle, matrices: [*const c_void; M], scalars: [*const c_void; 2], ab_type: [c_int; 2], real: impl FnOnce() -> i32) -> i32 {
-    with_resident(
+    with_resident_as(
         hook,
         Path::Cublas,
         stream,
@@ -78,6 +78,8 @@ fn gemm<const M: usize>(hook: &'static str, stream: Handle, matrices: [*const c_
             }
         },
         || crate::residency::as_known_call(real),
+        // a buffer that could not come back: the library's own status, not a CUDA one
+        |rc| if rc == CUDA_ERROR_OUT_OF_MEMORY { CUBLAS_STATUS_ALLOC_FAILED } else { CUBLAS_STATUS_EXECUTION_FAILED },
     )
 }
 

@@ -10,7 +10,7 @@ use std::os::raw::{c_int, c_void};
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 
-use super::{collect, observe, with_resident};
+use super::{collect, observe, with_resident_as};
 use crate::cuda_abi::*;
 use crate::real::USES;
 use crate::registry::Path;
@@ -101,7 +101,7 @@ pub unsafe fn cudnnSetStream(call: &impl Fn(Handle, Handle) -> i32, handle: Hand
 /// opaque (every packed buffer resident first).
 pub unsafe fn cudnnBackendExecute(call: &impl Fn(Handle, Handle, Handle) -> i32, handle: Handle, plan: Handle, variant_pack: Handle) -> i32 {
     let stream = STREAMS.lock().get(&(handle as usize)).copied().unwrap_or(0) as Handle;
-    with_resident(
+    with_resident_as(
         "cudnnBackendExecute",
         Path::Cudnn,
         stream,
@@ -119,5 +119,6 @@ pub unsafe fn cudnnBackendExecute(call: &impl Fn(Handle, Handle, Handle) -> i32,
             }
         },
         || call(handle, plan, variant_pack),
+        |_| CUDNN_STATUS_EXECUTION_FAILED, // a buffer that could not come back
     )
 }

@@ -232,6 +232,12 @@ fn collect_range_as(uses: &mut Uses, addr: u64, len: u64, add: fn(&mut Uses, &st
 /// runtime's last-error slot (invalid argument, not that status: PyTorch reads launch errors
 /// only there, and a failed call must not look like a success).
 pub fn with_resident(hook: &'static str, path: Path, stream: Handle, name: impl FnOnce(&mut Uses), real: impl FnOnce() -> i32) -> i32 {
+    with_resident_as(hook, path, stream, name, real, |rc| rc)
+}
+
+/// `with_resident` for a library whose calls return statuses of their own (cuBLAS, cuDNN):
+/// `status_of` turns the CUDA status of a buffer that could not come back into one of them.
+pub fn with_resident_as(hook: &'static str, path: Path, stream: Handle, name: impl FnOnce(&mut Uses), real: impl FnOnce() -> i32, status_of: impl FnOnce(i32) -> i32) -> i32 {
     let ready = observe(hook, || {
         let mut uses = Uses::new(path, stream as u64);
         name(&mut uses);
@@ -247,7 +253,7 @@ pub fn with_resident(hook: &'static str, path: Path, stream: Handle, name: impl 
             if hook.starts_with("cuda") || hook.starts_with("__cuda") {
                 leave_runtime_error();
             }
-            rc
+            status_of(rc)
         }
         None => real(),
     }

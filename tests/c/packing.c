@@ -282,6 +282,10 @@ static int corrupt(void) {
     EXPECT(rc != 0, "a launch on a corrupt buffer succeeded");
     EXPECT(cudaGetLastError() != 0, "the runtime's last error does not show the failed launch");
     printf("did corrupt_launch_rc %d\n", rc);
+    float one = 1, zero = 0;
+    rc = cublasGemmEx(NULL, 0, 0, 2, 2, 2, &one, a, 0, 2, a, 0, 2, &zero, a, 0, 2, 68, -1);
+    EXPECT(rc == 13, "a GEMM on a corrupt buffer returned %d, not CUBLAS_STATUS_EXECUTION_FAILED", rc);
+    printf("did corrupt_gemm_rc %d\n", rc);
     return 0;
 }
 
