@@ -429,6 +429,17 @@ fn graphs_instantiated_and_destroyed_at_once_on_threads_never_leave_a_live_graph
 }
 
 #[test]
+fn when_no_copy_fits_the_limit_is_passed_by_the_smallest_copy_not_the_coldest() {
+    let r = run_packing(&["limit_smallest"], "lossless", "24MiB");
+    r.assert_ok();
+    assert_eq!(r.did("limit_smallest_ok"), 1);
+    let s = r.stats();
+    assert!(n(s, "packing.packs") >= 1, "{}", s["packing"]);
+    // one 2 MiB buffer's copy (~1.1 MiB) at most; the 8 MiB buffer's would be ~4.3 MiB
+    assert!(n(s, "packing.held_peak_bytes") <= (24 << 20) + (3 << 19), "held peak {} over the limit by more than a small copy: {}", n(s, "packing.held_peak_bytes"), s["packing"]);
+}
+
+#[test]
 fn a_buffer_reached_through_a_pointer_in_device_memory_stays_resident() {
     let r = run_packing(&["pointer_table"], "lossless", "64MiB");
     r.assert_ok();

@@ -135,6 +135,18 @@ pub fn running() -> Option<&'static Engine> {
 /// How far down the policy's order a victim of the size a restore needs is preferred.
 const SAME_SIZE_LOOKAHEAD: usize = 4;
 
+/// Which victims `pack_one` may take.
+#[derive(Clone, Copy)]
+enum Pass {
+    /// In the policy's order, only one whose new copy (at its largest) fits beside it under
+    /// the limit: a copy exists before the buffer's memory goes back.
+    Fitting,
+    /// Any, the smallest first: the limit is passed for a moment by as little as can be.
+    SmallestCopy,
+    /// Any, in the policy's order (the card itself is full: the limit is not the question).
+    Any,
+}
+
 /// Which kept copies `discard_kept_copy` may take.
 #[derive(Clone, Copy)]
 enum Kept {
@@ -325,7 +337,7 @@ impl Engine {
                 }
                 Err(e) if e.is_out_of_memory() => {
                     // the card itself is full (other processes, the context): pack and retry
-                    if !self.pack_one(&mut inner) {
+                    if !self.pack_one(&mut inner, Pass::Any) {
                         BUDGET.give(Part::Resident, reserved);
                         crate::stats::add(&crate::stats::C.packing_oom, 1);
                         return Some(Err(CUDA_ERROR_OUT_OF_MEMORY));
@@ -370,10 +382,12 @@ impl Engine {
     /// Room for `bytes` more in `part` under the limit, packing victims as needed; the bytes
     /// are taken when this returns true.
     /// The order: copies kept beside buffers written since (likely stale: a re-pack would
-    /// check and re-encode them anyway), then victims (a clean victim with its copy costs
-    /// nothing to drop), then copies of clean buffers, lossless before lossy (re-encoding what
-    /// a lossy copy decoded to would add error). Keeping the copies of buffers that cycle makes
-    /// each cycle a decode, not an encode and a decode.
+    /// check and re-encode them anyway), then victims whose copy fits beside them under the
+    /// limit (a clean victim with its copy costs nothing to drop), then copies of clean
+    /// buffers, lossless before lossy (re-encoding what a lossy copy decoded to would add
+    /// error), and only then a victim whose new copy passes the limit for a moment, the
+    /// smallest such copy first. Keeping the copies of buffers that cycle makes each cycle a
+    /// decode, not an encode and a decode.
     fn make_room(&self, inner: &mut Inner, bytes: u64, part: Part) -> bool {
         loop {
             if BUDGET.try_take(part, bytes) {
@@ -385,9 +399,10 @@ impl Engine {
                 install_kernels(inner, Some(KERNEL_WAIT));
             }
             if !self.discard_kept_copy(inner, Kept::OfWritten)
-                && !self.pack_one(inner)
+                && !self.pack_one(inner, Pass::Fitting)
                 && !self.discard_kept_copy(inner, Kept::Lossless)
                 && !self.discard_kept_copy(inner, Kept::Any)
+                && !self.pack_one(inner, Pass::SmallestCopy)
             {
                 return false;
             }
@@ -403,14 +418,11 @@ impl Engine {
     /// Packs one victim because the card itself ran out of memory (a real allocation failed).
     pub fn pack_for_card(&self) -> bool {
         let mut inner = self.lock();
-        self.pack_one(&mut inner)
+        self.pack_one(&mut inner, Pass::Any)
     }
 
-    /// Packs one victim; false when none could be packed. A victim whose copy must be made
-    /// goes first only if the copy fits beside it under the limit (a copy exists before the
-    /// buffer's memory is given back); only when none does may a pack pass the limit for a
-    /// moment (rather than failing the program's call).
-    fn pack_one(&self, inner: &mut Inner) -> bool {
+    /// Packs one victim of `pass`; false when none could be packed.
+    fn pack_one(&self, inner: &mut Inner, pass: Pass) -> bool {
         if !self.may_pack(inner) {
             return false;
         }
@@ -423,12 +435,13 @@ impl Engine {
                 victims.insert(0, v);
             }
         }
-        for fit in [true, false] {
-            for &victim in &victims {
-                if let Packed::Done = self.pack(inner, victim, fit) {
-                    tracing::trace!("packed {victim:#x} at use {}", crate::residency::seq_now());
-                    return true;
-                }
+        if let Pass::SmallestCopy = pass {
+            victims.sort_by_key(|a| inner.entries.get(a).map_or(u64::MAX, |e| e.buf.size));
+        }
+        for &victim in &victims {
+            if let Packed::Done = self.pack(inner, victim, matches!(pass, Pass::Fitting)) {
+                tracing::trace!("packed {victim:#x} at use {}", crate::residency::seq_now());
+                return true;
             }
         }
         false
@@ -667,7 +680,7 @@ impl Engine {
             }
             match vmm::create(reserved, dev) {
                 Ok(h) => break h,
-                Err(e) if e.is_out_of_memory() && evict && self.pack_one(inner) => continue,
+                Err(e) if e.is_out_of_memory() && evict && self.pack_one(inner, Pass::Any) => continue,
                 Err(e) => {
                     BUDGET.give(Part::Resident, reserved);
                     buf.state.store(state::PACKED, Ordering::SeqCst);

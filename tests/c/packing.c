@@ -223,6 +223,29 @@ static int capture_count(void) {
     return 0;
 }
 
+/* When no victim's copy fits beside it under the limit, the smallest copy passes the limit for
+ * its moment, not the coldest (here the largest) buffer's: 24 MiB limit, one 8 MiB buffer and
+ * eight of 2 MiB, half their words random (they pack to ~53%), then one more of 2 MiB. */
+static void fill_half(uint32_t *dev, size_t words, uint32_t seed) {
+    uint32_t *h = malloc(words * 4);
+    for (size_t i = 0; i < words; i++) { seed = seed * 1664525u + 1013904223u; h[i] = (i & 1) ? seed | 1 : 0; }
+    CHECK(cudaMemcpy(dev, h, words * 4, 1));
+    free(h);
+}
+static int limit_smallest(void) {
+    uint32_t *big, *small[8], *more;
+    CHECK(cudaMalloc((void **)&big, 8 * MIB));
+    fill_half(big, 2 * MIB, 1);
+    for (int i = 0; i < 8; i++) {
+        CHECK(cudaMalloc((void **)&small[i], 2 * MIB));
+        fill_half(small[i], MIB / 2, 10 + i);
+    }
+    CHECK(cudaMalloc((void **)&more, 2 * MIB));
+    fill_half(more, MIB / 2, 99);
+    printf("did limit_smallest_ok 1\n");
+    return 0;
+}
+
 /* A buffer whose address was copied into device memory stays resident (a kernel reaches it
  * through the table, naming only the table); `touch` then reads a buffer the library packed
  * straight from the host, which must fault: packing really unmaps. */
@@ -568,6 +591,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "clean")) return clean();
     if (!strcmp(what, "lossy_weights")) return lossy_weights();
     if (!strcmp(what, "capture_count")) return capture_count();
+    if (!strcmp(what, "limit_smallest")) return limit_smallest();
     if (!strcmp(what, "graph_race")) return graph_race();
     if (!strcmp(what, "graph")) return graph();
     if (!strcmp(what, "fork")) return forked();
