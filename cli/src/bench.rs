@@ -11,7 +11,9 @@
 //! in lossless mode, with their size beside the blocks' exponent-entropy bound), post-ReLU
 //! activations in bf16 and f32 at 50/90/99% zeros, random bytes, all zeros; GPU inputs repeat
 //! a 64 MiB generated tile. Decode of many 2 MiB and 20 MiB buffers in one launch is measured
-//! for zvc (90% zeros) and expf (lossless bf16 weights).
+//! for zvc (90% zeros) and expf (lossless bf16 weights). `--input FILE` adds a lossless row for
+//! the tensors of a .npy or .safetensors file (on the GPU repeated to the input size): real
+//! trained weights, which `scripts/trained_weights.py` fetches from the package registry.
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -20,8 +22,9 @@ use ltgpu::selfcheck::input;
 
 use crate::CliError;
 
-type Case = (&'static str, &'static str, DType, f64, Mode, u32);
-const CASES: [Case; 15] = [
+/// A row: name, generated input kind, dtype, zero fraction, mode, group.
+type Generated = (&'static str, &'static str, DType, f64, Mode, u32);
+const CASES: [Generated; 15] = [
     ("bf16 weights, normal", "weights", DType::BF16, 0.0, Mode::Lossy, 128),
     ("bf16 weights, normal, G=16", "weights", DType::BF16, 0.0, Mode::Lossy, 16),
     ("f16 weights, normal", "weights", DType::F16, 0.0, Mode::Lossy, 128),
@@ -39,6 +42,47 @@ const CASES: [Case; 15] = [
     ("all zeros", "zeros", DType::BF16, 0.0, Mode::Lossless, 128),
 ];
 
+/// One row's input: generated (seeded) or the tensors of a file (`--input`).
+#[derive(Clone)]
+struct Case {
+    name: String,
+    /// The generated kind ("weights", "relu", ...), or "file".
+    kind: &'static str,
+    dtype: DType,
+    zeros: f64,
+    mode: Mode,
+    group: u32,
+    file: Option<std::sync::Arc<Vec<u8>>>,
+}
+
+impl Case {
+    fn generated(c: Generated) -> Case {
+        Case { name: c.0.to_string(), kind: c.1, dtype: c.2, zeros: c.3, mode: c.4, group: c.5, file: None }
+    }
+
+    /// A lossless row for the tensors of `path` (.npy or .safetensors of one float dtype).
+    fn from_file(path: &str) -> Result<Case, CliError> {
+        let bytes = std::fs::read(path).map_err(|e| CliError(format!("cannot read {path}: {e}")))?;
+        let layout = crate::tensor_file::sniff(path, &bytes)?;
+        let dtype = layout.dtype.filter(|d| d.is_float() && !layout.mixed).ok_or_else(|| CliError(format!("{path}: --input takes a .npy or .safetensors file of one float dtype (bf16, f16, f32)")))?;
+        let mut data = bytes[layout.header_len..].to_vec();
+        data.truncate(data.len() / dtype.width() * dtype.width());
+        if data.is_empty() {
+            return Err(CliError(format!("{path}: no tensor data")));
+        }
+        let base = std::path::Path::new(path).file_name().map_or(path.into(), |n| n.to_string_lossy().into_owned());
+        Ok(Case { name: format!("{base}, lossless"), kind: "file", dtype, zeros: 0.0, mode: Mode::Lossless, group: 128, file: Some(std::sync::Arc::new(data)) })
+    }
+
+    /// `len` bytes of its input: generated, or the file's tensors repeated.
+    fn input(&self, len: usize) -> Vec<u8> {
+        match &self.file {
+            None => input(self.kind, self.dtype, self.zeros, len),
+            Some(d) => d.iter().copied().cycle().take(len / self.dtype.width() * self.dtype.width()).collect(),
+        }
+    }
+}
+
 /// One warm-up call, then the median of three.
 fn median3(mut f: impl FnMut() -> f64) -> f64 {
     f();
@@ -49,6 +93,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, CliError> {
     let mut size_mib: Option<usize> = None;
     let mut json_path = None;
     let mut rows_filter: Option<String> = None;
+    let mut files = Vec::new();
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -64,11 +109,16 @@ pub fn run(args: &[String]) -> Result<ExitCode, CliError> {
                 rows_filter = Some(args.get(i + 1).cloned().ok_or_else(|| CliError("--rows needs a text that row names contain, e.g. lossless".into()))?);
                 i += 1;
             }
+            "--input" => {
+                files.push(Case::from_file(args.get(i + 1).ok_or_else(|| CliError("--input needs a .npy or .safetensors file".into()))?)?);
+                i += 1;
+            }
             o => return Err(CliError(format!("unknown option {o:?} for bench"))),
         }
         i += 1;
     }
-    let cases: Vec<Case> = CASES.into_iter().filter(|c| rows_filter.as_ref().is_none_or(|f| c.0.contains(f.as_str()))).collect();
+    let cases: Vec<Case> =
+        CASES.into_iter().map(Case::generated).chain(files).filter(|c| rows_filter.as_ref().is_none_or(|f| c.name.contains(f.as_str()))).collect();
     if cases.is_empty() {
         return Err(CliError(format!("--rows {:?} matches no row", rows_filter.unwrap_or_default())));
     }
@@ -80,8 +130,14 @@ pub fn run(args: &[String]) -> Result<ExitCode, CliError> {
     let len = size_mib << 20;
     let mut rows = Vec::new();
     println!("{:<28} {:>7} {:>8} {:>7} {:>7} {:>12} {:>12} {:>8} {:>10}", "input", "codec", "ratio", "size %", "bound %", "encode GB/s", "decode GB/s", "err %", "max err %");
-    for (name, kind, dtype, zeros, mode, group) in cases {
-        let data = input(kind, dtype, zeros, len);
+    for case in cases {
+        let (name, dtype, mode, group) = (case.name.as_str(), case.dtype, case.mode, case.group);
+        // a file's tensors as they are; generated inputs at the asked size
+        let data = match &case.file {
+            Some(d) => d.to_vec(),
+            None => case.input(len),
+        };
+        let len = data.len();
         let opts = EncodeOptions { mode, dtype, group: group as usize, ..Default::default() };
         let mut packed = Vec::new();
         let enc = median3(|| {
@@ -193,8 +249,10 @@ fn gpu_bench(gpu: &ltgpu::Gpu, size_mib: usize, json_path: Option<String>, cases
     let mut zvc90: Option<Vec<u8>> = None;
     let mut expf_tile: Option<Vec<u8>> = None;
     let mut all_exact = true;
-    for &(name, kind, dtype, zeros, mode, group) in cases {
-        let tile = input(kind, dtype, zeros, tile_len);
+    for case in cases {
+        let (name, kind, dtype, zeros, mode, group) = (case.name.as_str(), case.kind, case.dtype, case.zeros, case.mode, case.group);
+        let tile = case.input(tile_len);
+        let tile_len = tile.len();
         let mut host = Vec::with_capacity(len);
         while host.len() < len {
             host.extend_from_slice(&tile[..tile_len.min(len - host.len())]);

@@ -23,10 +23,11 @@ usage:
         pack a file into LT-Blocks with the CPU codecs (.npy and .safetensors: dtype from the file)
   ltshim unpack IN OUT   decode a packed file (checksums verified)
   ltshim inspect FILE    per-codec block counts, ratio and error of a packed file
-  ltshim bench [--size MiB] [--json FILE] [--rows TEXT]
+  ltshim bench [--size MiB] [--json FILE] [--rows TEXT] [--input FILE]...
         codec throughput, ratio and error on the GPU (default 1024 MiB), checked against the
         CPU reference; without a GPU, the CPU reference codecs (default 64 MiB); --rows: only
-        the rows whose name contains TEXT (e.g. lossless: the expf rows)
+        the rows whose name contains TEXT (e.g. lossless: the expf rows); --input: a lossless
+        row for a .npy/.safetensors file's tensors (scripts/trained_weights.py fetches some)
   ltshim --help          this text (also after any subcommand)
 ";
 
