@@ -302,9 +302,11 @@ impl Packer {
 
     fn record_event(&mut self, tag: u64, first: usize, count: usize) -> Result<u64, GpuError> {
         if self.spare_events.is_empty() && self.in_flight.len() >= RING_EVENTS {
-            // SAFETY: the oldest restore's event, ours.
+            // as many in flight as we keep events for: wait for the oldest, and check it
             let oldest = self.in_flight.front().map(|f| f.event).expect("RING_EVENTS > 0");
+            // SAFETY: the oldest restore's event, ours.
             d("cuEventSynchronize", unsafe { drv::event::synchronize(oldest) })?;
+            self.check_completed();
         }
         let event = match self.spare_events.pop() {
             Some(e) => e,

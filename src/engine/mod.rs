@@ -358,6 +358,8 @@ impl Engine {
         let mut inner = self.lock();
         let entry = inner.entries.remove(&addr)?;
         REGISTRY.remove(addr);
+        // a restore of it still unchecked must not name a later buffer at the same address
+        inner.in_flight.retain(|_, a| *a != addr);
         let _scope = WorkScope::enter(inner.ctx);
         let _ = driver::synchronize_context();
         if let Some(phys) = entry.phys {
@@ -673,21 +675,20 @@ impl Engine {
         }
         let _scope = WorkScope::enter(inner.ctx);
         let (va, dev) = (buf.start, inner.dev);
-        let handed = inner.handoff.take();
-        let phys = loop {
-            if let Some(h) = handed {
-                break h;
-            }
-            match vmm::create(reserved, dev) {
-                Ok(h) => break h,
-                Err(e) if e.is_out_of_memory() && evict && self.pack_one(inner, Pass::Any) => continue,
-                Err(e) => {
-                    BUDGET.give(Part::Resident, reserved);
-                    buf.state.store(state::PACKED, Ordering::SeqCst);
-                    tracing::warn!("cannot restore the buffer at {va:#x} ({} bytes): {e}", buf.size);
-                    return Err(if e.is_out_of_memory() { CUDA_ERROR_OUT_OF_MEMORY } else { e.code });
+        let phys = match inner.handoff.take() {
+            Some(h) => h,
+            None => loop {
+                match vmm::create(reserved, dev) {
+                    Ok(h) => break h,
+                    Err(e) if e.is_out_of_memory() && evict && self.pack_one(inner, Pass::Any) => continue,
+                    Err(e) => {
+                        BUDGET.give(Part::Resident, reserved);
+                        buf.state.store(state::PACKED, Ordering::SeqCst);
+                        tracing::warn!("cannot restore the buffer at {va:#x} ({} bytes): {e}", buf.size);
+                        return Err(if e.is_out_of_memory() { CUDA_ERROR_OUT_OF_MEMORY } else { e.code });
+                    }
                 }
-            }
+            },
         };
         if let Err(e) = vmm::map(va, reserved, phys, dev) {
             let _ = vmm::release(phys);
