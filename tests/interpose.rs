@@ -440,6 +440,19 @@ fn when_no_copy_fits_the_limit_is_passed_by_the_smallest_copy_not_the_coldest() 
 }
 
 #[test]
+fn read_only_buffers_cycling_under_a_limit_are_encoded_once_and_then_dropped_by_their_copies() {
+    let r = run_packing_with(&["cycle_read"], &[("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "9MiB"), ("LTSHIM_MIN_BYTES", "64KiB")]);
+    r.assert_ok();
+    assert_eq!(r.did("cycle_read_ok"), 1);
+    let s = r.stats();
+    assert!(n(s, "packing.restores") >= 12, "the limit must force restores: {}", s["packing"]);
+    // 12 buffers of 1 MiB, each encoded once (the kept copies of clean buffers are never
+    // thrown away to make room while a victim can be packed)
+    assert!(n(s, "packing.bytes_in_by_codec.zvc") <= 12 << 20, "{}", s["packing"]);
+    assert!(n(s, "packing.packs_clean_copy") >= 12, "{}", s["packing"]);
+}
+
+#[test]
 fn a_buffer_reached_through_a_pointer_in_device_memory_stays_resident() {
     let r = run_packing(&["pointer_table"], "lossless", "64MiB");
     r.assert_ok();

@@ -385,11 +385,13 @@ impl Engine {
     /// are taken when this returns true.
     /// The order: copies kept beside buffers written since (likely stale: a re-pack would
     /// check and re-encode them anyway), then victims whose copy fits beside them under the
-    /// limit (a clean victim with its copy costs nothing to drop), then copies of clean
-    /// buffers, lossless before lossy (re-encoding what a lossy copy decoded to would add
-    /// error), and only then a victim whose new copy passes the limit for a moment, the
-    /// smallest such copy first. Keeping the copies of buffers that cycle makes each cycle a
-    /// decode, not an encode and a decode.
+    /// limit (a clean victim with its copy costs nothing to drop), then a victim whose new
+    /// copy passes the limit for a moment, the smallest such copy first, and only then copies
+    /// of clean buffers, lossless before lossy (re-encoding what a lossy copy decoded to would
+    /// add error). The copies of buffers that cycle are kept: each cycle is then a decode, not
+    /// an encode and a decode. (Discarding clean copies before passing the limit was tried:
+    /// it threw away the copies of the buffers just restored, which the last-calls rule keeps
+    /// from being victims, so every later cycle of them re-encoded.)
     fn make_room(&self, inner: &mut Inner, bytes: u64, part: Part) -> bool {
         loop {
             if BUDGET.try_take(part, bytes) {
@@ -402,9 +404,9 @@ impl Engine {
             }
             if !self.discard_kept_copy(inner, Kept::OfWritten)
                 && !self.pack_one(inner, Pass::Fitting)
+                && !self.pack_one(inner, Pass::SmallestCopy)
                 && !self.discard_kept_copy(inner, Kept::Lossless)
                 && !self.discard_kept_copy(inner, Kept::Any)
-                && !self.pack_one(inner, Pass::SmallestCopy)
             {
                 return false;
             }

@@ -246,6 +246,25 @@ static int limit_smallest(void) {
     return 0;
 }
 
+/* Read-only buffers in a loop over more than fit (copies out of them, checked): each is
+ * encoded once, later cycles drop and decode its kept copy. */
+static int cycle_read(void) {
+    size_t words = 1 * MIB / 4;
+    enum { K = 12 };
+    uint32_t *b[K], *h = malloc(words * 4);
+    for (int k = 0; k < K; k++) { CHECK(cudaMalloc((void **)&b[k], words * 4)); fill(b[k], k, words); }
+    for (int pass = 0; pass < 6; pass++) {
+        for (int k = 0; k < K; k++) {
+            CHECK(cudaMemcpy(h, b[k], words * 4, 2));
+            for (size_t i = 0; i < words; i += 61) EXPECT(h[i] == pattern(k, i), "pass %d buffer %d word %zu = %u", pass, k, i, h[i]);
+            usleep(300); /* the program computes meanwhile */
+        }
+    }
+    free(h);
+    printf("did cycle_read_ok 1\n");
+    return 0;
+}
+
 /* A buffer whose address was copied into device memory stays resident (a kernel reaches it
  * through the table, naming only the table); `touch` then reads a buffer the library packed
  * straight from the host, which must fault: packing really unmaps. */
@@ -592,6 +611,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "lossy_weights")) return lossy_weights();
     if (!strcmp(what, "capture_count")) return capture_count();
     if (!strcmp(what, "limit_smallest")) return limit_smallest();
+    if (!strcmp(what, "cycle_read")) return cycle_read();
     if (!strcmp(what, "graph_race")) return graph_race();
     if (!strcmp(what, "graph")) return graph();
     if (!strcmp(what, "fork")) return forked();
