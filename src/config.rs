@@ -54,6 +54,7 @@ pub struct Config {
     pub min_saving: f64,
     pub idle_ms: u64,
     pub cold_ms: u64,
+    pub pack_ahead: bool,
     /// Problems found while parsing; non-empty means passthrough.
     pub errors: Vec<String>,
 }
@@ -71,6 +72,7 @@ impl Default for Config {
             min_saving: 0.05,
             idle_ms: 0,
             cold_ms: 1000,
+            pack_ahead: true,
             errors: Vec::new(),
         }
     }
@@ -247,6 +249,23 @@ pub const KNOBS: &[Knob] = &[
         },
     },
     Knob {
+        name: "LTSHIM_PACK_AHEAD",
+        default: "on",
+        accepted: "on, off",
+        doc: "Under `LTSHIM_DEVICE_LIMIT`, a background thread keeps 1/32 of the limit (64-512 MiB) free by dropping buffers that were only read since their restore (their packed copy still holds them), so that a restore finds room without waiting for another buffer to go. `off`: all packing happens in the call that needs the room.",
+        apply: |v, c| match v {
+            "on" => {
+                c.pack_ahead = true;
+                true
+            }
+            "off" => {
+                c.pack_ahead = false;
+                true
+            }
+            _ => false,
+        },
+    },
+    Knob {
         name: "LTSHIM_COLD_MS",
         default: "1000",
         accepted: "milliseconds, 0 to 86400000",
@@ -343,6 +362,7 @@ impl Config {
             ("LTSHIM_MIN_SAVING", self.min_saving.to_string()),
             ("LTSHIM_IDLE_MS", self.idle_ms.to_string()),
             ("LTSHIM_COLD_MS", self.cold_ms.to_string()),
+            ("LTSHIM_PACK_AHEAD", if self.pack_ahead { "on" } else { "off" }.to_string()),
         ]
     }
 }

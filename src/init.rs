@@ -35,12 +35,18 @@ extern "C" fn in_fork_child() {
 
 static FORKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// True in a child of fork (whose copies of our threads do not exist).
+pub fn forked() -> bool {
+    FORKED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 extern "C" fn at_exit() {
-    if FORKED.load(std::sync::atomic::Ordering::Relaxed) {
+    if forked() {
         return;
     }
     let _ = std::panic::catch_unwind(|| {
         crate::engine::wait_for_kernels_at_exit();
+        crate::engine::stop_packing_ahead();
         crate::stats::write_report();
     });
 }

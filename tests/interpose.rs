@@ -453,6 +453,19 @@ fn read_only_buffers_cycling_under_a_limit_are_encoded_once_and_then_dropped_by_
 }
 
 #[test]
+fn clean_buffers_are_dropped_ahead_by_a_thread_of_ours_and_every_read_finds_its_data() {
+    let r = run_packing_with(&["cycle_read"], &[("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "9MiB"), ("LTSHIM_MIN_BYTES", "64KiB")]);
+    r.assert_ok();
+    assert_eq!(r.did("cycle_read_ok"), 1);
+    let s = r.stats();
+    assert!(n(s, "packing.packs_ahead") >= 1, "{}", s["packing"]);
+    assert!(n(s, "packing.held_peak_bytes") <= (9 << 20) + (1 << 20), "{}", s["packing"]);
+    let off = run_packing_with(&["cycle_read"], &[("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "9MiB"), ("LTSHIM_MIN_BYTES", "64KiB"), ("LTSHIM_PACK_AHEAD", "off")]);
+    off.assert_ok();
+    assert_eq!(n(off.stats(), "packing.packs_ahead"), 0, "LTSHIM_PACK_AHEAD=off");
+}
+
+#[test]
 fn a_buffer_reached_through_a_pointer_in_device_memory_stays_resident() {
     let r = run_packing(&["pointer_table"], "lossless", "64MiB");
     r.assert_ok();

@@ -9,6 +9,7 @@
 //! between their residency check and the return of their real call; the packer takes only
 //! buffers whose user count is zero after it set their state to PACKING (both SeqCst, so a
 //! hook either sees PACKING and waits for the lock, or the packer sees its count).
+mod ahead;
 pub mod budget;
 mod idle;
 
@@ -76,6 +77,8 @@ struct Inner {
     /// measured cuMemCreate + cuMemRelease at 26-440 us a buffer).
     wanted: u64,
     handoff: Option<u64>,
+    /// A drop of `ahead` is between its phases (its buffer PACKING, its memory going).
+    dropping: bool,
 }
 
 // SAFETY: the context handle is the driver's (usable from any thread); the engine is only
@@ -88,9 +91,13 @@ pub struct Engine {
     /// Set once packing is off for good (an internal failure): buffers stay where they are,
     /// frees still come here.
     drained: AtomicBool,
+    /// The thread of `ahead` runs.
+    ahead: AtomicBool,
 }
 
 static ENGINE: OnceCell<Option<Engine>> = OnceCell::new();
+/// Signalled when a drop of `ahead` ends.
+static DROPPED: parking_lot::Condvar = parking_lot::Condvar::new();
 /// The backend a background thread makes (the GPU kernels), installed by the next locker.
 static KERNELS: Mutex<Kernels> = Mutex::new(Kernels::NotStarted);
 static KERNELS_DONE: parking_lot::Condvar = parking_lot::Condvar::new();
@@ -124,7 +131,20 @@ pub fn get() -> Option<&'static Engine> {
         return e.as_ref();
     }
     let dev = driver::current_device()?;
-    ENGINE.get_or_init(|| Engine::start(config, dev)).as_ref()
+    let mut started = false;
+    let e = ENGINE
+        .get_or_init(|| {
+            started = true;
+            Engine::start(config, dev)
+        })
+        .as_ref();
+    if let (true, Some(e)) = (started, e) {
+        if config.pack_ahead && BUDGET.explicit.load(Ordering::Relaxed) {
+            e.ahead.store(true, Ordering::Relaxed);
+            ahead::start(e);
+        }
+    }
+    e
 }
 
 /// The engine if it already runs (never starts it).
@@ -222,8 +242,10 @@ impl Engine {
                 next_tag: 1,
                 wanted: 0,
                 handoff: None,
+                dropping: false,
             }),
             drained: AtomicBool::new(false),
+            ahead: AtomicBool::new(false),
         })
     }
 
@@ -235,8 +257,13 @@ impl Engine {
             && OPAQUE_CALLS.load(Ordering::SeqCst) == 0
     }
 
+    /// The engine's lock, once no drop of `ahead` is under way.
     fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
         let mut inner = self.inner.lock();
+        // (a child of fork has no such thread: a drop its parent had under way never ends)
+        while inner.dropping && !crate::init::forked() {
+            DROPPED.wait(&mut inner);
+        }
         if inner.backend.is_none() {
             install_kernels(&mut inner, None);
         }
@@ -332,6 +359,7 @@ impl Engine {
                     crate::stats::allocated(size);
                     crate::stats::add(&crate::stats::C.vmm_buffers, 1);
                     inner.entries.insert(va, Entry { buf, reserved, phys: Some(phys), copy: None, refused: 0, refused_at: 0 });
+                    self.keep_room_ahead();
                     crate::stats::add(&crate::stats::C.alloc_host_ns, crate::clock::precise_ns() - t0);
                     return Some(Ok(va));
                 }
@@ -735,6 +763,7 @@ impl Engine {
             }
         }
         BUDGET.give_original(buf.size);
+        self.keep_room_ahead();
         // (its streams were forgotten when it was packed; the caller's are recorded again)
         buf.made_clean();
         buf.state.store(state::RESIDENT, Ordering::SeqCst);
@@ -807,6 +836,13 @@ impl Engine {
     pub fn drain(&self) {
         let mut inner = self.lock();
         self.drain_locked(&mut inner);
+    }
+
+    /// Under an explicit limit, wakes the thread that keeps room free when there is less.
+    fn keep_room_ahead(&self) {
+        if self.ahead.load(Ordering::Relaxed) && BUDGET.limit().saturating_sub(BUDGET.held()) < ahead::headroom(BUDGET.limit()) {
+            ahead::poke();
+        }
     }
 
     /// The device whose buffers the engine allocates.
@@ -899,6 +935,14 @@ fn install_kernels(inner: &mut Inner, wait: Option<std::time::Duration>) {
             BUDGET.take(Part::Scratch, b.scratch_bytes());
             inner.backend = Some(b);
         }
+    }
+}
+
+/// At exit: the packing-ahead thread stops, and a drop it has under way ends first.
+pub fn stop_packing_ahead() {
+    ahead::stop();
+    if let Some(e) = running() {
+        drop(e.lock());
     }
 }
 
