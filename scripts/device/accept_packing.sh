@@ -59,6 +59,9 @@ if [ "${STEP:-1}" = 4 ]; then
     $C --workload infer --workload-args "--params 3b --tokens 32" --mode $m --device-limit 70% --repeat 1 --warmup 1 --out $W/p_infer_$m > $W/p_infer_$m.txt 2>&1; echo "infer $m 70% exit $?"
     grep -E "held peak|peak GPU|wall|decode_tokens|cosine|top1|bit-exact|restores per step" $W/p_infer_$m/report.md | head -10
   done
+  # the same lossless run without packing ahead (A/B of LTSHIM_PACK_AHEAD)
+  LTSHIM_PACK_AHEAD=off $C --workload infer --workload-args "--params 3b --tokens 32" --mode lossless --device-limit 70% --repeat 1 --warmup 0 --out $W/p_infer_noahead > $W/p_infer_noahead.txt 2>&1; echo "infer lossless 70% without packing ahead exit $?"
+  grep -E "decode_tokens|bit-exact" $W/p_infer_noahead/report.md | head -3
   python3 - "$W" <<'PY'
 import json, glob, sys
 for f in sorted(glob.glob(sys.argv[1] + '/p_*/ltshim_stats_ltshim_*.json')):
@@ -66,7 +69,7 @@ for f in sorted(glob.glob(sys.argv[1] + '/p_*/ltshim_stats_ltshim_*.json')):
     ms = lambda k: round(p.get(k, 0) / 1e6, 1)
     print(f.split('/')[-2], 'lib ms', round(s['time_in_library_ns'] / 1e6, 1), 'packs', p['packs'], 'reused', p['packs_reused_copy'], 'restores', p['restores'],
           'pack ms', ms('pack_host_ns'), 'restore ms', ms('restore_host_ns'), 'wait ms', ms('wait_host_ns'), 'vmm ms', ms('vmm_host_ns'), 'codec ms', ms('codec_host_ns'),
-          'ctx syncs', p.get('context_syncs'), 'alloc ms', ms('alloc_host_ns'), 'over', p['restores_over_limit'])
+          'ctx syncs', p.get('context_syncs'), 'alloc ms', ms('alloc_host_ns'), 'over', p['restores_over_limit'], 'ahead', p.get('packs_ahead'))
 PY
 fi
 tar czf $OUT/packing${STEP:-1}.tar.gz --exclude="*.pt" -C /tmp ltp 2>/dev/null
