@@ -8,7 +8,10 @@
 //! Hooks read a buffer's state without it (an atomic) and count themselves as its users
 //! between their residency check and the return of their real call; the packer takes only
 //! buffers whose user count is zero after it set their state to PACKING (both SeqCst, so a
-//! hook either sees PACKING and waits for the lock, or the packer sees its count).
+//! hook either sees PACKING and waits for the lock, or the packer sees its count). The one
+//! exception: a drop of the packing-ahead thread (`ahead`) does its waits and VMM calls
+//! between two holds of the lock, its buffer PACKING meanwhile, and `Engine::lock` waits for
+//! it to end, so no other holder of the lock sees it half done.
 mod ahead;
 pub mod budget;
 mod idle;
