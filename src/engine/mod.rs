@@ -291,8 +291,7 @@ impl Engine {
             if let Some(entry) = inner.entries.get_mut(&addr) {
                 entry.buf.state.store(state::RESTORING, Ordering::SeqCst); // never RESIDENT again
                 if let (Some(copy), Some(b)) = (entry.copy.take(), inner.backend.as_mut()) {
-                    BUDGET.give(Part::Packed, copy.packed_len());
-                    b.discard(copy);
+                    discard_copy(b, copy);
                 }
                 crate::stats::add(&crate::stats::C.restores_corrupt, 1);
                 tracing::error!(
@@ -520,8 +519,7 @@ impl Engine {
         };
         let copy = inner.entries.get_mut(&addr).and_then(|e| e.copy.take());
         if let (Some(copy), Some(b)) = (copy, inner.backend.as_mut()) {
-            BUDGET.give(Part::Packed, copy.packed_len());
-            crate::stats::timed(&crate::stats::C.codec_ns, || b.discard(copy));
+            discard_copy(b, copy);
         }
         true
     }
@@ -579,9 +577,7 @@ impl Engine {
         // may go lossy is made again, lossy, once
         let mut reused = false;
         if opts.lossy && entry.copy.as_ref().is_some_and(|c| !c.is_lossy()) {
-            let copy = entry.copy.take().expect("checked");
-            BUDGET.give(Part::Packed, copy.packed_len());
-            crate::stats::timed(&crate::stats::C.codec_ns, || backend.discard(copy));
+            discard_copy(backend, entry.copy.take().expect("checked"));
         }
         if let Some(copy) = entry.copy.as_ref() {
             if clean {
@@ -590,11 +586,7 @@ impl Engine {
             let same = if clean { Ok(true) } else { crate::stats::timed(&crate::stats::C.codec_ns, || backend.unchanged(copy, addr, buf.size)) };
             match same {
                 Ok(true) => reused = true,
-                Ok(false) => {
-                    let copy = entry.copy.take().expect("checked");
-                    BUDGET.give(Part::Packed, copy.packed_len());
-                    crate::stats::timed(&crate::stats::C.codec_ns, || backend.discard(copy));
-                }
+                Ok(false) => discard_copy(backend, entry.copy.take().expect("checked")),
                 Err(e) => {
                     buf.state.store(state::RESIDENT, Ordering::SeqCst);
                     self.fail(inner, &format!("checking a kept copy: {e}"));
@@ -924,6 +916,12 @@ impl Drop for OpaqueCall {
     fn drop(&mut self) {
         OPAQUE_CALLS.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Gives a packed copy's memory back, and its bytes to the budget.
+fn discard_copy(backend: &mut Backend, copy: PackedCopy) {
+    BUDGET.give(Part::Packed, copy.packed_len());
+    crate::stats::timed(&crate::stats::C.codec_ns, || backend.discard(copy));
 }
 
 /// Installs the kernels into `inner` if they are ready; `wait`: wait that long for them first.
