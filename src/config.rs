@@ -55,6 +55,7 @@ pub struct Config {
     pub idle_ms: u64,
     pub cold_ms: u64,
     pub pack_ahead: bool,
+    pub restore_ahead: bool,
     /// Problems found while parsing; non-empty means passthrough.
     pub errors: Vec<String>,
 }
@@ -73,6 +74,7 @@ impl Default for Config {
             idle_ms: 0,
             cold_ms: 1000,
             pack_ahead: true,
+            restore_ahead: true,
             errors: Vec::new(),
         }
     }
@@ -266,6 +268,23 @@ pub const KNOBS: &[Knob] = &[
         },
     },
     Knob {
+        name: "LTSHIM_RESTORE_AHEAD",
+        default: "on",
+        accepted: "on, off",
+        doc: "Under `LTSHIM_DEVICE_LIMIT`, the same background thread restores the packed buffers whose next use it predicts soonest (from the order the program used them in before) into free room, so that a repeated pass over weights finds them resident and its calls only wait for their decode on the GPU. It never passes the limit for this, and frees room for it only by dropping clean buffers it predicts are needed later. `off`: every restore happens in the call that needs the buffer.",
+        apply: |v, c| match v {
+            "on" => {
+                c.restore_ahead = true;
+                true
+            }
+            "off" => {
+                c.restore_ahead = false;
+                true
+            }
+            _ => false,
+        },
+    },
+    Knob {
         name: "LTSHIM_COLD_MS",
         default: "1000",
         accepted: "milliseconds, 0 to 86400000",
@@ -363,6 +382,7 @@ impl Config {
             ("LTSHIM_IDLE_MS", self.idle_ms.to_string()),
             ("LTSHIM_COLD_MS", self.cold_ms.to_string()),
             ("LTSHIM_PACK_AHEAD", if self.pack_ahead { "on" } else { "off" }.to_string()),
+            ("LTSHIM_RESTORE_AHEAD", if self.restore_ahead { "on" } else { "off" }.to_string()),
         ]
     }
 }

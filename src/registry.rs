@@ -142,6 +142,9 @@ pub struct Buffer {
     /// The event a restore's decode on the library's stream ends with, 0 once known done:
     /// a call on any stream waits for it before it uses the buffer.
     pub ready_event: AtomicU64,
+    /// Restored by the packing-ahead thread before any call named it: its first use wakes the
+    /// thread to restore the next one (`engine::ahead`).
+    pub restored_ahead: AtomicBool,
 }
 
 /// Counts calls that may write any buffer (opaque calls): a buffer made resident before the
@@ -174,6 +177,7 @@ impl Buffer {
             written: AtomicBool::new(true),
             clean_epoch: AtomicU64::new(0),
             ready_event: AtomicU64::new(0),
+            restored_ahead: AtomicBool::new(false),
         }
     }
 

@@ -158,6 +158,9 @@ impl Uses {
             if (i >= 64 || self.writes & (1 << i) != 0) && !b.written.load(Ordering::Relaxed) {
                 b.written.store(true, Ordering::SeqCst);
             }
+            if b.restored_ahead.load(Ordering::Relaxed) && b.restored_ahead.swap(false, Ordering::Relaxed) {
+                crate::engine::restored_ahead_used();
+            }
             // a restore's decode still under way: this call's stream waits for it (once it is
             // known done no call waits again; its checksums are read by the engine)
             let ev = b.ready_event.load(Ordering::SeqCst);

@@ -24,7 +24,8 @@ counters! {
     layouts_learned, h2d_bytes_scanned, h2d_pointer_words,
     time_in_library_ns, dlsym_calls, lookups_substituted,
     vmm_buffers, alloc_host_ns, packing_oom,
-    packs, packs_reused, packs_clean, packs_ahead, packs_refused, pack_host_ns, restores, restore_host_ns,
+    packs, packs_reused, packs_clean, packs_ahead, packs_refused, packs_no_room, pack_host_ns, restores, restore_host_ns,
+    restores_ahead, ahead_host_ns,
     restores_over_limit, restores_corrupt, idle_packs, steps,
     wait_ns, vmm_ns, codec_ns, context_syncs,
 }
@@ -396,8 +397,10 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("packs_clean_copy", get(&C.packs_clean));
         o.num("packs_ahead", get(&C.packs_ahead));
         o.num("packs_refused", get(&C.packs_refused));
+        o.num("packs_no_room", get(&C.packs_no_room));
         o.num("idle_packs", get(&C.idle_packs));
         o.num("restores", get(&C.restores));
+        o.num("restores_ahead", get(&C.restores_ahead));
         o.num("restores_over_limit", get(&C.restores_over_limit));
         o.num("restores_corrupt", get(&C.restores_corrupt));
         o.num("out_of_memory_returned", get(&C.packing_oom));
@@ -408,6 +411,7 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("vmm_host_ns", get(&C.vmm_ns));
         o.num("codec_host_ns", get(&C.codec_ns));
         o.num("context_syncs", get(&C.context_syncs));
+        o.num("ahead_host_ns", get(&C.ahead_host_ns));
         o.obj("bytes_in_by_codec", |f| (0..8).filter(|&i| get(&CODEC_IN[i]) > 0).for_each(|i| f.num(codec_name(i), get(&CODEC_IN[i]))));
         o.obj("bytes_out_by_codec", |f| (0..8).filter(|&i| get(&CODEC_IN[i]) > 0).for_each(|i| f.num(codec_name(i), get(&CODEC_OUT[i]))));
         o.num("steps", get(&C.steps));

@@ -380,9 +380,9 @@ fn allocations_past_a_tiny_limit_pack_cold_buffers_and_every_path_restores_them_
     assert_eq!(r.did("mem_get_info_total"), 16 << 20);
     assert!(n(s, "packing.packs") >= 3, "packs: {}", s["packing"]);
     assert!(n(s, "packing.restores") >= 2, "restores: {}", s["packing"]);
-    // the limit holds but for one pack's moment: its copy exists before the buffer's memory
-    // goes back (docs/ARCHITECTURE.md, known limits)
-    assert!(n(s, "packing.held_peak_bytes") <= (16 << 20) + (4 << 20), "held peak over the limit: {}", s["packing"]);
+    // the limit holds, also while a pack has its copy and the buffer's memory at once (the
+    // reserve under the limit is for copies: engine/budget.rs)
+    assert!(n(s, "packing.held_peak_bytes") <= 16 << 20, "held peak over the limit: {}", s["packing"]);
     assert!(n(s, "packing.out_of_memory_returned") >= 1);
     assert!(r.did("incompressible_allocated") >= 1, "some random buffers fit once the others were packed");
     assert!(n(s, "packing.bytes_in_by_codec.zvc") > 0, "{}", s["packing"]);
@@ -429,14 +429,15 @@ fn graphs_instantiated_and_destroyed_at_once_on_threads_never_leave_a_live_graph
 }
 
 #[test]
-fn when_no_copy_fits_the_limit_is_passed_by_the_smallest_copy_not_the_coldest() {
+fn a_victim_is_packed_only_if_its_copy_fits_the_room_left_so_the_limit_is_never_passed() {
     let r = run_packing(&["limit_smallest"], "lossless", "24MiB");
     r.assert_ok();
     assert_eq!(r.did("limit_smallest_ok"), 1);
     let s = r.stats();
     assert!(n(s, "packing.packs") >= 1, "{}", s["packing"]);
-    // one 2 MiB buffer's copy (~1.1 MiB) at most; the 8 MiB buffer's would be ~4.3 MiB
-    assert!(n(s, "packing.held_peak_bytes") <= (24 << 20) + (3 << 19), "held peak {} over the limit by more than a small copy: {}", n(s, "packing.held_peak_bytes"), s["packing"]);
+    // a 2 MiB buffer's copy (~1.1 MiB) fits the 3 MiB reserve; the coldest, the 8 MiB
+    // buffer, would need ~4.3 MiB
+    assert!(n(s, "packing.held_peak_bytes") <= 24 << 20, "held peak {} over the limit: {}", n(s, "packing.held_peak_bytes"), s["packing"]);
 }
 
 #[test]
@@ -459,10 +460,33 @@ fn clean_buffers_are_dropped_ahead_by_a_thread_of_ours_and_every_read_finds_its_
     assert_eq!(r.did("cycle_read_ok"), 1);
     let s = r.stats();
     assert!(n(s, "packing.packs_ahead") >= 1, "{}", s["packing"]);
-    assert!(n(s, "packing.held_peak_bytes") <= (9 << 20) + (1 << 20), "{}", s["packing"]);
-    let off = run_packing_with(&["cycle_read"], &[("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "9MiB"), ("LTSHIM_MIN_BYTES", "64KiB"), ("LTSHIM_PACK_AHEAD", "off")]);
+    assert!(n(s, "packing.held_peak_bytes") <= 9 << 20, "{}", s["packing"]);
+    let off = run_packing_with(
+        &["cycle_read"],
+        &[("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "9MiB"), ("LTSHIM_MIN_BYTES", "64KiB"), ("LTSHIM_PACK_AHEAD", "off"), ("LTSHIM_RESTORE_AHEAD", "off")],
+    );
     off.assert_ok();
     assert_eq!(n(off.stats(), "packing.packs_ahead"), 0, "LTSHIM_PACK_AHEAD=off");
+}
+
+#[test]
+fn a_loop_over_read_only_buffers_finds_most_of_them_restored_ahead_and_reads_them_exactly() {
+    // 12 buffers of 1 MiB read in the same order 6 times under a limit that holds about 6:
+    // after the first pass the thread predicts each next one from its reuse period
+    let env = [("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "9MiB"), ("LTSHIM_MIN_BYTES", "64KiB")];
+    let r = run_packing_with(&["cycle_read"], &env);
+    r.assert_ok();
+    assert_eq!(r.did("cycle_read_ok"), 1, "every word read back as written");
+    let s = r.stats();
+    let (restores, ahead) = (n(s, "packing.restores"), n(s, "packing.restores_ahead"));
+    assert!(restores >= 24, "the limit must force restores: {}", s["packing"]);
+    assert!(ahead * 2 >= restores, "most restores ahead of the calls that need them: {ahead} of {restores}: {}", s["packing"]);
+    assert!(n(s, "packing.held_peak_bytes") <= 9 << 20, "restores ahead never pass the limit: {}", s["packing"]);
+    let off = run_packing_with(&["cycle_read"], &[env[0], env[1], env[2], ("LTSHIM_RESTORE_AHEAD", "off")]);
+    off.assert_ok();
+    assert_eq!(off.did("cycle_read_ok"), 1);
+    assert_eq!(n(off.stats(), "packing.restores_ahead"), 0, "LTSHIM_RESTORE_AHEAD=off");
+    assert!(n(off.stats(), "packing.restores") >= 24, "{}", off.stats()["packing"]);
 }
 
 #[test]

@@ -204,13 +204,16 @@ impl Packer {
     }
 
     /// Packs `len` bytes at `input` (16-byte aligned). None when the copy would exceed
-    /// `max_len` bytes (not worth packing). The copy decoded once, every block checked.
+    /// `max_len` bytes (not worth packing, or no room for it): checked before each chunk's
+    /// memory is taken, so the copy never holds more than `max_len`. The copy decoded once,
+    /// every block checked.
     pub fn pack(&mut self, input: u64, len: usize, opts: GpuEncode, max_len: u64) -> Result<Option<PackedCopy>, GpuError> {
         let mut copy = PackedCopy { chunks: Vec::new(), by_codec: [(0, 0); 8] };
         let mut off = 0usize;
         while off < len {
             let n = CHUNK.min(len - off);
-            match self.pack_chunk(input + off as u64, n, opts, &mut copy) {
+            let room = max_len.saturating_sub(copy.packed_len());
+            match self.pack_chunk(input + off as u64, n, opts, room, &mut copy) {
                 Ok(Some(chunk)) => copy.chunks.push(chunk),
                 Ok(None) => {
                     self.discard(copy);
@@ -221,20 +224,20 @@ impl Packer {
                     return Err(e);
                 }
             }
-            if copy.packed_len() > max_len {
-                self.discard(copy);
-                return Ok(None);
-            }
             off += n;
         }
         Ok(Some(copy))
     }
 
-    fn pack_chunk(&mut self, input: u64, n: usize, opts: GpuEncode, copy: &mut PackedCopy) -> Result<Option<PackedChunk>, GpuError> {
+    /// One chunk into the copy; None when its packed bytes would pass `room`.
+    fn pack_chunk(&mut self, input: u64, n: usize, opts: GpuEncode, room: u64, copy: &mut PackedCopy) -> Result<Option<PackedChunk>, GpuError> {
         let mut params: EncodeParams = self.gpu.params(input, n, opts)?;
         self.gpu.pack_launch(&mut params, self.out.ptr, &self.scratch)?;
         self.sync()?;
         let packed_len = self.read_u64s(self.scratch.total.ptr, 1)?[0] as usize;
+        if packed_len.max(16) as u64 > room {
+            return Ok(None);
+        }
         let count = n.div_ceil(ltblock::format::DEFAULT_BLOCK_SIZE);
         let offsets = self.read_u64s(self.out.ptr + ltblock::format::BUFFER_HEADER as u64, count + 1)?;
         let choices = self.read_u64s(self.scratch.choices.ptr, count * 2)?;

@@ -106,3 +106,26 @@ fn queued_restores_decode_exactly_and_a_copy_corrupted_since_it_was_made_is_repo
     assert!(s.failed.iter().any(|&(t, block, _)| t == 8 && block == 0), "the corrupted block was not reported: {:?}", s.failed);
     packer.discard(copy);
 }
+
+#[test]
+fn a_copy_that_would_pass_its_bound_is_refused_before_its_memory_is_taken() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let mut packer = ltgpu::packer::Packer::new(0).unwrap();
+    // two chunks (64 MiB each) of half-zero words: the copy is a little over half of them
+    let n = 2 * ltgpu::packer::CHUNK;
+    let data = input("relu", ltblock::DType::BF16, 0.5, n);
+    let src = gpu.upload(&data).unwrap();
+    let lossless = GpuEncode { dtype: ltblock::DType::BF16, lossy: false, group: 128, max_rel_l2: 0.01 };
+    let whole = packer.pack(src.ptr, n, lossless, u64::MAX).unwrap().expect("packs");
+    let len = whole.packed_len();
+    packer.discard(whole);
+    // a bound one byte short: refused (the first chunk fits, the second would not)
+    assert!(packer.pack(src.ptr, n, lossless, len - 1).unwrap().is_none(), "a copy of {len} bytes passed a bound of {}", len - 1);
+    // exactly its size: made, and exact
+    let copy = packer.pack(src.ptr, n, lossless, len).unwrap().expect("fits its own size");
+    assert_eq!(copy.packed_len(), len);
+    let out = gpu.alloc(n).unwrap();
+    packer.restore(&copy, out.ptr).unwrap();
+    assert!(gpu.download(out.ptr, n).unwrap() == data, "the bounded copy is not exact");
+    packer.discard(copy);
+}

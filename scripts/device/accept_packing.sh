@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 11 on the GPU machine, part STEP (1 or 2). Expects .dev/ (libltshim.so, ltshim, and
+# Issue 11 on the GPU machine, part STEP (1-5). Expects .dev/ (libltshim.so, ltshim, and
 # the ltgpu GPU test binary as .dev/ltgpu_gpu_tests). Writes logs under $OUT/packing.tar.gz.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; W=/tmp/ltp; mkdir -p $W
@@ -70,6 +70,30 @@ for f in sorted(glob.glob(sys.argv[1] + '/p_*/ltshim_stats_ltshim_*.json')):
     print(f.split('/')[-2], 'lib ms', round(s['time_in_library_ns'] / 1e6, 1), 'packs', p['packs'], 'reused', p['packs_reused_copy'], 'restores', p['restores'],
           'pack ms', ms('pack_host_ns'), 'restore ms', ms('restore_host_ns'), 'wait ms', ms('wait_host_ns'), 'vmm ms', ms('vmm_host_ns'), 'codec ms', ms('codec_host_ns'),
           'ctx syncs', p.get('context_syncs'), 'alloc ms', ms('alloc_host_ns'), 'over', p['restores_over_limit'], 'ahead', p.get('packs_ahead'))
+PY
+fi
+if [ "${STEP:-1}" = 5 ]; then
+  # restores ahead: the kernels' tests (the encoder's room check), then under a limit the
+  # 3B model with restores ahead (the default) against LTSHIM_RESTORE_AHEAD=off, lossy too
+  [ "${GPU_TESTS:-1}" = 1 ] && LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} LTGPU_REQUIRE_GPU=1 timeout 200 .dev/ltgpu_gpu_tests --test-threads 1 2>&1 | grep -E "^test |test result" | tee $W/gpu_tests.txt
+  .dev/ltshim run -- true > /dev/null 2>&1
+  $C --workload sparse_mlp --mode lossless --device-limit 50% --repeat 1 --warmup 1 --out $W/p_sparse > $W/p_sparse.txt 2>&1; echo "sparse 50% exit $?"
+  grep -E "held peak|peak GPU|wall|bit-exact|Verdict|over the limit" $W/p_sparse/report.md | head -8
+  A="--params 3b --tokens 32"
+  $C --workload infer --workload-args "$A" --mode lossless --device-limit 70% --repeat ${REPEAT:-2} --warmup 1 --out $W/p_infer_lossless > $W/p_infer_lossless.txt 2>&1; echo "infer lossless 70% exit $?"
+  grep -E "held peak|wall|decode_tokens|bit-exact|restores per step|over the limit" $W/p_infer_lossless/report.md | head -8
+  LTSHIM_RESTORE_AHEAD=off $C --workload infer --workload-args "$A" --mode lossless --device-limit 70% --repeat 1 --warmup 0 --out $W/p_infer_noahead > $W/p_infer_noahead.txt 2>&1; echo "infer lossless 70% LTSHIM_RESTORE_AHEAD=off exit $?"
+  grep -E "decode_tokens|bit-exact" $W/p_infer_noahead/report.md | head -3
+  $C --workload infer --workload-args "$A" --mode lossy --device-limit 70% --min-cosine 0.999 --min-top1 0.99 --repeat ${REPEAT:-2} --warmup 0 --out $W/p_infer_lossy > $W/p_infer_lossy.txt 2>&1; echo "infer lossy 70% exit $?"
+  grep -E "held peak|wall|decode_tokens|cosine|top-1|restores per step|over the limit" $W/p_infer_lossy/report.md | head -8
+  python3 - "$W" <<'PY'
+import json, glob, sys
+for f in sorted(glob.glob(sys.argv[1] + '/p_*/ltshim_stats_ltshim_*.json')):
+    s = json.load(open(f)); p = s['packing']
+    ms = lambda k: round(p.get(k, 0) / 1e6, 1)
+    print(f.split('/')[-2], f.split('_')[-1], 'lib ms', round(s['time_in_library_ns'] / 1e6, 1), 'packs', p['packs'], 'reused', p['packs_reused_copy'], 'ahead', p.get('packs_ahead'),
+          'restores', p['restores'], 'ahead', p.get('restores_ahead'), 'restore ms', ms('restore_host_ns'), 'vmm ms', ms('vmm_host_ns'), 'codec ms', ms('codec_host_ns'),
+          'thread ms', ms('ahead_host_ns'), 'held peak', p['held_peak_bytes'], 'limit', p['limit_bytes'], 'over', p['restores_over_limit'], 'no room', p.get('packs_no_room'))
 PY
 fi
 tar czf $OUT/packing${STEP:-1}.tar.gz --exclude="*.pt" -C /tmp ltp 2>/dev/null

@@ -1,28 +1,41 @@
-//! Packing ahead: a thread of ours keeps `headroom` bytes free under an explicit limit by
-//! dropping clean buffers that have a kept copy (only read since their restore: the copy holds
-//! their bytes, so dropping one is waits and VMM calls, no codec work), so that a restore on
-//! the program's thread finds room at once and does only its own map and decode. A decode
-//! step that cycles weights otherwise pays each victim's unmap and release (~30-400 us on the
-//! H200) inside the call that needs the room.
+//! Working ahead of the program, under an explicit limit, on a thread of ours: so that the
+//! program's own calls find room free and the buffers they need resident, and do no VMM or
+//! codec work themselves.
+//!
+//! - **Drops ahead** (`LTSHIM_PACK_AHEAD`): `headroom` bytes are kept free by dropping clean
+//!   buffers that have a kept copy (only read since their restore: the copy holds their bytes,
+//!   so dropping one is waits and VMM calls, no codec work). Without it a decode step that
+//!   cycles weights pays each victim's unmap and release (~30-400 us on the H200) inside the
+//!   call that needs the room.
+//! - **Restores ahead** (`LTSHIM_RESTORE_AHEAD`): the packed buffer whose next use the policy's
+//!   reuse periods predict soonest is restored into free room (never over the limit; it leaves
+//!   half the headroom to the program), up to a window of buffers restored and not yet used.
+//!   Its decode is queued on our stream, so the call that names it only waits on the GPU for
+//!   the decode's event. Room for it comes only from dropping a clean buffer predicted to be
+//!   needed later than it (Belady's rule); a victim of the same size hands its physical memory
+//!   straight over (no release, no create). The first use of a buffer restored ahead wakes
+//!   the thread for the next one.
 //!
 //! One drop at a time, in three phases: under the engine lock the victim is chosen and set
 //! PACKING (the hook/packer protocol of `Engine::pack`); without it the thread waits for the
-//! victim's streams and its restore's event, unmaps and releases; under the lock again the
-//! buffer becomes PACKED. While a drop is between the phases, `Engine::lock` waits for it, so
-//! no engine operation ever sees a half-dropped buffer; hooks that meet PACKING go there and
-//! wait too. The program's thread therefore waits only when it needs the engine during a drop.
-use std::sync::atomic::Ordering;
+//! victim's streams and its restore's event and unmaps (and releases); under the lock again the
+//! buffer becomes PACKED (and a restore that takes its memory runs). While a drop is between the
+//! phases, `Engine::lock` waits for it, so no engine operation ever sees a half-dropped buffer;
+//! hooks that meet PACKING go there and wait too. A restore ahead runs under the lock, like
+//! one of the program's: a call that meets the buffer RESTORING waits for the lock, then finds
+//! it resident. The program's thread therefore waits only when it needs the engine meanwhile.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
 use super::budget::{Part, BUDGET};
-use super::{Engine, KEEP_RESIDENT, OPAQUE_STREAMS};
+use super::{Engine, Inner, Room, KEEP_RESIDENT, OPAQUE_STREAMS, SAME_SIZE_LOOKAHEAD};
 use crate::gpu::driver::{self, WorkScope};
 use crate::gpu::vmm;
 use crate::registry::state;
 
-/// Wakes the thread: a restore or an allocation took room.
+/// Wakes the thread: a restore or an allocation took room, or a buffer restored ahead was used.
 static WANTED: Condvar = Condvar::new();
 static WANTED_LOCK: Mutex<bool> = Mutex::new(false);
 
@@ -32,22 +45,34 @@ pub fn headroom(limit: u64) -> u64 {
     (limit / 32).max((64 << 20).min(limit / 8)).min(512 << 20)
 }
 
-/// Set at exit: the thread starts no more drops.
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The most bytes restored ahead and not yet used: twice the headroom (on the H200 a 3B
+/// model's decode step reads a layer's weights, ~200 MiB, in about 2 ms of program time).
+fn window(limit: u64) -> u64 {
+    2 * headroom(limit)
+}
+
+/// Set at exit: the thread starts no more drops or restores.
+static STOP: AtomicBool = AtomicBool::new(false);
 
 pub fn stop() {
     STOP.store(true, Ordering::SeqCst);
     poke();
 }
 
-/// Asks the thread to look (cheap when there is room).
+/// Asks the thread to look (cheap when there is nothing to do).
 pub fn poke() {
     let mut w = WANTED_LOCK.lock();
     *w = true;
     WANTED.notify_one();
 }
 
-pub fn start(engine: &'static Engine) {
+/// The room left for buffers (the limit less its reserve for packed copies).
+fn free() -> u64 {
+    BUDGET.room(Part::Resident)
+}
+
+/// Starts the thread; `drops` and `restores` say which of its two jobs it does.
+pub fn start(engine: &'static Engine, drops: bool, restores: bool) {
     let spawned = std::thread::Builder::new().name("ltshim-ahead".into()).spawn(move || {
         crate::state::mark_internal_thread();
         loop {
@@ -61,21 +86,110 @@ pub fn start(engine: &'static Engine) {
             if crate::state::is_passthrough() || engine.is_drained() || STOP.load(Ordering::SeqCst) {
                 return;
             }
-            let room = headroom(BUDGET.limit());
-            while BUDGET.limit().saturating_sub(BUDGET.held()) < room && !STOP.load(Ordering::SeqCst) {
-                if !drop_one(engine) {
+            let t0 = crate::clock::precise_ns();
+            loop {
+                let mut progressed = restores && restore_one(engine);
+                while drops && free() < headroom(BUDGET.limit()) && !STOP.load(Ordering::SeqCst) {
+                    if !drop_one(engine, None) {
+                        break;
+                    }
+                    progressed = true;
+                }
+                if !progressed || STOP.load(Ordering::SeqCst) {
                     break;
                 }
             }
+            crate::stats::add(&crate::stats::C.ahead_host_ns, crate::clock::precise_ns() - t0);
         }
     });
     if let Err(e) = spawned {
-        crate::warn_once!("packing ahead is off: no thread ({e})");
+        crate::warn_once!("packing and restoring ahead are off: no thread ({e})");
     }
 }
 
-/// Drops one clean victim with a kept copy; false when there is none (or it failed).
-fn drop_one(engine: &Engine) -> bool {
+/// The use (sequence number) the policy predicts next for a buffer last used at `last` with
+/// reuse period `period`; None when it is cold (never reused, or idle past twice its period).
+fn predicted_next(last: u64, period: u64, now: u64) -> Option<u64> {
+    (period != 0 && now.saturating_sub(last) <= 2 * period).then_some(last + period)
+}
+
+/// The restore a drop makes room for: its buffer, its predicted use, its size.
+#[derive(Clone, Copy)]
+struct Target {
+    addr: u64,
+    next: u64,
+    reserved: u64,
+}
+
+/// Restores the packed buffer predicted to be needed soonest, dropping one needed later for
+/// room if there is too little; false when there is nothing to do (or no room to be had).
+fn restore_one(engine: &Engine) -> bool {
+    let target = {
+        let mut inner = engine.lock();
+        if !engine.may_pack(&inner) {
+            return false;
+        }
+        match next_to_restore(&mut inner) {
+            Some(t) => t,
+            None => return false,
+        }
+    };
+    if free() < target.reserved + headroom(BUDGET.limit()) / 2 {
+        return drop_one(engine, Some(target));
+    }
+    let mut inner = engine.lock();
+    restore_ahead(engine, &mut inner, target, false)
+}
+
+/// The packed buffer whose predicted next use is soonest, if the window has room for it.
+fn next_to_restore(inner: &mut Inner) -> Option<Target> {
+    let now = crate::residency::seq_now();
+    let entries = &inner.entries;
+    // out of the window: buffers used since (or freed, or packed again), and mispredictions
+    // (their predicted use passed a period ago): those are ordinary victims again
+    inner.ahead_unused.retain(|&(a, seq)| {
+        entries.get(&a).is_some_and(|e| {
+            let b = &e.buf;
+            let keep = b.state() == state::RESIDENT && b.last_seq.load(Ordering::Relaxed) == seq && now <= seq + 2 * b.period.load(Ordering::Relaxed);
+            if !keep {
+                b.restored_ahead.store(false, Ordering::Relaxed);
+            }
+            keep
+        })
+    });
+    let used: u64 = inner.ahead_unused.iter().filter_map(|(a, _)| entries.get(a)).map(|e| e.reserved).sum();
+    let (next, e) = entries
+        .values()
+        .filter(|e| e.copy.is_some() && e.buf.state() == state::PACKED)
+        .filter_map(|e| predicted_next(e.buf.last_seq.load(Ordering::Relaxed), e.buf.period.load(Ordering::Relaxed), now).map(|n| (n, e)))
+        .min_by_key(|&(n, _)| n)?;
+    (used + e.reserved <= window(BUDGET.limit())).then_some(Target { addr: e.buf.start, next, reserved: e.reserved })
+}
+
+/// Restores `t` ahead of its use, if it is still packed (and still the buffer chosen: an
+/// address freed meanwhile may hold another) and, unless `swap` (the memory of a victim of its
+/// size was just handed over), the program keeps half the headroom beside it.
+fn restore_ahead(engine: &Engine, inner: &mut Inner, t: Target, swap: bool) -> bool {
+    let addr = t.addr;
+    let Some(e) = inner.entries.get(&addr) else { return false };
+    let buf = e.buf.clone();
+    if buf.state() != state::PACKED || e.reserved != t.reserved || (!swap && free() < e.reserved + headroom(BUDGET.limit()) / 2) {
+        return false;
+    }
+    let seq = buf.last_seq.load(Ordering::Relaxed);
+    if engine.restore(inner, &buf, Room::Free).is_err() {
+        return false;
+    }
+    buf.restored_ahead.store(true, Ordering::Relaxed);
+    inner.ahead_unused.push((addr, seq));
+    crate::stats::add(&crate::stats::C.restores_ahead, 1);
+    true
+}
+
+/// Drops one clean victim with a kept copy; with `target`, only one predicted to be needed
+/// after it, and the target is restored at once (into the victim's memory when they are the
+/// same size). False when there is no such victim (or it failed).
+fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
     let t0 = crate::clock::precise_ns();
     // phase 1, under the lock: choose, and claim it as PACKING
     let (addr, buf, reserved, phys, streams, many, ctx) = {
@@ -83,8 +197,24 @@ fn drop_one(engine: &Engine) -> bool {
         if !engine.may_pack(&inner) {
             return false;
         }
-        let victims = engine.victims(&inner);
-        let Some(addr) = victims.into_iter().find(|a| inner.entries.get(a).is_some_and(|e| e.copy.is_some() && e.buf.is_clean())) else { return false };
+        let now = crate::residency::seq_now();
+        let droppable: Vec<u64> = engine
+            .victims(&inner)
+            .into_iter()
+            .filter(|a| {
+                inner.entries.get(a).is_some_and(|e| {
+                    let b = &e.buf;
+                    let later = || {
+                        target.is_none_or(|t| predicted_next(b.last_seq.load(Ordering::Relaxed), b.period.load(Ordering::Relaxed), now).is_none_or(|n| n > t.next))
+                    };
+                    e.copy.is_some() && b.is_clean() && !inner.ahead_unused.iter().any(|&(u, _)| u == *a) && later()
+                })
+            })
+            .collect();
+        // among the first few, one whose memory the target can take as it is
+        let near = droppable.len().min(SAME_SIZE_LOOKAHEAD);
+        let same = target.and_then(|t| droppable[..near].iter().find(|a| inner.entries.get(a).is_some_and(|e| e.reserved == t.reserved)));
+        let Some(&addr) = same.or(droppable.first()) else { return false };
         let entry = inner.entries.get_mut(&addr).expect("a victim has an entry");
         let buf = entry.buf.clone();
         if buf.state.compare_exchange(state::RESIDENT, state::PACKING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
@@ -102,6 +232,8 @@ fn drop_one(engine: &Engine) -> bool {
         inner.dropping = true;
         (addr, buf, reserved, phys, streams, many, inner.ctx)
     };
+    // the target takes the victim's memory as it is
+    let hand_over = target.filter(|t| t.reserved == reserved);
     // phase 2, without it: the program's thread runs on meanwhile
     let done = {
         let _scope = WorkScope::enter(ctx);
@@ -110,7 +242,7 @@ fn drop_one(engine: &Engine) -> bool {
             .and_then(|_| if ready != 0 { driver::wait_event(ready) } else { Ok(()) })
             .and_then(|_| vmm::unmap(addr, reserved))
     };
-    if done.is_ok() {
+    if done.is_ok() && hand_over.is_none() {
         if let Err(e) = vmm::release(phys) {
             tracing::warn!("releasing the memory of the packed buffer at {addr:#x} failed: {e}");
         }
@@ -126,6 +258,18 @@ fn drop_one(engine: &Engine) -> bool {
             buf.state.store(state::PACKED, Ordering::SeqCst);
             crate::stats::packed(true, crate::clock::precise_ns() - t0);
             crate::stats::add(&crate::stats::C.packs_ahead, 1);
+            crate::stats::add(&crate::stats::C.packs_clean, 1);
+            if let Some(t) = target {
+                if hand_over.is_some() {
+                    inner.handoff = Some(phys);
+                }
+                restore_ahead(engine, &mut inner, t, hand_over.is_some());
+                if let Some(h) = inner.handoff.take() {
+                    // the target went meanwhile (freed, or restored by the program)
+                    let _scope = WorkScope::enter(inner.ctx);
+                    let _ = vmm::release(h);
+                }
+            }
             true
         }
         Err(e) => {
@@ -139,4 +283,24 @@ fn drop_one(engine: &Engine) -> bool {
     };
     super::DROPPED.notify_all();
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buffer_is_predicted_one_period_on_until_it_goes_cold() {
+        assert_eq!(predicted_next(100, 50, 120), Some(150));
+        assert_eq!(predicted_next(100, 50, 200), Some(150), "late, not yet cold");
+        assert_eq!(predicted_next(100, 50, 201), None, "idle past twice its period");
+        assert_eq!(predicted_next(100, 0, 101), None, "never reused");
+    }
+
+    #[test]
+    fn the_window_is_twice_the_headroom() {
+        assert_eq!(headroom(32 << 30), 512 << 20);
+        assert_eq!(window(32 << 30), 1 << 30);
+        assert_eq!(headroom(256 << 20), 32 << 20, "an eighth of a small limit");
+    }
 }

@@ -5,6 +5,11 @@
 //! `cudaMemGetInfo` and the stats read them without the engine's lock. A reservation is taken
 //! before the memory is (so two threads cannot both fit into the same room) and given back if
 //! the allocation then fails.
+//!
+//! The limit is never passed, not even while a pack has its new copy and the buffer's memory
+//! at once: the last `reserve` bytes under it are only for packed copies. Everything else
+//! fits under `limit - reserve`, so whenever memory is needed there is room for a victim's
+//! copy of up to `reserve` bytes (and a victim whose copy would be larger waits for room).
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -20,6 +25,8 @@ pub struct Budget {
     pub passthrough: AtomicU64,
     pub scratch: AtomicU64,
     pub held_peak: AtomicU64,
+    /// The bytes under the limit that only packed copies may take.
+    pub reserve: AtomicU64,
 }
 
 pub static BUDGET: Budget = Budget::new(u64::MAX);
@@ -44,6 +51,7 @@ impl Budget {
             passthrough: AtomicU64::new(0),
             scratch: AtomicU64::new(0),
             held_peak: AtomicU64::new(0),
+            reserve: AtomicU64::new(0),
         }
     }
 
@@ -64,12 +72,26 @@ impl Budget {
         self.limit.load(Relaxed)
     }
 
-    /// Takes `bytes` into `part` if they fit under the limit (all or nothing).
+    /// What `part` may fill up to: the limit for packed copies, the limit less the reserve
+    /// for everything else.
+    fn cap(&self, part: Part) -> u64 {
+        match part {
+            Part::Packed => self.limit(),
+            _ => self.limit().saturating_sub(self.reserve.load(Relaxed)),
+        }
+    }
+
+    /// The room left for `part`.
+    pub fn room(&self, part: Part) -> u64 {
+        self.cap(part).saturating_sub(self.held())
+    }
+
+    /// Takes `bytes` into `part` if they fit under its cap (all or nothing).
     pub fn try_take(&self, part: Part, bytes: u64) -> bool {
         let c = self.counter(part);
         c.fetch_add(bytes, Relaxed);
         let held = self.held();
-        if held > self.limit() {
+        if held > self.cap(part) {
             c.fetch_sub(bytes, Relaxed);
             return false;
         }
@@ -121,6 +143,18 @@ mod tests {
         b.give(Part::Resident, 60);
         assert_eq!(b.held(), 40);
         assert_eq!(b.held_peak.load(Relaxed), 100);
+    }
+
+    #[test]
+    fn the_reserve_is_for_packed_copies_only() {
+        let b = budget(100);
+        b.reserve.store(20, Relaxed);
+        assert!(b.try_take(Part::Resident, 80));
+        assert!(!b.try_take(Part::Passthrough, 1), "the reserve is not for allocations");
+        assert_eq!(b.room(Part::Resident), 0);
+        assert_eq!(b.room(Part::Packed), 20);
+        assert!(b.try_take(Part::Packed, 20), "a copy fits into it");
+        assert!(!b.try_take(Part::Packed, 1), "and never past the limit");
     }
 
     #[test]

@@ -82,6 +82,9 @@ struct Inner {
     handoff: Option<u64>,
     /// A drop of `ahead` is between its phases (its buffer PACKING, its memory going).
     dropping: bool,
+    /// Buffers `ahead` restored that no call has named since: (address, its `last_seq`
+    /// then). They are not dropped ahead again, and they fill its window.
+    ahead_unused: Vec<(u64, u64)>,
 }
 
 // SAFETY: the context handle is the driver's (usable from any thread); the engine is only
@@ -142,9 +145,11 @@ pub fn get() -> Option<&'static Engine> {
         })
         .as_ref();
     if let (true, Some(e)) = (started, e) {
-        if config.pack_ahead && BUDGET.explicit.load(Ordering::Relaxed) {
+        let explicit = BUDGET.explicit.load(Ordering::Relaxed);
+        let (drops, restores) = (config.pack_ahead && explicit, config.restore_ahead && explicit);
+        if drops || restores {
             e.ahead.store(true, Ordering::Relaxed);
-            ahead::start(e);
+            ahead::start(e, drops, restores);
         }
     }
     e
@@ -158,16 +163,32 @@ pub fn running() -> Option<&'static Engine> {
 /// How far down the policy's order a victim of the size a restore needs is preferred.
 const SAME_SIZE_LOOKAHEAD: usize = 4;
 
+/// How many victims `Pass::InRoom` encodes before it gives up.
+const IN_ROOM_TRIES: usize = 4;
+
 /// Which victims `pack_one` may take.
 #[derive(Clone, Copy)]
 enum Pass {
     /// In the policy's order, only one whose new copy (at its largest) fits beside it under
     /// the limit: a copy exists before the buffer's memory goes back.
     Fitting,
-    /// Any, the smallest first: the limit is passed for a moment by as little as can be.
-    SmallestCopy,
+    /// Any, the smallest first, if its copy turns out to fit in the room left (the encode
+    /// stops as soon as it would not): the limit is never passed, even for a moment.
+    InRoom,
     /// Any, in the policy's order (the card itself is full: the limit is not the question).
     Any,
+}
+
+/// Where a restore's room comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// Other buffers may be packed for it (a call of the program needs it).
+    Evict,
+    /// Only kept copies may go, and past that it comes back over the limit (a call that may
+    /// touch any buffer is coming, so none may be packed).
+    OverLimit,
+    /// Only what is free now, or it stays packed (a restore ahead of need).
+    Free,
 }
 
 /// Which kept copies `discard_kept_copy` may take.
@@ -212,6 +233,10 @@ impl Engine {
         };
         BUDGET.limit.store(limit, Ordering::Relaxed);
         BUDGET.explicit.store(explicit, Ordering::Relaxed);
+        if explicit {
+            // room for a victim's copy whenever memory is needed (budget.rs)
+            BUDGET.reserve.store(ahead::headroom(limit), Ordering::Relaxed);
+        }
         let backend = if driver::on_cuda_double() {
             Some(Backend::Cpu)
         } else {
@@ -246,6 +271,7 @@ impl Engine {
                 wanted: 0,
                 handoff: None,
                 dropping: false,
+                ahead_unused: Vec::new(),
             }),
             drained: AtomicBool::new(false),
             ahead: AtomicBool::new(false),
@@ -416,7 +442,7 @@ impl Engine {
     /// The order: copies kept beside buffers written since (likely stale: a re-pack would
     /// check and re-encode them anyway), then victims whose copy fits beside them under the
     /// limit (a clean victim with its copy costs nothing to drop), then a victim whose new
-    /// copy passes the limit for a moment, the smallest such copy first, and only then copies
+    /// copy turns out to fit in the room left, the smallest first, and only then copies
     /// of clean buffers, lossless before lossy (re-encoding what a lossy copy decoded to would
     /// add error). The copies of buffers that cycle are kept: each cycle is then a decode, not
     /// an encode and a decode. (Discarding clean copies before passing the limit was tried:
@@ -434,7 +460,7 @@ impl Engine {
             }
             if !self.discard_kept_copy(inner, Kept::OfWritten)
                 && !self.pack_one(inner, Pass::Fitting)
-                && !self.pack_one(inner, Pass::SmallestCopy)
+                && !self.pack_one(inner, Pass::InRoom)
                 && !self.discard_kept_copy(inner, Kept::Lossless)
                 && !self.discard_kept_copy(inner, Kept::Any)
             {
@@ -469,11 +495,13 @@ impl Engine {
                 victims.insert(0, v);
             }
         }
-        if let Pass::SmallestCopy = pass {
+        if let Pass::InRoom = pass {
             victims.sort_by_key(|a| inner.entries.get(a).map_or(u64::MAX, |e| e.buf.size));
         }
-        for &victim in &victims {
-            if let Packed::Done = self.pack(inner, victim, matches!(pass, Pass::Fitting)) {
+        // (an encode that finds no room is work thrown away: a few tries, not every buffer)
+        let tries = if let Pass::InRoom = pass { IN_ROOM_TRIES } else { usize::MAX };
+        for &victim in victims.iter().take(tries) {
+            if let Packed::Done = self.pack(inner, victim, pass) {
                 tracing::trace!("packed {victim:#x} at use {}", crate::residency::seq_now());
                 return true;
             }
@@ -524,9 +552,10 @@ impl Engine {
         true
     }
 
-    /// Packs the buffer at `addr` if it may be packed now; `fit`: only if a new copy, at its
-    /// largest, fits under the limit beside the buffer.
-    fn pack(&self, inner: &mut Inner, addr: u64, fit: bool) -> Packed {
+    /// Packs the buffer at `addr` if it may be packed now, its new copy bounded as `pass`
+    /// says (`Fitting`: at its largest it fits under the limit beside the buffer; `InRoom`:
+    /// it fits in the room left; `Any`: the card's memory is the only bound).
+    fn pack(&self, inner: &mut Inner, addr: u64, pass: Pass) -> Packed {
         let t0 = crate::clock::precise_ns();
         if self.drained.load(Ordering::Acquire) {
             return Packed::Skipped;
@@ -534,9 +563,13 @@ impl Engine {
         let Some(entry) = inner.entries.get(&addr) else { return Packed::Skipped };
         let buf = entry.buf.clone();
         let reserved = entry.reserved;
-        let max_len = (buf.size as f64 * (1.0 - inner.min_saving)) as u64;
-        if fit && entry.copy.is_none() && BUDGET.held() + max_len > BUDGET.limit() {
-            return Packed::Skipped;
+        let worst_len = (buf.size as f64 * (1.0 - inner.min_saving)) as u64;
+        let mut max_len = worst_len;
+        let room = BUDGET.room(Part::Packed);
+        match pass {
+            Pass::Fitting if entry.copy.is_none() && max_len > room => return Packed::Skipped,
+            Pass::InRoom => max_len = max_len.min(room),
+            _ => {}
         }
         if buf.has_flag(KEEP_RESIDENT) || buf.state.compare_exchange(state::RESIDENT, state::PACKING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
             return Packed::Skipped;
@@ -603,6 +636,12 @@ impl Engine {
                     }
                     entry.copy = Some(copy);
                 }
+                Ok(None) if max_len < worst_len => {
+                    // the room was the bound, not the data: it may fit another time
+                    buf.state.store(state::RESIDENT, Ordering::SeqCst);
+                    crate::stats::add(&crate::stats::C.packs_no_room, 1);
+                    return Packed::Skipped;
+                }
                 Ok(None) => {
                     entry.refused = entry.refused.saturating_add(1);
                     entry.refused_at = buf.last_seq.load(Ordering::Relaxed);
@@ -659,14 +698,13 @@ impl Engine {
     pub fn make_resident(&self, bufs: &[Arc<Buffer>]) -> Result<(), c_int> {
         let mut inner = self.lock();
         for b in bufs {
-            self.restore(&mut inner, b, true)?;
+            self.restore(&mut inner, b, Room::Evict)?;
         }
         Ok(())
     }
 
-    /// Maps `buf` back and decodes it. `evict`: other buffers may be packed to make room;
-    /// without (a call that may touch any buffer is coming), it comes back over the limit.
-    fn restore(&self, inner: &mut Inner, buf: &Arc<Buffer>, evict: bool) -> Result<(), c_int> {
+    /// Maps `buf` back and decodes it, its room found as `room` says.
+    fn restore(&self, inner: &mut Inner, buf: &Arc<Buffer>, room: Room) -> Result<(), c_int> {
         match buf.state() {
             state::RESIDENT => return Ok(()),
             state::PACKED => {}
@@ -675,23 +713,30 @@ impl Engine {
         let t0 = crate::clock::precise_ns();
         let Some(reserved) = inner.entries.get(&buf.start).map(|e| e.reserved) else { return Err(CUDA_ERROR_INVALID_VALUE) };
         buf.state.store(state::RESTORING, Ordering::SeqCst);
-        let room = if evict {
-            inner.wanted = reserved;
-            let room = self.make_room(inner, reserved, Part::Resident);
-            inner.wanted = 0;
-            room
-        } else {
+        let evict = room == Room::Evict;
+        let found = match room {
+            Room::Evict => {
+                inner.wanted = reserved;
+                let found = self.make_room(inner, reserved, Part::Resident);
+                inner.wanted = 0;
+                found
+            }
             // no buffer may be packed now; copies kept beside resident buffers may go
-            loop {
+            Room::OverLimit => loop {
                 if BUDGET.try_take(Part::Resident, reserved) {
                     break true;
                 }
                 if !self.discard_kept_copy(inner, Kept::Any) {
                     break false;
                 }
-            }
+            },
+            Room::Free => BUDGET.try_take(Part::Resident, reserved),
         };
-        if !room {
+        if !found && room == Room::Free {
+            buf.state.store(state::PACKED, Ordering::SeqCst);
+            return Err(CUDA_ERROR_OUT_OF_MEMORY);
+        }
+        if !found {
             // everything else is in use: the program's call needs this buffer, so it comes
             // back over the limit (said once, counted)
             crate::warn_once!("a buffer had to be restored over LTSHIM_DEVICE_LIMIT: every other buffer was in use");
@@ -773,7 +818,7 @@ impl Engine {
             return -1;
         }
         let all: Vec<u64> = inner.entries.keys().copied().collect();
-        all.into_iter().filter(|&a| matches!(self.pack(&mut inner, a, false), Packed::Done)).count() as i64
+        all.into_iter().filter(|&a| matches!(self.pack(&mut inner, a, Pass::InRoom), Packed::Done)).count() as i64
     }
 
     /// Packs buffers unused for `cold_ns` (idle packing); how many were.
@@ -789,7 +834,7 @@ impl Engine {
             .filter(|e| e.eligible() && now.saturating_sub(e.buf.last_use_ns.load(Ordering::Relaxed)) >= cold_ns)
             .map(|e| e.buf.start)
             .collect();
-        let n = cold.into_iter().filter(|&a| matches!(self.pack(&mut inner, a, false), Packed::Done)).count();
+        let n = cold.into_iter().filter(|&a| matches!(self.pack(&mut inner, a, Pass::InRoom), Packed::Done)).count();
         crate::stats::add(&crate::stats::C.idle_packs, n as u64);
         n
     }
@@ -801,7 +846,7 @@ impl Engine {
         let packed: Vec<Arc<Buffer>> = inner.entries.values().filter(|e| e.buf.state() == state::PACKED).map(|e| e.buf.clone()).collect();
         // every one is tried (collected, not short-circuited): a failure must not leave the
         // others packed
-        let failures: Vec<c_int> = packed.iter().filter_map(|b| self.restore(&mut inner, b, false).err()).collect();
+        let failures: Vec<c_int> = packed.iter().filter_map(|b| self.restore(&mut inner, b, Room::OverLimit).err()).collect();
         match failures.first() {
             Some(&rc) => Err(rc),
             None => Ok(packed.len()),
@@ -821,7 +866,7 @@ impl Engine {
         }
         let packed: Vec<Arc<Buffer>> = inner.entries.values().filter(|e| e.buf.state() == state::PACKED).map(|e| e.buf.clone()).collect();
         for b in packed {
-            if self.restore(inner, &b, false).is_err() {
+            if self.restore(inner, &b, Room::OverLimit).is_err() {
                 tracing::error!("the buffer at {:#x} could not be restored while draining", b.start);
             }
         }
@@ -833,9 +878,10 @@ impl Engine {
         self.drain_locked(&mut inner);
     }
 
-    /// Under an explicit limit, wakes the thread that keeps room free when there is less.
+    /// Under an explicit limit, wakes the thread that works ahead (a restore or an allocation
+    /// took room, or a restore on demand means the thread's restores are behind).
     fn keep_room_ahead(&self) {
-        if self.ahead.load(Ordering::Relaxed) && BUDGET.limit().saturating_sub(BUDGET.held()) < ahead::headroom(BUDGET.limit()) {
+        if self.ahead.load(Ordering::Relaxed) {
             ahead::poke();
         }
     }
@@ -937,6 +983,11 @@ fn install_kernels(inner: &mut Inner, wait: Option<std::time::Duration>) {
             inner.backend = Some(b);
         }
     }
+}
+
+/// A call named a buffer the packing-ahead thread restored: it may restore the next.
+pub fn restored_ahead_used() {
+    ahead::poke();
 }
 
 /// At exit: the packing-ahead thread stops, and a drop it has under way ends first.
