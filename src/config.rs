@@ -255,34 +255,14 @@ pub const KNOBS: &[Knob] = &[
         default: "on",
         accepted: "on, off",
         doc: "Under `LTSHIM_DEVICE_LIMIT`, a background thread keeps 1/32 of the limit (64-512 MiB) free by dropping buffers that were only read since their restore (their packed copy still holds them), so that a restore finds room without waiting for another buffer to go. `off`: all packing happens in the call that needs the room.",
-        apply: |v, c| match v {
-            "on" => {
-                c.pack_ahead = true;
-                true
-            }
-            "off" => {
-                c.pack_ahead = false;
-                true
-            }
-            _ => false,
-        },
+        apply: |v, c| on_off(v).map(|on| c.pack_ahead = on).is_some(),
     },
     Knob {
         name: "LTSHIM_RESTORE_AHEAD",
         default: "on",
         accepted: "on, off",
         doc: "Under `LTSHIM_DEVICE_LIMIT`, the same background thread restores the packed buffers whose next use it predicts soonest (from the order the program used them in before) into free room, so that a repeated pass over weights finds them resident and its calls only wait for their decode on the GPU. It never passes the limit for this, and frees room for it only by dropping clean buffers it predicts are needed later. `off`: every restore happens in the call that needs the buffer.",
-        apply: |v, c| match v {
-            "on" => {
-                c.restore_ahead = true;
-                true
-            }
-            "off" => {
-                c.restore_ahead = false;
-                true
-            }
-            _ => false,
-        },
+        apply: |v, c| on_off(v).map(|on| c.restore_ahead = on).is_some(),
     },
     Knob {
         name: "LTSHIM_COLD_MS",
@@ -384,6 +364,15 @@ impl Config {
             ("LTSHIM_PACK_AHEAD", if self.pack_ahead { "on" } else { "off" }.to_string()),
             ("LTSHIM_RESTORE_AHEAD", if self.restore_ahead { "on" } else { "off" }.to_string()),
         ]
+    }
+}
+
+/// An on/off knob's value.
+fn on_off(v: &str) -> Option<bool> {
+    match v {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
     }
 }
 

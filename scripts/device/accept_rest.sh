@@ -5,8 +5,9 @@
 #      each, alternating); lossless sweeps of train, vision, two_models and observe_mix
 #      (cuFFT, cuSOLVER, cuSPARSE, cuRAND, side streams, foreach, a graph, torch.compile).
 #   B: accelerate's CPU offload at the GPU memory of infer's 70% limit; two_models' wake after
-#      idle packing; compute-sanitizer memcheck on a small packing run; lossless sweeps of
+#      idle packing; lossless sweeps of
 #      observe_mix at 90/70% and of train and two_models at 90/80%.
+#   C: accelerate's offload (8 tokens, against native 8 tokens); memcheck with room (512 MiB).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; W=/tmp/ltr; mkdir -p $W
 export PYTHONUNBUFFERED=1
@@ -57,23 +58,36 @@ import json
 n=json.load(open('$W/idle_native.json')); l=json.load(open('$W/idle_ltshim.json')); p=json.load(open('$W/idle.json'))['packing']
 print('wake native', round(n['wake_s'],4), 'warm', round(n['warm_s'],4), '| ltshim wake', round(l['wake_s'],4), 'warm', round(l['warm_s'],4), 'model bytes', l['model_bytes'], 'idle packs', p['idle_packs'], 'restores', p['restores'], 'bytes in by codec', p['bytes_in_by_codec'])
 extra = l['wake_s'] - l['warm_s']; print('effective GB/s of the wake', round(l['model_bytes'] / extra / 1e9, 1) if extra > 0 else None)"
-  cat > $W/san.py <<'PY'
-import torch
-torch.manual_seed(0)
-xs = [torch.relu(torch.randn(16 << 20, device="cuda", dtype=torch.bfloat16)) for _ in range(6)]   # 6 x 32 MiB
-ref = [x.float().sum().item() for x in xs]
-got = [x.float().sum().item() for x in xs]
-assert got == ref, (got, ref)
-print("sanitized run ok")
-PY
-  LTSHIM_STATS=$W/san.json timeout 150 compute-sanitizer --tool memcheck --target-processes all --print-limit 20 \
-    env LD_PRELOAD=$PWD/.dev/libltshim.so LTSHIM_MODE=lossless LTSHIM_DEVICE_LIMIT=150MiB python3 $W/san.py > $W/san.txt 2>&1; echo "memcheck exit $?"
-  tail -4 $W/san.txt
-  python3 -c "import json; p=json.load(open('$W/san.json'))['packing']; print('sanitized packs', p['packs'], 'restores', p['restores'])"
   timeout 150 $C --workload observe_mix --mode lossless --limits 90,70 --warmup 1 --out $W/sweep_observe_mix > $W/sweep_observe_mix.txt 2>&1; echo "sweep observe_mix exit $?"
   for wl in train two_models; do
     timeout 100 $C --workload $wl --mode lossless --limits 90,80 --warmup 0 --out $W/sweep_$wl > $W/sweep_$wl.txt 2>&1; echo "sweep $wl exit $?"
   done
   summary $W/sweep_*/sweep.json
+fi
+if [ "${PART:-A}" = C ]; then
+  # accelerate's CPU offload at the GPU memory of infer's 70% limit, against native, same tokens
+  timeout 120 python3 harness/workloads/infer.py --params 3b --tokens 8 --metrics $W/native8.json > $W/native8.txt 2>&1; echo "native exit $?"
+  # compute-sanitizer memcheck on a packing run with room beside our scratch and its reserve:
+  # 12 x 32 MiB under 512 MiB (P16 tried 256 MiB: the copies alone did not fit)
+  cat > $W/san.py <<'PY'
+import torch
+torch.manual_seed(0)
+xs = [torch.relu(torch.randn(16 << 20, device="cuda", dtype=torch.bfloat16)) for _ in range(12)]
+ref = [x.float().sum().item() for x in xs]
+for _ in range(2):
+    got = [x.float().sum().item() for x in xs]
+    assert got == ref, (got, ref)
+print("sanitized run ok")
+PY
+  LTSHIM_STATS=$W/san.json timeout 200 compute-sanitizer --tool memcheck --target-processes all --print-limit 20 \
+    env LD_PRELOAD=$PWD/.dev/libltshim.so LTSHIM_MODE=lossless LTSHIM_DEVICE_LIMIT=512MiB python3 $W/san.py > $W/san.txt 2>&1; echo "memcheck exit $?"
+  tail -4 $W/san.txt
+  python3 -c "import json; p=json.load(open('$W/san.json'))['packing']; print('sanitized packs', p['packs'], 'restores', p['restores'], 'ahead', p.get('restores_ahead'), 'held peak', p['held_peak_bytes'], 'limit', p['limit_bytes'])"
+  timeout 280 python3 harness/workloads/infer.py --params 3b --tokens 8 --offload accelerate --max-gpu-memory ${OFFLOAD_GPU:-5.29GiB} --metrics $W/offload.json > $W/offload.txt 2>&1; echo "offload exit $?"
+  tail -3 $W/offload.txt
+  python3 -c "
+import json
+n=json.load(open('$W/native8.json')); print('native', {k: n[k] for k in n if 'per_s' in k or 'peak' in k or k.endswith('_s')})
+m=json.load(open('$W/offload.json')); print('accelerate offload', {k: m[k] for k in m if 'per_s' in k or 'peak' in k or k.endswith('_s')})"
 fi
 tar czf $OUT/rest_${PART:-A}.tar.gz --exclude="*.pt" -C /tmp ltr 2>/dev/null

@@ -175,6 +175,9 @@ enum Pass {
     /// Any, the smallest first, if its copy turns out to fit in the room left (the encode
     /// stops as soon as it would not): the limit is never passed, even for a moment.
     InRoom,
+    /// Any, the smallest first, its copy unbounded: the limit is passed for a moment, by that
+    /// copy (a buffer whose copy is larger than all the room there is; counted, said once).
+    OverLimit,
     /// Any, in the policy's order (the card itself is full: the limit is not the question).
     Any,
 }
@@ -442,9 +445,10 @@ impl Engine {
     /// The order: copies kept beside buffers written since (likely stale: a re-pack would
     /// check and re-encode them anyway), then victims whose copy fits beside them under the
     /// limit (a clean victim with its copy costs nothing to drop), then a victim whose new
-    /// copy turns out to fit in the room left, the smallest first, and only then copies
-    /// of clean buffers, lossless before lossy (re-encoding what a lossy copy decoded to would
-    /// add error). The copies of buffers that cycle are kept: each cycle is then a decode, not
+    /// copy turns out to fit in the room left, the smallest first, then copies of clean
+    /// buffers, lossless before lossy (re-encoding what a lossy copy decoded to would add
+    /// error), and only then a pack whose copy passes the limit for a moment (a buffer larger
+    /// than the reserve whose copy fits nowhere else). The copies of buffers that cycle are kept: each cycle is then a decode, not
     /// an encode and a decode. (Discarding clean copies before passing the limit was tried:
     /// it threw away the copies of the buffers just restored, which the last-calls rule keeps
     /// from being victims, so every later cycle of them re-encoded.)
@@ -463,6 +467,7 @@ impl Engine {
                 && !self.pack_one(inner, Pass::InRoom)
                 && !self.discard_kept_copy(inner, Kept::Lossless)
                 && !self.discard_kept_copy(inner, Kept::Any)
+                && !self.pack_one(inner, Pass::OverLimit)
             {
                 return false;
             }
@@ -495,13 +500,17 @@ impl Engine {
                 victims.insert(0, v);
             }
         }
-        if let Pass::InRoom = pass {
+        if let Pass::InRoom | Pass::OverLimit = pass {
             victims.sort_by_key(|a| inner.entries.get(a).map_or(u64::MAX, |e| e.buf.size));
         }
         // (an encode that finds no room is work thrown away: a few tries, not every buffer)
         let tries = if let Pass::InRoom = pass { IN_ROOM_TRIES } else { usize::MAX };
         for &victim in victims.iter().take(tries) {
             if let Packed::Done = self.pack(inner, victim, pass) {
+                if let Pass::OverLimit = pass {
+                    crate::warn_once!("a pack passed LTSHIM_DEVICE_LIMIT for a moment: a buffer's copy was larger than all the room left (counted in packs_over_limit)");
+                    crate::stats::add(&crate::stats::C.packs_over_limit, 1);
+                }
                 tracing::trace!("packed {victim:#x} at use {}", crate::residency::seq_now());
                 return true;
             }
@@ -807,6 +816,8 @@ impl Engine {
         // (its streams were forgotten when it was packed; the caller's are recorded again)
         buf.made_clean();
         buf.state.store(state::RESIDENT, Ordering::SeqCst);
+        // back over the limit: kept copies (its own too) go until it holds again
+        while BUDGET.held() > BUDGET.limit() && self.discard_kept_copy(inner, Kept::Any) {}
         crate::stats::restored(crate::clock::precise_ns() - t0);
         Ok(())
     }
