@@ -6,10 +6,11 @@
 //! before the memory is (so two threads cannot both fit into the same room) and given back if
 //! the allocation then fails.
 //!
-//! The limit is never passed, not even while a pack has its new copy and the buffer's memory
-//! at once: the last `reserve` bytes under it are only for packed copies. Everything else
-//! fits under `limit - reserve`, so whenever memory is needed there is room for a victim's
-//! copy of up to `reserve` bytes (and a victim whose copy would be larger waits for room).
+//! A pack has its new copy and the buffer's memory at once, so the last `reserve` bytes under
+//! the limit are only for packed copies. Everything else fits under `limit - reserve`, so
+//! whenever memory is needed there is room for a victim's copy of up to `reserve` bytes and
+//! the limit is not passed. (A victim whose copy is larger waits for room; only as the
+//! engine's last resort, counted in `packs_over_limit`, is it packed past the limit.)
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

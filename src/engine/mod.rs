@@ -448,8 +448,8 @@ impl Engine {
     /// copy turns out to fit in the room left, the smallest first, then copies of clean
     /// buffers, lossless before lossy (re-encoding what a lossy copy decoded to would add
     /// error), and only then a pack whose copy passes the limit for a moment (a buffer larger
-    /// than the reserve whose copy fits nowhere else). The copies of buffers that cycle are kept: each cycle is then a decode, not
-    /// an encode and a decode. (Discarding clean copies before passing the limit was tried:
+    /// than the reserve whose copy fits nowhere else). The copies of buffers that cycle are
+    /// kept: each cycle is then a decode, not an encode and a decode. (Discarding clean copies before passing the limit was tried:
     /// it threw away the copies of the buffers just restored, which the last-calls rule keeps
     /// from being victims, so every later cycle of them re-encoded.)
     fn make_room(&self, inner: &mut Inner, bytes: u64, part: Part) -> bool {
@@ -563,7 +563,7 @@ impl Engine {
 
     /// Packs the buffer at `addr` if it may be packed now, its new copy bounded as `pass`
     /// says (`Fitting`: at its largest it fits under the limit beside the buffer; `InRoom`:
-    /// it fits in the room left; `Any`: the card's memory is the only bound).
+    /// it fits in the room left; `OverLimit` and `Any`: the card's memory is the only bound).
     fn pack(&self, inner: &mut Inner, addr: u64, pass: Pass) -> Packed {
         let t0 = crate::clock::precise_ns();
         if self.drained.load(Ordering::Acquire) {
