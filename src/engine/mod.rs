@@ -49,6 +49,11 @@ struct Entry {
     refused: u8,
     /// The last use before the last refusal (tried again once used since).
     refused_at: u64,
+    /// A check once found its bytes changed since its kept copy was made (an activation):
+    /// such copies are thrown away first when room is needed. A buffer that calls named as
+    /// possibly written but that never changed (an embedding table a lookup kernel reads)
+    /// keeps its copy, and its next pack costs a check instead of an encode.
+    seen_changed: bool,
 }
 
 impl Entry {
@@ -389,7 +394,7 @@ impl Engine {
                     };
                     crate::stats::allocated(size);
                     crate::stats::add(&crate::stats::C.vmm_buffers, 1);
-                    inner.entries.insert(va, Entry { buf, reserved, phys: Some(phys), copy: None, refused: 0, refused_at: 0 });
+                    inner.entries.insert(va, Entry { buf, reserved, phys: Some(phys), copy: None, refused: 0, refused_at: 0, seen_changed: false });
                     self.keep_room_ahead();
                     crate::stats::add(&crate::stats::C.alloc_host_ns, crate::clock::precise_ns() - t0);
                     return Some(Ok(va));
@@ -442,8 +447,8 @@ impl Engine {
 
     /// Room for `bytes` more in `part` under the limit, packing victims as needed; the bytes
     /// are taken when this returns true.
-    /// The order: copies kept beside buffers written since (likely stale: a re-pack would
-    /// check and re-encode them anyway), then victims whose copy fits beside them under the
+    /// The order: copies kept beside buffers written since that were found changed before
+    /// (likely stale: a re-pack would check and re-encode them anyway), then victims whose copy fits beside them under the
     /// limit (a clean victim with its copy costs nothing to drop), then a victim whose new
     /// copy turns out to fit in the room left, the smallest first, then copies of clean
     /// buffers, lossless before lossy (re-encoding what a lossy copy decoded to would add
@@ -544,7 +549,7 @@ impl Engine {
             .filter(|e| e.phys.is_some() && e.buf.state() == state::RESIDENT)
             .filter(|e| {
                 e.copy.as_ref().is_some_and(|c| match which {
-                    Kept::OfWritten => !e.buf.is_clean(),
+                    Kept::OfWritten => !e.buf.is_clean() && e.seen_changed,
                     Kept::Lossless => !c.is_lossy(),
                     Kept::Any => true,
                 })
@@ -628,7 +633,10 @@ impl Engine {
             let same = if clean { Ok(true) } else { crate::stats::timed(&crate::stats::C.codec_ns, || backend.unchanged(copy, addr, buf.size)) };
             match same {
                 Ok(true) => reused = true,
-                Ok(false) => discard_copy(backend, entry.copy.take().expect("checked")),
+                Ok(false) => {
+                    entry.seen_changed = true;
+                    discard_copy(backend, entry.copy.take().expect("checked"));
+                }
                 Err(e) => {
                     buf.state.store(state::RESIDENT, Ordering::SeqCst);
                     self.fail(inner, &format!("checking a kept copy: {e}"));
@@ -637,6 +645,10 @@ impl Engine {
             }
         }
         if !reused {
+            if let Pass::Fitting | Pass::InRoom = pass {
+                // (a stale copy was just thrown away: the new one must fit the room there is)
+                max_len = max_len.min(BUDGET.room(Part::Packed));
+            }
             match crate::stats::timed(&crate::stats::C.codec_ns, || backend.pack(addr, buf.size, opts, max_len)) {
                 Ok(Some(copy)) => {
                     BUDGET.take(Part::Packed, copy.packed_len());

@@ -282,7 +282,7 @@ static int cycle_read(void) {
         for (int k = 0; k < K; k++) {
             CHECK(cudaMemcpy(h, b[k], words * 4, 2));
             for (size_t i = 0; i < words; i += 61) EXPECT(h[i] == pattern(k, i), "pass %d buffer %d word %zu = %u", pass, k, i, h[i]);
-            usleep(300); /* the program computes meanwhile */
+            usleep(1000); /* the program computes meanwhile */
         }
     }
     free(h);
