@@ -30,7 +30,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use super::budget::{Part, BUDGET};
-use super::{Engine, Inner, Room, KEEP_RESIDENT, OPAQUE_STREAMS, SAME_SIZE_LOOKAHEAD};
+use super::{claim, now_packed, streams_to_wait_for, Engine, Inner, Room, SAME_SIZE_LOOKAHEAD};
 use crate::gpu::driver::{self, WorkScope};
 use crate::gpu::vmm;
 use crate::registry::state;
@@ -217,18 +217,16 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
         let Some(&addr) = same.or(droppable.first()) else { return false };
         let entry = inner.entries.get_mut(&addr).expect("a victim has an entry");
         let buf = entry.buf.clone();
-        if buf.state.compare_exchange(state::RESIDENT, state::PACKING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        if !claim(&buf) {
             return false;
         }
-        if buf.users.load(Ordering::SeqCst) != 0 || buf.flags.load(Ordering::SeqCst) & KEEP_RESIDENT != 0 || !buf.is_clean() {
+        if !buf.is_clean() {
             buf.state.store(state::RESIDENT, Ordering::SeqCst);
             return false;
         }
         let phys = entry.phys.take().expect("a resident entry is mapped");
         let reserved = entry.reserved;
-        let (mut streams, many) = buf.used_streams();
-        streams.extend(OPAQUE_STREAMS.lock().iter().copied());
-        let many = many || streams.iter().any(|&s| crate::hooks::graph::is_retired(s));
+        let (streams, many) = streams_to_wait_for(&buf);
         inner.dropping = true;
         (addr, buf, reserved, phys, streams, many, inner.ctx)
     };
@@ -252,11 +250,7 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
     inner.dropping = false;
     let ok = match done {
         Ok(()) => {
-            BUDGET.give(Part::Resident, reserved);
-            BUDGET.take_original(buf.size);
-            buf.forget_streams();
-            buf.state.store(state::PACKED, Ordering::SeqCst);
-            crate::stats::packed(true, crate::clock::precise_ns() - t0);
+            now_packed(&buf, reserved, true, t0);
             crate::stats::add(&crate::stats::C.packs_ahead, 1);
             crate::stats::add(&crate::stats::C.packs_clean, 1);
             if let Some(t) = target {

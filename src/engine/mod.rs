@@ -585,18 +585,12 @@ impl Engine {
             Pass::InRoom => max_len = max_len.min(room),
             _ => {}
         }
-        if buf.has_flag(KEEP_RESIDENT) || buf.state.compare_exchange(state::RESIDENT, state::PACKING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
-            return Packed::Skipped;
-        }
-        if buf.users.load(Ordering::SeqCst) != 0 || buf.flags.load(Ordering::SeqCst) & KEEP_RESIDENT != 0 {
-            buf.state.store(state::RESIDENT, Ordering::SeqCst);
+        if !claim(&buf) {
             return Packed::Skipped;
         }
         let _scope = WorkScope::enter(inner.ctx);
         // every use of the buffer so far has finished
-        let (mut streams, many) = buf.used_streams();
-        streams.extend(OPAQUE_STREAMS.lock().iter().copied());
-        let many = many || streams.iter().any(|&s| crate::hooks::graph::is_retired(s));
+        let (streams, many) = streams_to_wait_for(&buf);
         if let Err(e) = driver::wait_for_streams(&streams, many) {
             buf.state.store(state::RESIDENT, Ordering::SeqCst);
             self.fail(inner, &format!("waiting for a buffer's streams: {e}"));
@@ -706,11 +700,7 @@ impl Engine {
             // unmapped already: the buffer is packed (its copy holds it); the handle leaks
             tracing::warn!("releasing the memory of the packed buffer at {addr:#x} failed: {e}");
         }
-        BUDGET.give(Part::Resident, reserved);
-        BUDGET.take_original(buf.size);
-        buf.forget_streams();
-        buf.state.store(state::PACKED, Ordering::SeqCst);
-        crate::stats::packed(reused, crate::clock::precise_ns() - t0);
+        now_packed(&buf, reserved, reused, t0);
         Packed::Done
     }
 
@@ -985,6 +975,39 @@ impl Drop for OpaqueCall {
     fn drop(&mut self) {
         OPAQUE_CALLS.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Sets `buf` PACKING if it is resident, unflagged and no hook is between its residency check
+/// and its real call (the hook/packer protocol: both sides SeqCst, so a hook either sees
+/// PACKING or the packer sees its count); false, with nothing changed, otherwise.
+fn claim(buf: &Buffer) -> bool {
+    if buf.has_flag(KEEP_RESIDENT) || buf.state.compare_exchange(state::RESIDENT, state::PACKING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        return false;
+    }
+    if buf.users.load(Ordering::SeqCst) != 0 || buf.flags.load(Ordering::SeqCst) & KEEP_RESIDENT != 0 {
+        buf.state.store(state::RESIDENT, Ordering::SeqCst);
+        return false;
+    }
+    true
+}
+
+/// The streams whose work a pack of `buf` waits for (those that used it, and those that ran a
+/// call we could not read), and whether to wait for the whole context instead.
+fn streams_to_wait_for(buf: &Buffer) -> (Vec<u64>, bool) {
+    let (mut streams, many) = buf.used_streams();
+    streams.extend(OPAQUE_STREAMS.lock().iter().copied());
+    let many = many || streams.iter().any(|&s| crate::hooks::graph::is_retired(s));
+    (streams, many)
+}
+
+/// `buf`'s memory (`reserved` bytes) is gone and its copy holds it: the budget, its state and
+/// the stats say so (a pack that began at `t0`; `reused`: with a kept copy).
+fn now_packed(buf: &Buffer, reserved: u64, reused: bool, t0: u64) {
+    BUDGET.give(Part::Resident, reserved);
+    BUDGET.take_original(buf.size);
+    buf.forget_streams();
+    buf.state.store(state::PACKED, Ordering::SeqCst);
+    crate::stats::packed(reused, crate::clock::precise_ns() - t0);
 }
 
 /// Gives a packed copy's memory back, and its bytes to the budget.
