@@ -23,11 +23,29 @@ __device__ __forceinline__ u32 expf_rest(u32 bits) {
     if (dt == DT_BF16) return (bits & 0x7fu) | ((bits >> 8) & 0x80u);
     return (bits & 0x7fffffu) | ((bits >> 8) & 0x800000u);
 }
+// The decoder's table entry of a symbol: the output bits the symbol stands for, already in
+// their place (bf16: the exponent, sym << 7; f16: the high byte, hi << 8; f32: sym << 4, moved
+// by the join), with the code length in the low 4 bits, which the join masks off. The join
+// then ORs the entry into the rest's bits without taking the symbol apart.
 template <int dt>
-__device__ __forceinline__ u32 expf_join(u32 sym, u32 rest) {
-    if (dt == DT_F16) return ((((sym >> 1) | (sym << 7)) & 0xffu) << 8) | (rest & 0xffu);
-    if (dt == DT_BF16) return ((rest & 0x80u) << 8) | (sym << 7) | (rest & 0x7fu);
-    return ((rest & 0x800000u) << 8) | (sym << 23) | (rest & 0x7fffffu);
+__device__ __forceinline__ u32 expf_entry(u32 sym, u32 l) {
+    if (dt == DT_F16) return ((((sym >> 1) | (sym << 7)) & 0xffu) << 8) | l;
+    if (dt == DT_BF16) return (sym << 7) | l;
+    return (sym << 4) | l;
+}
+template <int dt>
+__device__ __forceinline__ u32 expf_join(u32 e, u32 rest) {
+    if (dt == DT_F16) return (e & 0xff00u) | (rest & 0xffu);
+    if (dt == DT_BF16) return ((rest & 0x80u) << 8) | (e & 0x7f80u) | (rest & 0x7fu);
+    return ((rest & 0x800000u) << 8) | ((e >> 4) << 23) | (rest & 0x7fffffu);
+}
+// Two 16-bit elements, one output word: rest bytes k and k + 1 of `rest` (sel = 0x4140 for
+// k = 0, 0x4342 for k = 2 puts them at bytes 0 and 2) joined with their entries.
+template <int dt>
+__device__ __forceinline__ u32 expf_join2(u32 e0, u32 e1, u32 rest, u32 sel) {
+    u32 x = __byte_perm(rest, 0, sel);
+    if (dt == DT_F16) return x | (e0 & 0xff00u) | ((e1 & 0xff00u) << 16);
+    return (x & 0x007f007fu) | ((x & 0x00800080u) << 8) | (e0 & 0x7f80u) | ((e1 & 0x7f80u) << 16);
 }
 template <typename T>
 __device__ __forceinline__ u32 expf_rest_width() { return sizeof(T) == 4 ? 3 : 1; }
@@ -143,6 +161,39 @@ __device__ __forceinline__ void expf_each_symbol(const u8* stage, u32 n, F f) {
         for (u32 i = nvec * E; i < n; i++) f(expf_sym<dt>((u32)((const T*)stage)[i]));
 }
 
+// Adds the block's symbols to this warp's histogram (two 16-bit counts a word). Exponents
+// are concentrated (a few values hold most of a block), so one atomic a symbol would make the
+// lanes of a warp queue on the same words: the lanes holding the same symbol add once, by
+// their first lane, the count of them (not for f16, whose symbols are spread: on the H200 the
+// match cost more than it saved there, 16.0 -> 10.8% of copy, while bf16 went 15.0 -> 17.9%).
+// The warp walks its vectors together, so every lane takes part in every match.
+template <typename T, int dt>
+__device__ __forceinline__ void expf_count(const u8* stage, u32 n, u32* mine) {
+    const u32 E = 16 / sizeof(T);
+    u32 nvec = n / E, lane = threadIdx.x % 32;
+    for (u32 v0 = threadIdx.x - lane; v0 < nvec; v0 += EXPF_STREAMS) {  // uniform over the warp
+        u32 v = v0 + lane;
+        bool valid = v < nvec;
+        uint4 x = valid ? ((const uint4*)stage)[v] : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (u32 j = 0; j < E; j++) {
+            // a lane past the end matches only its like (no symbol is 256) and adds nothing
+            u32 sy = valid ? expf_sym<dt>(vec_elem<T>(x, j)) : 256u;
+            if (dt == DT_F16) {  // its symbol holds the sign and two mantissa bits: lanes seldom share one
+                if (valid) atomicAdd(&mine[sy / 2], 1u << (16 * (sy % 2)));
+            } else {
+                u32 peers = __match_any_sync(FULL_MASK, sy);
+                if (valid && lane == (u32)__ffs(peers) - 1) atomicAdd(&mine[sy / 2], (u32)__popc(peers) << (16 * (sy % 2)));
+            }
+        }
+    }
+    if (nvec * E < n && threadIdx.x == nvec % EXPF_STREAMS)  // the partial vector's whole elements
+        for (u32 i = nvec * E; i < n; i++) {
+            u32 sy = expf_sym<dt>((u32)((const T*)stage)[i]);
+            atomicAdd(&mine[sy / 2], 1u << (16 * (sy % 2)));
+        }
+}
+
 // The smallest payload expf could have (every symbol one bit): ltblock expf::min_payload_len.
 template <typename T>
 __device__ __forceinline__ u32 expf_min_len(u32 n, u32 tail, u32* scratch) {
@@ -161,7 +212,7 @@ __device__ u32 expf_analyse(u32 len, const u8* stage, u32* region, ExpfShared& x
     for (u32 i = threadIdx.x; i < EXPF_REGION_WORDS; i += LTB_THREADS) x.hist[i] = 0;
     __syncthreads();
     u32* mine = x.hist + warp * 128;
-    expf_each_symbol<T, dt>(stage, n, [&](u32 s) { atomicAdd(&mine[s / 2], 1u << (16 * (s % 2))); });
+    expf_count<T, dt>(stage, n, mine);
     __syncthreads();
     u32 s = threadIdx.x, c = 0;
     for (u32 wp = 0; wp < LTB_WARPS; wp++) c += (x.hist[wp * 128 + s / 2] >> (16 * (s % 2))) & 0xffffu;
@@ -295,6 +346,21 @@ __device__ void expf_write(u8* payload, u32 len, const u8* stage, u32* region, c
     if (t < tail) payload[streams_at + xs.total + t] = stage[n * w + t];
 }
 
+// A vector's rest bytes in the payload's rest plane: 8 (16-bit dtypes) or 12 (f32), read
+// once (the non-coherent path: nothing writes the payload during a decode).
+#ifndef EXPF_AHEAD
+#define EXPF_AHEAD 4
+#endif
+template <typename T>
+struct ExpfRest { u32 w[sizeof(T) == 2 ? 2 : 3]; };
+template <typename T>
+__device__ __forceinline__ ExpfRest<T> expf_load_rest(const u8* payload, u32 v) {
+    ExpfRest<T> r;
+    if constexpr (sizeof(T) == 2) { uint2 q = __ldg((const uint2*)payload + v); r.w[0] = q.x; r.w[1] = q.y; }
+    else { const u32* q = (const u32*)(payload + 12 * v); r.w[0] = __ldg(q); r.w[1] = __ldg(q + 1); r.w[2] = __ldg(q + 2); }
+    return r;
+}
+
 // ---- the decoder ----
 // Shared memory (ltb_decode_blocks's arrays, reused): the table (4096 u16) in `prefix`;
 // stream offsets, interval starts and entries, lengths and per-warp counts in `maskw`; the
@@ -307,8 +373,8 @@ struct ExpfDecode {
 
 // Validates the code and stream lengths, builds the table, stages the streams. Returns a
 // status (uniform over the CTA). All threads call.
-template <typename T>
-__device__ int expf_prepare(const u8* payload, u32 plen, u32 len, u16* table, u32* aux, uint4* stage, u32 stage_vecs, u32* scratch, ExpfDecode& xd, int* bad) {
+template <typename T, int dt>
+__device__ __forceinline__ int expf_prepare(const u8* payload, u32 plen, u32 len, u16* table, u32* aux, uint4* stage, u32 stage_vecs, u32* scratch, ExpfDecode& xd, int* bad, ExpfRest<T>* ring) {
     const u32 w = sizeof(T), r = expf_rest_width<T>();
     u32 n = len / w, tail = len - n * w, A = n * r;
     u32* off = aux;                       // 256 stream offsets (exclusive scan of the lengths)
@@ -318,6 +384,12 @@ __device__ int expf_prepare(const u8* payload, u32 plen, u32 len, u16* table, u3
     u32* cntw = aux + 576;                // [warp][length] counts
     u32* base = aux + 704;                // [length]: first 12-bit position; [EXPF_L + 1 + l]: first rank
     if (n == 0 || (u64)A + 4 > plen) return ST_LENGTH;
+    // the rest plane lies inside the payload now: the decode's first rest words load while the
+    // code and the table are made (their latency was the decode's first stall)
+    const u32 nvec = n / (16 / w);
+#pragma unroll
+    for (u32 k = 0; k < EXPF_AHEAD; k++)
+        if (threadIdx.x + k * LTB_THREADS < nvec) ring[k] = expf_load_rest<T>(payload, threadIdx.x + k * LTB_THREADS);
     u32 lo = payload[A], nsyms = payload[A + 1] + 1u;
     if (lo + nsyms > 256 || payload[A + 2] || payload[A + 3]) return ST_LENGTH;
     u32 nib = A + 4, lens_at = nib + (nsyms + 1) / 2, streams_at = lens_at + EXPF_STREAMS;
@@ -364,7 +436,7 @@ __device__ int expf_prepare(const u8* payload, u32 plen, u32 len, u16* table, u3
         u32 rk = before + rank_in_warp;
         u32 k = base[EXPF_L + 1 + l] + rk;
         sstart[k] = (u16)(base[l] + (rk << (EXPF_L - l)));
-        sentry[k] = (u16)(((lo + t) << 4) | l);
+        sentry[k] = (u16)expf_entry<dt>(lo + t, l);
     }
     // the streams, staged with 16-byte loads from the boundary before them
     u64 from = (u64)(payload + streams_at) & ~(u64)15;
@@ -410,11 +482,21 @@ struct ExpfReader {
         buf = (u64)next_word() << (32 + skip);
         nb = 32 - (int)skip;
     }
-    __device__ __forceinline__ u32 symbol(const u16* table, u32* bad) {
-        if (nb < EXPF_L) { buf |= (u64)next_word() << (32 - nb); nb += 32; }
+    // At least 32 bits in buf afterwards (a word comes in when fewer are there), so the two
+    // codes that follow (at most 2 * EXPF_L = 24 bits) need no check of their own. No branch:
+    // some lane of a warp needs a word at almost every refill anyway.
+    __device__ __forceinline__ void refill() {
+        u32 w = __byte_perm(words[min(wi, zero_word)], 0, 0x0123);
+        bool in = nb < 32;
+        buf |= in ? (u64)w << (32 - nb) : 0ull;
+        wi += in;
+        nb += in ? 32 : 0;
+    }
+    // One code (a refill before it): its table entry. A zero length is no code.
+    __device__ __forceinline__ u32 take(const u16* table, bool& wrong) {
         u32 e = table[(u32)(buf >> (64 - EXPF_L))];
         u32 l = e & 15u;
-        *bad |= l == 0;
+        wrong |= l == 0;
         buf <<= l;
         nb -= (int)l;
         return e;
@@ -424,35 +506,48 @@ struct ExpfReader {
 // Decodes thread t's vectors of an expf block (prepared) into out; returns its checksum terms.
 // The thread that owns the partial vector also writes it and the raw tail, with their terms.
 template <typename T, int dt>
-__device__ u32 expf_decode(const u8* payload, u32 len, const u16* table, const u32* off, const u8* stage, const ExpfDecode& xd, u8* out, int* bad) {
+__device__ __forceinline__ u32 expf_decode(const u8* payload, u32 len, const u16* table, const u32* off, const u8* stage, const ExpfDecode& xd, u8* out, int* bad, ExpfRest<T>* ring) {
     const u32 E = 16 / sizeof(T), w = sizeof(T);
     u32 n = len / w, nvec = n / E, t = threadIdx.x;
     u32 my_off = off[t], my_len = (t + 1 < EXPF_STREAMS ? off[t + 1] : xd.total) - my_off;
     u32 at = xd.streams_at - xd.stage_from_off + my_off;  // the stream's first byte in the stage
     ExpfReader rd;
     rd.init(stage, at, xd.zero_word);
-    u32 wi0 = at / 4, skip = 8 * (at % 4), wrong = 0, sum = 0;
+    u32 wi0 = at / 4, skip = 8 * (at % 4), sum = 0;
+    bool wrong = false;
+    // The rest bytes come from global memory while the exponents come from the staged
+    // streams: EXPF_AHEAD vectors' rest words are loaded ahead in a ring of registers (the
+    // first ones by expf_prepare), so their latency hides behind the table walks before them.
 #pragma unroll 1
-    for (u32 v = t; v < nvec; v += LTB_THREADS) {
-        u32 rest[4];  // the vector's rest bytes: 8 (16-bit dtypes) or 12 (f32)
-        if constexpr (sizeof(T) == 2) { uint2 q = ((const uint2*)payload)[v]; rest[0] = q.x; rest[1] = q.y; }
-        else { const u32* q = (const u32*)(payload + 12 * v); rest[0] = q[0]; rest[1] = q[1]; rest[2] = q[2]; }
-        u32 o[4];
-        if constexpr (sizeof(T) == 2) {
+    for (u32 v0 = t; v0 < nvec; v0 += EXPF_AHEAD * LTB_THREADS) {
 #pragma unroll
-            for (u32 j = 0; j < 8; j += 2) {
-                u32 e0 = rd.symbol(table, &wrong), e1 = rd.symbol(table, &wrong);
-                u32 r0 = (rest[j / 4] >> (8 * (j % 4))) & 0xffu, r1 = (rest[j / 4] >> (8 * (j % 4 + 1))) & 0xffu;
-                o[j / 2] = expf_join<dt>(e0 >> 4, r0) | (expf_join<dt>(e1 >> 4, r1) << 16);
+        for (u32 k = 0; k < EXPF_AHEAD; k++) {
+            u32 v = v0 + k * LTB_THREADS;
+            if (v >= nvec) break;
+            ExpfRest<T> rest = ring[k];
+            if (v + EXPF_AHEAD * LTB_THREADS < nvec) ring[k] = expf_load_rest<T>(payload, v + EXPF_AHEAD * LTB_THREADS);
+            u32 o[4];
+            if constexpr (sizeof(T) == 2) {
+#pragma unroll
+                for (u32 j = 0; j < 4; j++) {  // output word j: elements 2j and 2j + 1
+                    rd.refill();
+                    u32 e0 = rd.take(table, wrong), e1 = rd.take(table, wrong);
+                    o[j] = expf_join2<dt>(e0, e1, rest.w[j / 2], j % 2 ? 0x4342u : 0x4140u);
+                }
+            } else {
+                u32 r24[4] = {rest.w[0] & 0xffffffu, (rest.w[0] >> 24) | ((rest.w[1] & 0xffffu) << 8), (rest.w[1] >> 16) | ((rest.w[2] & 0xffu) << 16), rest.w[2] >> 8};
+#pragma unroll
+                for (u32 j = 0; j < 4; j += 2) {
+                    rd.refill();
+                    u32 e0 = rd.take(table, wrong), e1 = rd.take(table, wrong);
+                    o[j] = expf_join<dt>(e0, r24[j]);
+                    o[j + 1] = expf_join<dt>(e1, r24[j + 1]);
+                }
             }
-        } else {
-            u32 r24[4] = {rest[0] & 0xffffffu, (rest[0] >> 24) | ((rest[1] & 0xffffu) << 8), (rest[1] >> 16) | ((rest[2] & 0xffu) << 16), rest[2] >> 8};
-#pragma unroll
-            for (u32 j = 0; j < 4; j++) o[j] = expf_join<dt>(rd.symbol(table, &wrong) >> 4, r24[j]);
+            uint4 q = make_uint4(o[0], o[1], o[2], o[3]);
+            ((uint4*)out)[v] = q;
+            sum += vec_terms(q, v);
         }
-        uint4 q = make_uint4(o[0], o[1], o[2], o[3]);
-        ((uint4*)out)[v] = q;
-        sum += vec_terms(q, v);
     }
     if (len % 16 && t == (len / 16) % LTB_THREADS) {
         // bytes [16 * (len / 16), len): the partial vector's whole elements (if any), then the raw tail
@@ -461,7 +556,8 @@ __device__ u32 expf_decode(const u8* payload, u32 len, const u16* table, const u
         for (u32 i = start / w; i < n; i++) {
             u32 rest = 0;
             for (u32 k = 0; k < expf_rest_width<T>(); k++) rest |= (u32)payload[i * expf_rest_width<T>() + k] << (8 * k);
-            u32 bits = expf_join<dt>(rd.symbol(table, &wrong) >> 4, rest);
+            rd.refill();
+            u32 bits = expf_join<dt>(rd.take(table, wrong), rest);
             for (u32 k = 0; k < w; k++) bytes[i * w + k - start] = (u8)(bits >> (8 * k));
         }
         for (u32 p = body; p < len; p++) bytes[p - start] = payload[xd.streams_at + xd.total + (p - body)];
@@ -474,8 +570,20 @@ __device__ u32 expf_decode(const u8* payload, u32 len, const u16* table, const u
     }
     // the stream ended in its last byte, with zero bits after its last code
     u32 used = (rd.wi - wi0) * 32 - skip - (u32)rd.nb;
-    if ((used + 7) / 8 != my_len) wrong = 1;
-    else if (used % 8 && (stage[at + my_len - 1] & (0xffu >> (used % 8)))) wrong = 1;
+    if ((used + 7) / 8 != my_len) wrong = true;
+    else if (used % 8 && (stage[at + my_len - 1] & (0xffu >> (used % 8)))) wrong = true;
     if (wrong) atomicOr((u32*)bad, 1u);
     return sum;
+}
+
+// An expf block from its payload to `out`: the code, the table and the staged streams, then
+// the decode, with the ring of rest words carried from one to the other. Returns a status
+// (uniform over the CTA); `sum` gets this thread's checksum terms.
+template <typename T, int dt>
+__device__ int expf_block(const u8* payload, u32 plen, u32 len, u16* table, u32* aux, uint4* stage, u32 stage_vecs, u32* scratch, int* bad, u8* out, u32* sum) {
+    ExpfRest<T> ring[EXPF_AHEAD];
+    ExpfDecode xd;
+    int st = expf_prepare<T, dt>(payload, plen, len, table, aux, stage, stage_vecs, scratch, xd, bad, ring);
+    if (st == ST_OK) *sum = expf_decode<T, dt>(payload, len, table, aux, (const u8*)stage, xd, out, bad, ring);
+    return st;
 }

@@ -993,22 +993,15 @@ extern "C" __global__ void __launch_bounds__(LTB_THREADS, 4) ltb_decode_blocks(c
             tail_at = plen - tail;
         }
     }
-    ExpfDecode xd;
-    if (st == ST_OK && c.codec == CODEC_EXPF) {  // the code's table and the staged streams
-        u16* table = (u16*)prefix;
-        if (c.dt == DT_U8) st = ST_LENGTH;
-        else if (c.dt == DT_F32) st = expf_prepare<u32>(c.payload, plen, c.len, table, maskw, stage, STAGE_VECS, scratch, xd, &bad);
-        else st = expf_prepare<u16>(c.payload, plen, c.len, table, maskw, stage, STAGE_VECS, scratch, xd, &bad);
-    }
     u32 sum = 0;
     if (c.codec == CODEC_ZVC) mask = maskw;
-    if (st == ST_OK && c.codec == CODEC_EXPF) {
-        const u16* table = (const u16*)prefix;
-        const u8* sb = (const u8*)stage;
+    if (st == ST_OK && c.codec == CODEC_EXPF) {  // the code's table (in prefix), the staged streams, the decode
+        u16* table = (u16*)prefix;
         switch (c.dt) {
-            case DT_F16: sum = expf_decode<u16, DT_F16>(c.payload, c.len, table, maskw, sb, xd, d.out, &bad); break;
-            case DT_BF16: sum = expf_decode<u16, DT_BF16>(c.payload, c.len, table, maskw, sb, xd, d.out, &bad); break;
-            default: sum = expf_decode<u32, DT_F32>(c.payload, c.len, table, maskw, sb, xd, d.out, &bad); break;
+            case DT_U8: st = ST_LENGTH; break;
+            case DT_F16: st = expf_block<u16, DT_F16>(c.payload, plen, c.len, table, maskw, stage, STAGE_VECS, scratch, &bad, d.out, &sum); break;
+            case DT_BF16: st = expf_block<u16, DT_BF16>(c.payload, plen, c.len, table, maskw, stage, STAGE_VECS, scratch, &bad, d.out, &sum); break;
+            default: st = expf_block<u32, DT_F32>(c.payload, plen, c.len, table, maskw, stage, STAGE_VECS, scratch, &bad, d.out, &sum); break;
         }
     } else if (st == ST_OK) {  // uniform over the CTA
         switch (c.dt) {

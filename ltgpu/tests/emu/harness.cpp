@@ -38,10 +38,8 @@ static int decode_block(const std::vector<uint8_t>& payload, uint32_t len, std::
     uint32_t scratch[8]; int bad = 0; int status = -1;
     uint8_t* o = aligned(len); 
     run_cta([&] {
-        ExpfDecode xd;
-        int st = expf_prepare<T>(p, plen, len, table.data(), aux.data(), stage.data(), 2040, scratch, xd, &bad);
         uint32_t sum = 0;
-        if (st == ST_OK) sum = expf_decode<T, dt>(p, len, table.data(), aux.data(), (const uint8_t*)stage.data(), xd, o, &bad);
+        int st = expf_block<T, dt>(p, plen, len, table.data(), aux.data(), stage.data(), 2040, scratch, &bad, o, &sum);
         __syncthreads();
         if (st == ST_OK && bad) st = ST_LENGTH;
         uint32_t total = block_sum_u32(sum, scratch);
