@@ -413,6 +413,25 @@ fn lossy_mode_quantizes_only_a_buffer_that_is_only_read_since_its_restore() {
 }
 
 #[test]
+fn lossy_weights_cycling_under_a_limit_go_lossy_each_once_and_read_back_within_the_bound() {
+    // 12 weights of 1 MiB (lossless copies ~0.67 MiB) read by GEMMs in a loop under a limit
+    // that holds about a third of them resident. (The rule also keeps our thread from dropping
+    // a weight by its lossless copy, `Entry::copy_goes_lossy`; here the program's own packs
+    // take most weights first, so this does not single that path out.)
+    let r = run_packing_with(&["cycle_gemm"], &[("LTSHIM_MODE", "lossy"), ("LTSHIM_DEVICE_LIMIT", "12MiB"), ("LTSHIM_MIN_BYTES", "64KiB")]);
+    r.assert_ok();
+    assert_eq!(r.did("cycle_gemm_ok"), 1, "every weight within the error bound");
+    let s = r.stats();
+    assert!(n(s, "packing.restores") >= 24, "the limit must force restores: {}", s["packing"]);
+    // the weights that cycle went lossy, each once: their lossy copies are then kept and
+    // dropped by
+    let int8g = n(s, "packing.bytes_in_by_codec.int8g");
+    assert!(int8g >= 4 << 20, "at least the cycling weights go lossy: {}", s["packing"]);
+    assert!(int8g <= 12 << 20, "each weight goes lossy once: {}", s["packing"]);
+    assert!(n(s, "packing.packs_clean_copy") >= 12, "{}", s["packing"]);
+}
+
+#[test]
 fn a_failed_end_capture_ends_no_capture_so_packing_stays_off_until_the_real_end() {
     let r = run_packing(&["capture_count"], "lossless", "64MiB");
     r.assert_ok();

@@ -207,7 +207,7 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
                     let later = || {
                         target.is_none_or(|t| predicted_next(b.last_seq.load(Ordering::Relaxed), b.period.load(Ordering::Relaxed), now).is_none_or(|n| n > t.next))
                     };
-                    e.copy.is_some() && b.is_clean() && !inner.ahead_unused.iter().any(|&(u, _)| u == *a) && later()
+                    e.copy.is_some() && b.is_clean() && !e.copy_goes_lossy(&inner.opts) && !inner.ahead_unused.iter().any(|&(u, _)| u == *a) && later()
                 })
             })
             .collect();

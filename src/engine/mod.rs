@@ -57,6 +57,14 @@ struct Entry {
 }
 
 impl Entry {
+    /// Its kept copy is lossless and its next pack makes it again, lossy, once: the mode allows
+    /// loss, a GEMM named it as floats, and it is clean (only read: a weight). A drop that
+    /// reuses such a copy would keep every weight at its lossless size for good.
+    fn copy_goes_lossy(&self, opts: &PackOptions) -> bool {
+        let b = &self.buf;
+        opts.lossy && b.float_hint.load(Ordering::Relaxed) != 0 && b.is_clean() && self.copy.as_ref().is_some_and(|c| !c.is_lossy())
+    }
+
     /// May be packed now: resident, mapped, unflagged, unused, and not refused as
     /// incompressible (three times, or with no use since the last refusal).
     fn eligible(&self) -> bool {
@@ -617,7 +625,7 @@ impl Engine {
         // a kept copy of unchanged bytes serves as it is; a lossless one of a clean buffer that
         // may go lossy is made again, lossy, once
         let mut reused = false;
-        if opts.lossy && entry.copy.as_ref().is_some_and(|c| !c.is_lossy()) {
+        if opts.lossy && entry.copy_goes_lossy(&inner.opts) {
             discard_copy(backend, entry.copy.take().expect("checked"));
         }
         if let Some(copy) = entry.copy.as_ref() {
