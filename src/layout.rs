@@ -3,12 +3,12 @@
 //! Learned once per kernel from the driver (`cuKernelGetParamInfo` for a `CUkernel` /
 //! `cudaKernel_t`, `cuFuncGetParamInfo` for a `CUfunction`; a runtime host stub is first turned
 //! into its `CUfunction` with `cudaGetFuncBySymbol`), then cached: a per-thread map answers a
-//! launch without a lock or an allocation; a miss fills it from a global map or the driver.
-//! A kernel whose layout cannot be had is cached as unknown: its launches are counted as
-//! fallbacks and its buffers cannot be proven safe.
+//! launch without a lock, an allocation or an atomic; a miss fills it from a global map or the
+//! driver. A kernel whose layout cannot be had is cached as unknown (once the driver was asked
+//! `UNKNOWN_TRIES` times): its launches are counted as fallbacks and its buffers cannot be
+//! proven safe.
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
@@ -42,9 +42,14 @@ impl KernelRef {
 }
 
 /// What the driver told of a kernel's parameters.
-#[derive(Clone, Debug)]
+///
+/// A known layout is leaked, not reference-counted: the global map never forgets one, so it
+/// lives as long as the process anyway, and a launch that borrows it touches no count (a
+/// shared `Arc` cost every launch two atomic updates of one cache line that every thread
+/// launching that kernel shares). Two threads that ask the driver at once leak one copy more.
+#[derive(Clone, Copy, Debug)]
 pub enum Layout {
-    Known(Arc<ParamLayout>),
+    Known(&'static ParamLayout),
     /// The kernel takes no parameters (it names no buffer).
     NoParameters,
     /// The driver would not tell: the launch may touch any buffer.
@@ -85,12 +90,12 @@ thread_local! {
 /// The layout of a kernel, as the driver tells it.
 pub fn layout_of(k: KernelRef) -> Cached {
     let key = k.key();
-    if let Ok(Some(hit)) = LOCAL.try_with(|m| m.borrow().get(&key).cloned()) {
+    if let Ok(Some(hit)) = LOCAL.try_with(|m| m.borrow().get(&key).copied()) {
         return hit;
     }
-    let cached = GLOBAL.lock().get(&key).cloned();
+    let cached = GLOBAL.lock().get(&key).copied();
     let found = match cached {
-        Some((l, tries)) if !matches!(l, Layout::Unknown) || tries >= UNKNOWN_TRIES => l,
+        Some((l, tries)) if settled(l, tries) => l,
         _ => {
             // the driver is asked with no lock of ours held; two threads may ask at once,
             // and a known answer stays. An unknown one is asked again at the next launches:
@@ -104,17 +109,25 @@ pub fn layout_of(k: KernelRef) -> Cached {
                     tracing::info!("{}: the driver does not tell its parameter layout, so its launches are opaque (every packed buffer restored first)", describe(k));
                 }
             }
-            e.0.clone()
+            if !settled(e.0, e.1) {
+                return e.0; // asked again at the next launch
+            }
+            e.0
         }
     };
-    if !matches!(found, Layout::Unknown) {
-        let _ = LOCAL.try_with(|m| m.borrow_mut().insert(key, found.clone()));
-    }
+    let _ = LOCAL.try_with(|m| m.borrow_mut().insert(key, found));
     found
 }
 
 /// How often the driver is asked about a kernel that did not tell its layout.
 const UNKNOWN_TRIES: u32 = 3;
+
+/// The global map's answer for a kernel will not change: a known layout, or an unknown one
+/// the driver was asked about `UNKNOWN_TRIES` times (a thread may then keep it, and the
+/// launches of an opaque kernel take no global lock either).
+fn settled(l: Layout, tries: u32) -> bool {
+    !matches!(l, Layout::Unknown) || tries >= UNKNOWN_TRIES
+}
 
 /// Largest parameter count we ask about (32 KiB of parameters at 4 bytes each).
 const MAX_PARAMS: usize = 8192;
@@ -221,7 +234,7 @@ fn collect(mut info: impl FnMut(usize, *mut usize, *mut usize) -> i32) -> Asked 
         }
         params.push((off as u32, size as u32));
     }
-    Ok(Layout::Known(Arc::new(ParamLayout { params: params.into_boxed_slice() })))
+    Ok(Layout::Known(Box::leak(Box::new(ParamLayout { params: params.into_boxed_slice() }))))
 }
 
 /// The `CUfunction` of a runtime host stub, without leaving an error of ours behind:

@@ -54,7 +54,7 @@ pub unsafe fn record_arguments(path: Path, kernel: KernelRef, params: *mut *mut 
         }
     } else if !extra.is_null() {
         // SAFETY: per the contract, extra is a launch's extra array.
-        if !unsafe { crate::scan::extra(extra, layout.as_deref(), &mut visit) } {
+        if !unsafe { crate::scan::extra(extra, layout, &mut visit) } {
             stats::fallback(stats::Fallback::ExtraUnreadable);
             return false;
         }
