@@ -57,6 +57,9 @@ pub struct Uses {
     seq: u64,
     now_ns: u64,
     counted: bool,
+    /// Inside a call whose operands' roles we know (`as_known_call`), read at the first use
+    /// that may write (it cannot change while a hook names its buffers).
+    in_known_call: Option<bool>,
     inline: [Option<Arc<Buffer>>; INLINE],
     len: usize,
     more: Vec<Arc<Buffer>>,
@@ -74,12 +77,12 @@ impl Uses {
         let counted = packing();
         let now_ns = crate::clock::now_ns();
         let seq = if counted {
-            crate::engine::LAST_CALL_NS.store(now_ns, Ordering::Relaxed);
+            note_call(now_ns);
             SEQ.fetch_add(1, Ordering::Relaxed)
         } else {
             0
         };
-        Uses { path, stream, seq, now_ns, counted, inline: Default::default(), len: 0, more: Vec::new(), writes: 0, opaque: None }
+        Uses { path, stream, seq, now_ns, counted, in_known_call: None, inline: Default::default(), len: 0, more: Vec::new(), writes: 0, opaque: None }
     }
 
     pub fn path(&self) -> Path {
@@ -113,7 +116,7 @@ impl Uses {
         if !self.counted {
             return;
         }
-        let writes = writes && !IN_KNOWN_CALL.try_with(|c| c.get()).unwrap_or(false);
+        let writes = writes && !*self.in_known_call.get_or_insert_with(|| IN_KNOWN_CALL.try_with(|c| c.get()).unwrap_or(false));
         let seen = self.iter().position(|x| Arc::ptr_eq(x, b));
         if let Some(i) = seen {
             if writes && i < 64 {
@@ -136,10 +139,11 @@ impl Uses {
     }
 
     /// Every buffer named is resident when this returns Ok; Err is the status the program's
-    /// call must get instead of running (a buffer that could not come back).
-    pub fn ready(self) -> Result<Uses, c_int> {
+    /// call must get instead of running (a buffer that could not come back). The uses stay
+    /// counted until `self` is dropped, after the real call.
+    pub fn ready(&mut self) -> Result<(), c_int> {
         if !self.counted {
-            return Ok(self);
+            return Ok(());
         }
         if let Some(Err(rc)) = self.opaque.as_ref().map(|o| o.restored()) {
             return Err(rc); // a call that may touch any buffer must not run over a packed one
@@ -172,7 +176,16 @@ impl Uses {
                 }
             }
         }
-        Ok(self)
+        Ok(())
+    }
+}
+
+/// Idle packing's clock (`engine::LAST_CALL_NS`) moves to `now_ns`. The coarse clock changes
+/// every few milliseconds, so most calls find it there already and only read it: a store on
+/// every call would take its cache line from every other thread that makes calls.
+fn note_call(now_ns: u64) {
+    if crate::engine::LAST_CALL_NS.load(Ordering::Relaxed) != now_ns {
+        crate::engine::LAST_CALL_NS.store(now_ns, Ordering::Relaxed);
     }
 }
 

@@ -238,24 +238,31 @@ pub fn with_resident(hook: &'static str, path: Path, stream: Handle, name: impl 
 /// `with_resident` for a library whose calls return statuses of their own (cuBLAS, cuDNN):
 /// `status_of` turns the CUDA status of a buffer that could not come back into one of them.
 pub fn with_resident_as(hook: &'static str, path: Path, stream: Handle, name: impl FnOnce(&mut Uses), real: impl FnOnce() -> i32, status_of: impl FnOnce(i32) -> i32) -> i32 {
+    // built in place and used by reference: a `Uses` is ~150 bytes, and moving it out of the
+    // closure, the result and the panic boundary copied it three times on every call
+    let mut uses = None;
     let ready = observe(hook, || {
-        let mut uses = Uses::new(path, stream as u64);
-        name(&mut uses);
+        let uses = uses.insert(Uses::new(path, stream as u64));
+        name(uses);
         uses.ready()
     });
     match ready {
-        Some(Ok(uses)) => {
+        Some(Ok(())) => {
             let rc = real();
             drop(uses);
             rc
         }
         Some(Err(rc)) => {
+            drop(uses);
             if hook.starts_with("cuda") || hook.starts_with("__cuda") {
                 leave_runtime_error();
             }
             status_of(rc)
         }
-        None => real(),
+        None => {
+            drop(uses);
+            real()
+        }
     }
 }
 
