@@ -60,25 +60,6 @@ pub fn victims(mut cands: Vec<Candidate>, now: u64) -> Vec<Candidate> {
     cands
 }
 
-/// Which kept copy to throw away when `need` more bytes are wanted, of `(id, packed length)`
-/// pairs: the smallest that covers the need by itself, else the largest. A discarded copy
-/// costs an encode of its buffer at its next pack, so the bytes thrown away should be few: the
-/// largest first made a restore of a 50 MB weight throw away the 528 MB copy of the 3B model's
-/// embedding table, and every step encoded the table again.
-pub fn copy_to_discard(copies: impl IntoIterator<Item = (u64, u64)>, need: u64) -> Option<u64> {
-    let mut covering: Option<(u64, u64)> = None;
-    let mut largest: Option<(u64, u64)> = None;
-    for (id, len) in copies {
-        if len >= need && covering.is_none_or(|(_, l)| len < l) {
-            covering = Some((id, len));
-        }
-        if largest.is_none_or(|(_, l)| len > l) {
-            largest = Some((id, len));
-        }
-    }
-    covering.or(largest).map(|(id, _)| id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,16 +145,6 @@ mod tests {
         let old = Candidate { id: 2, size: 10, last_seq: 10, period: 0 };
         let v = victims(vec![recent, old], 1000);
         assert_eq!(v.iter().map(|c| c.id).collect::<Vec<_>>(), vec![2]);
-    }
-
-    #[test]
-    fn the_copy_thrown_away_is_the_smallest_that_covers_the_need_else_the_largest() {
-        let copies = [(1, 528 << 20), (2, 30 << 20), (3, 60 << 20), (4, 40 << 20)];
-        assert_eq!(copy_to_discard(copies, 35 << 20), Some(4), "the smallest of those >= the need");
-        assert_eq!(copy_to_discard(copies, 30 << 20), Some(2), "an exact fit");
-        assert_eq!(copy_to_discard(copies, 600 << 20), Some(1), "none covers it: the largest");
-        assert_eq!(copy_to_discard(copies, 0), Some(2), "any need covered: the smallest");
-        assert_eq!(copy_to_discard(std::iter::empty(), 1), None);
     }
 
     #[test]

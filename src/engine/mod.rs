@@ -475,12 +475,11 @@ impl Engine {
                 // kernels (once a machine: later runs load them from the cache)
                 install_kernels(inner, Some(KERNEL_WAIT));
             }
-            let need = bytes.saturating_sub(BUDGET.room(part));
-            if !self.discard_kept_copy(inner, Kept::OfWritten, need)
+            if !self.discard_kept_copy(inner, Kept::OfWritten)
                 && !self.pack_one(inner, Pass::Fitting)
                 && !self.pack_one(inner, Pass::InRoom)
-                && !self.discard_kept_copy(inner, Kept::Lossless, need)
-                && !self.discard_kept_copy(inner, Kept::Any, need)
+                && !self.discard_kept_copy(inner, Kept::Lossless)
+                && !self.discard_kept_copy(inner, Kept::Any)
                 && !self.pack_one(inner, Pass::OverLimit)
             {
                 return false;
@@ -549,24 +548,23 @@ impl Engine {
         crate::policy::victims(cands, now).into_iter().map(|c| c.id).collect()
     }
 
-    /// Frees a packed copy of `which` kept beside a resident buffer, `need` being the bytes
-    /// still wanted (`policy::copy_to_discard`: the smallest that covers it, else the largest);
-    /// false when there is none.
-    fn discard_kept_copy(&self, inner: &mut Inner, which: Kept, need: u64) -> bool {
-        let copies = inner
+    /// Frees the largest packed copy of `which` kept beside a resident buffer; false when
+    /// there is none.
+    fn discard_kept_copy(&self, inner: &mut Inner, which: Kept) -> bool {
+        let Some(addr) = inner
             .entries
             .values()
             .filter(|e| e.phys.is_some() && e.buf.state() == state::RESIDENT)
-            .filter_map(|e| {
-                let c = e.copy.as_ref()?;
-                let matches = match which {
+            .filter(|e| {
+                e.copy.as_ref().is_some_and(|c| match which {
                     Kept::OfWritten => !e.buf.is_clean() && e.seen_changed,
                     Kept::Lossless => !c.is_lossy(),
                     Kept::Any => true,
-                };
-                matches.then(|| (e.buf.start, c.packed_len()))
-            });
-        let Some(addr) = crate::policy::copy_to_discard(copies, need) else {
+                })
+            })
+            .max_by_key(|e| e.copy.as_ref().map_or(0, |c| c.packed_len()))
+            .map(|e| e.buf.start)
+        else {
             return false;
         };
         let copy = inner.entries.get_mut(&addr).and_then(|e| e.copy.take());
@@ -747,7 +745,7 @@ impl Engine {
                 if BUDGET.try_take(Part::Resident, reserved) {
                     break true;
                 }
-                if !self.discard_kept_copy(inner, Kept::Any, reserved.saturating_sub(BUDGET.room(Part::Resident))) {
+                if !self.discard_kept_copy(inner, Kept::Any) {
                     break false;
                 }
             },
@@ -829,7 +827,7 @@ impl Engine {
         buf.made_clean();
         buf.state.store(state::RESIDENT, Ordering::SeqCst);
         // back over the limit: kept copies (its own too) go until it holds again
-        while BUDGET.held() > BUDGET.limit() && self.discard_kept_copy(inner, Kept::Any, BUDGET.held() - BUDGET.limit()) {}
+        while BUDGET.held() > BUDGET.limit() && self.discard_kept_copy(inner, Kept::Any) {}
         crate::stats::restored(crate::clock::precise_ns() - t0);
         Ok(())
     }
