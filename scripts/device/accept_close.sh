@@ -6,7 +6,10 @@
 #   1. the 3B decode in lossless at 70% (bit-exact, speed), one run against one native;
 #   2. the same in lossy with LTSHIM_INT8_GROUP=16 (fidelity after generation);
 #   3. the lossy sweep of the 3B decode at LOSSY_LIMITS (60,50) of the native peak;
-#   4. the lossless sweep of sparse_mlp at SPARSE_LIMITS (40,30).
+#   4. the lossless sweep of sparse_mlp at SPARSE_LIMITS (40,30);
+#   5. with no limit, a loop of 200,000 tiny launches (`observe_mix.py --only-small-launches`,
+#      the median of 3 loops a process): native, .dev/base/ltshim (when there) and .dev/ltshim
+#      in lossless, 3 processes each, alternating.
 # Expects .dev/ltshim and .dev/libltshim.so (README, "Testing without a GPU"). Everything,
 # less the outputs' logits files, goes into ONE file, $OUT/accept_close.tar.gz.
 set -uo pipefail
@@ -29,5 +32,11 @@ echo "== 3. infer lossy sweep ${LOSSY_LIMITS:-60,50}"
 timeout 260 $C "${INFER[@]}" --mode lossy --limits ${LOSSY_LIMITS:-60,50} --min-cosine 0.999 --min-top1 0.99 --timeout 100 --out $W/sweep_infer > $W/sweep_infer.txt 2>&1; echo "exit $?"; cat $W/sweep_infer/sweep.md 2>/dev/null | head -12
 echo "== 4. sparse_mlp lossless sweep ${SPARSE_LIMITS:-40,30}"
 timeout 120 $C --workload sparse_mlp --mode lossless --limits ${SPARSE_LIMITS:-40,30} --timeout 50 --out $W/sweep_sparse > $W/sweep_sparse.txt 2>&1; echo "exit $?"; cat $W/sweep_sparse/sweep.md 2>/dev/null | head -12
+echo "== 5. small launches (us a launch; native, base, new)"
+for i in 1 2 3; do
+  python3 harness/workloads/observe_mix.py --only-small-launches --small-launches 200000 2>&1 | grep small-launch | sed "s/^/native /"
+  [ -x .dev/base/ltshim ] && .dev/base/ltshim run --mode lossless -- python3 harness/workloads/observe_mix.py --only-small-launches --small-launches 200000 2>&1 | grep small-launch | sed "s/^/base /"
+  .dev/ltshim run --mode lossless -- python3 harness/workloads/observe_mix.py --only-small-launches --small-launches 200000 2>&1 | grep small-launch | sed "s/^/new /"
+done | tee $W/small.txt
 find $W -name "outputs_*.pt" -delete
 tar -C /tmp -czf $OUT/accept_close.tar.gz accept_close
