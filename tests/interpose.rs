@@ -432,6 +432,16 @@ fn lossy_weights_cycling_under_a_limit_go_lossy_each_once_and_read_back_within_t
 }
 
 #[test]
+fn once_the_program_enables_peer_access_our_mappings_let_the_peer_in_also_after_a_restore() {
+    for scenario in ["peer_access", "peer_access_driver"] {
+        let r = run_packing(&[scenario], "lossless", "64MiB");
+        r.assert_ok();
+        assert_eq!(r.did("peer_access_ok"), 1, "{scenario}");
+        assert!(n(r.stats(), "packing.restores") >= 2, "{scenario}: {}", r.stats()["packing"]);
+    }
+}
+
+#[test]
 fn a_failed_end_capture_ends_no_capture_so_packing_stays_off_until_the_real_end() {
     let r = run_packing(&["capture_count"], "lossless", "64MiB");
     r.assert_ok();

@@ -270,6 +270,11 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
             if let Some(entry) = inner.entries.get_mut(&addr) {
                 entry.phys = Some(phys);
             }
+            // still mapped: a peer enabled while it was being dropped gets in as well
+            {
+                let _scope = WorkScope::enter(inner.ctx);
+                let _ = vmm::grant(addr, reserved, &inner.access);
+            }
             buf.state.store(state::RESIDENT, Ordering::SeqCst);
             engine.fail(&mut inner, &format!("dropping a buffer ahead: {e}"));
             false

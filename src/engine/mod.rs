@@ -79,6 +79,9 @@ impl Entry {
 
 struct Inner {
     dev: c_int,
+    /// The devices our mappings let read and write: `dev`, then each peer the program enabled
+    /// access to `dev` from (`hooks::peer`).
+    access: Vec<c_int>,
     ctx: Handle,
     granularity: u64,
     backend: Option<Backend>,
@@ -276,6 +279,7 @@ impl Engine {
             dev,
             inner: Mutex::new(Inner {
                 dev,
+                access: vec![dev],
                 ctx,
                 granularity,
                 backend,
@@ -389,7 +393,7 @@ impl Engine {
         }
         let _scope = WorkScope::enter(inner.ctx);
         loop {
-            match vmm::allocate(reserved, inner.dev) {
+            match vmm::allocate(reserved, &inner.access) {
                 Ok((va, phys)) => {
                     let b = Buffer::new(va, size, Origin::Runtime, Backing::Vmm { reserved }, 0);
                     let Some(buf) = REGISTRY.insert_buffer(b) else {
@@ -779,7 +783,7 @@ impl Engine {
                 }
             },
         };
-        if let Err(e) = vmm::map(va, reserved, phys, dev) {
+        if let Err(e) = vmm::map(va, reserved, phys, &inner.access) {
             let _ = vmm::release(phys);
             BUDGET.give(Part::Resident, reserved);
             buf.state.store(state::PACKED, Ordering::SeqCst);
@@ -910,6 +914,25 @@ impl Engine {
     /// The device whose buffers the engine allocates.
     pub fn device(&self) -> c_int {
         self.dev
+    }
+
+    /// The program enabled access to this device's memory from `peer`: every buffer mapped
+    /// now lets `peer` read and write it, and so does every mapping made later (a packed
+    /// buffer gets it at its restore). A grant the driver refuses is said in one line: that
+    /// peer's kernels would fault on the buffer, which stays as it is.
+    pub fn peer_access(&self, peer: c_int) {
+        let mut inner = self.lock();
+        if inner.access.contains(&peer) {
+            return;
+        }
+        inner.access.push(peer);
+        let _scope = WorkScope::enter(inner.ctx);
+        for e in inner.entries.values().filter(|e| e.phys.is_some()) {
+            if let Err(err) = vmm::grant(e.buf.start, e.reserved, &[peer]) {
+                tracing::error!("device {peer} could not be given access to the buffer at {:#x} ({} bytes): {err}; its kernels would fault there", e.buf.start, e.buf.size);
+            }
+        }
+        tracing::info!("device {peer} may now access the memory of device {}: our mappings let it in", inner.dev);
     }
 
     pub fn is_drained(&self) -> bool {

@@ -54,6 +54,25 @@ pub fn current_device() -> Option<c_int> {
     (unsafe { get_dev(&mut dev) } == CUDA_SUCCESS).then_some(dev)
 }
 
+/// The device of context `ctx`: pushed, asked, popped (the caller's current context is as
+/// it was after).
+pub fn device_of(ctx: Handle) -> Option<c_int> {
+    let push = USES.cuCtxPushCurrent_v2.get()?;
+    let pop = USES.cuCtxPopCurrent_v2.get()?;
+    let get_dev = USES.cuCtxGetDevice.get()?;
+    // SAFETY: ctx is the program's context, passed to a call of its own; pushed once, popped once.
+    if unsafe { push(ctx) } != CUDA_SUCCESS {
+        return None;
+    }
+    let mut dev: c_int = -1;
+    // SAFETY: a query with a valid out-parameter.
+    let rc = unsafe { get_dev(&mut dev) };
+    let mut popped: Handle = std::ptr::null_mut();
+    // SAFETY: pops what was pushed above.
+    unsafe { pop(&mut popped) };
+    (rc == CUDA_SUCCESS).then_some(dev)
+}
+
 pub fn primary_context(dev: c_int) -> Result<Handle> {
     let retain = real("cuDevicePrimaryCtxRetain", &USES.cuDevicePrimaryCtxRetain)?;
     let mut ctx: Handle = std::ptr::null_mut();

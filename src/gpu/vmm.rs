@@ -63,18 +63,26 @@ pub fn release(handle: u64) -> Result<()> {
     crate::stats::timed(&crate::stats::C.vmm_ns, || check("cuMemRelease", unsafe { f(handle) }))
 }
 
-/// Maps `handle` over the whole range and lets `dev` read and write it.
-pub fn map(va: u64, size: u64, handle: u64, dev: c_int) -> Result<()> {
+/// Maps `handle` over the whole range and lets `devs` read and write it (the owner first, then
+/// the peers the program enabled access from).
+pub fn map(va: u64, size: u64, handle: u64, devs: &[c_int]) -> Result<()> {
     let map = real("cuMemMap", &REAL.cuMemMap)?;
-    let access = real("cuMemSetAccess", &REAL.cuMemSetAccess)?;
     // SAFETY: our reserved range and our handle of the same size.
     crate::stats::timed(&crate::stats::C.vmm_ns, || check("cuMemMap", unsafe { map(va, size as usize, 0, handle, 0) }))?;
-    let desc = CUmemAccessDesc { location_type: CU_MEM_LOCATION_TYPE_DEVICE, location_id: dev, flags: CU_MEM_ACCESS_FLAGS_PROT_READWRITE };
-    // SAFETY: the range just mapped; one descriptor.
-    let rc = crate::stats::timed(&crate::stats::C.vmm_ns, || unsafe { access(va, size as usize, &desc as *const _ as *const std::ffi::c_void, 1) });
-    if rc != CUDA_SUCCESS {
+    let granted = grant(va, size, devs);
+    if granted.is_err() {
         let _ = unmap(va, size);
     }
+    granted
+}
+
+/// Lets `devs` read and write a mapped range (the devices already there keep their access).
+pub fn grant(va: u64, size: u64, devs: &[c_int]) -> Result<()> {
+    let access = real("cuMemSetAccess", &REAL.cuMemSetAccess)?;
+    let descs: Vec<CUmemAccessDesc> =
+        devs.iter().map(|&d| CUmemAccessDesc { location_type: CU_MEM_LOCATION_TYPE_DEVICE, location_id: d, flags: CU_MEM_ACCESS_FLAGS_PROT_READWRITE }).collect();
+    // SAFETY: a mapped range of ours; `descs.len()` descriptors.
+    let rc = crate::stats::timed(&crate::stats::C.vmm_ns, || unsafe { access(va, size as usize, descs.as_ptr() as *const std::ffi::c_void, descs.len()) });
     check("cuMemSetAccess", rc)
 }
 
@@ -84,17 +92,18 @@ pub fn unmap(va: u64, size: u64) -> Result<()> {
     crate::stats::timed(&crate::stats::C.vmm_ns, || check("cuMemUnmap", unsafe { f(va, size as usize) }))
 }
 
-/// A resident range: reserved, created, mapped. On failure nothing is left behind.
-pub fn allocate(size: u64, dev: c_int) -> Result<(u64, u64)> {
+/// A resident range: reserved, created on `devs[0]`, mapped for all of `devs`. On failure
+/// nothing is left behind.
+pub fn allocate(size: u64, devs: &[c_int]) -> Result<(u64, u64)> {
     let va = reserve(size)?;
-    let h = match create(size, dev) {
+    let h = match create(size, devs[0]) {
         Ok(h) => h,
         Err(e) => {
             let _ = free_range(va, size);
             return Err(e);
         }
     };
-    if let Err(e) = map(va, size, h, dev) {
+    if let Err(e) = map(va, size, h, devs) {
         let _ = release(h);
         let _ = free_range(va, size);
         return Err(e);

@@ -40,6 +40,9 @@ macro_rules! for_each_hook {
             vmm fn cuMemMap(ptr: CUdeviceptr, size: usize, offset: usize, handle: u64, flags: u64) -> CUresult;
             vmm fn cuMemUnmap(ptr: CUdeviceptr, size: usize) -> CUresult;
             vmm fn cuMemSetAccess(ptr: CUdeviceptr, size: usize, desc: *const c_void, count: usize) -> CUresult;
+            // peer access (the engine's VMM buffers let the peer in too)
+            peer fn cudaDeviceEnablePeerAccess(peer_device: c_int, flags: c_uint) -> cudaError_t;
+            peer fn cuCtxEnablePeerAccess(peer_ctx: Handle, flags: c_uint) -> CUresult;
             // memory information
             info fn cudaMemGetInfo(free: *mut usize, total: *mut usize) -> cudaError_t;
             info fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> CUresult;

@@ -18,6 +18,7 @@ pub mod info;
 pub mod launch;
 mod list;
 pub mod lookup;
+pub mod peer;
 pub mod vmm;
 
 use std::ffi::CStr;

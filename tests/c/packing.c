@@ -248,6 +248,44 @@ static int cycle_gemm(void) {
     return 0;
 }
 
+/* Peer access: once device 1 may reach device 0's memory (the runtime's or the driver's
+ * call), every buffer the library mapped on device 0 lets device 1 in, and so does every
+ * mapping made later: a new buffer, and a packed buffer at its restore. The double records
+ * the devices each mapped range lets in (dbl_access_devices: a bit each). */
+typedef uint32_t (*access_fn)(uint64_t);
+static int peer_access(int driver) {
+    access_fn access = (access_fn)dlsym(RTLD_DEFAULT, "dbl_access_devices");
+    EXPECT(access != NULL, "the double has no dbl_access_devices");
+    size_t words = 4 * MIB / 4;
+    uint32_t *a, *b;
+    CHECK(cudaMalloc((void **)&a, words * 4));
+    fill(a, 1, words);
+    EXPECT(access((uint64_t)a) == 1u, "before: device 0 only, got %#x", access((uint64_t)a));
+    if (driver) {
+        Handle c0, c1, popped;
+        CHECK(cuDevicePrimaryCtxRetain(&c0, 0));
+        CHECK(cuDevicePrimaryCtxRetain(&c1, 1));
+        CHECK(cuCtxPushCurrent_v2(c1));
+        CHECK(cuCtxEnablePeerAccess(c0, 0));
+        CHECK(cuCtxPopCurrent_v2(&popped));
+    } else {
+        CHECK(cudaSetDevice(1));
+        CHECK(cudaDeviceEnablePeerAccess(0, 0));
+        CHECK(cudaSetDevice(0));
+    }
+    EXPECT(access((uint64_t)a) == 3u, "a buffer mapped before: devices 0 and 1, got %#x", access((uint64_t)a));
+    CHECK(cudaMalloc((void **)&b, words * 4));
+    fill(b, 2, words);
+    EXPECT(access((uint64_t)b) == 3u, "a buffer mapped after: devices 0 and 1, got %#x", access((uint64_t)b));
+    EXPECT(control("ltshim_pack_cold") >= 2, "both packed");
+    EXPECT(access((uint64_t)a) == 0u, "a packed buffer is unmapped");
+    verify(a, 1, words, 0, "a after its restore");
+    EXPECT(access((uint64_t)a) == 3u, "a restored buffer: devices 0 and 1, got %#x", access((uint64_t)a));
+    verify(b, 2, words, 0, "b after its restore");
+    printf("did peer_access_ok 1\n");
+    return 0;
+}
+
 /* An EndCapture that fails because its stream was not capturing ends no capture: packing
  * stays off until the capture that is under way ends. (The double takes any handle as a
  * stream.) */
@@ -682,6 +720,8 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "limit_large_copy")) return limit_large_copy();
     if (!strcmp(what, "cycle_read")) return cycle_read();
     if (!strcmp(what, "cycle_gemm")) return cycle_gemm();
+    if (!strcmp(what, "peer_access")) return peer_access(0);
+    if (!strcmp(what, "peer_access_driver")) return peer_access(1);
     if (!strcmp(what, "graph_race")) return graph_race();
     if (!strcmp(what, "graph")) return graph();
     if (!strcmp(what, "fork")) return forked();

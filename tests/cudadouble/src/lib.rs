@@ -34,6 +34,8 @@ pub struct Dim3 { x: c_uint, y: c_uint, z: c_uint }
 struct Mem {
     /// start → size of device allocations (cudaMalloc & co, and mapped VMM ranges).
     allocs: HashMap<u64, usize>,
+    /// start of a mapped VMM range → the devices `cuMemSetAccess` gave access to (a bit each).
+    access: HashMap<u64, u32>,
     /// memfd handles of cuMemCreate: handle → (fd, size).
     physical: HashMap<u64, (c_int, usize)>,
     next_handle: u64,
@@ -45,7 +47,7 @@ const TOTAL: usize = 16 << 30;
 
 fn with_mem<R>(f: impl FnOnce(&mut Mem) -> R) -> R {
     let mut g = MEM.lock().unwrap();
-    let m = g.get_or_insert_with(|| Mem { allocs: HashMap::new(), physical: HashMap::new(), next_handle: 1, used: 0 });
+    let m = g.get_or_insert_with(|| Mem { allocs: HashMap::new(), access: HashMap::new(), physical: HashMap::new(), next_handle: 1, used: 0 });
     f(m)
 }
 
@@ -146,13 +148,42 @@ unsafe fn via_driver(name: &CStr) -> usize {
 
 /// Tells the library that it runs on the double (its codec backend is then the CPU reference).
 #[no_mangle] pub extern "C" fn dbl_is_double() -> c_int { 1 }
+/// Two devices, 0 and 1, with one context each (CTX + device); a thread's current context is
+/// device 0's until `cudaSetDevice` or a push says otherwise. Only device 0 holds memory: the
+/// second exists so that peer access (`cudaDeviceEnablePeerAccess` from device 1) can be asked.
 const CTX: usize = 0xC0;
+const DEVICES: c_int = 2;
+thread_local! {
+    static CURRENT: Cell<usize> = const { Cell::new(CTX) };
+    static PUSHED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+fn is_ctx(c: Handle) -> bool { (CTX..CTX + DEVICES as usize).contains(&(c as usize)) }
 #[no_mangle] pub unsafe extern "C" fn cuInit(_flags: c_uint) -> c_int { OK }
-#[no_mangle] pub unsafe extern "C" fn cuCtxGetCurrent(c: *mut Handle) -> c_int { *c = CTX as Handle; OK }
-#[no_mangle] pub unsafe extern "C" fn cuCtxGetDevice(d: *mut c_int) -> c_int { *d = 0; OK }
-#[no_mangle] pub unsafe extern "C" fn cuDevicePrimaryCtxRetain(c: *mut Handle, dev: c_int) -> c_int { if dev != 0 { return INVALID_VALUE } *c = CTX as Handle; OK }
-#[no_mangle] pub unsafe extern "C" fn cuCtxPushCurrent_v2(c: Handle) -> c_int { if c as usize != CTX { return INVALID_VALUE } OK }
-#[no_mangle] pub unsafe extern "C" fn cuCtxPopCurrent_v2(c: *mut Handle) -> c_int { if !c.is_null() { *c = CTX as Handle; } OK }
+#[no_mangle] pub unsafe extern "C" fn cuCtxGetCurrent(c: *mut Handle) -> c_int { *c = CURRENT.with(|x| x.get()) as Handle; OK }
+#[no_mangle] pub unsafe extern "C" fn cuCtxGetDevice(d: *mut c_int) -> c_int { *d = (CURRENT.with(|x| x.get()) - CTX) as c_int; OK }
+#[no_mangle] pub unsafe extern "C" fn cuDevicePrimaryCtxRetain(c: *mut Handle, dev: c_int) -> c_int { if !(0..DEVICES).contains(&dev) { return INVALID_VALUE } *c = (CTX + dev as usize) as Handle; OK }
+#[no_mangle] pub unsafe extern "C" fn cuCtxPushCurrent_v2(c: Handle) -> c_int {
+    if !is_ctx(c) { return INVALID_VALUE }
+    PUSHED.with(|p| p.borrow_mut().push(CURRENT.with(|x| x.replace(c as usize))));
+    OK
+}
+#[no_mangle] pub unsafe extern "C" fn cuCtxPopCurrent_v2(c: *mut Handle) -> c_int {
+    let was = CURRENT.with(|x| x.replace(PUSHED.with(|p| p.borrow_mut().pop()).unwrap_or(CTX)));
+    if !c.is_null() { *c = was as Handle; }
+    OK
+}
+#[no_mangle] pub unsafe extern "C" fn cudaSetDevice(d: c_int) -> c_int { if !(0..DEVICES).contains(&d) { return rt(INVALID_VALUE) } CURRENT.with(|x| x.set(CTX + d as usize)); OK }
+#[no_mangle] pub unsafe extern "C" fn cudaDeviceEnablePeerAccess(peer: c_int, _flags: c_uint) -> c_int {
+    let me = (CURRENT.with(|x| x.get()) - CTX) as c_int;
+    if !(0..DEVICES).contains(&peer) || peer == me { return rt(INVALID_VALUE) }
+    OK
+}
+#[no_mangle] pub unsafe extern "C" fn cuCtxEnablePeerAccess(peer: Handle, _flags: c_uint) -> c_int {
+    if !is_ctx(peer) || peer as usize == CURRENT.with(|x| x.get()) { return INVALID_VALUE }
+    OK
+}
+/// The devices that may access the mapped VMM range starting at `p` (a bit each), for tests.
+#[no_mangle] pub extern "C" fn dbl_access_devices(p: u64) -> u32 { with_mem(|m| m.access.get(&p).copied().unwrap_or(0)) }
 #[no_mangle] pub unsafe extern "C" fn cuCtxSynchronize() -> c_int { OK }
 #[no_mangle] pub unsafe extern "C" fn cuDeviceTotalMem_v2(b: *mut usize, _dev: c_int) -> c_int { *b = TOTAL; OK }
 #[no_mangle] pub unsafe extern "C" fn cuThreadExchangeStreamCaptureMode(_m: *mut c_int) -> c_int { OK }
@@ -168,14 +199,21 @@ const CTX: usize = 0xC0;
     with_mem(|m| { m.allocs.insert(p, size); });
     OK
 }
-#[no_mangle] pub unsafe extern "C" fn cuMemSetAccess(p: u64, size: usize, _desc: *const c_void, _n: usize) -> c_int {
+/// `CUmemAccessDesc`: location type, location id, flags.
+#[repr(C)]
+pub struct AccessDesc { kind: c_int, id: c_int, flags: c_int }
+#[no_mangle] pub unsafe extern "C" fn cuMemSetAccess(p: u64, size: usize, desc: *const AccessDesc, n: usize) -> c_int {
+    // (tests/c/interpose.c's own mapping passes no descriptors: it only needs the range usable)
+    let descs = if desc.is_null() { &[][..] } else { std::slice::from_raw_parts(desc, n) };
+    if descs.iter().any(|d| d.kind != 1 || !(0..DEVICES).contains(&d.id)) { return INVALID_VALUE }
     if libc::mprotect(p as *mut c_void, size, libc::PROT_READ | libc::PROT_WRITE) != 0 { return INVALID_VALUE }
+    with_mem(|m| { *m.access.entry(p).or_insert(0) |= descs.iter().fold(0, |b, d| b | (1u32 << d.id)); });
     OK
 }
 #[no_mangle] pub unsafe extern "C" fn cuMemUnmap(p: u64, size: usize) -> c_int {
     let a = libc::mmap(p as *mut c_void, size, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE, -1, 0);
     if a == libc::MAP_FAILED { return 2 }
-    with_mem(|m| { m.allocs.remove(&p); });
+    with_mem(|m| { m.allocs.remove(&p); m.access.remove(&p); });
     OK
 }
 
@@ -499,7 +537,7 @@ macro_rules! proc_table {
 }
 proc_table!(
     cuMemAlloc_v2, cuMemFree_v2, cuMemAllocAsync, cuMemFreeAsync, cuMemGetInfo_v2, cuIpcGetMemHandle, cuPointerGetAttribute,
-    cuMemAddressReserve, cuMemAddressFree, cuMemCreate, cuMemRelease, cuMemMap, cuMemSetAccess, cuMemUnmap,
+    cuMemAddressReserve, cuMemAddressFree, cuMemCreate, cuMemRelease, cuMemMap, cuMemSetAccess, cuMemUnmap, cuCtxEnablePeerAccess,
     cuKernelGetParamInfo, cuFuncGetParamInfo, cuLaunchKernel, cuLaunchKernel_ptsz, cuLaunchKernelEx, cuLaunchKernelEx_ptsz,
     cuLaunchCooperativeKernel, cuLaunchCooperativeKernel_ptsz, cuMemcpy, cuMemcpyAsync, cuMemcpyHtoD_v2, cuMemcpyHtoDAsync_v2,
     cuMemcpyDtoH_v2, cuMemcpyDtoHAsync_v2, cuMemcpyDtoD_v2, cuMemcpyDtoDAsync_v2, cuMemcpy2DAsync_v2, cuMemcpyPeerAsync,

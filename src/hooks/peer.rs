@@ -1,0 +1,44 @@
+//! Peer access. VMM memory is reachable only from the devices its `cuMemSetAccess` names,
+//! whatever peer access says, so when the program lets one device reach another's memory
+//! (`cudaDeviceEnablePeerAccess`, `cuCtxEnablePeerAccess`) and the device reached is the
+//! engine's, the caller's device is given access to every buffer the engine has mapped and to
+//! every one it maps later (an allocation, a restore). The real call runs first, as the
+//! program made it; only its success (or "already enabled") grants anything.
+use std::os::raw::{c_int, c_uint};
+
+use crate::cuda_abi::*;
+
+pub const MISSING: i32 = CUDA_ERROR_NOT_FOUND;
+pub const PRIMITIVE: bool = true;
+/// The engine's buffers stay VMM memory after a fallback to passthrough: a peer must still be
+/// able to reach them.
+pub const EVEN_IN_PASSTHROUGH: bool = true;
+
+/// `cudaErrorPeerAccessAlreadyEnabled` and `CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED`.
+const ALREADY_ENABLED: i32 = 704;
+
+/// The calling thread's device may now reach the memory of `owner`.
+fn enabled(rc: i32, owner: Option<c_int>) {
+    if rc != CUDA_SUCCESS && rc != ALREADY_ENABLED {
+        return;
+    }
+    let (Some(engine), Some(owner)) = (crate::engine::running(), owner) else { return };
+    match crate::gpu::driver::current_device() {
+        Some(me) if owner == engine.device() && me != owner => engine.peer_access(me),
+        _ => {}
+    }
+}
+
+pub unsafe fn cudaDeviceEnablePeerAccess(call: &impl Fn(c_int, c_uint) -> i32, peer_device: c_int, flags: c_uint) -> i32 {
+    let rc = call(peer_device, flags);
+    enabled(rc, Some(peer_device));
+    rc
+}
+
+pub unsafe fn cuCtxEnablePeerAccess(call: &impl Fn(Handle, c_uint) -> i32, peer_ctx: Handle, flags: c_uint) -> i32 {
+    let rc = call(peer_ctx, flags);
+    if rc == CUDA_SUCCESS || rc == ALREADY_ENABLED {
+        enabled(rc, crate::gpu::driver::device_of(peer_ctx));
+    }
+    rc
+}
