@@ -12,6 +12,7 @@ pub type CUresult = c_int;
 pub type cudaError_t = c_int;
 pub type cublasStatus_t = c_int;
 pub type cudnnStatus_t = c_int;
+pub type ncclResult_t = c_int;
 
 pub type CUdeviceptr = u64;
 pub type Handle = *mut c_void;

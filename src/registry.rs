@@ -24,9 +24,10 @@ pub enum Path {
     Cudnn,
     Copy,
     Set,
+    Nccl,
 }
 
-pub const PATHS: [Path; 7] = [Path::RuntimeLaunch, Path::DriverLaunch, Path::Graph, Path::Cublas, Path::Cudnn, Path::Copy, Path::Set];
+pub const PATHS: [Path; 8] = [Path::RuntimeLaunch, Path::DriverLaunch, Path::Graph, Path::Cublas, Path::Cudnn, Path::Copy, Path::Set, Path::Nccl];
 
 impl Path {
     pub fn name(self) -> &'static str {
@@ -38,6 +39,7 @@ impl Path {
             Path::Cudnn => "cudnn",
             Path::Copy => "copy",
             Path::Set => "set",
+            Path::Nccl => "nccl",
         }
     }
 }

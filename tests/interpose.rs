@@ -442,6 +442,17 @@ fn once_the_program_enables_peer_access_our_mappings_let_the_peer_in_also_after_
 }
 
 #[test]
+fn nccl_calls_restore_their_buffers_hold_packing_off_inside_a_group_and_keep_registered_buffers() {
+    let r = run_packing(&["nccl_calls"], "lossless", "64MiB");
+    r.assert_ok();
+    assert_eq!(r.did("nccl_calls_ok"), 1);
+    let s = r.stats();
+    assert!(n(s, "packing.restores") >= 3, "{}", s["packing"]);
+    assert!(n(s, "pointers.found.nccl") >= 4, "{}", s["pointers"]);
+    assert_eq!(n(s, "packing.kept_resident.exported"), 1, "{}", s["packing"]);
+}
+
+#[test]
 fn a_failed_end_capture_ends_no_capture_so_packing_stays_off_until_the_real_end() {
     let r = run_packing(&["capture_count"], "lossless", "64MiB");
     r.assert_ok();

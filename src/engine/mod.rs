@@ -303,6 +303,7 @@ impl Engine {
         inner.backend.is_some()
             && !self.drained.load(Ordering::Acquire)
             && !crate::hooks::graph::capture_under_way()
+            && !crate::hooks::nccl::group_under_way()
             && OPAQUE_CALLS.load(Ordering::SeqCst) == 0
     }
 

@@ -148,6 +148,17 @@ macro_rules! for_each_hook {
             dnn fn cudnnBackendDestroyDescriptor(desc: Handle) -> cudnnStatus_t;
             dnn fn cudnnBackendExecute(handle: Handle, plan: Handle, variant_pack: Handle) -> cudnnStatus_t;
             dnn fn cudnnSetStream(handle: Handle, stream: Handle) -> cudnnStatus_t;
+            // NCCL (its kernels reach its buffers through its own descriptors: the call is the use)
+            nccl fn ncclAllReduce(send: *const c_void, recv: *mut c_void, count: usize, dtype: c_int, op: c_int, comm: Handle, stream: Handle) -> ncclResult_t;
+            nccl fn ncclBroadcast(send: *const c_void, recv: *mut c_void, count: usize, dtype: c_int, root: c_int, comm: Handle, stream: Handle) -> ncclResult_t;
+            nccl fn ncclReduce(send: *const c_void, recv: *mut c_void, count: usize, dtype: c_int, op: c_int, root: c_int, comm: Handle, stream: Handle) -> ncclResult_t;
+            nccl fn ncclAllGather(send: *const c_void, recv: *mut c_void, count: usize, dtype: c_int, comm: Handle, stream: Handle) -> ncclResult_t;
+            nccl fn ncclReduceScatter(send: *const c_void, recv: *mut c_void, count: usize, dtype: c_int, op: c_int, comm: Handle, stream: Handle) -> ncclResult_t;
+            nccl fn ncclSend(send: *const c_void, count: usize, dtype: c_int, peer: c_int, comm: Handle, stream: Handle) -> ncclResult_t;
+            nccl fn ncclRecv(recv: *mut c_void, count: usize, dtype: c_int, peer: c_int, comm: Handle, stream: Handle) -> ncclResult_t;
+            nccl fn ncclGroupStart() -> ncclResult_t;
+            nccl fn ncclGroupEnd() -> ncclResult_t;
+            nccl fn ncclCommRegister(comm: Handle, buff: *mut c_void, size: usize, handle: *mut *mut c_void) -> ncclResult_t;
             // streams (a pack waits for the streams that used a buffer: one destroyed is drained first)
             graph fn cudaStreamDestroy(stream: Handle) -> cudaError_t;
             graph fn cuStreamDestroy_v2(stream: Handle) -> CUresult;

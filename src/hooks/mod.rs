@@ -18,6 +18,7 @@ pub mod info;
 pub mod launch;
 mod list;
 pub mod lookup;
+pub mod nccl;
 pub mod peer;
 pub mod vmm;
 

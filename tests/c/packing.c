@@ -286,6 +286,42 @@ static int peer_access(int driver) {
     return 0;
 }
 
+/* NCCL, one rank on the double: a collective restores its send and receive buffers first
+ * (its kernels reach them through NCCL's own descriptors, which no launch names), packing is
+ * held off inside a group until its end (the group's kernels start there), and a registered
+ * buffer is never packed. */
+static int nccl_calls(void) {
+    access_fn mapped = (access_fn)dlsym(RTLD_DEFAULT, "dbl_access_devices");
+    EXPECT(mapped != NULL, "the double has no dbl_access_devices");
+    size_t words = 4 * MIB / 4;
+    uint32_t *a, *b, *c;
+    CHECK(cudaMalloc((void **)&a, words * 4));
+    CHECK(cudaMalloc((void **)&b, words * 4));
+    CHECK(cudaMalloc((void **)&c, words * 4));
+    fill(a, 1, words);
+    fill(b, 2, words);
+    fill(c, 3, words);
+    Handle comm = (Handle)0x77;
+    EXPECT(control("ltshim_pack_cold") >= 3, "all three packed");
+    CHECK(ncclAllReduce(a, b, words, 3 /* ncclUint32 */, 0 /* ncclSum */, comm, NULL));
+    verify(b, 1, words, 0, "the receive buffer after the all-reduce");
+    verify(a, 1, words, 0, "the send buffer after the all-reduce");
+    EXPECT(control("ltshim_pack_cold") >= 2, "packed again");
+    CHECK(ncclGroupStart());
+    CHECK(ncclSend(a, words, 3, 0, comm, NULL));
+    EXPECT(control("ltshim_pack_cold") <= 0, "something was packed inside a group");
+    EXPECT(mapped((uint64_t)a) != 0, "the send buffer of a grouped call was packed before the group's end");
+    CHECK(ncclGroupEnd());
+    EXPECT(control("ltshim_pack_cold") >= 1, "packing did not resume at the group's end");
+    void *h;
+    CHECK(ncclCommRegister(comm, c, words * 4, &h));
+    control("ltshim_pack_cold");
+    EXPECT(mapped((uint64_t)c) != 0, "a registered buffer was packed");
+    verify(c, 3, words, 0, "the registered buffer");
+    printf("did nccl_calls_ok 1\n");
+    return 0;
+}
+
 /* An EndCapture that fails because its stream was not capturing ends no capture: packing
  * stays off until the capture that is under way ends. (The double takes any handle as a
  * stream.) */
@@ -722,6 +758,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "cycle_gemm")) return cycle_gemm();
     if (!strcmp(what, "peer_access")) return peer_access(0);
     if (!strcmp(what, "peer_access_driver")) return peer_access(1);
+    if (!strcmp(what, "nccl_calls")) return nccl_calls();
     if (!strcmp(what, "graph_race")) return graph_race();
     if (!strcmp(what, "graph")) return graph();
     if (!strcmp(what, "fork")) return forked();

@@ -525,6 +525,44 @@ static EXEC_POOL: Mutex<Vec<usize>> = Mutex::new(Vec::new());
     launch(e, s)
 }
 
+// ---------------------------------------------------------------- NCCL (one rank)
+
+/// Bytes of an `ncclDataType_t` element.
+fn nccl_width(t: c_int) -> Option<usize> {
+    match t { 0 | 1 | 10 | 11 => Some(1), 6 | 9 => Some(2), 2 | 3 | 7 => Some(4), 4 | 5 | 8 => Some(8), _ => None }
+}
+/// A collective of one rank: the receive buffer gets the send buffer's bytes (a sum, a gather
+/// or a broadcast over one rank is the data itself), synchronously, touching both as a kernel
+/// would (a packed range faults).
+unsafe fn nccl_copy(send: *const c_void, recv: *mut c_void, count: usize, t: c_int) -> c_int {
+    let Some(w) = nccl_width(t) else { return 4 };
+    if send != recv as *const c_void { std::ptr::copy(send as *const u8, recv as *mut u8, count * w); }
+    0
+}
+#[no_mangle] pub unsafe extern "C" fn ncclAllReduce(s: *const c_void, r: *mut c_void, n: usize, t: c_int, _op: c_int, _c: Handle, _st: Handle) -> c_int { nccl_copy(s, r, n, t) }
+#[no_mangle] pub unsafe extern "C" fn ncclBroadcast(s: *const c_void, r: *mut c_void, n: usize, t: c_int, _root: c_int, _c: Handle, _st: Handle) -> c_int { nccl_copy(s, r, n, t) }
+#[no_mangle] pub unsafe extern "C" fn ncclReduce(s: *const c_void, r: *mut c_void, n: usize, t: c_int, _op: c_int, _root: c_int, _c: Handle, _st: Handle) -> c_int { nccl_copy(s, r, n, t) }
+#[no_mangle] pub unsafe extern "C" fn ncclAllGather(s: *const c_void, r: *mut c_void, n: usize, t: c_int, _c: Handle, _st: Handle) -> c_int { nccl_copy(s, r, n, t) }
+#[no_mangle] pub unsafe extern "C" fn ncclReduceScatter(s: *const c_void, r: *mut c_void, n: usize, t: c_int, _op: c_int, _c: Handle, _st: Handle) -> c_int { nccl_copy(s, r, n, t) }
+#[no_mangle] pub unsafe extern "C" fn ncclSend(s: *const c_void, n: usize, t: c_int, _peer: c_int, _c: Handle, _st: Handle) -> c_int {
+    let Some(w) = nccl_width(t) else { return 4 };
+    let mut sum = 0u8;
+    for i in 0..n * w { sum = sum.wrapping_add(*(s as *const u8).add(i)); } // read as a kernel would
+    std::hint::black_box(sum);
+    0
+}
+#[no_mangle] pub unsafe extern "C" fn ncclRecv(r: *mut c_void, n: usize, t: c_int, _peer: c_int, _c: Handle, _st: Handle) -> c_int {
+    let Some(w) = nccl_width(t) else { return 4 };
+    std::ptr::write_bytes(r as *mut u8, 0x5a, n * w);
+    0
+}
+#[no_mangle] pub unsafe extern "C" fn ncclGroupStart() -> c_int { 0 }
+#[no_mangle] pub unsafe extern "C" fn ncclGroupEnd() -> c_int { 0 }
+#[no_mangle] pub unsafe extern "C" fn ncclCommRegister(_c: Handle, b: *mut c_void, size: usize, h: *mut *mut c_void) -> c_int {
+    if !is_device(b as u64) || size == 0 { return 4 }
+    *h = b; 0
+}
+
 // ---------------------------------------------------------------- lookups
 
 macro_rules! proc_table {
