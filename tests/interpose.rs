@@ -442,7 +442,7 @@ fn once_the_program_enables_peer_access_our_mappings_let_the_peer_in_also_after_
 }
 
 #[test]
-fn nccl_calls_restore_their_buffers_hold_packing_off_inside_a_group_and_keep_registered_buffers() {
+fn nccl_calls_restore_their_buffers_hold_packing_off_inside_a_group_and_keep_captured_and_registered_buffers() {
     let r = run_packing(&["nccl_calls"], "lossless", "64MiB");
     r.assert_ok();
     assert_eq!(r.did("nccl_calls_ok"), 1);
@@ -450,6 +450,7 @@ fn nccl_calls_restore_their_buffers_hold_packing_off_inside_a_group_and_keep_reg
     assert!(n(s, "packing.restores") >= 3, "{}", s["packing"]);
     assert!(n(s, "pointers.found.nccl") >= 4, "{}", s["pointers"]);
     assert_eq!(n(s, "packing.kept_resident.exported"), 1, "{}", s["packing"]);
+    assert_eq!(n(s, "packing.kept_resident.captured"), 1, "{}", s["packing"]);
 }
 
 #[test]

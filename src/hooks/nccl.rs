@@ -3,7 +3,8 @@
 //! its send buffer (read) and receive buffer (written) are made resident before the real call
 //! and counted as used on its stream, so a later pack waits for the collective's kernels. Inside
 //! `ncclGroupStart` .. `ncclGroupEnd` the kernels are only launched at the group's end: packing
-//! is held off while any group is open. A buffer registered with a communicator
+//! is held off while any group is open. A collective captured into a graph flags its buffers
+//! `CAPTURED` (a replay's NCCL kernels name them nowhere). A buffer registered with a communicator
 //! (`ncclCommRegister`) is flagged `EXPORTED` and never packed. NCCL's own memory
 //! (`ncclMemAlloc`, its internal buffers) is mapped by NCCL with cuMem* calls, which the VMM hooks
 //! already record as program-mapped and never packed.
@@ -37,6 +38,14 @@ fn collective(hook: &'static str, send: *const c_void, recv: *mut c_void, stream
         Path::Nccl,
         stream,
         |u| {
+            // captured into a graph: its replays reach these buffers with no node naming them
+            if super::graph::is_capturing(stream) {
+                for p in [send as u64, recv as u64] {
+                    if p != 0 {
+                        mark(p, flag::CAPTURED);
+                    }
+                }
+            }
             if !send.is_null() && send as *const c_void != recv as *const c_void {
                 collect_reads(u, &[send as u64]);
             }

@@ -288,8 +288,8 @@ static int peer_access(int driver) {
 
 /* NCCL, one rank on the double: a collective restores its send and receive buffers first
  * (its kernels reach them through NCCL's own descriptors, which no launch names), packing is
- * held off inside a group until its end (the group's kernels start there), and a registered
- * buffer is never packed. */
+ * held off inside a group until its end (the group's kernels start there), a collective
+ * captured into a graph keeps its buffers resident, and a registered buffer is never packed. */
 static int nccl_calls(void) {
     access_fn mapped = (access_fn)dlsym(RTLD_DEFAULT, "dbl_access_devices");
     EXPECT(mapped != NULL, "the double has no dbl_access_devices");
@@ -313,6 +313,14 @@ static int nccl_calls(void) {
     EXPECT(mapped((uint64_t)a) != 0, "the send buffer of a grouped call was packed before the group's end");
     CHECK(ncclGroupEnd());
     EXPECT(control("ltshim_pack_cold") >= 1, "packing did not resume at the group's end");
+    /* captured into a graph: its replays reach d through no node we read */
+    uint32_t *d;
+    Handle s = (Handle)0x5300, g = NULL;
+    CHECK(cudaMalloc((void **)&d, words * 4));
+    fill(d, 4, words);
+    CHECK(cudaStreamBeginCapture(s, 0));
+    CHECK(ncclAllReduce(d, d, words, 3, 0, comm, s));
+    CHECK(cudaStreamEndCapture(s, &g));
     void *h;
     CHECK(ncclCommRegister(comm, c, words * 4, &h));
     control("ltshim_pack_cold");
