@@ -17,12 +17,14 @@ pub const EVEN_IN_PASSTHROUGH: bool = true;
 /// `cudaErrorPeerAccessAlreadyEnabled` and `CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED`.
 const ALREADY_ENABLED: i32 = 704;
 
-/// The calling thread's device may now reach the memory of `owner`.
-fn enabled(rc: i32, owner: Option<c_int>) {
+/// After the program's call returned `rc`: if it succeeded, the calling thread's device may
+/// now reach the memory of the device `owner` names (asked only then: for the driver's call
+/// that pushes the peer's context).
+fn enabled(rc: i32, owner: impl FnOnce() -> Option<c_int>) {
     if rc != CUDA_SUCCESS && rc != ALREADY_ENABLED {
         return;
     }
-    let (Some(engine), Some(owner)) = (crate::engine::running(), owner) else { return };
+    let (Some(engine), Some(owner)) = (crate::engine::running(), owner()) else { return };
     match crate::gpu::driver::current_device() {
         Some(me) if owner == engine.device() && me != owner => engine.peer_access(me),
         _ => {}
@@ -31,14 +33,12 @@ fn enabled(rc: i32, owner: Option<c_int>) {
 
 pub unsafe fn cudaDeviceEnablePeerAccess(call: &impl Fn(c_int, c_uint) -> i32, peer_device: c_int, flags: c_uint) -> i32 {
     let rc = call(peer_device, flags);
-    enabled(rc, Some(peer_device));
+    enabled(rc, || Some(peer_device));
     rc
 }
 
 pub unsafe fn cuCtxEnablePeerAccess(call: &impl Fn(Handle, c_uint) -> i32, peer_ctx: Handle, flags: c_uint) -> i32 {
     let rc = call(peer_ctx, flags);
-    if rc == CUDA_SUCCESS || rc == ALREADY_ENABLED {
-        enabled(rc, crate::gpu::driver::device_of(peer_ctx));
-    }
+    enabled(rc, || crate::gpu::driver::device_of(peer_ctx));
     rc
 }
