@@ -104,44 +104,67 @@ struct ExpfShared {
 
 // Moffat and Katajainen's in-place minimum-redundancy lengths of a[0..n) (ascending
 // frequencies, n >= 2), then limited to EXPF_L and given back by frequency, into ln[] and
-// base[] (ltblock expf::{minimum_redundancy, limit_lengths, code_lengths}). One thread.
+// base[] (ltblock expf::{minimum_redundancy, limit_lengths, code_lengths}: the same lengths).
+// All lanes of one warp call; returns false (on every lane) when the lengths cannot be limited.
+// The tree's two passes are sequential (lane 0); the rest is spread over the warp, which the
+// sequential version (one thread, 1,800 instructions a block while the CTA waited: a seventh of
+// the encode, docs/PERF.md P27) did with loops over the leaves: the leaves at depth d are
+// 2 I(d-1) - I(d) for I(d) internal nodes at depth d (each internal node has two children), so
+// the length counts come from the internal depths, lane d counting I(d).
 __device__ bool expf_huffman(u32* a, const u8* hs, u32 n, u8* ln, u32* base) {
-    a[0] += a[1];
-    u32 root = 0, leaf = 2;
-    for (u32 next = 1; next < n - 1; next++) {
-        if (leaf >= n || a[root] < a[leaf]) { a[next] = a[root]; a[root++] = next; }
-        else a[next] = a[leaf++];
-        if (leaf >= n || (root < next && a[root] < a[leaf])) { a[next] += a[root]; a[root++] = next; }
-        else a[next] += a[leaf++];
+    u32 lane = threadIdx.x % 32;
+    if (lane == 0) {
+        a[0] += a[1];
+        u32 root = 0, leaf = 2;
+        for (u32 next = 1; next < n - 1; next++) {
+            if (leaf >= n || a[root] < a[leaf]) { a[next] = a[root]; a[root++] = next; }
+            else a[next] = a[leaf++];
+            if (leaf >= n || (root < next && a[root] < a[leaf])) { a[next] += a[root]; a[root++] = next; }
+            else a[next] += a[leaf++];
+        }
+        a[n - 2] = 0;  // a[0..n-1): the internal nodes' depths
+        for (int next = (int)n - 3; next >= 0; next--) a[next] = a[a[next]] + 1;
     }
-    a[n - 2] = 0;
-    for (int next = (int)n - 3; next >= 0; next--) a[next] = a[a[next]] + 1;
-    int avail = 1, used = 0, rt = (int)n - 2, nx = (int)n - 1;
-    u32 depth = 0;
-    while (avail > 0) {
-        while (rt >= 0 && a[rt] == depth) { used++; rt--; }
-        while (avail > used) { a[nx--] = depth; avail--; }
-        avail = 2 * used; depth++; used = 0;
-    }
-    u32 bl[EXPF_L + 1];
-    for (u32 d = 0; d <= EXPF_L; d++) bl[d] = 0;
-    for (u32 i = 0; i < n; i++) bl[min(max(a[i], 1u), (u32)EXPF_L)]++;
-    u32 total = 0;
-    for (u32 d = 1; d <= EXPF_L; d++) total += bl[d] << (EXPF_L - d);
-    while (total > (1u << EXPF_L)) {
-        if (bl[EXPF_L] == 0) return false;
-        bl[EXPF_L]--;
-        int d = EXPF_L - 1;
-        while (d >= 1 && bl[d] == 0) d--;
-        if (d < 1) return false;
-        bl[d]--; bl[d + 1] += 2;
+    __syncwarp();
+    // lane d <= EXPF_L: I(d), then bl[d], the leaves of length d (those deeper: EXPF_L)
+    u32 internal = 0;
+    if (lane < EXPF_L)
+        for (u32 i = 0; i < n - 1; i++) internal += a[i] == lane;
+    u32 above = __shfl_up_sync(FULL_MASK, internal, 1);
+    u32 bl = lane >= 1 && lane < EXPF_L ? 2 * above - internal : 0;
+    u32 shorter = bl;
+    for (u32 off = 16; off > 0; off >>= 1) shorter += __shfl_xor_sync(FULL_MASK, shorter, off);
+    if (lane == EXPF_L) bl = n - shorter;
+    auto weight = [&](u32 b) { return lane >= 1 && lane <= EXPF_L ? b << (EXPF_L - lane) : 0u; };
+    u32 total = weight(bl);
+    for (u32 off = 16; off > 0; off >>= 1) total += __shfl_xor_sync(FULL_MASK, total, off);
+    while (total > (1u << EXPF_L)) {  // uniform: each round moves one leaf up, as the CPU does
+        if (__shfl_sync(FULL_MASK, bl, EXPF_L) == 0) return false;
+        if (lane == EXPF_L) bl--;
+        u32 has = __ballot_sync(FULL_MASK, lane >= 1 && lane < EXPF_L && bl > 0);
+        if (has == 0) return false;
+        u32 d = 31 - __clz(has);
+        if (lane == d) bl--;
+        if (lane == d + 1) bl += 2;
         total--;
     }
-    u32 k = n, pos = 0;
-    for (u32 d = 1; d <= EXPF_L; d++) {
-        base[d] = pos;
-        pos += bl[d] << (EXPF_L - d);
-        for (u32 j = 0; j < bl[d]; j++) ln[hs[--k]] = (u8)d;
+    // base[d]: where codes of length d start; cum: the leaves of length <= d
+    u32 w = weight(bl), start = w, cum = bl;
+    for (u32 off = 1; off < 32; off <<= 1) {
+        u32 s = __shfl_up_sync(FULL_MASK, start, off), c = __shfl_up_sync(FULL_MASK, cum, off);
+        if (lane >= off) { start += s; cum += c; }
+    }
+    if (lane >= 1 && lane <= EXPF_L) base[lane] = start - w;
+    u32 upto[EXPF_L + 1];
+#pragma unroll
+    for (u32 d = 1; d <= EXPF_L; d++) upto[d] = __shfl_sync(FULL_MASK, cum, d);
+    // the symbol of rank k (ascending frequency) is the (n-1-k)th most frequent: the most
+    // frequent take the shortest codes
+    for (u32 k = lane; k < n; k += 32) {
+        u32 p = n - 1 - k, d = 1;
+#pragma unroll
+        for (u32 e = 1; e < EXPF_L; e++) d += upto[e] <= p;
+        ln[hs[k]] = (u8)d;
     }
     return true;
 }
@@ -161,37 +184,55 @@ __device__ __forceinline__ void expf_each_symbol(const u8* stage, u32 n, F f) {
         for (u32 i = nvec * E; i < n; i++) f(expf_sym<dt>((u32)((const T*)stage)[i]));
 }
 
-// Adds the block's symbols to this warp's histogram (two 16-bit counts a word). Exponents
-// are concentrated (a few values hold most of a block), so one atomic a symbol would make the
-// lanes of a warp queue on the same words: the lanes holding the same symbol add once, by
-// their first lane, the count of them (not for f16, whose symbols are spread: on the H200 the
-// match cost more than it saved there, 16.0 -> 10.8% of copy, while bf16 went 15.0 -> 17.9%).
-// The warp walks its vectors together, so every lane takes part in every match.
+// Adds the block's symbols to this warp's histogram (two 16-bit counts a word). bf16 and f32:
+// the exponents of a block are concentrated (for normal weights the four most common hold 85%
+// of it), so shared-memory atomics, one a symbol, queue the lanes of a warp on the same words
+// (and a warp match to add once a symbol cost 22 instructions an element, a third of the
+// encode: docs/PERF.md P27). Each thread counts in registers instead: eight 8-bit counters
+// (a thread holds at most VPT * 8 = 128 symbols) for the window of symbols [top - 7, top],
+// top one above the largest exponent of its first vector (so the window holds 98% of normal
+// weights), with an atomic only for a symbol outside it, and adds the counters at the end.
+// f16's symbols hold the sign and two mantissa bits too, so a window of eight would hold a
+// quarter of them: one atomic a symbol, which lanes seldom share.
 template <typename T, int dt>
 __device__ __forceinline__ void expf_count(const u8* stage, u32 n, u32* mine) {
     const u32 E = 16 / sizeof(T);
-    u32 nvec = n / E, lane = threadIdx.x % 32;
-    for (u32 v0 = threadIdx.x - lane; v0 < nvec; v0 += EXPF_STREAMS) {  // uniform over the warp
-        u32 v = v0 + lane;
-        bool valid = v < nvec;
-        uint4 x = valid ? ((const uint4*)stage)[v] : make_uint4(0, 0, 0, 0);
+    static_assert(VPT * 16 / sizeof(T) < 256, "a thread's count of one symbol fits 8 bits");
+    u32 nvec = n / E;
+    auto add = [&](u32 sy, u32 c) { atomicAdd(&mine[sy / 2], c << (16 * (sy % 2))); };
+    if (dt == DT_F16) {
+        for (u32 v = threadIdx.x; v < nvec; v += EXPF_STREAMS) {
+            uint4 x = ((const uint4*)stage)[v];
 #pragma unroll
-        for (u32 j = 0; j < E; j++) {
-            // a lane past the end matches only its like (no symbol is 256) and adds nothing
-            u32 sy = valid ? expf_sym<dt>(vec_elem<T>(x, j)) : 256u;
-            if (dt == DT_F16) {  // its symbol holds the sign and two mantissa bits: lanes seldom share one
-                if (valid) atomicAdd(&mine[sy / 2], 1u << (16 * (sy % 2)));
-            } else {
-                u32 peers = __match_any_sync(FULL_MASK, sy);
-                if (valid && lane == (u32)__ffs(peers) - 1) atomicAdd(&mine[sy / 2], (u32)__popc(peers) << (16 * (sy % 2)));
+            for (u32 j = 0; j < E; j++) add(expf_sym<dt>(vec_elem<T>(x, j)), 1);
+        }
+    } else if (threadIdx.x < nvec) {
+        uint4 x0 = ((const uint4*)stage)[threadIdx.x];
+        u32 top = 0;
+#pragma unroll
+        for (u32 j = 0; j < E; j++) top = max(top, expf_sym<dt>(vec_elem<T>(x0, j)));
+        top = min(max(top + 1, 7u), 255u);
+        u32 lo = 0, hi = 0;  // the counts of top - 0..3 and top - 4..7, a byte each
+#pragma unroll 2
+        for (u32 v = threadIdx.x; v < nvec; v += EXPF_STREAMS) {
+            uint4 x = ((const uint4*)stage)[v];
+#pragma unroll
+            for (u32 j = 0; j < E; j++) {
+                u32 sy = expf_sym<dt>(vec_elem<T>(x, j)), d = top - sy;  // above top: d wraps, out
+                u32 inc = 1u << ((d & 3) * 8);
+                lo += d < 4 ? inc : 0;
+                hi += d - 4 < 4 ? inc : 0;
+                if (d >= 8) add(sy, 1);
             }
+        }
+#pragma unroll
+        for (u32 d = 0; d < 8; d++) {
+            u32 c = ((d < 4 ? lo : hi) >> (8 * (d % 4))) & 0xffu;
+            if (c) add(top - d, c);
         }
     }
     if (nvec * E < n && threadIdx.x == nvec % EXPF_STREAMS)  // the partial vector's whole elements
-        for (u32 i = nvec * E; i < n; i++) {
-            u32 sy = expf_sym<dt>((u32)((const T*)stage)[i]);
-            atomicAdd(&mine[sy / 2], 1u << (16 * (sy % 2)));
-        }
+        for (u32 i = nvec * E; i < n; i++) add(expf_sym<dt>((u32)((const T*)stage)[i]), 1);
 }
 
 // The smallest payload expf could have (every symbol one bit): ltblock expf::min_payload_len.
@@ -232,16 +273,14 @@ __device__ u32 expf_analyse(u32 len, const u8* stage, u32* region, ExpfShared& x
         x.hs[rank] = (u8)s;
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-        xs.lo = lo;
-        xs.nsyms = hi - lo + 1;
+    if (threadIdx.x < 32) {  // warp 0
+        bool ok = true;
         if (present == 1) {
-            x.ln[x.hs[0]] = 1;
-            xs.base[1] = 0;
-            xs.ok = 1;
+            if (threadIdx.x == 0) { x.ln[x.hs[0]] = 1; xs.base[1] = 0; }
         } else {
-            xs.ok = expf_huffman(x.hf, x.hs, present, x.ln, xs.base);
+            ok = expf_huffman(x.hf, x.hs, present, x.ln, xs.base);
         }
+        if (threadIdx.x == 0) { xs.lo = lo; xs.nsyms = hi - lo + 1; xs.ok = ok; }
     }
     __syncthreads();
     // canonical codes: base of the length, plus the rank among shorter-numbered symbols of it
@@ -341,7 +380,21 @@ __device__ void expf_write(u8* payload, u32 len, const u8* stage, u32* region, c
     // thread t's stream
     ExpfBitWriter bw;
     bw.init(payload + streams_at + off);
-    expf_each_symbol<T, dt>(stage, n, [&](u32 sy) { u32 e = x.ce[sy]; bw.put(e >> 4, e & 15u); });
+    // two codes a put (at most 24 bits): half the checks for a whole word, which some lane of
+    // a warp has at almost every symbol (a third of the encode's instructions went to the
+    // writer with one code a put, docs/PERF.md P27)
+    auto pair = [&](u32 s0, u32 s1) {
+        u32 e0 = x.ce[s0], e1 = x.ce[s1], l1 = e1 & 15u;
+        bw.put(((e0 >> 4) << l1) | (e1 >> 4), (e0 & 15u) + l1);
+    };
+#pragma unroll 2
+    for (u32 v = threadIdx.x; v < nvec; v += EXPF_STREAMS) {
+        uint4 q = ((const uint4*)stage)[v];
+#pragma unroll
+        for (u32 j = 0; j < E; j += 2) pair(expf_sym<dt>(vec_elem<T>(q, j)), expf_sym<dt>(vec_elem<T>(q, j + 1)));
+    }
+    if (nvec * E < n && t == nvec % EXPF_STREAMS)  // the partial vector's whole elements
+        for (u32 i = nvec * E; i < n; i++) { u32 e = x.ce[expf_sym<dt>((u32)((const T*)stage)[i])]; bw.put(e >> 4, e & 15u); }
     bw.finish();
     if (t < tail) payload[streams_at + xs.total + t] = stage[n * w + t];
 }

@@ -38,7 +38,8 @@ fn kernels_header() -> String {
     let lt = ltgpu::LTBLOCK;
     let start = lt.find("__device__ __forceinline__ u32 vec_terms(").expect("vec_terms in ltblock.cu");
     let end = start + lt[start..].find("\n}\n").expect("end of vec_terms") + 3;
-    format!("#pragma once\n#include \"emu.h\"\n{}\n{}\n{}", strip_asm(&ltgpu::COMMON.replace("#pragma once", "")), &lt[start..end], ltgpu::EXPF.replace("#pragma once", ""))
+    let vpt = lt.lines().find(|l| l.starts_with("#define VPT ")).expect("VPT in ltblock.cu");
+    format!("#pragma once\n#include \"emu.h\"\n{vpt}\n{}\n{}\n{}", strip_asm(&ltgpu::COMMON.replace("#pragma once", "")), &lt[start..end], ltgpu::EXPF.replace("#pragma once", ""))
 }
 
 use ltgpu::selfcheck::Rng;
@@ -48,7 +49,7 @@ use ltgpu::selfcheck::Rng;
 /// all 256 exponents.
 fn blocks() -> Vec<(DType, Vec<u8>)> {
     let mut out = Vec::new();
-    let cases: [(DType, usize, &str); 15] = [
+    let cases: [(DType, usize, &str); 17] = [
         (DType::BF16, 65536, "weights"),
         (DType::F16, 65536, "weights"),
         (DType::F32, 65536, "weights"),
@@ -64,11 +65,26 @@ fn blocks() -> Vec<(DType, Vec<u8>)> {
         (DType::BF16, 3, "weights"),
         (DType::BF16, 16384, "everyexp"),
         (DType::F32, 65536, "everyexp"),
+        (DType::BF16, 65536, "skewed"),
+        (DType::F32, 65536 - 36, "skewed"),
     ];
     for (dtype, len, kind) in cases {
         let w = dtype.width();
-        let mut data = ltgpu::selfcheck::input(if kind == "special" { "weights" } else { kind }, dtype, 0.0, len);
         let mut rng = Rng(len as u64 * 31 + w as u64);
+        let mut data = if kind == "skewed" {
+            // exponent 100 + k with probability 2^-(k+1) (k: the trailing zeros of i + 1), so
+            // the Huffman tree is deeper than EXPF_L and the lengths must be limited
+            (0..len / w)
+                .flat_map(|i| {
+                    let e = 100 + ((i + 1).trailing_zeros() as u32).min(40);
+                    let b = if w == 4 { (e << 23) | (rng.next() as u32 & 0x807f_ffff) } else { (e << 7) | (rng.next() as u32 & 0x807f) };
+                    b.to_le_bytes()[..w].to_vec()
+                })
+                .chain(std::iter::repeat(0).take(len % w))
+                .collect()
+        } else {
+            ltgpu::selfcheck::input(if kind == "special" { "weights" } else { kind }, dtype, 0.0, len)
+        };
         if kind == "special" {
             for i in (0..len / w).step_by(37) {
                 let inf_nan = if w == 4 { 0x7f80_0000 } else if dtype == DType::BF16 { 0x7f80 } else { 0x7c00 };

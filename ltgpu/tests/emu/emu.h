@@ -36,6 +36,8 @@ inline uint64_t* exchange(uint64_t v) {
     return copy;
 }
 template <class T> T __shfl_xor_sync(unsigned, T v, int off) { auto c = exchange(tobits(v)); return frombits<T>(c[(threadIdx.x % 32) ^ off]); }
+template <class T> T __shfl_sync(unsigned, T v, int src) { auto c = exchange(tobits(v)); return frombits<T>(c[src % 32]); }
+inline void __syncwarp() { (void)exchange(0u); }
 template <class T> T __shfl_up_sync(unsigned, T v, int off) { auto c = exchange(tobits(v)); int l = threadIdx.x % 32; return l - off >= 0 ? frombits<T>(c[l - off]) : v; }
 inline unsigned __ballot_sync(unsigned, int p) { auto c = exchange(p != 0); unsigned r = 0; for (int i = 0; i < 32; i++) r |= (c[i] ? 1u : 0u) << i; return r; }
 inline bool __all_sync(unsigned, int p) { return __ballot_sync(0, p) == 0xffffffffu; }
