@@ -22,6 +22,8 @@ pub struct Candidate {
     pub size: u64,
     pub last_seq: u64,
     pub period: u64,
+    /// It has a kept copy that can serve its pack: dropping it needs no encode.
+    pub kept: bool,
 }
 
 /// The reuse period after a use `gap` sequence numbers after the previous one.
@@ -39,16 +41,32 @@ pub fn next_period(period: u64, gap: u64) -> u64 {
 /// into such a buffer that the next kernel, which names only the pointer table, then reads.
 pub const RECENT: u64 = 2;
 
+/// A periodic victim without a kept copy counts its next use as this many times nearer: its
+/// pack is an encode and a verify on the program's thread besides the decode at that use,
+/// where one with a copy costs only that decode (the GPU codecs encode at 15-27 GB/s and decode
+/// at 43-63, docs/PERF.md P22, and the verify is one more decode). On a loop the furthest next
+/// use is the buffer used just before the last few calls; taking it whatever it costs, the
+/// policy took the buffers the engine keeps resident without copies (survivors whose copies it
+/// threw away, `engine::Entry::survivor`) as often as ones that cycle: the resident set drifted
+/// a buffer or two a step, and each buffer taken was an encode. With the weight a buffer that
+/// cycles goes instead, and the stable set stays; a buffer without a copy whose next use is
+/// several times further off (used every few steps) still goes first.
+pub const ENCODE_COST: i128 = 4;
+
 /// Ranks `c` for eviction at sequence `now`: smaller first.
-fn rank(c: &Candidate, now: u64) -> (u8, i128, i128) {
+fn rank(c: &Candidate, now: u64) -> (u8, i128, i128, i128) {
     let idle = now.saturating_sub(c.last_seq);
     if c.period == 0 || idle > 2 * c.period {
-        // cold: oldest first, larger first among equals
-        (0, c.last_seq as i128, -(c.size as i128))
+        // cold: oldest first, larger first among equals (whether it has a copy or not: a
+        // buffer gone cold must not hold its memory because packing it costs an encode)
+        (0, c.last_seq as i128, 0, -(c.size as i128))
     } else {
-        // periodic: furthest predicted next use first
+        // periodic: furthest predicted next use first (the time to it shrunk for a buffer
+        // that would be encoded; among those already late, the latest prediction first)
         let next = c.last_seq as i128 + c.period as i128;
-        (1, -next, -(c.size as i128))
+        let ahead = (next - now as i128).max(0);
+        let ahead = if c.kept { ahead } else { ahead / ENCODE_COST };
+        (1, -ahead, -next, -(c.size as i128))
     }
 }
 
@@ -86,7 +104,7 @@ mod tests {
                 }
                 resident.push(id);
             }
-            let c = state.entry(id).or_insert(Candidate { id, size: 1, last_seq: 0, period: 0 });
+            let c = state.entry(id).or_insert(Candidate { id, size: 1, last_seq: 0, period: 0, kept: true });
             if c.last_seq != 0 {
                 c.period = next_period(c.period, seq - c.last_seq);
             }
@@ -132,25 +150,39 @@ mod tests {
 
     #[test]
     fn a_buffer_gone_cold_goes_before_the_periodic_ones() {
-        let periodic = Candidate { id: 1, size: 10, last_seq: 900, period: 100 };
-        let cold = Candidate { id: 2, size: 10, last_seq: 300, period: 100 };
-        let once = Candidate { id: 3, size: 10, last_seq: 850, period: 0 };
+        let periodic = Candidate { id: 1, size: 10, last_seq: 900, period: 100, kept: true };
+        let cold = Candidate { id: 2, size: 10, last_seq: 300, period: 100, kept: false };
+        let once = Candidate { id: 3, size: 10, last_seq: 850, period: 0, kept: false };
         let order: Vec<u64> = victims(vec![periodic, cold, once], 1000).iter().map(|c| c.id).collect();
         assert_eq!(order, vec![2, 3, 1]);
     }
 
     #[test]
     fn buffers_named_by_the_last_few_calls_are_never_victims() {
-        let recent = Candidate { id: 1, size: 10, last_seq: 1000 - RECENT, period: 0 };
-        let old = Candidate { id: 2, size: 10, last_seq: 10, period: 0 };
+        let recent = Candidate { id: 1, size: 10, last_seq: 1000 - RECENT, period: 0, kept: true };
+        let old = Candidate { id: 2, size: 10, last_seq: 10, period: 0, kept: true };
         let v = victims(vec![recent, old], 1000);
         assert_eq!(v.iter().map(|c| c.id).collect::<Vec<_>>(), vec![2]);
     }
 
     #[test]
+    fn a_periodic_buffer_that_would_be_encoded_counts_as_needed_sooner() {
+        // the one without a copy is taken only if it is due ENCODE_COST times as far off as the
+        // one with a copy
+        let kept = Candidate { id: 1, size: 10, last_seq: 950, period: 100, kept: true }; // due 1050
+        let encode = Candidate { id: 2, size: 10, last_seq: 990, period: 100, kept: false }; // due 1090
+        assert_eq!(victims(vec![kept, encode], 1000)[0].id, 1);
+        let far = Candidate { id: 3, size: 10, last_seq: 990, period: 400, kept: false }; // due 1390
+        assert_eq!(victims(vec![kept, far], 1000)[0].id, 3);
+        // and a cold one goes first whatever it costs
+        let cold = Candidate { id: 4, size: 10, last_seq: 500, period: 100, kept: false };
+        assert_eq!(victims(vec![kept, cold], 1000)[0].id, 4);
+    }
+
+    #[test]
     fn among_equally_cold_buffers_the_larger_goes_first() {
-        let small = Candidate { id: 1, size: 10, last_seq: 100, period: 0 };
-        let large = Candidate { id: 2, size: 99, last_seq: 100, period: 0 };
+        let small = Candidate { id: 1, size: 10, last_seq: 100, period: 0, kept: true };
+        let large = Candidate { id: 2, size: 99, last_seq: 100, period: 0, kept: true };
         assert_eq!(victims(vec![small, large], 1000)[0].id, 2);
     }
 }

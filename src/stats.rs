@@ -5,6 +5,7 @@
 //! `ltshim stats` and the harness: docs/STATS.md lists them.
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::engine::{EncodeCause, Kept};
 use crate::hooks::{HOOK_COUNT, HOOK_NAMES};
 use crate::registry::{flag, PATHS, REGISTRY};
 
@@ -81,6 +82,25 @@ pub fn codec_bytes(id: usize, input: u64, packed: u64) {
         add(&CODEC_IN[id], input);
         add(&CODEC_OUT[id], packed);
     }
+}
+
+/// Encodes by cause (`engine::EncodeCause`) and kept copies thrown away by reason
+/// (`engine::Kept`): a count and bytes each (the buffers' bytes encoded; the copies' bytes).
+static ENCODES: [[AtomicU64; 2]; EncodeCause::ALL.len()] = [const { [const { AtomicU64::new(0) }; 2] }; EncodeCause::ALL.len()];
+static DISCARDS: [[AtomicU64; 2]; Kept::ALL.len()] = [const { [const { AtomicU64::new(0) }; 2] }; Kept::ALL.len()];
+
+/// A pack encoded `bytes` of a buffer because of `cause`.
+pub fn encoded(cause: EncodeCause, bytes: u64) {
+    let [n, b] = &ENCODES[cause as usize];
+    add(n, 1);
+    add(b, bytes);
+}
+
+/// A kept copy of `bytes` was thrown away as `which` (`discard_kept_copy`).
+pub fn copy_discarded(which: Kept, bytes: u64) {
+    let [n, b] = &DISCARDS[which as usize];
+    add(n, 1);
+    add(b, bytes);
 }
 
 /// The coarse timeline: `[t_ms, resident, packed, held]`, a point at most every 20 ms (and
@@ -415,6 +435,10 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("ahead_host_ns", get(&C.ahead_host_ns));
         o.obj("bytes_in_by_codec", |f| (0..8).filter(|&i| get(&CODEC_IN[i]) > 0).for_each(|i| f.num(codec_name(i), get(&CODEC_IN[i]))));
         o.obj("bytes_out_by_codec", |f| (0..8).filter(|&i| get(&CODEC_IN[i]) > 0).for_each(|i| f.num(codec_name(i), get(&CODEC_OUT[i]))));
+        o.obj("encodes_by_cause", |f| EncodeCause::ALL.iter().for_each(|&(c, name)| f.num(name, get(&ENCODES[c as usize][0]))));
+        o.obj("encoded_bytes_by_cause", |f| EncodeCause::ALL.iter().for_each(|&(c, name)| f.num(name, get(&ENCODES[c as usize][1]))));
+        o.obj("copies_discarded", |f| Kept::ALL.iter().for_each(|&(k, name)| f.num(name, get(&DISCARDS[k as usize][0]))));
+        o.obj("copies_discarded_bytes", |f| Kept::ALL.iter().for_each(|&(k, name)| f.num(name, get(&DISCARDS[k as usize][1]))));
         o.num("steps", get(&C.steps));
         let steps = STEP_RESTORES.lock().1.clone();
         o.key("restores_per_step").push_str(&format!("{steps:?}"));
@@ -460,5 +484,12 @@ mod tests {
         }
         let v: serde_json::Value = serde_json::from_str(&r).expect("valid JSON");
         assert!(v["launches"]["kernels_executed_seen"].is_u64());
+        // every cause and reason is written, zero or not (a reader need not guess)
+        for (_, name) in EncodeCause::ALL {
+            assert!(v["packing"]["encodes_by_cause"][name].is_u64() && v["packing"]["encoded_bytes_by_cause"][name].is_u64(), "{name}: {}", v["packing"]);
+        }
+        for (_, name) in Kept::ALL {
+            assert!(v["packing"]["copies_discarded"][name].is_u64() && v["packing"]["copies_discarded_bytes"][name].is_u64(), "{name}: {}", v["packing"]);
+        }
     }
 }

@@ -24,6 +24,16 @@ fn bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{x:.1} {}", units[u]) }
 }
 
+/// `name count (bytes), ...` from an object of counts and one of bytes by the same names: the
+/// `known` names in that order (the report's), then any other; None without the counts.
+fn counted(counts: &Value, byte_counts: &Value, known: &[&str]) -> Option<String> {
+    let counts = counts.as_object()?;
+    let mut names: Vec<&str> = known.iter().copied().filter(|k| counts.contains_key(*k)).collect();
+    names.extend(counts.keys().map(String::as_str).filter(|k| !known.contains(k)));
+    let s: Vec<String> = names.iter().map(|k| format!("{k} {} ({})", counts[*k].as_u64().unwrap_or(0), bytes(byte_counts[*k].as_u64().unwrap_or(0)))).collect();
+    Some(s.join(", "))
+}
+
 /// Renders a report; sections a report lacks are skipped.
 pub fn render(v: &Value) -> String {
     let mut out = String::new();
@@ -63,6 +73,13 @@ pub fn render(v: &Value) -> String {
         row("  resident / packed copies / stand for", format!("{} / {} / {}", bytes(num(&p["resident_bytes"])), bytes(num(&p["packed_bytes"])), bytes(num(&p["packed_original_bytes"]))));
         row("  packs (kept copy reused) / restores", format!("{} ({}) / {}", num(&p["packs"]), num(&p["packs_reused_copy"]), num(&p["restores"])));
         row("  restores over the limit / corrupt", format!("{} / {}", num(&p["restores_over_limit"]), num(&p["restores_corrupt"])));
+        // (reports older than these fields lack them: no row)
+        if let Some(s) = counted(&p["encodes_by_cause"], &p["encoded_bytes_by_cause"], &["first", "changed", "discarded", "to_lossy"]) {
+            row("  encodes by cause", s);
+        }
+        if let Some(s) = counted(&p["copies_discarded"], &p["copies_discarded_bytes"], &["of_written", "of_survivor", "lossless", "any"]) {
+            row("  kept copies discarded", s);
+        }
         if let (Some(i), Some(o)) = (p["bytes_in_by_codec"].as_object(), p["bytes_out_by_codec"].as_object()) {
             let s: Vec<String> = i.iter().map(|(k, n)| format!("{k} {} -> {}", bytes(num(n)), bytes(o.get(k).map(num).unwrap_or(0)))).collect();
             row("  encoded by codec", if s.is_empty() { "none".into() } else { s.join(", ") });
@@ -107,6 +124,12 @@ mod tests {
         let t = render(&p).split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(t.contains("packing on (lossless)") && t.contains("held now / at peak / limit 1.0 KiB / 2.0 KiB / 4.0 KiB"), "{t}");
         assert!(t.contains("packs (kept copy reused) / restores 5 (2) / 4") && t.contains("zvc 8.0 KiB -> 1.0 KiB"), "{t}");
+        assert!(!t.contains("encodes by cause") && !t.contains("copies discarded"), "no rows for fields an older report lacks: {t}");
+        let p: Value = serde_json::from_str(r#"{"packing":{"enabled":true,"mode":"lossy","encodes_by_cause":{"first":3,"discarded":1},
+            "encoded_bytes_by_cause":{"first":3072,"discarded":2048},"copies_discarded":{"of_survivor":2},"copies_discarded_bytes":{"of_survivor":1024}}}"#).unwrap();
+        let t = render(&p).split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(t.contains("encodes by cause first 3 (3.0 KiB), discarded 1 (2.0 KiB)"), "{t}");
+        assert!(t.contains("kept copies discarded of_survivor 2 (1.0 KiB)"), "{t}");
     }
 
     #[test]

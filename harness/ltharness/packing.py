@@ -25,7 +25,8 @@ def summarize(stats):
     per_step = [x for x in p.get("restores_per_step") or [] if _num(x) is not None]
     out["restores_per_step_median"] = statistics.median(per_step) if per_step else None
     out["restores_per_step_max"] = max(per_step) if per_step else None
-    for k in ("bytes_in_by_codec", "bytes_out_by_codec", "kept_resident"):
+    for k in ("bytes_in_by_codec", "bytes_out_by_codec", "kept_resident", "encodes_by_cause", "encoded_bytes_by_cause",
+              "copies_discarded", "copies_discarded_bytes"):
         v = p.get(k)
         out[k] = {str(a): b for a, b in v.items() if _num(b) is not None} if isinstance(v, dict) else None
     return out
@@ -63,6 +64,16 @@ def codecs(summary):
     return ", ".join(f"{c} {size(bi[c])} -> {size((bo or {}).get(c))}" for c in sorted(bi))
 
 
+def by_name(summary, counts, byte_counts, order):
+    """`first 3 (1.0 MiB), ...` from two dicts of the same names (the report's order first), or n/a
+    (a library older than these fields)."""
+    n, b = summary.get(counts), summary.get(byte_counts) or {}
+    if not n:
+        return "n/a"
+    names = [k for k in order if k in n] + sorted(k for k in n if k not in order)
+    return ", ".join(f"{k} {n[k]} ({size(b.get(k))})" for k in names)
+
+
 def table(summaries):
     """Markdown rows (field | one column per run) for a list of (label, summary) pairs."""
     labels = [l for l, _ in summaries]
@@ -76,6 +87,8 @@ def table(summaries):
             ("packs / restores / clean drops", lambda s: f"{na(s['packs'])} / {na(s['restores'])} / {na(s['drops_clean'])}"),
             ("steps; restores per step median (max)", lambda s: f"{na(s['steps'])}; {na(s['restores_per_step_median'], '{:g}')} ({na(s['restores_per_step_max'])})"),
             ("pack / restore host time", lambda s: f"{na(s['pack_host_ns'] and s['pack_host_ns'] / 1e6, '{:.1f} ms')} / {na(s['restore_host_ns'] and s['restore_host_ns'] / 1e6, '{:.1f} ms')}"),
+            ("encodes by cause", lambda s: by_name(s, "encodes_by_cause", "encoded_bytes_by_cause", ("first", "changed", "discarded", "to_lossy"))),
+            ("kept copies discarded", lambda s: by_name(s, "copies_discarded", "copies_discarded_bytes", ("of_written", "of_survivor", "lossless", "any"))),
             ("kept resident (reason: buffers)", lambda s: ", ".join(f"{k}: {v}" for k, v in sorted(s["kept_resident"].items())) if s["kept_resident"] else "n/a")]
     lines = ["| | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for name, f in rows:

@@ -83,6 +83,10 @@ FULL_PACKING = {"enabled": True, "mode": "lossless", "limit_bytes": 4 * GiB, "he
                 "scratch_bytes": 32 * MiB, "packs": 40, "restores": 12, "drops_clean": 5,
                 "bytes_in_by_codec": {"zvc": 2 * GiB}, "bytes_out_by_codec": {"zvc": GiB // 2}, "pack_host_ns": 2_500_000,
                 "restore_host_ns": 1_000_000, "steps": 4, "restores_per_step": [0, 4, 3, 5], "kept_resident": {"graph": 2, "pinned": 1},
+                "encodes_by_cause": {"first": 10, "changed": 2, "discarded": 1, "to_lossy": 0},
+                "encoded_bytes_by_cause": {"first": 10 * MiB, "changed": 2 * MiB, "discarded": MiB, "to_lossy": 0},
+                "copies_discarded": {"of_written": 1, "of_survivor": 3, "lossless": 0, "any": 0},
+                "copies_discarded_bytes": {"of_written": MiB, "of_survivor": 3 * MiB, "lossless": 0, "any": 0},
                 "timeline": [[0, 0, 0, 0], [500, 2 * GiB, 0, 2 * GiB], [1000, GiB, GiB // 2, 3 * GiB // 2]]}
 
 
@@ -90,6 +94,10 @@ def test_packing_summary_reads_every_field_and_derives_ratio_and_restores_per_st
     s = packing.summarize({"packing": FULL_PACKING})
     assert s["ratio"] == 4.0 and s["restores_per_step_median"] == 3.5 and s["restores_per_step_max"] == 5
     assert s["packs"] == 40 and s["kept_resident"] == {"graph": 2, "pinned": 1} and s["mode"] == "lossless"
+    assert s["encodes_by_cause"]["discarded"] == 1 and s["copies_discarded_bytes"]["of_survivor"] == 3 * MiB
+    rows = "\n".join(packing.table([("run", s)]))
+    assert "| encodes by cause | first 10 (10.0 MiB), changed 2 (2.0 MiB), discarded 1 (1.0 MiB), to_lossy 0 (0.0 MiB) |" in rows
+    assert "| kept copies discarded | of_written 1 (1.0 MiB), of_survivor 3 (3.0 MiB), lossless 0 (0.0 MiB), any 0 (0.0 MiB) |" in rows
     t, resident, packed, held = packing.timeline({"packing": FULL_PACKING})
     assert t == [0.0, 0.5, 1.0] and resident[1] == 2 * GiB and packed[2] == GiB // 2 and held[2] == 3 * GiB // 2
 
@@ -101,6 +109,7 @@ def test_packing_fields_are_all_optional():
     assert packing.timeline({"packing": {"timeline": [[1, 2]]}}) is None
     rows = "\n".join(packing.table([("run", s)]))
     assert "| packs / restores / clean drops | 3 / n/a / n/a |" in rows and "n/a" in rows
+    assert "| encodes by cause | n/a |" in rows and "| kept copies discarded | n/a |" in rows
 
 
 # ---- the report with a limit ----------------------------------------------------------------

@@ -2,11 +2,11 @@
 # An A/B of two library builds on the 3B decode under a limit, in one call: ROUNDS rounds of
 # `compare.py` with build B (.dev/ltshim) then build A (.dev/base/ltshim, beside its
 # libltshim.so), each round one native run and one ltshim run, so natives alternate with both.
-# MODE (lossy), LIMIT (70%), TOKENS (32). Everything goes into ONE file, $OUT/ab_infer.tar.gz;
+# MODE (lossy), LIMIT (70%), TOKENS (32). Everything goes into ONE file, $OUT/ab_infer_$MODE.tar.gz;
 # a table is printed last: decode tok/s against the round's native, fidelity, held peak,
 # bytes each codec encoded.
 set -uo pipefail
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; W=/tmp/ab_infer; mkdir -p $W
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; W=/tmp/ab_infer_${MODE:-lossy}; mkdir -p $W
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/../.."
 .dev/ltshim run -- true > /dev/null 2>&1; .dev/base/ltshim run -- true > /dev/null 2>&1  # the kernels into the cache
@@ -20,7 +20,7 @@ for r in $(seq 1 ${ROUNDS:-2}); do
     rm -f $W/${b}_$r/outputs_*.pt  # 65 MB of logits each: the report has what they said
   done
 done
-tar -C /tmp -czf $OUT/ab_infer.tar.gz ab_infer
+tar -C /tmp -czf $OUT/ab_infer_${MODE:-lossy}.tar.gz ab_infer_${MODE:-lossy}
 python3 - $W <<'PY'
 import json, sys, glob, os
 w = sys.argv[1]

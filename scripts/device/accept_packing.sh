@@ -94,6 +94,7 @@ for f in sorted(glob.glob(sys.argv[1] + '/p_*/ltshim_stats_ltshim_*.json')):
     print(f.split('/')[-2], f.split('_')[-1], 'lib ms', round(s['time_in_library_ns'] / 1e6, 1), 'packs', p['packs'], 'reused', p['packs_reused_copy'], 'ahead', p.get('packs_ahead'),
           'restores', p['restores'], 'ahead', p.get('restores_ahead'), 'restore ms', ms('restore_host_ns'), 'vmm ms', ms('vmm_host_ns'), 'codec ms', ms('codec_host_ns'),
           'thread ms', ms('ahead_host_ns'), 'held peak', p['held_peak_bytes'], 'limit', p['limit_bytes'], 'over', p['restores_over_limit'], 'no room', p.get('packs_no_room'))
+    print('  encodes by cause', p.get('encoded_bytes_by_cause'), 'copies discarded', p.get('copies_discarded_bytes'))
 PY
 fi
 tar czf $OUT/packing${STEP:-1}.tar.gz --exclude="*.pt" -C /tmp ltp 2>/dev/null

@@ -2,11 +2,12 @@
 //! program's own calls find room free and the buffers they need resident, and do no VMM or
 //! codec work themselves.
 //!
-//! - **Drops ahead** (`LTSHIM_PACK_AHEAD`): `headroom` bytes are kept free by dropping clean
-//!   buffers that have a kept copy (only read since their restore: the copy holds their bytes,
-//!   so dropping one is waits and VMM calls, no codec work). Without it a decode step that
-//!   cycles weights pays each victim's unmap and release (~30-400 us on the H200) inside the
-//!   call that needs the room.
+//! - **Drops ahead** (`LTSHIM_PACK_AHEAD`): `headroom` bytes are kept free by throwing away the
+//!   copies kept beside survivors (buffers the policy keeps resident: `Entry::survivor`), then
+//!   by dropping clean buffers that have a kept copy (only read since their restore: the copy
+//!   holds their bytes, so dropping one is waits and VMM calls, no codec work). Without it a
+//!   decode step that cycles weights pays each victim's unmap and release (~30-400 us on the
+//!   H200) inside the call that needs the room.
 //! - **Restores ahead** (`LTSHIM_RESTORE_AHEAD`): the packed buffer whose next use the policy's
 //!   reuse periods predict soonest is restored into free room (never over the limit; it leaves
 //!   half the headroom to the program), up to a window of buffers restored and not yet used.
@@ -90,7 +91,7 @@ pub fn start(engine: &'static Engine, drops: bool, restores: bool) {
             loop {
                 let mut progressed = restores && restore_one(engine);
                 while drops && free() < headroom(BUDGET.limit()) && !STOP.load(Ordering::SeqCst) {
-                    if !drop_one(engine, None) {
+                    if !discard_survivor_copy(engine) && !drop_one(engine, None) {
                         break;
                     }
                     progressed = true;
@@ -135,7 +136,7 @@ fn restore_one(engine: &Engine) -> bool {
         }
     };
     if free() < target.reserved + headroom(BUDGET.limit()) / 2 {
-        return drop_one(engine, Some(target));
+        return discard_survivor_copy(engine) || drop_one(engine, Some(target));
     }
     let mut inner = engine.lock();
     restore_ahead(engine, &mut inner, target, false)
@@ -184,6 +185,15 @@ fn restore_ahead(engine: &Engine, inner: &mut Inner, t: Target, swap: bool) -> b
     inner.ahead_unused.push((addr, seq));
     crate::stats::add(&crate::stats::C.restores_ahead, 1);
     true
+}
+
+/// Throws away the largest copy kept beside a survivor (`Kept::OfSurvivor`): room that costs
+/// no buffer, before any is dropped, as in `make_room`. Without it the thread, which makes most
+/// of the room under a limit (the 3B decode in lossy mode on the H200: 4022 of 4506 packs were
+/// its drops), kept every survivor's copy and the program's own passes found little to take.
+fn discard_survivor_copy(engine: &Engine) -> bool {
+    let mut inner = engine.lock();
+    engine.may_pack(&inner) && engine.discard_kept_copy(&mut inner, super::Kept::OfSurvivor)
 }
 
 /// Drops one clean victim with a kept copy; with `target`, only one predicted to be needed

@@ -54,15 +54,54 @@ struct Entry {
     /// possibly written but that never changed (an embedding table a lookup kernel reads)
     /// keeps its copy, and its next pack costs a check instead of an encode.
     seen_changed: bool,
+    /// The kept copy was made by an encode that allowed loss. If no block of it went lossy
+    /// (the data was not worth int8g, or failed its error bound), encoding it again would make
+    /// the same lossless copy: it is kept, not made again at every pack (`copy_goes_lossy`).
+    copy_tried_lossy: bool,
+    /// The use sequence number (`residency::seq_now`) at which it was last made resident: its
+    /// restore, or for a buffer never packed its allocation (such a buffer has no copy, and the
+    /// restore that follows its first pack sets this again). See `survivor`.
+    resident_since: u64,
+    /// Why its next encode is needed, while it has no copy (counted in the stats).
+    next_encode: EncodeCause,
 }
 
 impl Entry {
     /// Its kept copy is lossless and its next pack makes it again, lossy, once: the mode allows
-    /// loss, a GEMM named it as floats, and it is clean (only read: a weight). A drop that
-    /// reuses such a copy would keep every weight at its lossless size for good.
+    /// loss, a GEMM named it as floats, it is clean (only read: a weight), and the copy came
+    /// from a lossless encode. A drop that reuses such a copy would keep every weight at its
+    /// lossless size for good; one that came from a lossy encode already had its chance.
     fn copy_goes_lossy(&self, opts: &PackOptions) -> bool {
         let b = &self.buf;
-        opts.lossy && b.float_hint.load(Ordering::Relaxed) != 0 && b.is_clean() && self.copy.as_ref().is_some_and(|c| !c.is_lossy())
+        opts.lossy
+            && b.float_hint.load(Ordering::Relaxed) != 0
+            && b.is_clean()
+            && !self.copy_tried_lossy
+            && self.copy.as_ref().is_some_and(|c| !c.is_lossy())
+    }
+
+    /// Its kept copy is likely to serve its next pack as it is (no encode): there is one, it is
+    /// not to be made again lossy, and it is not a written buffer's that a check found changed
+    /// before.
+    fn copy_serves(&self, opts: &PackOptions) -> bool {
+        self.copy.is_some() && !self.copy_goes_lossy(opts) && (!self.seen_changed || self.buf.is_clean())
+    }
+
+    /// It stayed resident through a reuse period since it was last made resident: used again
+    /// at least half a period after that (`last_seq >= resident_since + period / 2`). The call
+    /// that needed the restore is its use at `resident_since - 1`, and the uses of the same burst
+    /// follow it closely, so a buffer that cycles (restored for a use, packed before the next)
+    /// never qualifies; the next use a period on does, with half a period of slack for periods
+    /// that jitter (the period follows the longest recent gaps, so the next gap is often a bit
+    /// shorter). A buffer restored ahead is restored a small part of a period before its use
+    /// (the window holds twice the headroom), so that use does not qualify it either. The
+    /// policy keeps such buffers resident step after step (policy.rs), so their kept copies are
+    /// memory that buys nothing: `make_room` and the thread that works ahead throw them away
+    /// before they pack or drop any victim (`Kept::OfSurvivor`). Never for a buffer used once
+    /// (period 0).
+    fn survivor(&self) -> bool {
+        let period = self.buf.period.load(Ordering::Relaxed);
+        period > 0 && self.buf.last_seq.load(Ordering::Relaxed) >= self.resident_since + period / 2
     }
 
     /// May be packed now: resident, mapped, unflagged, unused, and not refused as
@@ -210,14 +249,45 @@ enum Room {
     Free,
 }
 
-/// Which kept copies `discard_kept_copy` may take.
+/// Which kept copies `discard_kept_copy` may take (also why one went, in the stats).
 #[derive(Clone, Copy)]
-enum Kept {
-    /// Of buffers written since their restore.
+#[repr(usize)]
+pub enum Kept {
+    /// Of buffers written since their restore that a check once found changed (likely stale).
     OfWritten,
+    /// Of survivors (`Entry::survivor`): buffers the policy keeps resident, which their copy
+    /// does not serve.
+    OfSurvivor,
     /// Lossless ones.
     Lossless,
     Any,
+}
+
+impl Kept {
+    /// The names the stats report them by (`copies_discarded`).
+    pub const ALL: [(Kept, &'static str); 4] = [(Kept::OfWritten, "of_written"), (Kept::OfSurvivor, "of_survivor"), (Kept::Lossless, "lossless"), (Kept::Any, "any")];
+}
+
+/// Why a pack encoded: what left the buffer without a copy that could serve (the stats count
+/// encodes by it, so that a run says what re-encodes).
+#[derive(Clone, Copy)]
+#[repr(usize)]
+pub enum EncodeCause {
+    /// Never packed before.
+    First,
+    /// Its bytes changed since its copy was made: a check found the kept copy changed, or that
+    /// copy was thrown away as `Kept::OfWritten` (written since, and found changed before).
+    Changed,
+    /// Its copy was thrown away for room (`discard_kept_copy`, any other reason).
+    Discarded,
+    /// Its lossless copy was made again, lossy (`Entry::copy_goes_lossy`).
+    ToLossy,
+}
+
+impl EncodeCause {
+    /// The names the stats report them by (`encodes_by_cause`).
+    pub const ALL: [(EncodeCause, &'static str); 4] =
+        [(EncodeCause::First, "first"), (EncodeCause::Changed, "changed"), (EncodeCause::Discarded, "discarded"), (EncodeCause::ToLossy, "to_lossy")];
 }
 
 /// Outcome of one pack.
@@ -407,7 +477,21 @@ impl Engine {
                     };
                     crate::stats::allocated(size);
                     crate::stats::add(&crate::stats::C.vmm_buffers, 1);
-                    inner.entries.insert(va, Entry { buf, reserved, phys: Some(phys), copy: None, refused: 0, refused_at: 0, seen_changed: false });
+                    inner.entries.insert(
+                        va,
+                        Entry {
+                            buf,
+                            reserved,
+                            phys: Some(phys),
+                            copy: None,
+                            refused: 0,
+                            refused_at: 0,
+                            seen_changed: false,
+                            copy_tried_lossy: false,
+                            resident_since: crate::residency::seq_now(),
+                            next_encode: EncodeCause::First,
+                        },
+                    );
                     self.keep_room_ahead();
                     crate::stats::add(&crate::stats::C.alloc_host_ns, crate::clock::precise_ns() - t0);
                     return Some(Ok(va));
@@ -461,15 +545,23 @@ impl Engine {
     /// Room for `bytes` more in `part` under the limit, packing victims as needed; the bytes
     /// are taken when this returns true.
     /// The order: copies kept beside buffers written since that were found changed before
-    /// (likely stale: a re-pack would check and re-encode them anyway), then victims whose copy fits beside them under the
-    /// limit (a clean victim with its copy costs nothing to drop), then a victim whose new
-    /// copy turns out to fit in the room left, the smallest first, then copies of clean
-    /// buffers, lossless before lossy (re-encoding what a lossy copy decoded to would add
-    /// error), and only then a pack whose copy passes the limit for a moment (a buffer larger
-    /// than the reserve whose copy fits nowhere else). The copies of buffers that cycle are
-    /// kept: each cycle is then a decode, not an encode and a decode. (Discarding clean copies before passing the limit was tried:
-    /// it threw away the copies of the buffers just restored, which the last-calls rule keeps
-    /// from being victims, so every later cycle of them re-encoded.)
+    /// (likely stale: a re-pack would check and re-encode them anyway); copies kept beside
+    /// survivors, the buffers that stayed resident through a reuse period since their restore
+    /// (`Entry::survivor`: the policy keeps them, so the copy is memory that serves nothing,
+    /// and it turns into room for buffers that would otherwise cycle); victims whose copy fits
+    /// beside them under the limit (a clean victim with its copy costs nothing to drop); a
+    /// victim whose new copy turns out to fit in the room left, the smallest first; copies of
+    /// clean buffers, lossless before lossy (in lossy mode a weight's lossless copy is made
+    /// again, lossy, at its next pack anyway); and only then a pack whose copy passes the limit
+    /// for a moment (a buffer larger than the reserve whose copy fits nowhere else). The copies
+    /// of buffers that cycle are kept: each cycle is then a decode, not an encode and a decode.
+    /// Tried and undone: discarding clean copies before passing the limit threw away the copies
+    /// of the buffers just restored, which the last-calls rule keeps from being victims, so
+    /// every later cycle of them re-encoded (a survivor has been resident a period, not just
+    /// restored). Before the survivors' pass a clean victim with a copy was almost always there
+    /// to drop for free, so the copies beside the buffers the policy keeps resident stayed for
+    /// good and took the room of buffers that then cycled (the CUDA double's loop of 24
+    /// buffers: 19 restores a step, 13 with the pass; the H200's 3B decode: docs/PERF.md).
     fn make_room(&self, inner: &mut Inner, bytes: u64, part: Part) -> bool {
         loop {
             if BUDGET.try_take(part, bytes) {
@@ -481,6 +573,7 @@ impl Engine {
                 install_kernels(inner, Some(KERNEL_WAIT));
             }
             if !self.discard_kept_copy(inner, Kept::OfWritten)
+                && !self.discard_kept_copy(inner, Kept::OfSurvivor)
                 && !self.pack_one(inner, Pass::Fitting)
                 && !self.pack_one(inner, Pass::InRoom)
                 && !self.discard_kept_copy(inner, Kept::Lossless)
@@ -548,6 +641,7 @@ impl Engine {
                 size: e.buf.size,
                 last_seq: e.buf.last_seq.load(Ordering::Relaxed),
                 period: e.buf.period.load(Ordering::Relaxed),
+                kept: e.copy_serves(&inner.opts),
             })
             .collect();
         crate::policy::victims(cands, now).into_iter().map(|c| c.id).collect()
@@ -555,6 +649,15 @@ impl Engine {
 
     /// Frees the largest packed copy of `which` kept beside a resident buffer; false when
     /// there is none.
+    ///
+    /// A copy of lossy (int8g) blocks leaves the buffer holding what they decoded to, and
+    /// its next pack encodes those bytes again: lossy when it is clean (a weight: `pack` allows
+    /// loss only then), lossless when it was written since. Lossy is the rule, not lossless:
+    /// int8g of its own output gives the same groups the same scales and codes, so the bytes
+    /// come back as they are and the error does not grow (`ltblock`'s
+    /// `reencoding_what_int8g_decoded_gives_it_back` checks it); a lossless copy would be ~30%
+    /// larger, and `copy_goes_lossy` would make it lossy at the next pack anyway, an extra
+    /// encode to the same bytes.
     fn discard_kept_copy(&self, inner: &mut Inner, which: Kept) -> bool {
         let Some(addr) = inner
             .entries
@@ -563,6 +666,7 @@ impl Engine {
             .filter(|e| {
                 e.copy.as_ref().is_some_and(|c| match which {
                     Kept::OfWritten => !e.buf.is_clean() && e.seen_changed,
+                    Kept::OfSurvivor => e.survivor(),
                     Kept::Lossless => !c.is_lossy(),
                     Kept::Any => true,
                 })
@@ -572,8 +676,11 @@ impl Engine {
         else {
             return false;
         };
-        let copy = inner.entries.get_mut(&addr).and_then(|e| e.copy.take());
+        let Some(entry) = inner.entries.get_mut(&addr) else { return false };
+        entry.next_encode = if let Kept::OfWritten = which { EncodeCause::Changed } else { EncodeCause::Discarded };
+        let copy = entry.copy.take();
         if let (Some(copy), Some(b)) = (copy, inner.backend.as_mut()) {
+            crate::stats::copy_discarded(which, copy.packed_len());
             discard_copy(b, copy);
         }
         true
@@ -631,6 +738,7 @@ impl Engine {
         // may go lossy is made again, lossy, once
         let mut reused = false;
         if opts.lossy && entry.copy_goes_lossy(&inner.opts) {
+            entry.next_encode = EncodeCause::ToLossy;
             discard_copy(backend, entry.copy.take().expect("checked"));
         }
         if let Some(copy) = entry.copy.as_ref() {
@@ -642,6 +750,7 @@ impl Engine {
                 Ok(true) => reused = true,
                 Ok(false) => {
                     entry.seen_changed = true;
+                    entry.next_encode = EncodeCause::Changed;
                     discard_copy(backend, entry.copy.take().expect("checked"));
                 }
                 Err(e) => {
@@ -662,7 +771,9 @@ impl Engine {
                     for (id, (i, o)) in copy.by_codec().iter().enumerate() {
                         crate::stats::codec_bytes(id, *i, *o);
                     }
+                    crate::stats::encoded(entry.next_encode, buf.size);
                     entry.copy = Some(copy);
+                    entry.copy_tried_lossy = opts.lossy;
                 }
                 Ok(None) if max_len < worst_len => {
                     // the room was the bound, not the data: it may fit another time
@@ -830,6 +941,9 @@ impl Engine {
         self.keep_room_ahead();
         // (its streams were forgotten when it was packed; the caller's are recorded again)
         buf.made_clean();
+        if let Some(e) = inner.entries.get_mut(&va) {
+            e.resident_since = crate::residency::seq_now();
+        }
         buf.state.store(state::RESIDENT, Ordering::SeqCst);
         // back over the limit: kept copies (its own too) go until it holds again
         while BUDGET.held() > BUDGET.limit() && self.discard_kept_copy(inner, Kept::Any) {}
