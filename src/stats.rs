@@ -27,7 +27,7 @@ counters! {
     vmm_buffers, alloc_host_ns, packing_oom,
     packs, packs_reused, packs_clean, packs_ahead, packs_refused, packs_no_room, packs_over_limit, pack_host_ns, restores, restore_host_ns,
     restores_ahead, ahead_host_ns,
-    restores_over_limit, restores_corrupt, idle_packs, steps,
+    restores_over_limit, restores_corrupt, idle_packs, steps, lossy_barred,
     wait_ns, vmm_ns, codec_ns, context_syncs,
 }
 
@@ -419,6 +419,7 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("packs_refused", get(&C.packs_refused));
         o.num("packs_no_room", get(&C.packs_no_room));
         o.num("packs_over_limit", get(&C.packs_over_limit));
+        o.num("lossy_barred", get(&C.lossy_barred));
         o.num("idle_packs", get(&C.idle_packs));
         o.num("restores", get(&C.restores));
         o.num("restores_ahead", get(&C.restores_ahead));

@@ -413,6 +413,20 @@ fn lossy_mode_quantizes_only_a_buffer_that_is_only_read_since_its_restore() {
 }
 
 #[test]
+fn a_lossy_weight_that_an_update_wrote_packs_lossless_from_then_on() {
+    // A GEMM's weight goes lossy once, a copy then writes a few of its elements (an optimizer
+    // step), and four more cycles must give back exactly the updated bytes: without
+    // `Entry::lossy_barred` each later pack of the clean weight quantized them again (int8g
+    // encoded 4 MiB more a cycle, and the group holding the update came back changed).
+    let r = run_packing(&["train_step"], "lossy", "64MiB");
+    r.assert_ok();
+    assert_eq!(r.did("train_step_ok"), 1, "the updated weight came back exact");
+    let s = r.stats();
+    assert_eq!(n(s, "packing.bytes_in_by_codec.int8g"), 4 << 20, "lossy once: {}", s["packing"]);
+    assert_eq!(n(s, "packing.lossy_barred"), 1, "{}", s["packing"]);
+}
+
+#[test]
 fn lossy_weights_cycling_under_a_limit_go_lossy_each_once_and_read_back_within_the_bound() {
     // 12 weights of 1 MiB (lossless copies ~0.67 MiB) read by GEMMs in a loop under a limit
     // that holds about a third of them resident. (The rule also keeps our thread from dropping

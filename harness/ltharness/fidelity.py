@@ -56,6 +56,8 @@ def compare_arrays(a, b):
     if fa.size == 0:
         res.update(max_abs_err=0.0, max_rel_err=0.0)
         return res
+    # values that went NaN or infinite where native's are finite (a diverged training run)
+    res["nonfinite_new"] = int((np.isfinite(fa) & ~np.isfinite(fb)).sum())
     both_nan = np.isnan(fa) & np.isnan(fb)
     diff = np.where(both_nan, 0.0, np.abs(fa - fb))
     diff = np.where(np.isnan(diff), math.inf, diff)
@@ -113,6 +115,10 @@ def check_bounds(summary, mode, bounds):
     """Violations of the run's promise: lossless modes must be bit-exact; lossy must stay
     inside the bounds given. Returns a list of sentences (empty = fine)."""
     problems = []
+    # in any mode: an output that is not finite where native's is, whatever the bounds say
+    nonfinite = {k: v["nonfinite_new"] for k, v in summary["keys"].items() if v.get("nonfinite_new")}
+    if nonfinite:
+        problems.append("not finite where native's are: " + ", ".join(f"{k} ({n} values)" for k, n in sorted(nonfinite.items())))
     if mode in ("observe", "lossless"):
         if not summary["bit_exact"]:
             bad = [k for k, v in summary["keys"].items() if not v.get("bit_exact")]

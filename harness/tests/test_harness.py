@@ -76,6 +76,20 @@ def test_lossless_modes_must_be_bit_exact_and_lossy_must_meet_its_bounds():
     assert "max abs error" in fidelity.check_bounds(off, "lossy", {"max_abs_err": 0.001})[0]
 
 
+def test_an_output_that_went_nan_where_native_is_finite_is_a_problem_whatever_the_bounds():
+    # a training run in lossy mode ended with a NaN loss on the H200, and the sweep called it
+    # "within bounds" because the lossy bounds judge logits only
+    native = {"final_loss": np.array(10.5), "losses": np.array([11.0, 10.7, 10.5])}
+    nan = {"final_loss": np.array(np.nan), "losses": np.array([11.0, np.inf, np.nan])}
+    s = fidelity.compare(native, nan)
+    assert s["keys"]["losses"]["nonfinite_new"] == 2
+    for mode in ("lossy", "lossless"):
+        problems = fidelity.check_bounds(s, mode, {"min_cosine": 0.999})
+        assert any("not finite where native's are: final_loss (1 values), losses (2 values)" in p for p in problems), problems
+    both_nan = fidelity.compare({"x": np.array([np.nan, 1.0])}, {"x": np.array([np.nan, 1.0])})
+    assert fidelity.check_bounds(both_nan, "lossy", {}) == [], "NaN in both is not a new NaN"
+
+
 def test_npz_and_torch_files_are_told_apart_by_content(tmp_path):
     p = tmp_path / "outputs.pt"
     with open(p, "wb") as fh:

@@ -17,13 +17,13 @@ run() {  # workload mode limits timeout-per-run
       --out $W/$1_$2 > $W/$1_$2.txt 2>&1
   echo "exit $?"; cat $W/$1_$2/sweep.md 2>/dev/null | grep -E "^\|" | head -8 || tail -3 $W/$1_$2.txt
   find $W -name "outputs_*.pt" -delete
+  tar -C /tmp -czf $OUT/sweep_rest.tar.gz sweep_rest  # after each step: a later limit loses nothing
 }
-run sparse_mlp lossless "${LL_SPARSE-30}" 50
-run train lossless "${LL_TRAIN-70}" 90
-run vision lossless "${LL_VISION-60}" 60
-run two_models lossless "${LL_TWO-70}" 60
 run train lossy "${LY_TRAIN-80,70}" 90
 run vision lossy "${LY_VISION-70,60}" 60
 run two_models lossy "${LY_TWO-80,70}" 60
 run sparse_mlp lossy "${LY_SPARSE-40}" 50
-tar -C /tmp -czf $OUT/sweep_rest.tar.gz sweep_rest
+run vision lossless "${LL_VISION-60}" 60
+run two_models lossless "${LL_TWO-70}" 60
+run train lossless "${LL_TRAIN-70}" 90
+run sparse_mlp lossless "${LL_SPARSE-30}" 50

@@ -64,6 +64,13 @@ struct Entry {
     resident_since: u64,
     /// Why its next encode is needed, while it has no copy (counted in the stats).
     next_encode: EncodeCause,
+    /// Its bytes came, at some point, from a lossy copy (a restore decoded int8g blocks).
+    decoded_lossy: bool,
+    /// Such bytes were then written (a training step updated a quantized weight): from then on
+    /// it packs lossless only. Quantizing it again would add a new error to the one already in
+    /// it, every step, beyond the bound `LTSHIM_INT8_MAX_ERR` measured once: on the H200 a
+    /// training run in lossy mode ended with a NaN loss that way (docs/PERF.md P29).
+    lossy_barred: bool,
 }
 
 impl Entry {
@@ -74,6 +81,7 @@ impl Entry {
     fn copy_goes_lossy(&self, opts: &PackOptions) -> bool {
         let b = &self.buf;
         opts.lossy
+            && !self.lossy_barred
             && b.float_hint.load(Ordering::Relaxed) != 0
             && b.is_clean()
             && !self.copy_tried_lossy
@@ -490,6 +498,8 @@ impl Engine {
                             copy_tried_lossy: false,
                             resident_since: crate::residency::seq_now(),
                             next_encode: EncodeCause::First,
+                            decoded_lossy: false,
+                            lossy_barred: false,
                         },
                     );
                     self.keep_room_ahead();
@@ -731,9 +741,14 @@ impl Engine {
         let clean = buf.is_clean();
         // and lossy only for data that is only read (weights): never for a buffer being
         // written (activations; a segment of them may hold masks or indices beside the floats)
-        opts.lossy &= clean;
         let backend = inner.backend.as_mut().expect("may_pack checked the backend");
         let entry = inner.entries.get_mut(&addr).expect("looked up above");
+        // nor ever again for lossy-decoded bytes that were written since (`Entry::lossy_barred`)
+        if entry.decoded_lossy && !clean && !entry.lossy_barred {
+            entry.lossy_barred = true;
+            crate::stats::add(&crate::stats::C.lossy_barred, 1);
+        }
+        opts.lossy &= clean && !entry.lossy_barred;
         // a kept copy of unchanged bytes serves as it is; a lossless one of a clean buffer that
         // may go lossy is made again, lossy, once
         let mut reused = false;
@@ -906,6 +921,7 @@ impl Engine {
         let entry = inner.entries.get_mut(&va).expect("looked up above");
         entry.phys = Some(phys);
         let copy = entry.copy.as_ref().expect("a packed buffer has its copy");
+        entry.decoded_lossy |= copy.is_lossy();
         let tag = inner.next_tag;
         inner.next_tag += 1;
         match crate::stats::timed(&crate::stats::C.codec_ns, || backend.restore(copy, va, buf.size, tag)) {
