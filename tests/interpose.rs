@@ -413,6 +413,19 @@ fn lossy_mode_quantizes_only_a_buffer_that_is_only_read_since_its_restore() {
 }
 
 #[test]
+fn a_buffer_that_no_gemm_operand_spans_never_goes_lossy() {
+    // GEMMs read the two halves of one 4 MiB buffer: with `hint_float`'s rule (an operand must
+    // start at the buffer and leave under 1 MiB of it) neither marks it as floats, and it comes
+    // back exact. Before, any operand inside a buffer made all of it a float weight.
+    let r = run_packing(&["partial_operand"], "lossy", "64MiB");
+    r.assert_ok();
+    assert_eq!(r.did("partial_operand_ok"), 1);
+    let s = r.stats();
+    assert_eq!(s["packing"]["bytes_in_by_codec"]["int8g"].as_u64().unwrap_or(0), 0, "{}", s["packing"]);
+    assert!(n(s, "packing.packs") >= 4, "{}", s["packing"]);
+}
+
+#[test]
 fn a_lossy_weight_that_an_update_wrote_packs_lossless_from_then_on() {
     // A GEMM's weight goes lossy once, a copy then writes a few of its elements (an optimizer
     // step), and four more cycles must give back exactly the updated bytes: without

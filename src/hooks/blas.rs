@@ -53,10 +53,65 @@ fn float_hint(cuda_type: c_int) -> u8 {
     }
 }
 
+/// Bytes of an element of a float `cudaDataType` (0: not one we pack).
+fn float_width(cuda_type: c_int) -> u64 {
+    match cuda_type {
+        0 => 4,
+        2 | 14 => 2,
+        _ => 0,
+    }
+}
+
+/// An A or B operand as a GEMM reads it: its `cudaDataType` (-1: unknown) and the bytes it
+/// spans from its pointer (None: unknown).
+#[derive(Clone, Copy)]
+struct Operand {
+    ty: c_int,
+    bytes: Option<u64>,
+}
+
+impl Operand {
+    const UNKNOWN: Operand = Operand { ty: -1, bytes: None };
+
+    /// A column-major matrix of `rows` x `cols` (as stored) with leading dimension `ld`,
+    /// `batch` of them `stride` elements apart.
+    fn matrix(ty: c_int, rows: i64, cols: i64, ld: i64, batch: i64, stride: i64) -> Operand {
+        let w = float_width(ty) as i64;
+        let one = if rows > 0 && cols > 0 { ld.checked_mul(cols - 1).and_then(|x| x.checked_add(rows)) } else { Some(0) };
+        let all = one.and_then(|e| stride.checked_mul(batch.max(1) - 1).and_then(|s| s.checked_add(e))).and_then(|e| e.checked_mul(w));
+        Operand { ty, bytes: all.filter(|&b| b >= 0).map(|b| b as u64) }
+    }
+
+    /// A GEMM's A (`m` x `k` untransposed) or B (`k` x `n`): `trans` 0 is N.
+    fn of_gemm(ty: c_int, trans: c_int, rows: c_int, cols: c_int, ld: c_int, batch: i64, stride: i64) -> Operand {
+        let (r, c) = if trans == 0 { (rows, cols) } else { (cols, rows) };
+        Operand::matrix(ty, r as i64, c as i64, ld as i64, batch, stride)
+    }
+}
+
+/// A buffer's uncovered tail that may still hold other data: PyTorch's caching allocator
+/// splits a large block only when more than 1 MiB would remain, so a tensor that leaves less
+/// of its segment unused is alone in it.
+const SHARED_TAIL: u64 = 1 << 20;
+
+/// Marks the buffer an operand reads as floats of its type, the only buffers that may go
+/// lossy, when the operand is the whole buffer: it starts at the buffer's start and leaves
+/// less than `SHARED_TAIL` of it uncovered. A segment of the caching allocator may hold
+/// other tensors beside a weight (integers, masks), which int8 would corrupt, so an operand
+/// inside a larger buffer marks nothing (a missed saving, never a wrong result).
+fn hint_float(p: u64, op: Operand) {
+    let hint = float_hint(op.ty);
+    let (Some(bytes), true) = (op.bytes, hint != 0) else { return };
+    if let Some(b) = REGISTRY.find(p) {
+        if b.start == p && bytes + SHARED_TAIL > b.size {
+            b.float_hint.store(hint, Ordering::Relaxed);
+        }
+    }
+}
+
 /// A GEMM (`matrices` starts with A and B): its matrices (and device scalars) resident for
-/// the call; A and B remember the float type they were read as (the only buffers that may go
-/// lossy).
-fn gemm<const M: usize>(hook: &'static str, stream: Handle, matrices: [*const c_void; M], scalars: [*const c_void; 2], ab_type: [c_int; 2], real: impl FnOnce() -> i32) -> i32 {
+/// the call; A and B remember the float type they were read as (`hint_float`).
+fn gemm<const M: usize>(hook: &'static str, stream: Handle, matrices: [*const c_void; M], scalars: [*const c_void; 2], ab: [Operand; 2], real: impl FnOnce() -> i32) -> i32 {
     with_resident_as(
         hook,
         Path::Cublas,
@@ -68,12 +123,9 @@ fn gemm<const M: usize>(hook: &'static str, stream: Handle, matrices: [*const c_
             collect_reads(u, &ptrs[..2]);
             collect(u, &ptrs[2..], true);
             collect(u, &scalars.map(|p| p as u64), false);
-            for (p, t) in matrices.iter().zip(ab_type).filter(|_| crate::residency::packing()) {
-                let hint = float_hint(t);
-                if hint != 0 {
-                    if let Some(b) = REGISTRY.find(*p as u64) {
-                        b.float_hint.store(hint, Ordering::Relaxed);
-                    }
+            if crate::residency::packing() {
+                for (p, op) in ptrs.iter().zip(ab) {
+                    hint_float(*p, op);
                 }
             }
         },
@@ -83,13 +135,33 @@ fn gemm<const M: usize>(hook: &'static str, stream: Handle, matrices: [*const c_
     )
 }
 
-/// The element type of a cuBLASLt matrix layout (-1 when it cannot be read).
-fn layout_type(desc: Handle) -> c_int {
-    let Some(get) = crate::real::USES.cublasLtMatrixLayoutGetAttribute.get() else { return -1 };
-    let (mut t, mut written): (u32, usize) = (0, 0);
-    // SAFETY: CUBLASLT_MATRIX_LAYOUT_TYPE (0) is a uint32_t; a valid out-buffer of 4 bytes.
-    let rc = unsafe { get(desc, 0, &mut t as *mut u32 as *mut c_void, 4, &mut written) };
-    if rc == 0 && written == 4 { t as c_int } else { -1 }
+/// A cuBLASLt matrix layout attribute of type T (None when it cannot be read).
+fn layout_attr<T: Default + Copy>(desc: Handle, attr: c_int) -> Option<T> {
+    let get = crate::real::USES.cublasLtMatrixLayoutGetAttribute.get()?;
+    let (mut v, mut written): (T, usize) = (T::default(), 0);
+    let size = std::mem::size_of::<T>();
+    // SAFETY: `v` is a valid out-buffer of `size` bytes, the attribute's type (cublasLt.h).
+    let rc = unsafe { get(desc, attr, &mut v as *mut T as *mut c_void, size, &mut written) };
+    (rc == 0 && written == size).then_some(v)
+}
+
+/// A cuBLASLt operand from its layout: type (0), order (1: 0 column-major, 1 row-major),
+/// rows (2) and cols (3) as uint64, ld (4) as int64, batch count (5) as int32 and the strided
+/// batch offset (6) as int64. Unknown when any cannot be read, or for other orders.
+fn layout_operand(desc: Handle) -> Operand {
+    let Some(ty) = layout_attr::<u32>(desc, 0) else { return Operand::UNKNOWN };
+    let ty = ty as c_int;
+    let shape = (|| {
+        let order = layout_attr::<i32>(desc, 1)?;
+        let (rows, cols, ld) = (layout_attr::<u64>(desc, 2)? as i64, layout_attr::<u64>(desc, 3)? as i64, layout_attr::<i64>(desc, 4)?);
+        let (batch, stride) = (layout_attr::<i32>(desc, 5).unwrap_or(1) as i64, layout_attr::<i64>(desc, 6).unwrap_or(0));
+        match order {
+            0 => Some(Operand::matrix(ty, rows, cols, ld, batch, stride)),
+            1 => Some(Operand::matrix(ty, cols, rows, ld, batch, stride)),
+            _ => None,
+        }
+    })();
+    shape.unwrap_or(Operand { ty, bytes: None })
 }
 
 pub unsafe fn cublasLtMatmul(
@@ -98,8 +170,8 @@ pub unsafe fn cublasLtMatmul(
     c: *const c_void, c_desc: Handle, d: *mut c_void, d_desc: Handle, algo: *const c_void, workspace: *mut c_void, workspace_size: usize, stream: Handle,
 ) -> i32 {
     let ws = if workspace_size > 0 { workspace as *const c_void } else { std::ptr::null() };
-    let types = if crate::residency::packing() { [layout_type(a_desc), layout_type(b_desc)] } else { [-1, -1] };
-    gemm("cublasLtMatmul", stream, [a, b, c, d as *const c_void, ws], [alpha, beta], types, || {
+    let ab = if crate::residency::packing() { [layout_operand(a_desc), layout_operand(b_desc)] } else { [Operand::UNKNOWN; 2] };
+    gemm("cublasLtMatmul", stream, [a, b, c, d as *const c_void, ws], [alpha, beta], ab, || {
         call(handle, desc, alpha, a, a_desc, b, b_desc, beta, c, c_desc, d, d_desc, algo, workspace, workspace_size, stream)
     })
 }
@@ -109,7 +181,8 @@ pub unsafe fn cublasGemmEx(
     handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void, a_type: c_int, lda: c_int,
     b: *const c_void, b_type: c_int, ldb: c_int, beta: *const c_void, c: *mut c_void, c_type: c_int, ldc: c_int, compute: c_int, algo: c_int,
 ) -> i32 {
-    gemm("cublasGemmEx", stream_of(handle), [a, b, c as *const c_void], [alpha, beta], [a_type, b_type], || {
+    let ab = [Operand::of_gemm(a_type, ta, m, k, lda, 1, 0), Operand::of_gemm(b_type, tb, k, n, ldb, 1, 0)];
+    gemm("cublasGemmEx", stream_of(handle), [a, b, c as *const c_void], [alpha, beta], ab, || {
         call(handle, ta, tb, m, n, k, alpha, a, a_type, lda, b, b_type, ldb, beta, c, c_type, ldc, compute, algo)
     })
 }
@@ -120,7 +193,8 @@ pub unsafe fn cublasGemmStridedBatchedEx(
     b: *const c_void, b_type: c_int, ldb: c_int, stride_b: i64, beta: *const c_void, c: *mut c_void, c_type: c_int, ldc: c_int, stride_c: i64,
     batch: c_int, compute: c_int, algo: c_int,
 ) -> i32 {
-    gemm("cublasGemmStridedBatchedEx", stream_of(handle), [a, b, c as *const c_void], [alpha, beta], [a_type, b_type], || {
+    let ab = [Operand::of_gemm(a_type, ta, m, k, lda, batch as i64, stride_a), Operand::of_gemm(b_type, tb, k, n, ldb, batch as i64, stride_b)];
+    gemm("cublasGemmStridedBatchedEx", stream_of(handle), [a, b, c as *const c_void], [alpha, beta], ab, || {
         call(handle, ta, tb, m, n, k, alpha, a, a_type, lda, stride_a, b, b_type, ldb, stride_b, beta, c, c_type, ldc, stride_c, batch, compute, algo)
     })
 }
@@ -132,7 +206,8 @@ unsafe fn typed_gemm(
     lda: c_int, b: *const c_void, ldb: c_int, beta: *const c_void, c: *mut c_void, ldc: c_int,
 ) -> i32 {
     let t = if hook == "cublasSgemm_v2" { 0 } else { -1 };
-    gemm(hook, stream_of(handle), [a, b, c as *const c_void], [alpha, beta], [t, t], || call(handle, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+    let ab = [Operand::of_gemm(t, ta, m, k, lda, 1, 0), Operand::of_gemm(t, tb, k, n, ldb, 1, 0)];
+    gemm(hook, stream_of(handle), [a, b, c as *const c_void], [alpha, beta], ab, || call(handle, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
 }
 
 macro_rules! typed_gemms {
@@ -151,7 +226,8 @@ macro_rules! strided_gemms {
     ($($name:ident),*) => {$(
         pub unsafe fn $name(call: &StridedGemm<'_>, handle: Handle, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void, a: *const c_void, lda: c_int, stride_a: i64, b: *const c_void, ldb: c_int, stride_b: i64, beta: *const c_void, c: *mut c_void, ldc: c_int, stride_c: i64, batch: c_int) -> i32 {
             let t = if stringify!($name) == "cublasSgemmStridedBatched" { 0 } else { -1 };
-            gemm(stringify!($name), stream_of(handle), [a, b, c as *const c_void], [alpha, beta], [t, t], || {
+            let ab = [Operand::of_gemm(t, ta, m, k, lda, batch as i64, stride_a), Operand::of_gemm(t, tb, k, n, ldb, batch as i64, stride_b)];
+            gemm(stringify!($name), stream_of(handle), [a, b, c as *const c_void], [alpha, beta], ab, || {
                 call(handle, ta, tb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc, stride_c, batch)
             })
         }
