@@ -131,9 +131,11 @@ pub const KNOBS: &[Knob] = &[
         doc: "`off`: pure passthrough, nothing recorded. `observe`: record every allocation, \
               copy and launch, change nothing (exact passthrough, no VMM). `lossless`: buffers of \
               at least `LTSHIM_MIN_BYTES` are VMM-backed and packed bit-exactly (raw, zvc, expf) when \
-              memory is needed. `lossy`: as lossless, and blocks of buffers that GEMM calls named \
-              as float operands and that were only read since their last restore (weights, not \
-              activations) may go int8g under `LTSHIM_INT8_MAX_ERR`.",
+              memory is needed. `lossy`: as lossless, and blocks of buffers that a GEMM operand \
+              spans whole (less 1 MiB) as floats and that were only read since their last restore \
+              (weights, not activations) may go int8g under `LTSHIM_INT8_MAX_ERR`; a buffer whose \
+              lossy-decoded bytes were then written (a weight a training step updated) stays \
+              lossless from then on. For inference; not yet shown safe for training (Limits).",
         apply: |v, c| {
             c.mode = match v {
                 "off" => Mode::Off,

@@ -168,17 +168,34 @@ static int clean(void) {
  * a weight). The double checks only that the pointers are device memory. */
 #define GEMM_WHOLE(w, n) cublasGemmEx(NULL, 0, 0, 512, 2, (int)((n) / 512), &one, w, 14, 512, x, 14, (int)((n) / 512), &zero, out, 14, 512, 68, -1)
 
-/* Lossy mode: a buffer goes lossy only once it was decoded and then only read (a weight named
- * as a GEMM's A); one a call writes (an activation) stays lossless, bit-exact. */
 static uint16_t bf16_of(float f) { uint32_t u; memcpy(&u, &f, 4); return (uint16_t)(u >> 16); }
 static float float_of(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+/* A weight's element: normal-ish bf16 around 0 (`sparse`: three in four zero). */
+static uint16_t cycle_weight(size_t i, uint32_t *seed, int sparse) {
+    *seed = *seed * 1664525u + 1013904223u;
+    if (sparse && i % 4 != 0) return 0;
+    return bf16_of(((float)(*seed >> 8) / 16777216.0f - 0.5f) * 0.04f);
+}
+
+/* A bf16 weight of `n` elements (cycle_weight's from `seed`) uploaded into a new buffer `*w`,
+ * and GEMM_WHOLE's x (16 KiB) and out (4 KiB); returns the host copy. */
+static uint16_t *upload_weight(uint16_t **w, uint16_t **x, uint16_t **out, size_t n, uint32_t seed) {
+    uint16_t *hw = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) hw[i] = cycle_weight(i, &seed, 0);
+    if (cudaMalloc((void **)w, n * 2) || cudaMalloc((void **)x, 16384) || cudaMalloc((void **)out, 4096) || cudaMemcpy(*w, hw, n * 2, 1)) {
+        fprintf(stderr, "FAIL: the weight's upload\n");
+        exit(1);
+    }
+    return hw;
+}
+/* Lossy mode: a buffer goes lossy only once it was decoded and then only read (a weight named
+ * as a GEMM's A); one a call writes (an activation) stays lossless, bit-exact. */
 static int lossy_weights(void) {
     size_t n = 2 * MIB; /* bf16 elements: 4 MiB */
     uint16_t *w, *x, *out, *hw = malloc(n * 2), *hx = malloc(n * 2), *back = malloc(n * 2);
     uint32_t seed = 12345;
     for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        hw[i] = bf16_of(((float)(seed >> 8) / 16777216.0f - 0.5f) * 0.04f);
+        hw[i] = cycle_weight(i, &seed, 0);
         hx[i] = (i % 4 == 0) ? bf16_of((float)(i % 1000) * 0.5f) : 0;
     }
     CHECK(cudaMalloc((void **)&w, n * 2));
@@ -218,16 +235,8 @@ static int lossy_weights(void) {
  * come back exact, however often it cycles. */
 static int train_step(void) {
     size_t n = 2 * MIB; /* bf16 elements: 4 MiB */
-    uint16_t *w, *x, *out, *hw = malloc(n * 2), *snap = malloc(n * 2), *back = malloc(n * 2);
-    uint32_t seed = 4242;
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        hw[i] = bf16_of(((float)(seed >> 8) / 16777216.0f - 0.5f) * 0.04f);
-    }
-    CHECK(cudaMalloc((void **)&w, n * 2));
-    CHECK(cudaMalloc((void **)&x, 16384));
-    CHECK(cudaMalloc((void **)&out, 4096));
-    CHECK(cudaMemcpy(w, hw, n * 2, 1));
+    uint16_t *w, *x, *out, *snap = malloc(n * 2), *back = malloc(n * 2);
+    uint16_t *hw = upload_weight(&w, &x, &out, n, 4242);
     float one = 1, zero = 0;
     CHECK(GEMM_WHOLE(w, n));
     EXPECT(control("ltshim_pack_cold") >= 1, "the first pack (lossless: the upload wrote it)");
@@ -260,16 +269,8 @@ static int train_step(void) {
  * byte comes back exact (int8 on the integers beside a weight would be a wrong result). */
 static int partial_operand(void) {
     size_t n = 2 * MIB; /* bf16 elements: 4 MiB */
-    uint16_t *w, *x, *out, *hw = malloc(n * 2), *back = malloc(n * 2);
-    uint32_t seed = 99;
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        hw[i] = bf16_of(((float)(seed >> 8) / 16777216.0f - 0.5f) * 0.04f);
-    }
-    CHECK(cudaMalloc((void **)&w, n * 2));
-    CHECK(cudaMalloc((void **)&x, 16384));
-    CHECK(cudaMalloc((void **)&out, 4096));
-    CHECK(cudaMemcpy(w, hw, n * 2, 1));
+    uint16_t *w, *x, *out, *back = malloc(n * 2);
+    uint16_t *hw = upload_weight(&w, &x, &out, n, 99);
     float one = 1, zero = 0;
     for (int cycle = 0; cycle < 4; cycle++) {
         CHECK(GEMM_WHOLE(w, n / 2));
@@ -289,11 +290,6 @@ static int partial_operand(void) {
  * only read since a restore, its next pack makes it lossy. Every weight reads back within the
  * 1% bound. `sparse`: three elements in four are zero, so no block is worth int8g (zvc's copy
  * is smaller) and the lossy encode makes a lossless copy again: those weights read back exact. */
-static uint16_t cycle_weight(size_t i, uint32_t *seed, int sparse) {
-    *seed = *seed * 1664525u + 1013904223u;
-    if (sparse && i % 4 != 0) return 0;
-    return bf16_of(((float)(*seed >> 8) / 16777216.0f - 0.5f) * 0.04f);
-}
 static int cycle_gemm(int sparse) {
     enum { K = 12 };
     size_t n = MIB / 2; /* bf16 elements: 1 MiB */
