@@ -19,7 +19,11 @@ got = [x.sum(dtype=torch.float32).item() for x in xs]
 dist.destroy_process_group()
 print("nccl smoke", "exact" if got == ref else f"DIFFERS {got} {ref}")
 PY
-LTSHIM_STATS=/tmp/nccl_smoke.json timeout ${SMOKE_TIMEOUT:-90} .dev/ltshim run --device-limit 1GiB -- python3 /tmp/nccl_smoke.py > /tmp/nccl_smoke.log 2>&1
+# natively first (the same script must pass without us), then under the limit; NCCL_DEBUG=WARN
+# names the CUDA call that fails if NCCL reports an "unhandled cuda error"
+timeout ${SMOKE_TIMEOUT:-90} python3 /tmp/nccl_smoke.py 2>&1 | grep -E "nccl smoke|Error" | head -3 | sed "s/^/native: /"
+NCCL_DEBUG=WARN LTSHIM_STATS=/tmp/nccl_smoke.json timeout ${SMOKE_TIMEOUT:-90} .dev/ltshim run --device-limit 1GiB -- python3 /tmp/nccl_smoke.py > /tmp/nccl_smoke.log 2>&1
+grep -E "NCCL WARN|Error" /tmp/nccl_smoke.log | head -6
 mkdir -p "${OUT:-/tmp/out}"; cp /tmp/nccl_smoke.log "${OUT:-/tmp/out}/" 2>/dev/null
 grep -E "nccl smoke|ltshim" /tmp/nccl_smoke.log | head -6; grep -q "nccl smoke" /tmp/nccl_smoke.log || tail -12 /tmp/nccl_smoke.log
 python3 -c "import json; s=json.load(open('/tmp/nccl_smoke.json')); p=s['packing']; print('packs', p['packs'], 'restores', p['restores'], 'nccl pointers', s['pointers']['found'].get('nccl'), 'held peak', p['held_peak_bytes'], 'limit', p['limit_bytes'])" 2>&1 | tail -1
