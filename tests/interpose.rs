@@ -384,6 +384,10 @@ fn allocations_past_a_tiny_limit_pack_cold_buffers_and_every_path_restores_them_
     // reserve under the limit is for copies: engine/budget.rs)
     assert!(n(s, "packing.held_peak_bytes") <= 16 << 20, "held peak over the limit: {}", s["packing"]);
     assert!(n(s, "packing.out_of_memory_returned") >= 1);
+    // and says once where the memory is (the program's own message counts the reserve as free)
+    let err = r.stderr();
+    assert_eq!(err.matches("did not fit under LTSHIM_DEVICE_LIMIT").count(), 1, "{err}");
+    assert!(err.contains("kept free for packed copies"), "{err}");
     assert!(r.did("incompressible_allocated") >= 1, "some random buffers fit once the others were packed");
     assert!(n(s, "packing.bytes_in_by_codec.zvc") > 0, "{}", s["packing"]);
 }

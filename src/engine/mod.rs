@@ -468,6 +468,15 @@ impl Engine {
         let reserved = size.div_ceil(inner.granularity) * inner.granularity;
         if !self.make_room(&mut inner, reserved, Part::Resident) {
             crate::stats::add(&crate::stats::C.packing_oom, 1);
+            // (the program's own message reports free = limit - held, part of which is the
+            // reserve that allocations cannot take: say where the memory is)
+            let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+            let b = &BUDGET;
+            crate::warn_once!(
+                "an allocation of {:.1} MiB did not fit under LTSHIM_DEVICE_LIMIT ({:.1} MiB): held {:.1} MiB ({:.1} resident, {:.1} packed copies, {:.1} passed through, {:.1} our scratch), {:.1} MiB kept free for packed copies, and no other buffer could be packed (in use, flagged, or named by the last calls); the program gets the out-of-memory code (counted in out_of_memory_returned)",
+                mib(reserved), mib(b.limit()), mib(b.held()), mib(b.resident.load(Ordering::Relaxed)), mib(b.packed.load(Ordering::Relaxed)),
+                mib(b.passthrough.load(Ordering::Relaxed)), mib(b.scratch.load(Ordering::Relaxed)), mib(b.reserve.load(Ordering::Relaxed))
+            );
             return Some(Err(CUDA_ERROR_OUT_OF_MEMORY));
         }
         let _scope = WorkScope::enter(inner.ctx);
