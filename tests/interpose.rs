@@ -430,6 +430,17 @@ fn a_buffer_that_no_gemm_operand_spans_never_goes_lossy() {
 }
 
 #[test]
+fn cublaslt_operands_span_their_buffers_by_their_layouts() {
+    // three 4 MiB weights read through cublasLtMatmul: whole (column-major), whole (row-major,
+    // the order attribute set), and as its first half; the first two go lossy, the third never
+    let r = run_packing(&["lt_layouts"], "lossy", "64MiB");
+    r.assert_ok();
+    assert_eq!(r.did("lt_layouts_ok"), 1);
+    let s = r.stats();
+    assert_eq!(n(s, "packing.bytes_in_by_codec.int8g"), 8 << 20, "a and b, once each: {}", s["packing"]);
+}
+
+#[test]
 fn a_lossy_weight_that_an_update_wrote_packs_lossless_from_then_on() {
     // A GEMM's weight goes lossy once, a copy then writes a few of its elements (an optimizer
     // step), and four more cycles must give back exactly the updated bytes: without

@@ -137,6 +137,9 @@ fn gemm<const M: usize>(hook: &'static str, stream: Handle, matrices: [*const c_
 
 /// A cuBLASLt matrix layout attribute of type T (None when it cannot be read).
 fn layout_attr<T: Default + Copy>(desc: Handle, attr: c_int) -> Option<T> {
+    if desc.is_null() {
+        return None; // (cuBLASLt would refuse the call anyway)
+    }
     let get = crate::real::USES.cublasLtMatrixLayoutGetAttribute.get()?;
     let (mut v, mut written): (T, usize) = (T::default(), 0);
     let size = std::mem::size_of::<T>();

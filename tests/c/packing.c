@@ -285,6 +285,46 @@ static int partial_operand(void) {
     return 0;
 }
 
+/* Lossy mode through cuBLASLt: the operands' extents come from their layouts. Weight `a` is
+ * read as the whole of it (column-major 512 x n/512), weight `b` as the whole of it through a
+ * row-major layout (n/512 rows of 512, ld 512), weight `c` as its first half only: a and b go
+ * lossy at their second pack, c never does and comes back exact. */
+static int lt_layouts(void) {
+    size_t n = 2 * MIB; /* bf16 elements: 4 MiB each */
+    uint16_t *a, *b, *c, *x, *out, *back = malloc(n * 2);
+    uint16_t *ha = upload_weight(&a, &x, &out, n, 1), *hb = upload_weight(&b, &x, &out, n, 2), *hc = upload_weight(&c, &x, &out, n, 3);
+    Handle whole, rows, half, small;
+    int32_t row_major = 1;
+    CHECK(cublasLtMatrixLayoutCreate(&whole, 14, 512, n / 512, 512));
+    CHECK(cublasLtMatrixLayoutCreate(&rows, 14, n / 512, 512, 512));
+    CHECK(cublasLtMatrixLayoutSetAttribute(rows, 1, &row_major, 4));
+    CHECK(cublasLtMatrixLayoutCreate(&half, 14, 512, n / 1024, 512));
+    CHECK(cublasLtMatrixLayoutCreate(&small, 14, 2, 2, 2));
+    float one = 1, zero = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        CHECK(cublasLtMatmul(NULL, NULL, &one, a, whole, x, small, &zero, out, small, out, small, NULL, NULL, 0, NULL));
+        CHECK(cublasLtMatmul(NULL, NULL, &one, b, rows, x, small, &zero, out, small, out, small, NULL, NULL, 0, NULL));
+        CHECK(cublasLtMatmul(NULL, NULL, &one, c, half, x, small, &zero, out, small, out, small, NULL, NULL, 0, NULL));
+        EXPECT(control("ltshim_pack_cold") >= 3, "pack %d", pass);
+    }
+    CHECK(cudaMemcpy(back, c, n * 2, 2));
+    EXPECT(memcmp(back, hc, n * 2) == 0, "the weight read as half of it went lossy");
+    CHECK(cudaMemcpy(back, a, n * 2, 2));
+    EXPECT(memcmp(back, ha, n * 2) != 0, "the weight read whole did not go lossy");
+    CHECK(cudaMemcpy(back, b, n * 2, 2));
+    EXPECT(memcmp(back, hb, n * 2) != 0, "the weight read whole through a row-major layout did not go lossy");
+    cublasLtMatrixLayoutDestroy(whole);
+    cublasLtMatrixLayoutDestroy(rows);
+    cublasLtMatrixLayoutDestroy(half);
+    cublasLtMatrixLayoutDestroy(small);
+    free(ha);
+    free(hb);
+    free(hc);
+    free(back);
+    printf("did lt_layouts_ok 1\n");
+    return 0;
+}
+
 /* Lossy mode, weights read by GEMMs in a loop under a limit (the decode loop of a model that
  * does not fit): each weight's first copy is lossless (the upload wrote it), and once it was
  * only read since a restore, its next pack makes it lossy. Every weight reads back within the
@@ -889,6 +929,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "cycle_gemm")) return cycle_gemm(0);
     if (!strcmp(what, "train_step")) return train_step();
     if (!strcmp(what, "partial_operand")) return partial_operand();
+    if (!strcmp(what, "lt_layouts")) return lt_layouts();
     if (!strcmp(what, "cycle_gemm_sparse")) return cycle_gemm(1);
     if (!strcmp(what, "peer_access")) return peer_access(0);
     if (!strcmp(what, "peer_access_driver")) return peer_access(1);

@@ -640,6 +640,38 @@ macro_rules! checked_strided { ($($f:ident),*) => {$(
 checked_strided!(cublasSgemmStridedBatched, cublasDgemmStridedBatched, cublasCgemmStridedBatched);
 #[no_mangle] pub unsafe extern "C" fn cublasGemmEx(_h: Handle, _ta: c_int, _tb: c_int, _m: c_int, _n: c_int, _k: c_int, _al: *const c_void, a: *const c_void, _at: c_int, _lda: c_int, b: *const c_void, _bt: c_int, _ldb: c_int, _be: *const c_void, c: *mut c_void, _ct: c_int, _ldc: c_int, _comp: c_int, _algo: c_int) -> c_int { all_device(&[a, b, c as _]) }
 #[no_mangle] pub unsafe extern "C" fn cublasGemmStridedBatchedEx(_h: Handle, _ta: c_int, _tb: c_int, _m: c_int, _n: c_int, _k: c_int, _al: *const c_void, a: *const c_void, _at: c_int, _lda: c_int, _sa: i64, b: *const c_void, _bt: c_int, _ldb: c_int, _sb: i64, _be: *const c_void, c: *mut c_void, _ct: c_int, _ldc: c_int, _sc: i64, _batch: c_int, _comp: c_int, _algo: c_int) -> c_int { all_device(&[a, b, c as _]) }
+/// A cuBLASLt matrix layout: the attributes the library reads (cublasLt.h's types and ids:
+/// 0 type u32, 1 order i32, 2 rows u64, 3 cols u64, 4 ld i64, 5 batch count i32, 6 strided
+/// batch offset i64). Get and Set refuse a size other than the attribute's, as cuBLASLt does.
+#[derive(Clone, Copy)]
+pub struct LtLayout { ty: u32, order: i32, rows: u64, cols: u64, ld: i64, batch: i32, stride: i64 }
+fn lt_attr(l: &mut LtLayout, attr: c_int) -> Option<(*mut u8, usize)> {
+    Some(match attr {
+        0 => (&mut l.ty as *mut u32 as *mut u8, 4),
+        1 => (&mut l.order as *mut i32 as *mut u8, 4),
+        2 => (&mut l.rows as *mut u64 as *mut u8, 8),
+        3 => (&mut l.cols as *mut u64 as *mut u8, 8),
+        4 => (&mut l.ld as *mut i64 as *mut u8, 8),
+        5 => (&mut l.batch as *mut i32 as *mut u8, 4),
+        6 => (&mut l.stride as *mut i64 as *mut u8, 8),
+        _ => return None,
+    })
+}
+#[no_mangle] pub unsafe extern "C" fn cublasLtMatrixLayoutCreate(desc: *mut Handle, ty: u32, rows: u64, cols: u64, ld: i64) -> c_int {
+    *desc = Box::into_raw(Box::new(LtLayout { ty, order: 0, rows, cols, ld, batch: 1, stride: 0 })) as Handle; OK
+}
+#[no_mangle] pub unsafe extern "C" fn cublasLtMatrixLayoutDestroy(desc: Handle) -> c_int { drop(Box::from_raw(desc as *mut LtLayout)); OK }
+#[no_mangle] pub unsafe extern "C" fn cublasLtMatrixLayoutSetAttribute(desc: Handle, attr: c_int, buf: *const c_void, size: usize) -> c_int {
+    if desc.is_null() { return 7 }
+    match lt_attr(&mut *(desc as *mut LtLayout), attr) { Some((p, n)) if n == size => { std::ptr::copy_nonoverlapping(buf as *const u8, p, n); OK } _ => 7 }
+}
+#[no_mangle] pub unsafe extern "C" fn cublasLtMatrixLayoutGetAttribute(desc: Handle, attr: c_int, buf: *mut c_void, size: usize, written: *mut usize) -> c_int {
+    if desc.is_null() { return 7 }
+    match lt_attr(&mut *(desc as *mut LtLayout), attr) {
+        Some((p, n)) => { *written = n; if n != size { return 7 } std::ptr::copy_nonoverlapping(p, buf as *mut u8, n); OK }
+        None => 7,
+    }
+}
 /// D = C + A, elementwise over `workspace_size` bytes read as f32 (a checkable stand-in).
 #[no_mangle] pub unsafe extern "C" fn cublasLtMatmul(_h: Handle, _d: Handle, _al: *const c_void, a: *const c_void, _ad: Handle, b: *const c_void, _bd: Handle, _be: *const c_void, c: *const c_void, _cd: Handle, d: *mut c_void, _dd: Handle, _algo: *const c_void, ws: *mut c_void, ws_size: usize, _s: Handle) -> c_int {
     if all_device(&[a, b, c, d as _]) != OK || (ws_size > 0 && !is_device(ws as u64)) { return 7 }
