@@ -228,6 +228,9 @@ fn a_library_loaded_after_the_lookups_still_gets_its_calls() {
     let r = run_args(&["late_library", late.to_str().unwrap()], true, &[]);
     r.assert_ok();
     assert!(r.stdout().contains("did late ok"));
+    // the call made before the library was loaded failed with one line naming the function
+    let err = r.stderr();
+    assert_eq!(err.matches("the real cublasZgemmStridedBatched could not be found").count(), 1, "{err}");
 }
 
 #[test]

@@ -87,6 +87,10 @@ macro_rules! generate_hooks {
                 pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
                     let Some(real) = REAL.$name.get() else {
                         crate::stats::fallback(crate::stats::Fallback::SymbolMissing);
+                        crate::warn_once!(
+                            "the real {} could not be found (not loaded, or loaded where the library cannot see it): the call returns {} instead",
+                            stringify!($name), $family::MISSING
+                        );
                         return $family::MISSING;
                     };
                     let Some(guard) = crate::state::HookGuard::enter($family::PRIMITIVE, $family::EVEN_IN_PASSTHROUGH) else {

@@ -288,6 +288,9 @@ static int late_library(const char *path) {
     typedef int (*zgemm_t)(void);
     zgemm_t before = (zgemm_t)dlsym(RTLD_DEFAULT, "cublasZgemmStridedBatched");
     EXPECT(before != NULL, "the preloaded library exports the hook");
+    /* before the library is there: the hook's own status, and one line saying why */
+    int early = before();
+    EXPECT(early == 1, "the call before the library was loaded returned %d, not CUBLAS_STATUS_NOT_INITIALIZED", early);
     EXPECT(dlopen(path, RTLD_NOW | RTLD_GLOBAL) != NULL, "dlopen %s: %s", path, dlerror());
     int rc = before();
     EXPECT(rc == 42, "the call through the hook returned %d, not the late library's 42", rc);
