@@ -169,19 +169,20 @@ __device__ bool expf_huffman(u32* a, const u8* hs, u32 n, u8* ln, u32* base) {
     return true;
 }
 
-// The symbols of stream t (thread t): calls f(sym) for each in order, from the staged block.
-template <typename T, int dt, typename F>
-__device__ __forceinline__ void expf_each_symbol(const u8* stage, u32 n, F f) {
+// The symbols of stream t (thread t), in order, from the staged block: `pair(s0, s1)` for each
+// two of a whole vector (E is even), `one(s)` for each of the partial vector's whole elements.
+template <typename T, int dt, typename P, typename O>
+__device__ __forceinline__ void expf_each_symbol(const u8* stage, u32 n, P pair, O one) {
     const u32 E = 16 / sizeof(T);
     u32 nvec = n / E;  // whole vectors of whole elements
 #pragma unroll 2
     for (u32 v = threadIdx.x; v < nvec; v += EXPF_STREAMS) {
         uint4 x = ((const uint4*)stage)[v];
 #pragma unroll
-        for (u32 j = 0; j < E; j++) f(expf_sym<dt>(vec_elem<T>(x, j)));
+        for (u32 j = 0; j < E; j += 2) pair(expf_sym<dt>(vec_elem<T>(x, j)), expf_sym<dt>(vec_elem<T>(x, j + 1)));
     }
     if (nvec * E < n && threadIdx.x == nvec % EXPF_STREAMS)
-        for (u32 i = nvec * E; i < n; i++) f(expf_sym<dt>((u32)((const T*)stage)[i]));
+        for (u32 i = nvec * E; i < n; i++) one(expf_sym<dt>((u32)((const T*)stage)[i]));
 }
 
 // Adds the block's symbols to this warp's histogram (two 16-bit counts a word). bf16 and f32:
@@ -292,7 +293,8 @@ __device__ u32 expf_analyse(u32 len, const u8* stage, u32* region, ExpfShared& x
     }
     __syncthreads();
     u32 bits = 0;
-    expf_each_symbol<T, dt>(stage, n, [&](u32 sy) { bits += x.ce[sy] & 15u; });
+    auto one = [&](u32 sy) { bits += x.ce[sy] & 15u; };
+    expf_each_symbol<T, dt>(stage, n, [&](u32 s0, u32 s1) { one(s0); one(s1); }, one);
     u32 bytes = (bits + 7) / 8;
     x.tb[threadIdx.x] = bytes;
     __syncthreads();
@@ -387,14 +389,7 @@ __device__ void expf_write(u8* payload, u32 len, const u8* stage, u32* region, c
         u32 e0 = x.ce[s0], e1 = x.ce[s1], l1 = e1 & 15u;
         bw.put(((e0 >> 4) << l1) | (e1 >> 4), (e0 & 15u) + l1);
     };
-#pragma unroll 2
-    for (u32 v = threadIdx.x; v < nvec; v += EXPF_STREAMS) {
-        uint4 q = ((const uint4*)stage)[v];
-#pragma unroll
-        for (u32 j = 0; j < E; j += 2) pair(expf_sym<dt>(vec_elem<T>(q, j)), expf_sym<dt>(vec_elem<T>(q, j + 1)));
-    }
-    if (nvec * E < n && t == nvec % EXPF_STREAMS)  // the partial vector's whole elements
-        for (u32 i = nvec * E; i < n; i++) { u32 e = x.ce[expf_sym<dt>((u32)((const T*)stage)[i])]; bw.put(e >> 4, e & 15u); }
+    expf_each_symbol<T, dt>(stage, n, pair, [&](u32 sy) { u32 e = x.ce[sy]; bw.put(e >> 4, e & 15u); });
     bw.finish();
     if (t < tail) payload[streams_at + xs.total + t] = stage[n * w + t];
 }

@@ -89,18 +89,19 @@ pub fn codec_bytes(id: usize, input: u64, packed: u64) {
 static ENCODES: [[AtomicU64; 2]; EncodeCause::ALL.len()] = [const { [const { AtomicU64::new(0) }; 2] }; EncodeCause::ALL.len()];
 static DISCARDS: [[AtomicU64; 2]; Kept::ALL.len()] = [const { [const { AtomicU64::new(0) }; 2] }; Kept::ALL.len()];
 
-/// A pack encoded `bytes` of a buffer because of `cause`.
-pub fn encoded(cause: EncodeCause, bytes: u64) {
-    let [n, b] = &ENCODES[cause as usize];
+fn count_with_bytes([n, b]: &[AtomicU64; 2], bytes: u64) {
     add(n, 1);
     add(b, bytes);
 }
 
+/// A pack encoded `bytes` of a buffer because of `cause`.
+pub fn encoded(cause: EncodeCause, bytes: u64) {
+    count_with_bytes(&ENCODES[cause as usize], bytes);
+}
+
 /// A kept copy of `bytes` was thrown away as `which` (`discard_kept_copy`).
 pub fn copy_discarded(which: Kept, bytes: u64) {
-    let [n, b] = &DISCARDS[which as usize];
-    add(n, 1);
-    add(b, bytes);
+    count_with_bytes(&DISCARDS[which as usize], bytes);
 }
 
 /// The coarse timeline: `[t_ms, resident, packed, held]`, a point at most every 20 ms (and

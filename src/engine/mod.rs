@@ -748,15 +748,15 @@ impl Engine {
         }
         // nothing wrote it since it was decoded from its copy
         let clean = buf.is_clean();
-        // and lossy only for data that is only read (weights): never for a buffer being
-        // written (activations; a segment of them may hold masks or indices beside the floats)
         let backend = inner.backend.as_mut().expect("may_pack checked the backend");
         let entry = inner.entries.get_mut(&addr).expect("looked up above");
-        // nor ever again for lossy-decoded bytes that were written since (`Entry::lossy_barred`)
         if entry.decoded_lossy && !clean && !entry.lossy_barred {
             entry.lossy_barred = true;
             crate::stats::add(&crate::stats::C.lossy_barred, 1);
         }
+        // and lossy only for data that is only read (weights): never for a buffer being
+        // written (activations; a segment of them may hold masks or indices beside the floats),
+        // nor ever again for lossy-decoded bytes that were written since (`Entry::lossy_barred`)
         opts.lossy &= clean && !entry.lossy_barred;
         // a kept copy of unchanged bytes serves as it is; a lossless one of a clean buffer that
         // may go lossy is made again, lossy, once

@@ -177,16 +177,23 @@ static uint16_t cycle_weight(size_t i, uint32_t *seed, int sparse) {
     return bf16_of(((float)(*seed >> 8) / 16777216.0f - 0.5f) * 0.04f);
 }
 
-/* A bf16 weight of `n` elements (cycle_weight's from `seed`) uploaded into a new buffer `*w`,
- * and GEMM_WHOLE's x (16 KiB) and out (4 KiB); returns the host copy. */
-static uint16_t *upload_weight(uint16_t **w, uint16_t **x, uint16_t **out, size_t n, uint32_t seed) {
+/* A bf16 weight of `n` elements (cycle_weight's from `seed`) uploaded into a new buffer `*w`;
+ * returns the host copy. */
+static uint16_t *upload_weight(uint16_t **w, size_t n, uint32_t seed) {
     uint16_t *hw = malloc(n * 2);
     for (size_t i = 0; i < n; i++) hw[i] = cycle_weight(i, &seed, 0);
-    if (cudaMalloc((void **)w, n * 2) || cudaMalloc((void **)x, 16384) || cudaMalloc((void **)out, 4096) || cudaMemcpy(*w, hw, n * 2, 1)) {
+    if (cudaMalloc((void **)w, n * 2) || cudaMemcpy(*w, hw, n * 2, 1)) {
         fprintf(stderr, "FAIL: the weight's upload\n");
         exit(1);
     }
     return hw;
+}
+/* GEMM_WHOLE's B (16 KiB: up to 4 MiB weights) and C (4 KiB). */
+static void gemm_operands(uint16_t **x, uint16_t **out) {
+    if (cudaMalloc((void **)x, 16384) || cudaMalloc((void **)out, 4096)) {
+        fprintf(stderr, "FAIL: the GEMM's operands\n");
+        exit(1);
+    }
 }
 /* Lossy mode: a buffer goes lossy only once it was decoded and then only read (a weight named
  * as a GEMM's A); one a call writes (an activation) stays lossless, bit-exact. */
@@ -236,7 +243,8 @@ static int lossy_weights(void) {
 static int train_step(void) {
     size_t n = 2 * MIB; /* bf16 elements: 4 MiB */
     uint16_t *w, *x, *out, *snap = malloc(n * 2), *back = malloc(n * 2);
-    uint16_t *hw = upload_weight(&w, &x, &out, n, 4242);
+    gemm_operands(&x, &out);
+    uint16_t *hw = upload_weight(&w, n, 4242);
     float one = 1, zero = 0;
     CHECK(GEMM_WHOLE(w, n));
     EXPECT(control("ltshim_pack_cold") >= 1, "the first pack (lossless: the upload wrote it)");
@@ -270,7 +278,8 @@ static int train_step(void) {
 static int partial_operand(void) {
     size_t n = 2 * MIB; /* bf16 elements: 4 MiB */
     uint16_t *w, *x, *out, *back = malloc(n * 2);
-    uint16_t *hw = upload_weight(&w, &x, &out, n, 99);
+    gemm_operands(&x, &out);
+    uint16_t *hw = upload_weight(&w, n, 99);
     float one = 1, zero = 0;
     for (int cycle = 0; cycle < 4; cycle++) {
         CHECK(GEMM_WHOLE(w, n / 2));
@@ -292,7 +301,8 @@ static int partial_operand(void) {
 static int lt_layouts(void) {
     size_t n = 2 * MIB; /* bf16 elements: 4 MiB each */
     uint16_t *a, *b, *c, *x, *out, *back = malloc(n * 2);
-    uint16_t *ha = upload_weight(&a, &x, &out, n, 1), *hb = upload_weight(&b, &x, &out, n, 2), *hc = upload_weight(&c, &x, &out, n, 3);
+    gemm_operands(&x, &out);
+    uint16_t *ha = upload_weight(&a, n, 1), *hb = upload_weight(&b, n, 2), *hc = upload_weight(&c, n, 3);
     Handle whole, rows, half, small;
     int32_t row_major = 1;
     CHECK(cublasLtMatrixLayoutCreate(&whole, 14, 512, n / 512, 512));
