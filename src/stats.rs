@@ -29,6 +29,7 @@ counters! {
     restores_ahead, ahead_host_ns,
     restores_over_limit, restores_corrupt, idle_packs, steps, lossy_barred,
     wait_ns, vmm_ns, codec_ns, context_syncs,
+    encode_ns, check_ns, decode_ns, discard_ns, checks, checks_changed,
 }
 
 /// Why the library did less than it could.
@@ -145,6 +146,35 @@ pub fn timed<T>(counter: &AtomicU64, f: impl FnOnce() -> T) -> T {
     let t0 = crate::clock::precise_ns();
     let r = f();
     add(counter, crate::clock::precise_ns().saturating_sub(t0));
+    r
+}
+
+/// What the codec's host time was spent on (`codec_host_ns_by_work`).
+#[derive(Clone, Copy)]
+pub enum CodecWork {
+    /// Encoding a copy and verifying it (our stream waited for).
+    Encode,
+    /// Comparing a written buffer with its kept copy's checksums (our stream waited for).
+    Check,
+    /// Queueing a restore's decode (no wait).
+    Decode,
+    /// Giving a copy's memory back.
+    Discard,
+}
+
+/// `timed` into the codec's time and into `work`'s share of it.
+pub fn timed_codec<T>(work: CodecWork, f: impl FnOnce() -> T) -> T {
+    let t0 = crate::clock::precise_ns();
+    let r = f();
+    let ns = crate::clock::precise_ns().saturating_sub(t0);
+    add(&C.codec_ns, ns);
+    let share = match work {
+        CodecWork::Encode => &C.encode_ns,
+        CodecWork::Check => &C.check_ns,
+        CodecWork::Decode => &C.decode_ns,
+        CodecWork::Discard => &C.discard_ns,
+    };
+    add(share, ns);
     r
 }
 
@@ -433,6 +463,14 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("wait_host_ns", get(&C.wait_ns));
         o.num("vmm_host_ns", get(&C.vmm_ns));
         o.num("codec_host_ns", get(&C.codec_ns));
+        o.obj("codec_host_ns_by_work", |f| {
+            f.num("encode", get(&C.encode_ns));
+            f.num("check", get(&C.check_ns));
+            f.num("decode", get(&C.decode_ns));
+            f.num("discard", get(&C.discard_ns));
+        });
+        o.num("checks", get(&C.checks));
+        o.num("checks_found_changed", get(&C.checks_changed));
         o.num("context_syncs", get(&C.context_syncs));
         o.num("ahead_host_ns", get(&C.ahead_host_ns));
         o.obj("bytes_in_by_codec", |f| (0..8).filter(|&i| get(&CODEC_IN[i]) > 0).for_each(|i| f.num(codec_name(i), get(&CODEC_IN[i]))));

@@ -406,6 +406,11 @@ fn a_buffer_only_read_since_its_restore_drops_again_without_a_check_and_a_writte
     assert_eq!(n(s, "packing.packs_clean_copy"), 1, "{}", s["packing"]);
     // the reading launch: checked, unchanged, its copy reused
     assert!(n(s, "packing.packs_reused_copy") >= 2, "{}", s["packing"]);
+    assert!(n(s, "packing.checks") >= 1 && n(s, "packing.checks") > n(s, "packing.checks_found_changed"), "{}", s["packing"]);
+    // the codec's host time, split by what it was spent on, adds up to it
+    let work: u64 = ["encode", "check", "decode", "discard"].iter().map(|w| n(s, &format!("packing.codec_host_ns_by_work.{w}"))).sum();
+    assert_eq!(work, n(s, "packing.codec_host_ns"), "{}", s["packing"]);
+    assert!(n(s, "packing.codec_host_ns_by_work.encode") > 0 && n(s, "packing.codec_host_ns_by_work.check") > 0, "{}", s["packing"]);
 }
 
 #[test]

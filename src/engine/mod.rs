@@ -30,6 +30,7 @@ use crate::gpu::codec::{Backend, CodecFailure, PackOptions, PackedCopy};
 use crate::gpu::driver::{self, WorkScope};
 use crate::gpu::vmm;
 use crate::registry::{flag, state, Backing, Buffer, Origin, REGISTRY};
+use crate::stats::CodecWork;
 use budget::{Part, BUDGET};
 
 /// Flags that keep a buffer resident (docs/SAFETY.md).
@@ -769,10 +770,16 @@ impl Engine {
             if clean {
                 crate::stats::add(&crate::stats::C.packs_clean, 1);
             }
-            let same = if clean { Ok(true) } else { crate::stats::timed(&crate::stats::C.codec_ns, || backend.unchanged(copy, addr, buf.size)) };
+            let same = if clean {
+                Ok(true)
+            } else {
+                crate::stats::add(&crate::stats::C.checks, 1);
+                crate::stats::timed_codec(CodecWork::Check, || backend.unchanged(copy, addr, buf.size))
+            };
             match same {
                 Ok(true) => reused = true,
                 Ok(false) => {
+                    crate::stats::add(&crate::stats::C.checks_changed, 1);
                     entry.seen_changed = true;
                     entry.next_encode = EncodeCause::Changed;
                     discard_copy(backend, entry.copy.take().expect("checked"));
@@ -789,7 +796,7 @@ impl Engine {
                 // (a stale copy was just thrown away: the new one must fit the room there is)
                 max_len = max_len.min(BUDGET.room(Part::Packed));
             }
-            match crate::stats::timed(&crate::stats::C.codec_ns, || backend.pack(addr, buf.size, opts, max_len)) {
+            match crate::stats::timed_codec(CodecWork::Encode, || backend.pack(addr, buf.size, opts, max_len)) {
                 Ok(Some(copy)) => {
                     BUDGET.take(Part::Packed, copy.packed_len());
                     for (id, (i, o)) in copy.by_codec().iter().enumerate() {
@@ -933,7 +940,7 @@ impl Engine {
         entry.decoded_lossy |= copy.is_lossy();
         let tag = inner.next_tag;
         inner.next_tag += 1;
-        match crate::stats::timed(&crate::stats::C.codec_ns, || backend.restore(copy, va, buf.size, tag)) {
+        match crate::stats::timed_codec(CodecWork::Decode, || backend.restore(copy, va, buf.size, tag)) {
             Ok(None) => {}
             Ok(Some(event)) => {
                 inner.in_flight.insert(tag, va);
@@ -1184,7 +1191,7 @@ fn now_packed(buf: &Buffer, reserved: u64, reused: bool, t0: u64) {
 /// Gives a packed copy's memory back, and its bytes to the budget.
 fn discard_copy(backend: &mut Backend, copy: PackedCopy) {
     BUDGET.give(Part::Packed, copy.packed_len());
-    crate::stats::timed(&crate::stats::C.codec_ns, || backend.discard(copy));
+    crate::stats::timed_codec(CodecWork::Discard, || backend.discard(copy));
 }
 
 /// Installs the kernels into `inner` if they are ready; `wait`: wait that long for them first.
