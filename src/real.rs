@@ -90,6 +90,9 @@ pub fn home_library(name: &[u8]) -> &'static [u8] {
         b"libcublas.so"
     } else if name.starts_with(b"cudnn") {
         b"libcudnn"
+    } else if name.starts_with(b"nccl") {
+        // (PyTorch's libnccl.so.2 is loaded into a local scope, where RTLD_NEXT does not look)
+        b"libnccl.so"
     } else if name.starts_with(b"cuda") || name.starts_with(b"__cuda") {
         b"libcudart.so"
     } else {
@@ -299,6 +302,7 @@ mod tests {
         assert_eq!(home_library(b"cublasLtMatmul"), b"libcublasLt.so");
         assert_eq!(home_library(b"cublasSgemm_v2"), b"libcublas.so");
         assert_eq!(home_library(b"cudnnBackendExecute"), b"libcudnn");
+        assert_eq!(home_library(b"ncclAllReduce"), b"libnccl.so");
     }
 
     #[test]

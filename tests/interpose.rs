@@ -52,8 +52,15 @@ fn program() -> &'static (PathBuf, PathBuf) {
             assert!(out.status.success(), "cc failed on {name}.c:\n{}", String::from_utf8_lossy(&out.stderr));
         }
         let exe = dir.join("interpose");
-        let late = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(dir.join("liblate.so")).arg(src.join("late.c")).output().expect("run cc");
-        assert!(late.status.success(), "cc failed:\n{}", String::from_utf8_lossy(&late.stderr));
+        // a program with no CUDA library, so that only the local scope defines its symbol
+        let local = Command::new("cc").args(["-O1", "-Wall", "-Werror", "-o"]).arg(dir.join("local")).arg(src.join("local.c")).arg("-ldl").output().expect("run cc");
+        assert!(local.status.success(), "cc failed on local.c:\n{}", String::from_utf8_lossy(&local.stderr));
+        // the same library twice: loaded late into the global scope, and under NCCL's file
+        // name into a local scope of its own
+        for lib in ["liblate.so", "libnccl.so.2"] {
+            let late = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(dir.join(lib)).arg(src.join("late.c")).output().expect("run cc");
+            assert!(late.status.success(), "cc failed:\n{}", String::from_utf8_lossy(&late.stderr));
+        }
         (exe, dir)
     })
 }
@@ -231,6 +238,21 @@ fn a_library_loaded_after_the_lookups_still_gets_its_calls() {
     // the call made before the library was loaded failed with one line naming the function
     let err = r.stderr();
     assert_eq!(err.matches("the real cublasZgemmStridedBatched could not be found").count(), 1, "{err}");
+}
+
+#[test]
+fn a_library_loaded_into_a_local_scope_still_gets_its_calls() {
+    // Regression (the H200, 2026-12-01): PyTorch's libnccl.so.2 is a dependency of a Python
+    // extension, loaded with RTLD_LOCAL, so dlsym(RTLD_NEXT) from the preloaded library cannot
+    // see it, while the program's calls bind to our exported hook; NCCL had no family to
+    // search, and every collective under the library failed ("the real ncclAllReduce could not
+    // be found"), which killed the program.
+    let (exe, dir) = program();
+    let lib = dir.join("libnccl.so.2");
+    let r = run_exe(&exe.with_file_name("local"), &[lib.to_str().unwrap()], true, &[]);
+    r.assert_ok();
+    assert!(r.stdout().contains("did local ok"), "{}", r.stdout());
+    assert!(!r.stderr().contains("could not be found"), "{}", r.stderr());
 }
 
 #[test]
