@@ -133,9 +133,15 @@ pub struct Buffer {
     /// the policy predicts the next use from (`crate::policy::next_period`).
     pub last_seq: AtomicU64,
     pub period: AtomicU64,
-    /// The float type GEMM calls named it with (`ltblock::DType::id() + 1`, 0 = unknown):
-    /// only such buffers may go lossy.
+    /// The float type GEMM calls named it with (`ltblock::DType::id() + 1`, 0 = unknown): the
+    /// codecs' element type for it.
     pub float_hint: AtomicU8,
+    /// A GEMM read all of it as floats of that type since anything last wrote it, so the bytes
+    /// in it now are that one tensor's: only then may int8 take them. A write clears it (the
+    /// caching allocator puts other tensors, integers or masks into a freed segment), and so
+    /// does a call that may touch anything (`read_whole_epoch` against the write epoch).
+    read_whole: AtomicBool,
+    read_whole_epoch: AtomicU64,
     /// Since it was last made resident: a call that may write it named it (`Uses::add`; a
     /// read-only operand does not), or a call that may touch anything ran (`write_epoch`).
     /// A clean buffer equals its kept copy, so dropping it again costs no check.
@@ -176,6 +182,8 @@ impl Buffer {
             last_seq: AtomicU64::new(0),
             period: AtomicU64::new(0),
             float_hint: AtomicU8::new(0),
+            read_whole: AtomicBool::new(false),
+            read_whole_epoch: AtomicU64::new(0),
             written: AtomicBool::new(true),
             clean_epoch: AtomicU64::new(0),
             ready_event: AtomicU64::new(0),
@@ -187,6 +195,29 @@ impl Buffer {
     pub fn made_clean(&self) {
         self.written.store(false, Ordering::SeqCst);
         self.clean_epoch.store(WRITE_EPOCH.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// A GEMM read all of it as floats of type `hint`.
+    pub fn read_whole_as_floats(&self, hint: u8) {
+        self.float_hint.store(hint, Ordering::SeqCst);
+        self.read_whole_epoch.store(WRITE_EPOCH.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.read_whole.store(true, Ordering::SeqCst);
+    }
+
+    /// A call that may write it named it: it no longer holds what a GEMM read.
+    pub fn written_by_a_call(&self) {
+        if !self.written.load(Ordering::Relaxed) {
+            self.written.store(true, Ordering::SeqCst);
+        }
+        if self.read_whole.load(Ordering::Relaxed) {
+            self.read_whole.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Its bytes are still those a GEMM read whole as floats (`read_whole_as_floats`): nothing
+    /// wrote it since.
+    pub fn holds_floats_read_whole(&self) -> bool {
+        self.read_whole.load(Ordering::SeqCst) && self.read_whole_epoch.load(Ordering::SeqCst) == WRITE_EPOCH.load(Ordering::SeqCst)
     }
 
     /// Nothing may have written it since `made_clean`.

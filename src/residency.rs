@@ -159,8 +159,8 @@ impl Uses {
         // this call's use
         for (i, b) in self.iter().enumerate() {
             b.used_on(self.stream);
-            if (i >= 64 || self.writes & (1 << i) != 0) && !b.written.load(Ordering::Relaxed) {
-                b.written.store(true, Ordering::SeqCst);
+            if i >= 64 || self.writes & (1 << i) != 0 {
+                b.written_by_a_call();
             }
             if b.restored_ahead.load(Ordering::Relaxed) && b.restored_ahead.swap(false, Ordering::Relaxed) {
                 crate::engine::restored_ahead_used();

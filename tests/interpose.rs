@@ -460,6 +460,18 @@ fn a_buffer_that_no_gemm_operand_spans_never_goes_lossy() {
 }
 
 #[test]
+fn a_float_type_seen_by_a_gemm_ends_when_the_buffer_is_written() {
+    // a segment read whole as bf16, then written with f32 data that only reads follow (a GEMM
+    // over its first half, a copy's source): never lossy, every byte exact
+    let r = run_packing(&["reused_segment"], "lossy", "64MiB");
+    r.assert_ok();
+    assert_eq!(r.did("reused_segment_ok"), 1);
+    let s = r.stats();
+    assert_eq!(s["packing"]["bytes_in_by_codec"]["int8g"].as_u64().unwrap_or(0), 0, "{}", s["packing"]);
+    assert!(n(s, "packing.packs") >= 5, "{}", s["packing"]);
+}
+
+#[test]
 fn cublaslt_operands_span_their_buffers_by_their_layouts() {
     // three 4 MiB weights read through cublasLtMatmul: whole (column-major), whole (row-major,
     // the order attribute set), and as its first half; the first two go lossy, the third never

@@ -83,7 +83,7 @@ impl Entry {
         let b = &self.buf;
         opts.lossy
             && !self.lossy_barred
-            && b.float_hint.load(Ordering::Relaxed) != 0
+            && b.holds_floats_read_whole()
             && b.is_clean()
             && !self.copy_tried_lossy
             && self.copy.as_ref().is_some_and(|c| !c.is_lossy())
@@ -747,6 +747,9 @@ impl Engine {
             Some(dt) => opts.dtype = dt,
             None => opts.lossy = false, // lossy only where a GEMM named the buffer as floats
         }
+        // and read all of it since it was last written (an older tensor's type says nothing of
+        // the bytes there now; for the lossless codecs it is only a guess at the element type)
+        opts.lossy &= buf.holds_floats_read_whole();
         // nothing wrote it since it was decoded from its copy
         let clean = buf.is_clean();
         let backend = inner.backend.as_mut().expect("may_pack checked the backend");

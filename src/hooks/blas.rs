@@ -6,7 +6,6 @@
 use std::os::raw::{c_int, c_void};
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
@@ -104,7 +103,7 @@ fn hint_float(p: u64, op: Operand) {
     let (Some(bytes), true) = (op.bytes, hint != 0) else { return };
     if let Some(b) = REGISTRY.find(p) {
         if b.start == p && bytes + SHARED_TAIL > b.size {
-            b.float_hint.store(hint, Ordering::Relaxed);
+            b.read_whole_as_floats(hint);
         }
     }
 }

@@ -294,6 +294,39 @@ static int partial_operand(void) {
     return 0;
 }
 
+/* Lossy mode, a segment reused for other data (a caching allocator's): a GEMM reads `w` whole
+ * as bf16, then the program puts other data there (a host copy writes it) that is only ever
+ * read after: by a GEMM as its first half, and as a copy's source. The float type the first
+ * GEMM saw belongs to bytes that are gone (no GEMM read the new ones whole, and they may be
+ * several tensors, or integers), so the buffer must never go lossy: every byte comes back
+ * exact. Before, the type outlived the write, and the new bytes were quantized once a restore
+ * had made them clean. */
+static int reused_segment(void) {
+    size_t n = 2 * MIB; /* bf16 elements: 4 MiB */
+    uint16_t *w, *x, *out, *other = malloc(n * 2), *back = malloc(n * 2);
+    gemm_operands(&x, &out);
+    uint16_t *hw = upload_weight(&w, n, 7);
+    float one = 1, zero = 0;
+    CHECK(GEMM_WHOLE(w, n));
+    /* the new tensors: bf16 values (finite in any view, so int8g would take them) */
+    uint32_t seed = 99;
+    for (size_t i = 0; i < n; i++) other[i] = cycle_weight(i, &seed, 0);
+    CHECK(cudaMemcpy(w, other, n * 2, 1));
+    EXPECT(control("ltshim_pack_cold") >= 1, "the first pack (lossless: written)");
+    for (int cycle = 0; cycle < 4; cycle++) {
+        CHECK(GEMM_WHOLE(w, n / 2));
+        CHECK(cudaMemcpy(x, w, 4096, 3));
+        EXPECT(control("ltshim_pack_cold") >= 1, "pack %d", cycle);
+    }
+    CHECK(cudaMemcpy(back, w, n * 2, 2));
+    EXPECT(memcmp(back, other, n * 2) == 0, "the segment's new bytes went lossy under the old tensor's float type");
+    free(hw);
+    free(other);
+    free(back);
+    printf("did reused_segment_ok 1\n");
+    return 0;
+}
+
 /* Lossy mode through cuBLASLt: the operands' extents come from their layouts. Weight `a` is
  * read as the whole of it (column-major 512 x n/512), weight `b` as the whole of it through a
  * row-major layout (n/512 rows of 512, ld 512), weight `c` as its first half only: a and b go
@@ -939,6 +972,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "cycle_gemm")) return cycle_gemm(0);
     if (!strcmp(what, "train_step")) return train_step();
     if (!strcmp(what, "partial_operand")) return partial_operand();
+    if (!strcmp(what, "reused_segment")) return reused_segment();
     if (!strcmp(what, "lt_layouts")) return lt_layouts();
     if (!strcmp(what, "cycle_gemm_sparse")) return cycle_gemm(1);
     if (!strcmp(what, "peer_access")) return peer_access(0);
