@@ -74,7 +74,7 @@ pub const FALLBACKS: [(Fallback, &str); 10] = [
 /// Input and packed bytes per codec id, summed over every pack that encoded.
 static CODEC_IN: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 static CODEC_OUT: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
-fn codec_name(id: usize) -> &'static str {
+pub fn codec_name(id: usize) -> &'static str {
     ltblock::Codec::from_id(id as u8).map_or("unknown", |c| c.name())
 }
 

@@ -297,6 +297,10 @@ impl EncodeCause {
     /// The names the stats report them by (`encodes_by_cause`).
     pub const ALL: [(EncodeCause, &'static str); 4] =
         [(EncodeCause::First, "first"), (EncodeCause::Changed, "changed"), (EncodeCause::Discarded, "discarded"), (EncodeCause::ToLossy, "to_lossy")];
+
+    pub fn name(self) -> &'static str {
+        EncodeCause::ALL[self as usize].1
+    }
 }
 
 /// Outcome of one pack.
@@ -858,6 +862,27 @@ impl Engine {
             // unmapped already: the buffer is packed (its copy holds it); the handle leaks
             tracing::warn!("releasing the memory of the packed buffer at {addr:#x} failed: {e}");
         }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let entry = &inner.entries[&addr];
+            let now = crate::residency::seq_now();
+            let how = match (reused, clean) {
+                (true, true) => "its clean copy".to_string(),
+                (true, false) => "its copy, checked unchanged".to_string(),
+                (false, _) => format!("encoded ({}){}", EncodeCause::name(entry.next_encode), if opts.lossy { ", lossy allowed" } else { "" }),
+            };
+            let codecs: Vec<String> = entry.copy.as_ref().map(|c| c.by_codec()).unwrap_or_default().iter().enumerate()
+                .filter(|(_, (i, _))| *i > 0)
+                .map(|(id, (i, o))| format!("{} {i} -> {o}", crate::stats::codec_name(id)))
+                .collect();
+            tracing::debug!(
+                "pack {addr:#x} ({} B, hint {hint}): {how}, copy {} B [{}]; idle {} period {} uses",
+                buf.size,
+                entry.copy.as_ref().map_or(0, |c| c.packed_len()),
+                codecs.join(", "),
+                now.saturating_sub(buf.last_seq.load(Ordering::Relaxed)),
+                buf.period.load(Ordering::Relaxed)
+            );
+        }
         now_packed(&buf, reserved, reused, t0);
         Packed::Done
     }
@@ -983,6 +1008,7 @@ impl Engine {
         // back over the limit: kept copies (its own too) go until it holds again
         while BUDGET.held() > BUDGET.limit() && self.discard_kept_copy(inner, Kept::Any) {}
         crate::stats::restored(crate::clock::precise_ns() - t0);
+        tracing::debug!("restore {va:#x} ({} B){}", buf.size, if room == Room::Free { ", ahead" } else { "" });
         Ok(())
     }
 
