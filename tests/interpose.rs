@@ -612,6 +612,17 @@ fn read_only_buffers_cycling_under_a_limit_are_encoded_once_and_then_dropped_by_
 }
 
 #[test]
+fn a_copy_thrown_away_as_likely_stale_is_followed_by_a_check_not_an_encode_every_time() {
+    let r = run_packing_with(&["cycle_launch"], &[("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "9MiB"), ("LTSHIM_MIN_BYTES", "64KiB")]);
+    r.assert_ok();
+    assert_eq!(r.did("cycle_launch_ok"), 1);
+    let s = r.stats();
+    assert!(n(s, "packing.restores") >= 24, "the limit must force restores: {}", s["packing"]);
+    eprintln!("changed encodes {} checks {} found changed {}", n(s, "packing.encodes_by_cause.changed"), n(s, "packing.checks"), n(s, "packing.checks_found_changed"));
+    assert!(n(s, "packing.encodes_by_cause.changed") <= 2 * 12, "{}", s["packing"]);
+}
+
+#[test]
 fn clean_buffers_are_dropped_ahead_by_a_thread_of_ours_and_every_read_finds_its_data() {
     let r = run_packing_with(&["cycle_read"], &[("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "9MiB"), ("LTSHIM_MIN_BYTES", "64KiB")]);
     r.assert_ok();

@@ -50,10 +50,13 @@ struct Entry {
     refused: u8,
     /// The last use before the last refusal (tried again once used since).
     refused_at: u64,
-    /// A check once found its bytes changed since its kept copy was made (an activation):
-    /// such copies are thrown away first when room is needed. A buffer that calls named as
-    /// possibly written but that never changed (an embedding table a lookup kernel reads)
-    /// keeps its copy, and its next pack costs a check instead of an encode.
+    /// The last check found its bytes changed since its kept copy was made (an activation):
+    /// such copies are thrown away first when room is needed, and that clears it, so the copy
+    /// made next is checked before it can be thrown away unread again. A buffer that calls
+    /// named as possibly written but that never changed (an embedding table a lookup kernel
+    /// reads, a weight a launch reads) keeps its copy, and its next pack costs a check instead
+    /// of an encode. (It once stayed set for good: the 3B model's weights, changed once while
+    /// the model was built, were encoded again at every decode step.)
     seen_changed: bool,
     /// The kept copy was made by an encode that allowed loss. If no block of it went lossy
     /// (the data was not worth int8g, or failed its error bound), encoding it again would make
@@ -702,6 +705,10 @@ impl Engine {
         };
         let Some(entry) = inner.entries.get_mut(&addr) else { return false };
         entry.next_encode = if let Kept::OfWritten = which { EncodeCause::Changed } else { EncodeCause::Discarded };
+        // thrown away on suspicion: the copy made next is checked at the pack after, not
+        // thrown away unread again (a buffer that launches name, which may write, stays dirty
+        // while only read: the 3B model's weights in decode were encoded again every step)
+        entry.seen_changed = false;
         let copy = entry.copy.take();
         if let (Some(copy), Some(b)) = (copy, inner.backend.as_mut()) {
             crate::stats::copy_discarded(which, copy.packed_len());

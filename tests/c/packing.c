@@ -577,6 +577,35 @@ static int cycle_read(void) {
     return 0;
 }
 
+/* The same loop read by kernel launches, which may write (so each leaves its buffer dirty,
+ * though it only reads), after each buffer was rewritten once since its first pack (so a check
+ * found it changed). The copies of such buffers are thrown away first when room is needed, as
+ * likely stale; one check after that must clear the suspicion, or every pass would encode
+ * every buffer again (on the H200 a 3B model's weights, read by launches in decode, were
+ * encoded again every step: 65 encodes a step). */
+static int cycle_launch(void) {
+    setup();
+    size_t words = 1 * MIB / 4;
+    enum { K = 12 };
+    uint32_t *b[K], *h = malloc(words * 4);
+    for (int k = 0; k < K; k++) { CHECK(cudaMalloc((void **)&b[k], words * 4)); fill(b[k], k, words); }
+    EXPECT(control("ltshim_pack_cold") >= 1, "the first packs");
+    for (int k = 0; k < K; k++) fill(b[k], k + 100, words); /* rewritten: the next pack's check finds them changed */
+    EXPECT(control("ltshim_pack_cold") >= 1, "the second packs");
+    for (int k = 0; k < K; k++) fill(b[k], k, words);
+    for (int pass = 0; pass < 6; pass++) {
+        for (int k = 0; k < K; k++) {
+            void *ra[] = {&b[k], &words};
+            CHECK(__cudaLaunchKernel(READSUM_K, ONE, ONE, ra, 0, NULL));
+            CHECK(cudaMemcpy(h, b[k], words * 4, 2));
+            for (size_t i = 0; i < words; i += 61) EXPECT(h[i] == pattern(k, i), "pass %d buffer %d word %zu = %u", pass, k, i, h[i]);
+        }
+    }
+    free(h);
+    printf("did cycle_launch_ok 1\n");
+    return 0;
+}
+
 /* A buffer whose address was copied into device memory stays resident (a kernel reaches it
  * through the table, naming only the table); `touch` then reads a buffer the library packed
  * straight from the host, which must fault: packing really unmaps. */
@@ -973,6 +1002,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "train_step")) return train_step();
     if (!strcmp(what, "partial_operand")) return partial_operand();
     if (!strcmp(what, "reused_segment")) return reused_segment();
+    if (!strcmp(what, "cycle_launch")) return cycle_launch();
     if (!strcmp(what, "lt_layouts")) return lt_layouts();
     if (!strcmp(what, "cycle_gemm_sparse")) return cycle_gemm(1);
     if (!strcmp(what, "peer_access")) return peer_access(0);
