@@ -143,10 +143,7 @@ pub fn packed(reused: bool, host_ns: u64) {
 
 /// Runs `f`, adding its host time to `counter` (the engine's time split: waits, VMM, codec).
 pub fn timed<T>(counter: &AtomicU64, f: impl FnOnce() -> T) -> T {
-    let t0 = crate::clock::precise_ns();
-    let r = f();
-    add(counter, crate::clock::precise_ns().saturating_sub(t0));
-    r
+    timed_into(&[counter], f)
 }
 
 /// What the codec's host time was spent on (`codec_host_ns_by_work`).
@@ -164,17 +161,20 @@ pub enum CodecWork {
 
 /// `timed` into the codec's time and into `work`'s share of it.
 pub fn timed_codec<T>(work: CodecWork, f: impl FnOnce() -> T) -> T {
-    let t0 = crate::clock::precise_ns();
-    let r = f();
-    let ns = crate::clock::precise_ns().saturating_sub(t0);
-    add(&C.codec_ns, ns);
     let share = match work {
         CodecWork::Encode => &C.encode_ns,
         CodecWork::Check => &C.check_ns,
         CodecWork::Decode => &C.decode_ns,
         CodecWork::Discard => &C.discard_ns,
     };
-    add(share, ns);
+    timed_into(&[&C.codec_ns, share], f)
+}
+
+fn timed_into<T>(counters: &[&AtomicU64], f: impl FnOnce() -> T) -> T {
+    let t0 = crate::clock::precise_ns();
+    let r = f();
+    let ns = crate::clock::precise_ns().saturating_sub(t0);
+    counters.iter().for_each(|c| add(c, ns));
     r
 }
 

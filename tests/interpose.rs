@@ -436,6 +436,16 @@ fn a_buffer_only_read_since_its_restore_drops_again_without_a_check_and_a_writte
 }
 
 #[test]
+fn the_debug_log_says_what_each_pack_and_restore_did() {
+    let r = run_packing_with(&["lossy_weights"], &[("LTSHIM_MODE", "lossy"), ("LTSHIM_DEVICE_LIMIT", "64MiB"), ("LTSHIM_LOG", "debug")]);
+    r.assert_ok();
+    let err = r.stderr();
+    assert!(err.contains("): encoded (first), copy "), "{err}");
+    assert!(err.contains("encoded (to_lossy), lossy allowed, copy ") && err.contains("[int8g 4194304 -> "), "{err}");
+    assert!(err.contains("restore 0x"), "{err}");
+}
+
+#[test]
 fn lossy_mode_quantizes_only_a_buffer_that_is_only_read_since_its_restore() {
     let r = run_packing(&["lossy_weights"], "lossy", "64MiB");
     r.assert_ok();

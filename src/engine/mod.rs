@@ -870,25 +870,7 @@ impl Engine {
             tracing::warn!("releasing the memory of the packed buffer at {addr:#x} failed: {e}");
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let entry = &inner.entries[&addr];
-            let now = crate::residency::seq_now();
-            let how = match (reused, clean) {
-                (true, true) => "its clean copy".to_string(),
-                (true, false) => "its copy, checked unchanged".to_string(),
-                (false, _) => format!("encoded ({}){}", EncodeCause::name(entry.next_encode), if opts.lossy { ", lossy allowed" } else { "" }),
-            };
-            let codecs: Vec<String> = entry.copy.as_ref().map(|c| c.by_codec()).unwrap_or_default().iter().enumerate()
-                .filter(|(_, (i, _))| *i > 0)
-                .map(|(id, (i, o))| format!("{} {i} -> {o}", crate::stats::codec_name(id)))
-                .collect();
-            tracing::debug!(
-                "pack {addr:#x} ({} B, hint {hint}): {how}, copy {} B [{}]; idle {} period {} uses",
-                buf.size,
-                entry.copy.as_ref().map_or(0, |c| c.packed_len()),
-                codecs.join(", "),
-                now.saturating_sub(buf.last_seq.load(Ordering::Relaxed)),
-                buf.period.load(Ordering::Relaxed)
-            );
+            log_pack(&inner.entries[&addr], hint, reused, clean, opts.lossy);
         }
         now_packed(&buf, reserved, reused, t0);
         Packed::Done
@@ -1212,6 +1194,35 @@ fn streams_to_wait_for(buf: &Buffer) -> (Vec<u64>, bool) {
     streams.extend(OPAQUE_STREAMS.lock().iter().copied());
     let many = many || streams.iter().any(|&s| crate::hooks::graph::is_retired(s));
     (streams, many)
+}
+
+/// The debug line of a pack that just took `entry`'s memory (`LTSHIM_LOG=debug`).
+fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool) {
+    let buf = &entry.buf;
+    let how = match (reused, clean) {
+        (true, true) => "its clean copy".to_string(),
+        (true, false) => "its copy, checked unchanged".to_string(),
+        (false, _) => format!("encoded ({}){}", entry.next_encode.name(), if lossy { ", lossy allowed" } else { "" }),
+    };
+    let codecs: Vec<String> = entry
+        .copy
+        .as_ref()
+        .map(|c| c.by_codec())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter(|(_, (i, _))| *i > 0)
+        .map(|(id, (i, o))| format!("{} {i} -> {o}", crate::stats::codec_name(id)))
+        .collect();
+    tracing::debug!(
+        "pack {:#x} ({} B, hint {hint}): {how}, copy {} B [{}]; idle {} period {} uses",
+        buf.start,
+        buf.size,
+        entry.copy.as_ref().map_or(0, |c| c.packed_len()),
+        codecs.join(", "),
+        crate::residency::seq_now().saturating_sub(buf.last_seq.load(Ordering::Relaxed)),
+        buf.period.load(Ordering::Relaxed)
+    );
 }
 
 /// `buf`'s memory (`reserved` bytes) is gone and its copy holds it: the budget, its state and
