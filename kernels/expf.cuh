@@ -71,8 +71,8 @@ __device__ __forceinline__ u32 expf_stream_count(u32 n, u32 t) {
 // ---- the encoder ----
 // Its tables live in the pack kernel's region (PackSmem::prefix, >= EXPF_REGION_WORDS words,
 // free until zvc's compaction, which never runs for an expf block):
-//   phase 1: per-warp histograms, 8 x 128 words (two 16-bit counts a word: a warp counts at
-//            most 4096 + 7 elements);
+//   phase 1: per-warp histograms, 8 x 128 words (two 16-bit counts a word, s at word s % 128,
+//            half s / 128: a warp counts at most 4096 + 7 elements);
 //   after:   cnt[256] | hf[256] (Huffman work; then ce[s] = code << 4 | length) |
 //            hs[256] (u8, sorted symbols) | ln[256] (u8) | tb[256] (stream byte offsets)
 #define EXPF_REGION_WORDS 1024
@@ -185,7 +185,10 @@ __device__ __forceinline__ void expf_each_symbol(const u8* stage, u32 n, P pair,
         for (u32 i = nvec * E; i < n; i++) one(expf_sym<dt>((u32)((const T*)stage)[i]));
 }
 
-// Adds the block's symbols to this warp's histogram (two 16-bit counts a word). bf16 and f32:
+// Adds the block's symbols to this warp's histogram (two 16-bit counts a word: symbol s in
+// the half s / 128 of word s % 128, so that neighbours, which f16's sign bit makes of every
+// value's two signs, never share a word; with s / 2 its encode ran at 17.5% of copy, now 19.5%:
+// docs/PERF.md P34). bf16 and f32:
 // the exponents of a block are concentrated (for normal weights the four most common hold 85%
 // of it), so shared-memory atomics, one a symbol, queue the lanes of a warp on the same words
 // (and a warp match to add once a symbol cost 22 instructions an element, a third of the
@@ -200,7 +203,7 @@ __device__ __forceinline__ void expf_count(const u8* stage, u32 n, u32* mine) {
     const u32 E = 16 / sizeof(T);
     static_assert(VPT * 16 / sizeof(T) < 256, "a thread's count of one symbol fits 8 bits");
     u32 nvec = n / E;
-    auto add = [&](u32 sy, u32 c) { atomicAdd(&mine[sy / 2], c << (16 * (sy % 2))); };
+    auto add = [&](u32 sy, u32 c) { atomicAdd(&mine[sy % 128], c << (16 * (sy / 128))); };
     if (dt == DT_F16) {
         for (u32 v = threadIdx.x; v < nvec; v += EXPF_STREAMS) {
             uint4 x = ((const uint4*)stage)[v];
@@ -257,7 +260,7 @@ __device__ u32 expf_analyse(u32 len, const u8* stage, u32* region, ExpfShared& x
     expf_count<T, dt>(stage, n, mine);
     __syncthreads();
     u32 s = threadIdx.x, c = 0;
-    for (u32 wp = 0; wp < LTB_WARPS; wp++) c += (x.hist[wp * 128 + s / 2] >> (16 * (s % 2))) & 0xffffu;
+    for (u32 wp = 0; wp < LTB_WARPS; wp++) c += (x.hist[wp * 128 + s % 128] >> (16 * (s / 128))) & 0xffffu;
     __syncthreads();
     x.cnt[s] = c;
     x.ln[s] = 0;
