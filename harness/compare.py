@@ -42,6 +42,7 @@ WORKLOADS = {
     "vision": [],
     "two_models": [],
     "observe_mix": ["--small-launches", "2000"],
+    "libs_mix": [],
 }
 # Lossy bounds used when none is given: issue 11's acceptance for language models (they apply
 # only to outputs with logits; other lossy outputs are reported with their errors, unbounded).

@@ -204,3 +204,15 @@ def test_a_failing_workload_exits_3_and_its_error_is_reported(tmp_path, fake):
 def test_a_missing_library_is_one_clear_error(tmp_path, fake):
     r = compare("--allow-no-gpu", "--ltshim", "/nonexistent/ltshim", "--out", str(tmp_path), "--", sys.executable, fake, "same")
     assert r.returncode == 2 and "missing" in r.stderr
+
+
+def test_every_workload_compare_names_is_a_script_that_parses():
+    # (they import torch, which CI does not install: parsing is what can be checked here)
+    import ast
+    sys.path.insert(0, HARNESS)
+    import compare
+    for name in compare.WORKLOADS:
+        path = os.path.join(HARNESS, "workloads", f"{name}.py")
+        assert os.path.exists(path), name
+        tree = ast.parse(open(path).read(), path)
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), f"{name}.py has no main()"

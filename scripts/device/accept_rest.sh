@@ -3,7 +3,8 @@
 # (libltshim.so, ltshim). Writes logs under $OUT/rest_PART.tar.gz and prints a short table.
 #   A: no limit (infer lossless, 3 alternating repeats; the 20000-small-launch loop, 5 processes
 #      each, alternating); lossless sweeps of train, vision, two_models and observe_mix
-#      (cuFFT, cuSOLVER, cuSPARSE, cuRAND, side streams, foreach, a graph, torch.compile).
+#      (cuBLAS, cuDNN, SDPA, Triton, a graph; the libraries of issue 11's acceptance 6 are
+#      libs_mix's, which this script does not run).
 #   B: accelerate's CPU offload at the GPU memory of infer's 70% limit; two_models' wake after
 #      idle packing; lossless sweeps of
 #      observe_mix at 90/70% and of train and two_models at 90/80%.
