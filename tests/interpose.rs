@@ -628,7 +628,6 @@ fn a_copy_thrown_away_as_likely_stale_is_followed_by_a_check_not_an_encode_every
     assert_eq!(r.did("cycle_launch_ok"), 1);
     let s = r.stats();
     assert!(n(s, "packing.restores") >= 24, "the limit must force restores: {}", s["packing"]);
-    eprintln!("changed encodes {} checks {} found changed {}", n(s, "packing.encodes_by_cause.changed"), n(s, "packing.checks"), n(s, "packing.checks_found_changed"));
     assert!(n(s, "packing.encodes_by_cause.changed") <= 2 * 12, "{}", s["packing"]);
 }
 
