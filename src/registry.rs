@@ -140,8 +140,9 @@ pub struct Buffer {
     /// in it now are that one tensor's: only then may int8 take them. A write clears it (the
     /// caching allocator puts other tensors, integers or masks into a freed segment), and so
     /// does a call that may touch anything (`read_whole_epoch` against the write epoch).
-    read_whole: AtomicBool,
-    read_whole_epoch: AtomicU64,
+    /// `(epoch + 1) << 8 | type` at the read (0: none), in one word so that a pack reads the
+    /// type and whether it still holds at once.
+    read_whole: AtomicU64,
     /// Since it was last made resident: a call that may write it named it (`Uses::add`; a
     /// read-only operand does not), or a call that may touch anything ran (`write_epoch`).
     /// A clean buffer equals its kept copy, so dropping it again costs no check.
@@ -159,7 +160,8 @@ pub struct Buffer {
 /// latest of them may have been written by it.
 static WRITE_EPOCH: AtomicU64 = AtomicU64::new(0);
 
-/// A call that may write any buffer is about to run.
+/// A call that may write any buffer is about to run, or has just returned (a GEMM on another
+/// thread may read a buffer whole in between, before the writes are queued).
 pub fn anything_may_be_written() {
     WRITE_EPOCH.fetch_add(1, Ordering::SeqCst);
 }
@@ -182,8 +184,7 @@ impl Buffer {
             last_seq: AtomicU64::new(0),
             period: AtomicU64::new(0),
             float_hint: AtomicU8::new(0),
-            read_whole: AtomicBool::new(false),
-            read_whole_epoch: AtomicU64::new(0),
+            read_whole: AtomicU64::new(0),
             written: AtomicBool::new(true),
             clean_epoch: AtomicU64::new(0),
             ready_event: AtomicU64::new(0),
@@ -200,24 +201,26 @@ impl Buffer {
     /// A GEMM read all of it as floats of type `hint`.
     pub fn read_whole_as_floats(&self, hint: u8) {
         self.float_hint.store(hint, Ordering::SeqCst);
-        self.read_whole_epoch.store(WRITE_EPOCH.load(Ordering::SeqCst), Ordering::SeqCst);
-        self.read_whole.store(true, Ordering::SeqCst);
+        self.read_whole.store((WRITE_EPOCH.load(Ordering::SeqCst) + 1) << 8 | hint as u64, Ordering::SeqCst);
     }
 
-    /// A call that may write it named it: it no longer holds what a GEMM read.
+    /// A call that may write it named it (before its real call, and again after it returned:
+    /// a GEMM on another thread may read it whole in between, before the write is queued): it
+    /// no longer holds what a GEMM read.
     pub fn written_by_a_call(&self) {
         if !self.written.load(Ordering::Relaxed) {
             self.written.store(true, Ordering::SeqCst);
         }
-        if self.read_whole.load(Ordering::Relaxed) {
-            self.read_whole.store(false, Ordering::SeqCst);
+        if self.read_whole.load(Ordering::Relaxed) != 0 {
+            self.read_whole.store(0, Ordering::SeqCst);
         }
     }
 
-    /// Its bytes are still those a GEMM read whole as floats (`read_whole_as_floats`): nothing
-    /// wrote it since.
-    pub fn holds_floats_read_whole(&self) -> bool {
-        self.read_whole.load(Ordering::SeqCst) && self.read_whole_epoch.load(Ordering::SeqCst) == WRITE_EPOCH.load(Ordering::SeqCst)
+    /// The float type a GEMM read all of it as, if nothing may have written it since
+    /// (`read_whole_as_floats`): the type int8 may take it as.
+    pub fn floats_read_whole(&self) -> Option<u8> {
+        let v = self.read_whole.load(Ordering::SeqCst);
+        (v != 0 && (v >> 8) == WRITE_EPOCH.load(Ordering::SeqCst) + 1).then_some((v & 0xff) as u8)
     }
 
     /// Nothing may have written it since `made_clean`.

@@ -192,7 +192,11 @@ fn note_call(now_ns: u64) {
 impl Drop for Uses {
     fn drop(&mut self) {
         if self.counted {
-            for b in self.iter() {
+            for (i, b) in self.iter().enumerate() {
+                // (again, now that its writes are queued: `Buffer::written_by_a_call`)
+                if i >= 64 || self.writes & (1 << i) != 0 {
+                    b.written_by_a_call();
+                }
                 b.users.fetch_sub(1, Ordering::SeqCst);
             }
         }

@@ -86,7 +86,7 @@ impl Entry {
         let b = &self.buf;
         opts.lossy
             && !self.lossy_barred
-            && b.holds_floats_read_whole()
+            && b.floats_read_whole().is_some()
             && b.is_clean()
             && !self.copy_tried_lossy
             && self.copy.as_ref().is_some_and(|c| !c.is_lossy())
@@ -705,10 +705,13 @@ impl Engine {
         };
         let Some(entry) = inner.entries.get_mut(&addr) else { return false };
         entry.next_encode = if let Kept::OfWritten = which { EncodeCause::Changed } else { EncodeCause::Discarded };
-        // thrown away on suspicion: the copy made next is checked at the pack after, not
-        // thrown away unread again (a buffer that launches name, which may write, stays dirty
-        // while only read: the 3B model's weights in decode were encoded again every step)
-        entry.seen_changed = false;
+        if let Kept::OfWritten = which {
+            // thrown away on suspicion: the copy made next is checked at the pack after, not
+            // thrown away unread again (a buffer that launches name, which may write, stays
+            // dirty while only read: the 3B model's weights in decode were encoded again every
+            // step)
+            entry.seen_changed = false;
+        }
         let copy = entry.copy.take();
         if let (Some(copy), Some(b)) = (copy, inner.backend.as_mut()) {
             crate::stats::copy_discarded(which, copy.packed_len());
@@ -753,14 +756,16 @@ impl Engine {
             return Packed::Skipped;
         }
         let mut opts = inner.opts;
-        let hint = buf.float_hint.load(Ordering::Relaxed);
+        // lossy only as the type a GEMM read all of it as since it was last written (read with
+        // that state in one load: an older tensor's type says nothing of the bytes there now);
+        // for the lossless codecs the last type seen is only a guess at the element type
+        let whole = buf.floats_read_whole();
+        let hint = whole.unwrap_or_else(|| buf.float_hint.load(Ordering::Relaxed));
         match hint.checked_sub(1).and_then(ltblock::DType::from_id) {
             Some(dt) => opts.dtype = dt,
-            None => opts.lossy = false, // lossy only where a GEMM named the buffer as floats
+            None => opts.lossy = false,
         }
-        // and read all of it since it was last written (an older tensor's type says nothing of
-        // the bytes there now; for the lossless codecs it is only a guess at the element type)
-        opts.lossy &= buf.holds_floats_read_whole();
+        opts.lossy &= whole.is_some();
         // nothing wrote it since it was decoded from its copy
         let clean = buf.is_clean();
         let backend = inner.backend.as_mut().expect("may_pack checked the backend");
@@ -791,7 +796,10 @@ impl Engine {
                 crate::stats::timed_codec(CodecWork::Check, || backend.unchanged(copy, addr, buf.size))
             };
             match same {
-                Ok(true) => reused = true,
+                Ok(true) => {
+                    reused = true;
+                    entry.seen_changed = false;
+                }
                 Ok(false) => {
                     crate::stats::add(&crate::stats::C.checks_changed, 1);
                     entry.seen_changed = true;
@@ -1169,6 +1177,9 @@ impl OpaqueCall {
 
 impl Drop for OpaqueCall {
     fn drop(&mut self) {
+        // (its writes were queued while it ran: a GEMM elsewhere may have read a buffer whole
+        // since `begin`)
+        crate::registry::anything_may_be_written();
         OPAQUE_CALLS.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -145,7 +145,7 @@ extern "C" fn dlsym_body(handle: *mut c_void, name: *const c_char) -> *mut c_voi
     // SAFETY: name is the NUL-terminated string the caller passed.
     let wanted = unsafe { CStr::from_ptr(name) };
     let bytes = wanted.to_bytes();
-    if !(bytes.starts_with(b"cu") || bytes.starts_with(b"__cuda")) {
+    if !(bytes.starts_with(b"cu") || bytes.starts_with(b"__cuda") || bytes.starts_with(b"nccl")) {
         return found;
     }
     let Some(hook) = HOOKS.iter().find(|h| h.name == wanted) else { return found };

@@ -26,6 +26,9 @@ const UNHANDLED_CUDA_ERROR: i32 = 1;
 /// Groups opened and not yet ended, over all threads.
 static GROUPS: AtomicUsize = AtomicUsize::new(0);
 
+/// Collectives made while a group was open, since the last group ended.
+static IN_GROUPS: AtomicUsize = AtomicUsize::new(0);
+
 /// Packing waits while a group is open: its collectives' kernels are not launched yet.
 pub fn group_under_way() -> bool {
     GROUPS.load(Ordering::SeqCst) > 0
@@ -51,6 +54,9 @@ fn collective(hook: &'static str, send: *const c_void, recv: *mut c_void, stream
             }
             if !recv.is_null() {
                 collect(u, &[recv as u64], true);
+                if group_under_way() {
+                    IN_GROUPS.fetch_add(1, Ordering::SeqCst);
+                }
             }
         },
         real,
@@ -91,9 +97,15 @@ pub unsafe fn ncclGroupStart(call: &impl Fn() -> i32) -> i32 {
     call()
 }
 
-/// The group's kernels are launched by the real call: packing resumes once it returned.
+/// The group's kernels are launched by the real call: packing resumes once it returned. Its
+/// receive buffers are written only now, after their collectives' hooks marked them, so what
+/// a GEMM read whole meanwhile no longer holds (the write epoch moves for every buffer, once
+/// a group with a collective ended).
 pub unsafe fn ncclGroupEnd(call: &impl Fn() -> i32) -> i32 {
     let rc = call();
+    if IN_GROUPS.swap(0, Ordering::SeqCst) > 0 {
+        crate::registry::anything_may_be_written();
+    }
     let _ = GROUPS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(1)));
     rc
 }

@@ -327,6 +327,33 @@ static int reused_segment(void) {
     return 0;
 }
 
+/* Lossy mode: a weight read whole by a GEMM, then a call the library cannot read (a 3-D set of
+ * another buffer, which might write anything), then only read: the GEMM's read no longer says
+ * what the weight holds, so it never goes lossy and comes back exact. */
+static int opaque_outdates(void) {
+    size_t n = 2 * MIB; /* bf16 elements: 4 MiB */
+    uint16_t *w, *x, *out, *other, *back = malloc(n * 2);
+    gemm_operands(&x, &out);
+    uint16_t *hw = upload_weight(&w, n, 5);
+    CHECK(cudaMalloc((void **)&other, 4 * MIB));
+    float one = 1, zero = 0;
+    CHECK(GEMM_WHOLE(w, n));
+    cudaPitchedPtr p = {other, 4096, 4096, 4};
+    cudaExtent e = {64, 4, 2};
+    CHECK(cudaMemset3D(p, 0, e));
+    EXPECT(control("ltshim_pack_cold") >= 1, "the first pack");
+    for (int cycle = 0; cycle < 3; cycle++) {
+        CHECK(cudaMemcpy(x, w, 4096, 3)); /* read only, as a copy's source */
+        EXPECT(control("ltshim_pack_cold") >= 1, "pack %d", cycle);
+    }
+    CHECK(cudaMemcpy(back, w, n * 2, 2));
+    EXPECT(memcmp(back, hw, n * 2) == 0, "a weight went lossy under a GEMM's read from before an opaque call");
+    free(hw);
+    free(back);
+    printf("did opaque_outdates_ok 1\n");
+    return 0;
+}
+
 /* Lossy mode through cuBLASLt: the operands' extents come from their layouts. Weight `a` is
  * read as the whole of it (column-major 512 x n/512), weight `b` as the whole of it through a
  * row-major layout (n/512 rows of 512, ld 512), weight `c` as its first half only: a and b go
@@ -1002,6 +1029,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "train_step")) return train_step();
     if (!strcmp(what, "partial_operand")) return partial_operand();
     if (!strcmp(what, "reused_segment")) return reused_segment();
+    if (!strcmp(what, "opaque_outdates")) return opaque_outdates();
     if (!strcmp(what, "cycle_launch")) return cycle_launch();
     if (!strcmp(what, "lt_layouts")) return lt_layouts();
     if (!strcmp(what, "cycle_gemm_sparse")) return cycle_gemm(1);
