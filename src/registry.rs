@@ -136,12 +136,12 @@ pub struct Buffer {
     /// The float type GEMM calls named it with (`ltblock::DType::id() + 1`, 0 = unknown): the
     /// codecs' element type for it.
     pub float_hint: AtomicU8,
-    /// A GEMM read all of it as floats of that type since anything last wrote it, so the bytes
-    /// in it now are that one tensor's: only then may int8 take them. A write clears it (the
-    /// caching allocator puts other tensors, integers or masks into a freed segment), and so
-    /// does a call that may touch anything (`read_whole_epoch` against the write epoch).
-    /// `(epoch + 1) << 8 | type` at the read (0: none), in one word so that a pack reads the
-    /// type and whether it still holds at once.
+    /// A GEMM read all of it as floats since anything last wrote it, so the bytes in it now are
+    /// that one tensor's: only then may int8 take them. A write clears it (the caching
+    /// allocator puts other tensors, integers or masks into a freed segment), and a call that
+    /// may touch anything outdates it (the write epoch moves on). `(epoch + 1) << 8 | type` at
+    /// the read (0: none), in one word so that a pack reads the type and whether it still
+    /// holds at once.
     read_whole: AtomicU64,
     /// Since it was last made resident: a call that may write it named it (`Uses::add`; a
     /// read-only operand does not), or a call that may touch anything ran (`write_epoch`).

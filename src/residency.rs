@@ -138,6 +138,11 @@ impl Uses {
         }
     }
 
+    /// The call may write its `i`th buffer (past the 64 bits of `writes`, every one may).
+    fn may_write(&self, i: usize) -> bool {
+        i >= 64 || self.writes & (1 << i) != 0
+    }
+
     /// Every buffer named is resident when this returns Ok; Err is the status the program's
     /// call must get instead of running (a buffer that could not come back). The uses stay
     /// counted until `self` is dropped, after the real call.
@@ -159,7 +164,7 @@ impl Uses {
         // this call's use
         for (i, b) in self.iter().enumerate() {
             b.used_on(self.stream);
-            if i >= 64 || self.writes & (1 << i) != 0 {
+            if self.may_write(i) {
                 b.written_by_a_call();
             }
             if b.restored_ahead.load(Ordering::Relaxed) && b.restored_ahead.swap(false, Ordering::Relaxed) {
@@ -194,7 +199,7 @@ impl Drop for Uses {
         if self.counted {
             for (i, b) in self.iter().enumerate() {
                 // (again, now that its writes are queued: `Buffer::written_by_a_call`)
-                if i >= 64 || self.writes & (1 << i) != 0 {
+                if self.may_write(i) {
                     b.written_by_a_call();
                 }
                 b.users.fetch_sub(1, Ordering::SeqCst);
