@@ -640,6 +640,17 @@ fn a_copy_thrown_away_as_likely_stale_is_followed_by_a_check_not_an_encode_every
 }
 
 #[test]
+fn buffers_rewritten_every_cycle_pay_a_check_at_most_every_other_pack() {
+    let r = run_packing_with(&["cycle_write"], &[("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "9MiB"), ("LTSHIM_MIN_BYTES", "64KiB")]);
+    r.assert_ok();
+    assert_eq!(r.did("cycle_write_ok"), 1);
+    let s = r.stats();
+    assert!(n(s, "packing.packs") >= 36, "the limit must force packs: {}", s["packing"]);
+    assert!(2 * n(s, "packing.checks") <= n(s, "packing.packs") + 12, "a check nearly every pack: {}", s["packing"]);
+    assert!(n(s, "packing.copies_discarded.of_written") >= 6, "no copy was thrown away as likely stale: {}", s["packing"]);
+}
+
+#[test]
 fn clean_buffers_are_dropped_ahead_by_a_thread_of_ours_and_every_read_finds_its_data() {
     let r = run_packing_with(&["cycle_read"], &[("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "9MiB"), ("LTSHIM_MIN_BYTES", "64KiB")]);
     r.assert_ok();

@@ -561,7 +561,7 @@ impl Engine {
                 BUDGET.give_original(entry.buf.size);
             }
             if let Some(b) = inner.backend.as_mut() {
-                b.discard(copy);
+                crate::stats::timed_codec(CodecWork::Discard, || b.discard(copy));
             }
         }
         let _ = vmm::free_range(addr, entry.reserved);
