@@ -29,7 +29,7 @@ counters! {
     restores_ahead, ahead_host_ns,
     restores_over_limit, restores_corrupt, idle_packs, steps, lossy_barred,
     wait_ns, vmm_ns, codec_ns, context_syncs,
-    encode_ns, check_ns, decode_ns, discard_ns, checks, checks_changed,
+    checks, checks_changed,
 }
 
 /// Why the library did less than it could.
@@ -148,6 +148,7 @@ pub fn timed<T>(counter: &AtomicU64, f: impl FnOnce() -> T) -> T {
 
 /// What the codec's host time was spent on (`codec_host_ns_by_work`).
 #[derive(Clone, Copy)]
+#[repr(usize)]
 pub enum CodecWork {
     /// Encoding a copy and verifying it (our stream waited for).
     Encode,
@@ -159,15 +160,17 @@ pub enum CodecWork {
     Discard,
 }
 
+impl CodecWork {
+    /// The names the stats report them by.
+    pub const ALL: [(CodecWork, &'static str); 4] = [(CodecWork::Encode, "encode"), (CodecWork::Check, "check"), (CodecWork::Decode, "decode"), (CodecWork::Discard, "discard")];
+}
+
+/// The codec's host time by `CodecWork`.
+static CODEC_WORK_NS: [AtomicU64; CodecWork::ALL.len()] = [const { AtomicU64::new(0) }; CodecWork::ALL.len()];
+
 /// `timed` into the codec's time and into `work`'s share of it.
 pub fn timed_codec<T>(work: CodecWork, f: impl FnOnce() -> T) -> T {
-    let share = match work {
-        CodecWork::Encode => &C.encode_ns,
-        CodecWork::Check => &C.check_ns,
-        CodecWork::Decode => &C.decode_ns,
-        CodecWork::Discard => &C.discard_ns,
-    };
-    timed_into(&[&C.codec_ns, share], f)
+    timed_into(&[&C.codec_ns, &CODEC_WORK_NS[work as usize]], f)
 }
 
 fn timed_into<T>(counters: &[&AtomicU64], f: impl FnOnce() -> T) -> T {
@@ -463,12 +466,7 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("wait_host_ns", get(&C.wait_ns));
         o.num("vmm_host_ns", get(&C.vmm_ns));
         o.num("codec_host_ns", get(&C.codec_ns));
-        o.obj("codec_host_ns_by_work", |f| {
-            f.num("encode", get(&C.encode_ns));
-            f.num("check", get(&C.check_ns));
-            f.num("decode", get(&C.decode_ns));
-            f.num("discard", get(&C.discard_ns));
-        });
+        o.obj("codec_host_ns_by_work", |f| CodecWork::ALL.iter().for_each(|&(w, name)| f.num(name, get(&CODEC_WORK_NS[w as usize]))));
         o.num("checks", get(&C.checks));
         o.num("checks_found_changed", get(&C.checks_changed));
         o.num("context_syncs", get(&C.context_syncs));

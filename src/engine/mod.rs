@@ -704,13 +704,15 @@ impl Engine {
             return false;
         };
         let Some(entry) = inner.entries.get_mut(&addr) else { return false };
-        entry.next_encode = if let Kept::OfWritten = which { EncodeCause::Changed } else { EncodeCause::Discarded };
         if let Kept::OfWritten = which {
+            entry.next_encode = EncodeCause::Changed;
             // thrown away on suspicion: the copy made next is checked at the pack after, not
             // thrown away unread again (a buffer that launches name, which may write, stays
             // dirty while only read: the 3B model's weights in decode were encoded again every
             // step)
             entry.seen_changed = false;
+        } else {
+            entry.next_encode = EncodeCause::Discarded;
         }
         let copy = entry.copy.take();
         if let (Some(copy), Some(b)) = (copy, inner.backend.as_mut()) {
