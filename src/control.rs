@@ -98,12 +98,14 @@ pub extern "C" fn ltshim_debug_corrupt_packed(ptr: *const c_void) -> c_int {
 }
 
 /// Fault injection, for tests: the next pack fails as the engine's own GPU work would (the
-/// engine then restores everything and packs no more). 0, or -1 without an engine.
+/// engine then restores everything and packs no more); with `midway` nonzero, the next pack
+/// of a buffer backed in pieces, once it has given its first piece back (which must come
+/// back). 0, or -1 without an engine.
 #[cfg_attr(not(test), no_mangle)]
-pub extern "C" fn ltshim_debug_fail_next_pack() -> c_int {
+pub extern "C" fn ltshim_debug_fail_next_pack(midway: c_int) -> c_int {
     boundary(-1, || match crate::engine::running() {
         Some(e) => {
-            e.fail_next_pack();
+            e.fail_next_pack(midway != 0);
             0
         }
         None => -1,

@@ -25,7 +25,7 @@ counters! {
     layouts_learned, h2d_bytes_scanned, h2d_pointer_words,
     time_in_library_ns, dlsym_calls, lookups_substituted,
     vmm_buffers, alloc_host_ns, packing_oom,
-    packs, packs_reused, packs_clean, packs_ahead, packs_refused, packs_no_room, packs_over_limit, pack_host_ns, restores, restore_host_ns,
+    packs, packs_reused, packs_clean, packs_ahead, packs_refused, packs_no_room, packs_over_limit, packs_past_margin, pack_host_ns, restores, restore_host_ns,
     restores_ahead, ahead_host_ns,
     restores_over_limit, restores_corrupt, idle_packs, steps, lossy_barred,
     wait_ns, vmm_ns, codec_ns, context_syncs,
@@ -453,6 +453,7 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("packs_refused", get(&C.packs_refused));
         o.num("packs_no_room", get(&C.packs_no_room));
         o.num("packs_over_limit", get(&C.packs_over_limit));
+        o.num("packs_past_margin", get(&C.packs_past_margin));
         o.num("lossy_barred", get(&C.lossy_barred));
         o.num("idle_packs", get(&C.idle_packs));
         o.num("restores", get(&C.restores));

@@ -57,7 +57,18 @@ pub struct PackedChunk {
     pub offsets: Vec<u64>,
 }
 
-/// A buffer's packed copy.
+/// How `Packer::pack_bounded` ended.
+#[derive(Debug)]
+pub enum PackEnd {
+    /// The copy holds all of the input.
+    Whole,
+    /// A chunk would have made the copy larger than its bound (or the bound said stop).
+    OverBound,
+    /// Our device work failed.
+    Failed(GpuError),
+}
+
+/// A buffer's packed copy (of a prefix of it, while a pack is under way: the chunks so far).
 pub struct PackedCopy {
     pub chunks: Vec<PackedChunk>,
     /// Input and packed bytes per codec id (0 raw, 1 zvc, 2 int8g, 3.. later codecs).
@@ -67,6 +78,11 @@ pub struct PackedCopy {
 impl PackedCopy {
     pub fn packed_len(&self) -> u64 {
         self.chunks.iter().map(|c| c.len as u64).sum()
+    }
+
+    /// Bytes of the buffer it holds.
+    pub fn original_len(&self) -> u64 {
+        self.chunks.iter().map(|c| c.original as u64).sum()
     }
 }
 
@@ -208,25 +224,40 @@ impl Packer {
     /// memory is taken, so the copy never holds more than `max_len`. The copy decoded once,
     /// every block checked.
     pub fn pack(&mut self, input: u64, len: usize, opts: GpuEncode, max_len: u64) -> Result<Option<PackedCopy>, GpuError> {
+        match self.pack_bounded(input, len, opts, &mut |_, _| Some(max_len)) {
+            (copy, PackEnd::Whole) => Ok(Some(copy)),
+            (copy, PackEnd::OverBound) => {
+                self.discard(copy);
+                Ok(None)
+            }
+            (copy, PackEnd::Failed(e)) => {
+                self.discard(copy);
+                Err(e)
+            }
+        }
+    }
+
+    /// Packs as `pack` does, chunk by chunk, asking `bound(done, copy_len)` before each
+    /// chunk how large the whole copy may be once that chunk is in it (`done`: the bytes of
+    /// the input the copy holds so far, each read for the last time: the caller may give
+    /// their memory back then; None stops the pack). Returns the copy made so far, with how
+    /// the pack ended: all of the input, or the chunks before the one that did not fit or
+    /// failed, so that a caller that gave memory back can decode them into it again.
+    pub fn pack_bounded(&mut self, input: u64, len: usize, opts: GpuEncode, bound: &mut dyn FnMut(u64, u64) -> Option<u64>) -> (PackedCopy, PackEnd) {
         let mut copy = PackedCopy { chunks: Vec::new(), by_codec: [(0, 0); 8] };
         let mut off = 0usize;
         while off < len {
             let n = CHUNK.min(len - off);
+            let Some(max_len) = bound(off as u64, copy.packed_len()) else { return (copy, PackEnd::OverBound) };
             let room = max_len.saturating_sub(copy.packed_len());
             match self.pack_chunk(input + off as u64, n, opts, room, &mut copy) {
                 Ok(Some(chunk)) => copy.chunks.push(chunk),
-                Ok(None) => {
-                    self.discard(copy);
-                    return Ok(None);
-                }
-                Err(e) => {
-                    self.discard(copy);
-                    return Err(e);
-                }
+                Ok(None) => return (copy, PackEnd::OverBound),
+                Err(e) => return (copy, PackEnd::Failed(e)),
             }
             off += n;
         }
-        Ok(Some(copy))
+        (copy, PackEnd::Whole)
     }
 
     /// One chunk into the copy; None when its packed bytes would pass `room`.

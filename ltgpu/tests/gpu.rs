@@ -129,3 +129,33 @@ fn a_copy_that_would_pass_its_bound_is_refused_before_its_memory_is_taken() {
     assert!(gpu.download(out.ptr, n).unwrap() == data, "the bounded copy is not exact");
     packer.discard(copy);
 }
+
+#[test]
+fn a_pack_in_chunks_asks_before_each_chunk_and_a_stopped_one_hands_back_the_chunks_it_made() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let mut packer = ltgpu::packer::Packer::new(0).unwrap();
+    // three chunks and a bit of half-zero words
+    let n = 3 * ltgpu::packer::CHUNK + 4096;
+    let data = input("relu", ltblock::DType::BF16, 0.5, n);
+    let src = gpu.upload(&data).unwrap();
+    let lossless = GpuEncode { dtype: ltblock::DType::BF16, lossy: false, group: 128, max_rel_l2: 0.01 };
+    let mut asked = Vec::new();
+    let (copy, end) = packer.pack_bounded(src.ptr, n, lossless, &mut |done, len| {
+        asked.push((done, len));
+        Some(u64::MAX)
+    });
+    assert!(matches!(end, ltgpu::packer::PackEnd::Whole), "{end:?}");
+    let chunk = ltgpu::packer::CHUNK as u64;
+    assert_eq!(asked.iter().map(|a| a.0).collect::<Vec<_>>(), vec![0, chunk, 2 * chunk, 3 * chunk], "asked before each chunk with the bytes done");
+    assert!(asked.windows(2).all(|w| w[1].1 > w[0].1) && asked[0].1 == 0, "the copy's length so far grows: {asked:?}");
+    assert_eq!(copy.original_len(), n as u64);
+    packer.discard(copy);
+    // stopped before the third chunk: the copy holds the first two, and they decode exactly
+    let (part, end) = packer.pack_bounded(src.ptr, n, lossless, &mut |done, _| (done < 2 * chunk).then_some(u64::MAX));
+    assert!(matches!(end, ltgpu::packer::PackEnd::OverBound), "{end:?}");
+    assert_eq!(part.original_len(), 2 * chunk);
+    let out = gpu.alloc(n).unwrap();
+    packer.restore(&part, out.ptr).unwrap();
+    assert!(gpu.download(out.ptr, 2 * chunk as usize).unwrap() == data[..2 * chunk as usize], "the chunks of a stopped pack are not exact");
+    packer.discard(part);
+}

@@ -202,7 +202,7 @@ fn discard_survivor_copy(engine: &Engine) -> bool {
 fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
     let t0 = crate::clock::precise_ns();
     // phase 1, under the lock: choose, and claim it as PACKING
-    let (addr, buf, reserved, phys, streams, many, ctx) = {
+    let (addr, buf, reserved, piece, phys, hand_over, streams, many, ctx) = {
         let mut inner = engine.lock();
         if !engine.may_pack(&inner) {
             return false;
@@ -223,7 +223,7 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
             .collect();
         // among the first few, one whose memory the target can take as it is
         let near = droppable.len().min(SAME_SIZE_LOOKAHEAD);
-        let same = target.and_then(|t| droppable[..near].iter().find(|a| inner.entries.get(a).is_some_and(|e| e.reserved == t.reserved)));
+        let same = target.and_then(|t| droppable[..near].iter().find(|a| inner.entries.get(a).is_some_and(|e| one_piece_of(e, t.reserved))));
         let Some(&addr) = same.or(droppable.first()) else { return false };
         let entry = inner.entries.get_mut(&addr).expect("a victim has an entry");
         let buf = entry.buf.clone();
@@ -234,40 +234,46 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
             buf.state.store(state::RESIDENT, Ordering::SeqCst);
             return false;
         }
-        let phys = entry.phys.take().expect("a resident entry is mapped");
-        let reserved = entry.reserved;
+        // (its handles stay in the entry until they are gone: a failure leaves it whole)
+        let phys = entry.phys.clone();
+        let (reserved, piece) = (entry.reserved, entry.piece);
+        let hand_over = target.is_some_and(|t| one_piece_of(entry, t.reserved));
         let (streams, many) = streams_to_wait_for(&buf);
         inner.dropping = true;
-        (addr, buf, reserved, phys, streams, many, inner.ctx)
+        (addr, buf, reserved, piece, phys, hand_over, streams, many, inner.ctx)
     };
-    // the target takes the victim's memory as it is
-    let hand_over = target.filter(|t| t.reserved == reserved);
+    let parts = vmm::pieces(reserved, piece);
     // phase 2, without it: the program's thread runs on meanwhile
+    // (the pieces gone before a failure, if one comes)
+    let mut gone = 0usize;
     let done = {
         let _scope = WorkScope::enter(ctx);
         let ready = buf.ready_event.load(Ordering::SeqCst);
-        driver::wait_for_streams(&streams, many)
-            .and_then(|_| if ready != 0 { driver::wait_event(ready) } else { Ok(()) })
-            .and_then(|_| vmm::unmap(addr, reserved))
+        driver::wait_for_streams(&streams, many).and_then(|_| if ready != 0 { driver::wait_event(ready) } else { Ok(()) }).and_then(|_| {
+            for (&(off, len), &h) in parts.iter().zip(&phys) {
+                if hand_over { vmm::unmap(addr + off, len) } else { vmm::unback(addr + off, len, h) }?;
+                gone += 1;
+            }
+            Ok(())
+        })
     };
-    if done.is_ok() && hand_over.is_none() {
-        if let Err(e) = vmm::release(phys) {
-            tracing::warn!("releasing the memory of the packed buffer at {addr:#x} failed: {e}");
-        }
-    }
     // phase 3, under the lock again
     let mut inner = engine.inner.lock();
     inner.dropping = false;
+    if let Some(entry) = inner.entries.get_mut(&addr) {
+        entry.phys.drain(..gone);
+    }
     let ok = match done {
         Ok(()) => {
-            now_packed(&buf, reserved, true, t0);
+            BUDGET.give(Part::Resident, reserved);
+            now_packed(&buf, true, t0);
             crate::stats::add(&crate::stats::C.packs_ahead, 1);
             crate::stats::add(&crate::stats::C.packs_clean, 1);
             if let Some(t) = target {
-                if hand_over.is_some() {
-                    inner.handoff = Some(phys);
+                if hand_over {
+                    inner.handoff = Some(phys[0]);
                 }
-                restore_ahead(engine, &mut inner, t, hand_over.is_some());
+                restore_ahead(engine, &mut inner, t, hand_over);
                 if let Some(h) = inner.handoff.take() {
                     // the target went meanwhile (freed, or restored by the program)
                     let _scope = WorkScope::enter(inner.ctx);
@@ -277,21 +283,33 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
             true
         }
         Err(e) => {
-            if let Some(entry) = inner.entries.get_mut(&addr) {
-                entry.phys = Some(phys);
-            }
-            // still mapped: a peer enabled while it was being dropped gets in as well
+            buf.state.store(state::RESIDENT, Ordering::SeqCst);
             {
                 let _scope = WorkScope::enter(inner.ctx);
+                let inner = &mut *inner;
+                if let (Some(entry), Some(backend)) = (inner.entries.get_mut(&addr), inner.backend.as_mut()) {
+                    // the pieces gone come back from its copy (it is clean: the copy holds it)
+                    if gone > 0 {
+                        let copy = entry.copy.take().expect("a dropped buffer has its copy");
+                        super::put_back(backend, entry, &parts[..gone], &copy, &inner.access);
+                        entry.copy = Some(copy);
+                    }
+                }
+                // still mapped: a peer enabled while it was being dropped gets in as well
                 let _ = vmm::grant(addr, reserved, &inner.access);
             }
-            buf.state.store(state::RESIDENT, Ordering::SeqCst);
             engine.fail(&mut inner, &format!("dropping a buffer ahead: {e}"));
             false
         }
     };
     super::DROPPED.notify_all();
     ok
+}
+
+/// `e` is backed by one piece of `reserved` bytes: its memory can be handed over as it is to
+/// a restore of that size (a buffer backed in pieces gives each back on its own).
+fn one_piece_of(e: &super::Entry, reserved: u64) -> bool {
+    e.reserved == reserved && e.piece == reserved
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 
 use crate::config::{Config, Limit, Mode};
 use crate::cuda_abi::*;
-use crate::gpu::codec::{Backend, CodecFailure, PackOptions, PackedCopy};
+use crate::gpu::codec::{Backend, CodecFailure, PackEnd, PackOptions, PackedCopy};
 use crate::gpu::driver::{self, WorkScope};
 use crate::gpu::vmm;
 use crate::registry::{flag, state, Backing, Buffer, Origin, REGISTRY};
@@ -41,8 +41,12 @@ pub const KEEP_RESIDENT: u32 =
 struct Entry {
     buf: Arc<Buffer>,
     reserved: u64,
-    /// The physical allocation while mapped.
-    phys: Option<u64>,
+    /// The length of the pieces its physical memory comes in (`vmm::pieces`): `reserved` for
+    /// one piece, the codec's chunk for a large buffer (`Inner::piece_for`).
+    piece: u64,
+    /// The handles of its mapped pieces, in address order: all of them while it is resident,
+    /// none while packed, and while a pack gives them back one by one, the last ones.
+    phys: Vec<u64>,
     /// The packed copy: the buffer's bytes while packed, kept after a restore so that
     /// re-packing an unchanged buffer costs one checksum pass.
     copy: Option<PackedCopy>,
@@ -120,7 +124,7 @@ impl Entry {
     /// incompressible (three times, or with no use since the last refusal).
     fn eligible(&self) -> bool {
         let b = &self.buf;
-        self.phys.is_some()
+        !self.phys.is_empty()
             && b.state() == state::RESIDENT
             && !b.has_flag(KEEP_RESIDENT)
             && b.users.load(Ordering::SeqCst) == 0
@@ -135,6 +139,9 @@ struct Inner {
     access: Vec<c_int>,
     ctx: Handle,
     granularity: u64,
+    /// The codec's chunk (`Backend::chunk_bytes`): buffers of two or more are backed in
+    /// pieces of it.
+    piece: u64,
     backend: Option<Backend>,
     entries: HashMap<u64, Entry>,
     opts: PackOptions,
@@ -152,6 +159,19 @@ struct Inner {
     /// Buffers `ahead` restored that no call has named since: (address, its `last_seq`
     /// then). They are not dropped ahead again, and they fill its window.
     ahead_unused: Vec<(u64, u64)>,
+}
+
+impl Inner {
+    /// The piece length of a buffer of `reserved` bytes: the codec's chunk when it holds two
+    /// or more, so that a pack gives each piece back once its chunk is in the copy; else one
+    /// piece (each piece costs its own VMM calls at every pack and restore).
+    fn piece_for(&self, reserved: u64) -> u64 {
+        if reserved >= 2 * self.piece {
+            self.piece
+        } else {
+            reserved
+        }
+    }
 }
 
 // SAFETY: the context handle is the driver's (usable from any thread); the engine is only
@@ -342,6 +362,7 @@ impl Engine {
             // room for a victim's copy whenever memory is needed (budget.rs)
             BUDGET.reserve.store(ahead::headroom(limit), Ordering::Relaxed);
         }
+        let piece = Backend::chunk_bytes(driver::on_cuda_double());
         let backend = if driver::on_cuda_double() {
             Some(Backend::Cpu)
         } else {
@@ -368,6 +389,7 @@ impl Engine {
                 access: vec![dev],
                 ctx,
                 granularity,
+                piece,
                 backend,
                 entries: HashMap::new(),
                 opts,
@@ -488,14 +510,14 @@ impl Engine {
             return Some(Err(CUDA_ERROR_OUT_OF_MEMORY));
         }
         let _scope = WorkScope::enter(inner.ctx);
+        let piece = inner.piece_for(reserved);
         loop {
-            match vmm::allocate(reserved, &inner.access) {
+            match vmm::allocate(reserved, piece, &inner.access) {
                 Ok((va, phys)) => {
                     let b = Buffer::new(va, size, Origin::Runtime, Backing::Vmm { reserved }, 0);
                     let Some(buf) = REGISTRY.insert_buffer(b) else {
                         // an address we already know: never hand it out twice
-                        let _ = vmm::unmap(va, reserved);
-                        let _ = vmm::release(phys);
+                        unback_all(va, reserved, piece, phys);
                         let _ = vmm::free_range(va, reserved);
                         BUDGET.give(Part::Resident, reserved);
                         return None;
@@ -507,7 +529,8 @@ impl Engine {
                         Entry {
                             buf,
                             reserved,
-                            phys: Some(phys),
+                            piece,
+                            phys,
                             copy: None,
                             refused: 0,
                             refused_at: 0,
@@ -550,11 +573,7 @@ impl Engine {
         inner.in_flight.retain(|_, a| *a != addr);
         let _scope = WorkScope::enter(inner.ctx);
         let _ = driver::synchronize_context();
-        if let Some(phys) = entry.phys {
-            let _ = vmm::unmap(addr, entry.reserved);
-            let _ = vmm::release(phys);
-            BUDGET.give(Part::Resident, entry.reserved);
-        }
+        BUDGET.give(Part::Resident, unback_all(addr, entry.reserved, entry.piece, entry.phys));
         if let Some(copy) = entry.copy {
             BUDGET.give(Part::Packed, copy.packed_len());
             if entry.buf.state() == state::PACKED {
@@ -689,7 +708,7 @@ impl Engine {
         let Some(addr) = inner
             .entries
             .values()
-            .filter(|e| e.phys.is_some() && e.buf.state() == state::RESIDENT)
+            .filter(|e| !e.phys.is_empty() && e.buf.state() == state::RESIDENT)
             .filter(|e| {
                 e.copy.as_ref().is_some_and(|c| match which {
                     Kept::OfWritten => !e.buf.is_clean() && e.seen_changed,
@@ -725,6 +744,11 @@ impl Engine {
     /// Packs the buffer at `addr` if it may be packed now, its new copy bounded as `pass`
     /// says (`Fitting`: at its largest it fits under the limit beside the buffer; `InRoom`:
     /// it fits in the room left; `OverLimit` and `Any`: the card's memory is the only bound).
+    /// A buffer backed in pieces gives each piece back once its bytes are in the new copy, so
+    /// the bound (the room, and the margin of `LTSHIM_MIN_SAVING`) is on its first chunk's
+    /// copy, and each piece given back is room for the next chunk's; once one is gone the pack
+    /// finishes whatever the rest packs to (nothing is put back on a guess), and a copy that
+    /// then ends larger than the margin allows is counted (`packs_past_margin`).
     fn pack(&self, inner: &mut Inner, addr: u64, pass: Pass) -> Packed {
         let t0 = crate::clock::precise_ns();
         if self.drained.load(Ordering::Acquire) {
@@ -732,27 +756,31 @@ impl Engine {
         }
         let Some(entry) = inner.entries.get(&addr) else { return Packed::Skipped };
         let buf = entry.buf.clone();
-        let reserved = entry.reserved;
-        let worst_len = (buf.size as f64 * (1.0 - inner.min_saving)) as u64;
-        let mut max_len = worst_len;
-        let room = BUDGET.room(Part::Packed);
-        match pass {
-            Pass::Fitting if entry.copy.is_none() && max_len > room => return Packed::Skipped,
-            Pass::InRoom => max_len = max_len.min(room),
-            _ => {}
+        let (reserved, piece) = (entry.reserved, entry.piece);
+        let min_saving = inner.min_saving;
+        let worst = |bytes: u64| (bytes as f64 * (1.0 - min_saving)) as u64;
+        let worst_len = worst(buf.size);
+        if let Pass::Fitting = pass {
+            if entry.copy.is_none() && worst(buf.size.min(piece)) > BUDGET.room(Part::Packed) {
+                return Packed::Skipped;
+            }
         }
+        let bounded = matches!(pass, Pass::Fitting | Pass::InRoom);
         if !claim(&buf) {
             return Packed::Skipped;
         }
         let _scope = WorkScope::enter(inner.ctx);
-        // every use of the buffer so far has finished
+        // every use of the buffer so far has finished, and so has a restore still decoding
+        // into it (never used since)
         let (streams, many) = streams_to_wait_for(&buf);
-        if let Err(e) = driver::wait_for_streams(&streams, many) {
+        let restoring = buf.ready_event.load(Ordering::SeqCst);
+        let waited = driver::wait_for_streams(&streams, many).and_then(|_| if restoring != 0 { driver::wait_event(restoring) } else { Ok(()) });
+        if let Err(e) = waited {
             buf.state.store(state::RESIDENT, Ordering::SeqCst);
             self.fail(inner, &format!("waiting for a buffer's streams: {e}"));
             return Packed::Skipped;
         }
-        if FAIL_NEXT_PACK.swap(false, Ordering::SeqCst) {
+        if FAIL_NEXT_PACK.compare_exchange(FAIL_AT_START, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             buf.state.store(state::RESIDENT, Ordering::SeqCst);
             self.fail(inner, "an injected failure (ltshim_debug_fail_next_pack)");
             return Packed::Skipped;
@@ -815,74 +843,115 @@ impl Engine {
                 }
             }
         }
+        let parts = vmm::pieces(reserved, piece);
         if !reused {
-            if let Pass::Fitting | Pass::InRoom = pass {
-                // (a stale copy was just thrown away: the new one must fit the room there is)
-                max_len = max_len.min(BUDGET.room(Part::Packed));
-            }
-            match crate::stats::timed_codec(CodecWork::Encode, || backend.pack(addr, buf.size, opts, max_len)) {
-                Ok(Some(copy)) => {
-                    BUDGET.take(Part::Packed, copy.packed_len());
-                    for (id, (i, o)) in copy.by_codec().iter().enumerate() {
-                        crate::stats::codec_bytes(id, *i, *o);
+            // before each chunk: its copy so far is held, the pieces wholly in it go back, and
+            // the bound for the next one is the margin and, in the bounded passes while no
+            // piece is gone, the room there is
+            let (mut taken, mut given, mut room_bound) = (0u64, 0usize, false);
+            let mut unback_failed: Option<String> = None;
+            let phys = &mut entry.phys;
+            let mut bound = |done: u64, copy_len: u64| -> Option<u64> {
+                BUDGET.take(Part::Packed, copy_len - taken);
+                taken = copy_len;
+                while given < parts.len() && parts[given].0 + parts[given].1 <= done {
+                    let (off, len) = parts[given];
+                    if let Err(e) = vmm::unback(addr + off, len, phys[0]) {
+                        unback_failed = Some(format!("unmapping a piece of a buffer being packed: {e}"));
+                        return None;
                     }
-                    crate::stats::encoded(entry.next_encode, buf.size);
-                    entry.copy = Some(copy);
-                    entry.copy_tried_lossy = opts.lossy;
+                    phys.remove(0);
+                    BUDGET.give(Part::Resident, len);
+                    given += 1;
                 }
-                Ok(None) if max_len < worst_len => {
-                    // the room was the bound, not the data: it may fit another time
-                    buf.state.store(state::RESIDENT, Ordering::SeqCst);
-                    crate::stats::add(&crate::stats::C.packs_no_room, 1);
-                    return Packed::Skipped;
+                if given > 0 && FAIL_NEXT_PACK.compare_exchange(FAIL_MIDWAY, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                    unback_failed = Some("an injected failure after a piece was given back (ltshim_debug_fail_next_pack)".into());
+                    return None;
                 }
-                Ok(None) => {
-                    entry.refused = entry.refused.saturating_add(1);
-                    entry.refused_at = buf.last_seq.load(Ordering::Relaxed);
-                    buf.state.store(state::RESIDENT, Ordering::SeqCst);
-                    crate::stats::add(&crate::stats::C.packs_refused, 1);
-                    return Packed::Skipped;
+                if given > 0 {
+                    return Some(u64::MAX);
                 }
-                Err(CodecFailure::OutOfMemory) => {
-                    // no room for the copy itself: this buffer stays, another may go
-                    buf.state.store(state::RESIDENT, Ordering::SeqCst);
-                    return Packed::Skipped;
+                // (the first chunk of a buffer in pieces must save the margin itself: its piece
+                // goes once it is in, and the rest is packed whatever it packs to)
+                let margin = if parts.len() > 1 { worst((done + piece).min(buf.size)) } else { worst_len };
+                let room = if bounded { copy_len.saturating_add(BUDGET.room(Part::Packed)) } else { u64::MAX };
+                room_bound = room < margin;
+                Some(room.min(margin))
+            };
+            let (copy, end) = crate::stats::timed_codec(CodecWork::Encode, || backend.pack(addr, buf.size, opts, &mut bound));
+            BUDGET.take(Part::Packed, copy.packed_len() - taken);
+            let end = match (end, unback_failed) {
+                (_, Some(e)) => PackEnd::Failed(CodecFailure::Device(e)),
+                (end, None) => end,
+            };
+            if let PackEnd::Whole = end {
+                for (id, (i, o)) in copy.by_codec().iter().enumerate() {
+                    crate::stats::codec_bytes(id, *i, *o);
                 }
-                Err(e) => {
-                    buf.state.store(state::RESIDENT, Ordering::SeqCst);
-                    crate::stats::fallback(crate::stats::Fallback::PackCheckFailed);
-                    self.fail(inner, &format!("packing a buffer: {e}"));
-                    return Packed::Skipped;
+                if copy.packed_len() > worst_len {
+                    crate::stats::add(&crate::stats::C.packs_past_margin, 1);
                 }
-            }
-        }
-        // a restore still decoding into it (never used since) ends before its memory goes
-        let restoring = buf.ready_event.load(Ordering::SeqCst);
-        if restoring != 0 {
-            if let Err(e) = driver::wait_event(restoring) {
+                crate::stats::encoded(entry.next_encode, buf.size);
+                entry.copy = Some(copy);
+                entry.copy_tried_lossy = opts.lossy;
+            } else {
+                // not packed: pieces that went back come back with the bytes the copy holds
                 buf.state.store(state::RESIDENT, Ordering::SeqCst);
-                self.fail(inner, &format!("waiting for a restore: {e}"));
+                if given > 0 {
+                    put_back(backend, entry, &parts[..given], &copy, &inner.access);
+                }
+                discard_copy(backend, copy);
+                match end {
+                    PackEnd::OverBound if room_bound => {
+                        // the room was the bound, not the data: it may fit another time
+                        crate::stats::add(&crate::stats::C.packs_no_room, 1);
+                    }
+                    PackEnd::OverBound => {
+                        entry.refused = entry.refused.saturating_add(1);
+                        entry.refused_at = buf.last_seq.load(Ordering::Relaxed);
+                        crate::stats::add(&crate::stats::C.packs_refused, 1);
+                    }
+                    // no room for the copy itself: this buffer stays, another may go
+                    PackEnd::Failed(CodecFailure::OutOfMemory) => {}
+                    PackEnd::Failed(e) => {
+                        crate::stats::fallback(crate::stats::Fallback::PackCheckFailed);
+                        self.fail(inner, &format!("packing a buffer: {e}"));
+                    }
+                    PackEnd::Whole => unreachable!("handled above"),
+                }
                 return Packed::Skipped;
             }
         }
+        // the pieces still mapped go back (all of them for a kept copy); one piece of the size
+        // the restore under way wants is handed to it instead
         let entry = inner.entries.get_mut(&addr).expect("looked up above");
-        let phys = entry.phys.take().expect("a resident entry is mapped");
-        if let Err(e) = vmm::unmap(addr, reserved) {
-            entry.phys = Some(phys);
-            buf.state.store(state::RESIDENT, Ordering::SeqCst);
-            self.fail(inner, &format!("unmapping a packed buffer: {e}"));
-            return Packed::Skipped;
-        }
-        if inner.wanted == reserved && inner.handoff.is_none() {
-            inner.handoff = Some(phys); // the restore under way maps it
-        } else if let Err(e) = vmm::release(phys) {
-            // unmapped already: the buffer is packed (its copy holds it); the handle leaks
-            tracing::warn!("releasing the memory of the packed buffer at {addr:#x} failed: {e}");
+        while let Some(&h) = entry.phys.first() {
+            let gone = parts.len() - entry.phys.len();
+            let (off, len) = parts[gone];
+            let hand_over = parts.len() == 1 && inner.wanted == reserved && inner.handoff.is_none();
+            let unmapped = if hand_over { vmm::unmap(addr + off, len) } else { vmm::unback(addr + off, len, h) };
+            if let Err(e) = unmapped {
+                // it stays resident, its copy kept: the pieces gone come back from it
+                buf.state.store(state::RESIDENT, Ordering::SeqCst);
+                if gone > 0 {
+                    let backend = inner.backend.as_mut().expect("may_pack checked the backend");
+                    let copy = entry.copy.take().expect("a packed buffer has its copy");
+                    put_back(backend, entry, &parts[..gone], &copy, &inner.access);
+                    entry.copy = Some(copy);
+                }
+                self.fail(inner, &format!("unmapping a packed buffer: {e}"));
+                return Packed::Skipped;
+            }
+            if hand_over {
+                inner.handoff = Some(h); // the restore under way maps it
+            }
+            entry.phys.remove(0);
+            BUDGET.give(Part::Resident, len);
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
             log_pack(&inner.entries[&addr], hint, reused, clean, opts.lossy);
         }
-        now_packed(&buf, reserved, reused, t0);
+        now_packed(&buf, reused, t0);
         Packed::Done
     }
 
@@ -904,12 +973,14 @@ impl Engine {
             _ => return Err(CUDA_ERROR_DATA_CORRUPT), // a buffer lost to corruption stays failed
         }
         let t0 = crate::clock::precise_ns();
-        let Some(reserved) = inner.entries.get(&buf.start).map(|e| e.reserved) else { return Err(CUDA_ERROR_INVALID_VALUE) };
+        let Some((reserved, piece)) = inner.entries.get(&buf.start).map(|e| (e.reserved, e.piece)) else { return Err(CUDA_ERROR_INVALID_VALUE) };
+        let parts = vmm::pieces(reserved, piece);
         buf.state.store(state::RESTORING, Ordering::SeqCst);
         let evict = room == Room::Evict;
         let found = match room {
             Room::Evict => {
-                inner.wanted = reserved;
+                // (a victim's memory is handed over as it is to a buffer of one piece)
+                inner.wanted = if parts.len() == 1 { reserved } else { 0 };
                 let found = self.make_room(inner, reserved, Part::Resident);
                 inner.wanted = 0;
                 found
@@ -937,32 +1008,35 @@ impl Engine {
             BUDGET.take(Part::Resident, reserved);
         }
         let _scope = WorkScope::enter(inner.ctx);
-        let (va, dev) = (buf.start, inner.dev);
-        let phys = match inner.handoff.take() {
-            Some(h) => h,
+        let va = buf.start;
+        let access = inner.access.clone();
+        let mapped = match inner.handoff.take() {
+            Some(h) => vmm::map(va, reserved, h, &access).map(|_| vec![h]).inspect_err(|_| {
+                let _ = vmm::release(h);
+            }),
             None => loop {
-                match vmm::create(reserved, dev) {
-                    Ok(h) => break h,
+                match vmm::back(va, &parts, &access) {
                     Err(e) if e.is_out_of_memory() && evict && self.pack_one(inner, Pass::Any) => continue,
-                    Err(e) => {
-                        BUDGET.give(Part::Resident, reserved);
-                        buf.state.store(state::PACKED, Ordering::SeqCst);
-                        tracing::warn!("cannot restore the buffer at {va:#x} ({} bytes): {e}", buf.size);
-                        return Err(if e.is_out_of_memory() { CUDA_ERROR_OUT_OF_MEMORY } else { e.code });
-                    }
+                    other => break other,
                 }
             },
         };
-        if let Err(e) = vmm::map(va, reserved, phys, &inner.access) {
-            let _ = vmm::release(phys);
-            BUDGET.give(Part::Resident, reserved);
-            buf.state.store(state::PACKED, Ordering::SeqCst);
-            self.fail(inner, &format!("mapping a buffer back: {e}"));
-            return Err(e.code);
-        }
+        let handles = match mapped {
+            Ok(h) => h,
+            Err(e) => {
+                BUDGET.give(Part::Resident, reserved);
+                buf.state.store(state::PACKED, Ordering::SeqCst);
+                if e.is_out_of_memory() {
+                    tracing::warn!("cannot restore the buffer at {va:#x} ({} bytes): {e}", buf.size);
+                    return Err(CUDA_ERROR_OUT_OF_MEMORY);
+                }
+                self.fail(inner, &format!("mapping a buffer back: {e}"));
+                return Err(e.code);
+            }
+        };
         let backend = inner.backend.as_mut().expect("a packed buffer implies a backend");
         let entry = inner.entries.get_mut(&va).expect("looked up above");
-        entry.phys = Some(phys);
+        entry.phys = handles;
         let copy = entry.copy.as_ref().expect("a packed buffer has its copy");
         entry.decoded_lossy |= copy.is_lossy();
         let tag = inner.next_tag;
@@ -984,9 +1058,8 @@ impl Engine {
             }
             Err(failure) => {
                 // back to packed as it was: its copy is intact, its new memory goes again
-                if let Some(phys) = inner.entries.get_mut(&va).and_then(|e| e.phys.take()) {
-                    let _ = vmm::unmap(va, reserved);
-                    let _ = vmm::release(phys);
+                if let Some(e) = inner.entries.get_mut(&va) {
+                    unback_all(va, reserved, piece, std::mem::take(&mut e.phys));
                 }
                 BUDGET.give(Part::Resident, reserved);
                 buf.state.store(state::PACKED, Ordering::SeqCst);
@@ -1102,7 +1175,7 @@ impl Engine {
         }
         inner.access.push(peer);
         let _scope = WorkScope::enter(inner.ctx);
-        for e in inner.entries.values().filter(|e| e.phys.is_some()) {
+        for e in inner.entries.values().filter(|e| !e.phys.is_empty()) {
             if let Err(err) = vmm::grant(e.buf.start, e.reserved, &[peer]) {
                 tracing::error!("device {peer} could not be given access to the buffer at {:#x} ({} bytes): {err}; its kernels would fault there", e.buf.start, e.buf.size);
             }
@@ -1116,7 +1189,11 @@ impl Engine {
 }
 
 /// Fault injection for tests (`ltshim_debug_*`): the next pack fails as our own GPU work would.
-static FAIL_NEXT_PACK: AtomicBool = AtomicBool::new(false);
+static FAIL_NEXT_PACK: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+/// `FAIL_NEXT_PACK`: the next pack fails before it encodes.
+const FAIL_AT_START: u8 = 1;
+/// The next pack of a buffer backed in pieces fails once its first piece is gone.
+const FAIL_MIDWAY: u8 = 2;
 
 impl Engine {
     /// Tests: flips one bit in the middle of the packed copy of the packed buffer at `addr`
@@ -1124,7 +1201,9 @@ impl Engine {
     pub fn corrupt_copy(&self, addr: u64) -> bool {
         let mut inner = self.lock();
         match inner.entries.get_mut(&addr).and_then(|e| e.copy.as_mut()) {
-            Some(PackedCopy::Host { bytes, .. }) if !bytes.is_empty() => {
+            Some(PackedCopy::Host { chunks, .. }) if chunks.iter().any(|(b, _)| !b.is_empty()) => {
+                let n = chunks.len();
+                let bytes = &mut chunks[n / 2].0;
                 let mid = bytes.len() / 2 + 8;
                 let i = mid.min(bytes.len() - 1);
                 bytes[i] ^= 0x10;
@@ -1134,9 +1213,10 @@ impl Engine {
         }
     }
 
-    /// Tests: the next pack fails as if our GPU work had.
-    pub fn fail_next_pack(&self) {
-        FAIL_NEXT_PACK.store(true, Ordering::SeqCst);
+    /// Tests: the next pack fails as if our GPU work had: before it encodes, or (`midway`) the
+    /// next pack of a buffer backed in pieces, once its first piece was given back.
+    pub fn fail_next_pack(&self, midway: bool) {
+        FAIL_NEXT_PACK.store(if midway { FAIL_MIDWAY } else { FAIL_AT_START }, Ordering::SeqCst);
     }
 }
 
@@ -1238,10 +1318,43 @@ fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool) {
     );
 }
 
-/// `buf`'s memory (`reserved` bytes) is gone and its copy holds it: the budget, its state and
-/// the stats say so (a pack that began at `t0`; `reused`: with a kept copy).
-fn now_packed(buf: &Buffer, reserved: u64, reused: bool, t0: u64) {
-    BUDGET.give(Part::Resident, reserved);
+/// Unmaps and releases the mapped pieces of the buffer at `va` whose handles are `handles`
+/// (the last pieces of its range); the bytes they held.
+fn unback_all(va: u64, reserved: u64, piece: u64, handles: Vec<u64>) -> u64 {
+    let parts = vmm::pieces(reserved, piece);
+    let mapped = &parts[parts.len() - handles.len()..];
+    for (&(off, len), h) in mapped.iter().zip(handles) {
+        let _ = vmm::unback(va + off, len, h);
+    }
+    mapped.iter().map(|&(_, len)| len).sum()
+}
+
+/// Maps fresh memory for `parts`, the first pieces of `entry`'s buffer (given back by a pack
+/// that then stopped), and decodes `copy`, which holds at least their bytes, into the buffer,
+/// waiting for it (pieces still mapped get the bytes they hold). On failure the buffer is lost
+/// (its state never RESIDENT again, every later call that names it failing), and says so.
+fn put_back(backend: &mut Backend, entry: &mut Entry, parts: &[(u64, u64)], copy: &PackedCopy, access: &[c_int]) {
+    let addr = entry.buf.start;
+    let done = vmm::back(addr, parts, access).map_err(|e| e.to_string()).and_then(|handles| {
+        BUDGET.take(Part::Resident, parts.iter().map(|&(_, len)| len).sum());
+        entry.phys.splice(0..0, handles);
+        backend.restore_now(copy, addr).map_err(|e| e.to_string())
+    });
+    if let Err(e) = done {
+        entry.buf.state.store(state::RESTORING, Ordering::SeqCst);
+        crate::stats::add(&crate::stats::C.restores_corrupt, 1);
+        tracing::error!(
+            "the buffer at {addr:#x} ({} bytes) lost its first {} pieces: its pack stopped after they were given back, and putting them back failed ({e}); every later call that names it fails with error {CUDA_ERROR_DATA_CORRUPT}",
+            entry.buf.size,
+            parts.len()
+        );
+    }
+}
+
+/// `buf`'s memory is gone (given back to the budget by the caller, piece by piece) and its
+/// copy holds it: the budget, its state and the stats say so (a pack that began at `t0`;
+/// `reused`: with a kept copy).
+fn now_packed(buf: &Buffer, reused: bool, t0: u64) {
     BUDGET.take_original(buf.size);
     buf.forget_streams();
     buf.state.store(state::PACKED, Ordering::SeqCst);

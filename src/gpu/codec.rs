@@ -19,16 +19,31 @@ pub struct PackOptions {
 /// Input and packed bytes per codec id (0 raw, 1 zvc, 2 int8g, later codecs after).
 pub type ByCodec = [(u64, u64); 8];
 
+/// Bytes of a buffer the CPU reference packs as one LT-Block buffer (the GPU's chunk is
+/// `ltgpu::packer::CHUNK`): smaller than the GPU's, so that the CUDA double's buffers of a few
+/// MiB are packed in several chunks and backed in several pieces, as large buffers are there.
+pub const CPU_CHUNK: u64 = 1 << 20;
+
+/// A packed copy: LT-Block buffers of consecutive chunks of the buffer, from its start.
 pub enum PackedCopy {
-    Host { bytes: Vec<u8>, by_codec: ByCodec },
+    /// Each chunk's LT-Block bytes, and the chunk's length.
+    Host { chunks: Vec<(Vec<u8>, u64)>, by_codec: ByCodec },
     Device(ltgpu::packer::PackedCopy),
 }
 
 impl PackedCopy {
     pub fn packed_len(&self) -> u64 {
         match self {
-            PackedCopy::Host { bytes, .. } => bytes.len() as u64,
+            PackedCopy::Host { chunks, .. } => chunks.iter().map(|(b, _)| b.len() as u64).sum(),
             PackedCopy::Device(c) => c.packed_len(),
+        }
+    }
+
+    /// Bytes of the buffer it holds (all of them, but for a pack that stopped part way).
+    pub fn original_len(&self) -> u64 {
+        match self {
+            PackedCopy::Host { chunks, .. } => chunks.iter().map(|(_, n)| n).sum(),
+            PackedCopy::Device(c) => c.original_len(),
         }
     }
 
@@ -43,6 +58,16 @@ impl PackedCopy {
             PackedCopy::Device(c) => c.by_codec,
         }
     }
+}
+
+/// How `Backend::pack` ended.
+pub enum PackEnd {
+    /// The copy holds the whole buffer.
+    Whole,
+    /// A chunk would have made the copy larger than its bound: the copy holds the chunks before.
+    OverBound,
+    /// The copy holds the chunks before the failure.
+    Failed(CodecFailure),
 }
 
 /// Why the backend failed.
@@ -77,6 +102,16 @@ fn cpu_failure(e: ltblock::CodecError) -> CodecFailure {
     CodecFailure::Corrupt { block: block as usize, detail: e.to_string() }
 }
 
+/// A CPU chunk's block index as the buffer's (chunks of `CPU_CHUNK`, blocks of 64 KiB).
+fn in_chunk(e: CodecFailure, chunk: usize) -> CodecFailure {
+    match e {
+        CodecFailure::Corrupt { block, detail } => {
+            CodecFailure::Corrupt { block: block + chunk * (CPU_CHUNK as usize / ltblock::format::DEFAULT_BLOCK_SIZE), detail }
+        }
+        other => other,
+    }
+}
+
 fn gpu_failure(e: ltgpu::GpuError) -> CodecFailure {
     match e {
         ltgpu::GpuError::Block { block, status } => CodecFailure::Corrupt { block, detail: ltgpu::status_name(status).into() },
@@ -99,14 +134,25 @@ impl Backend {
         }
     }
 
-    /// Packs the `len` resident bytes at `start`; None when the copy would be larger than
-    /// `max_len`. The caller has waited for every use of the buffer.
-    pub fn pack(&mut self, start: u64, len: u64, opts: PackOptions, max_len: u64) -> Result<Option<PackedCopy>, CodecFailure> {
+    /// The chunk size copies are made in: a piece of a buffer's memory whose bytes are in the
+    /// copy may go back to the driver while the rest is packed (engine, `vmm::pieces`).
+    pub fn chunk_bytes(on_cuda_double: bool) -> u64 {
+        if on_cuda_double {
+            CPU_CHUNK
+        } else {
+            ltgpu::packer::CHUNK as u64
+        }
+    }
+
+    /// Packs the `len` resident bytes at `start` chunk by chunk, asking `bound(done,
+    /// copy_len)` before each chunk how large the whole copy may be once it is in (`done`:
+    /// the bytes the copy holds so far, read for the last time; None stops). The copy made so
+    /// far comes back however it ended: a caller that gave memory back decodes it there again.
+    /// Each chunk decoded once, every block checked, before the next is asked for. The caller
+    /// has waited for every use of the buffer.
+    pub fn pack(&mut self, start: u64, len: u64, opts: PackOptions, bound: &mut dyn FnMut(u64, u64) -> Option<u64>) -> (PackedCopy, PackEnd) {
         match self {
             Backend::Cpu => {
-                // SAFETY: on the CUDA double a resident buffer is `len` bytes of mapped host
-                // memory, and no work of the program's uses it while the engine holds it.
-                let data = unsafe { std::slice::from_raw_parts(start as *const u8, len as usize) };
                 let eo = ltblock::EncodeOptions {
                     dtype: opts.dtype,
                     mode: if opts.lossy { ltblock::Mode::Lossy } else { ltblock::Mode::Lossless },
@@ -114,40 +160,84 @@ impl Backend {
                     max_rel_l2: opts.max_rel_l2,
                     ..ltblock::EncodeOptions::default()
                 };
-                let bytes = ltblock::encode(data, &eo);
-                if bytes.len() as u64 > max_len {
-                    return Ok(None);
-                }
-                ltblock::decode(&bytes).map_err(cpu_failure)?;
                 let mut by_codec: ByCodec = [(0, 0); 8];
-                for b in ltblock::inspect(&bytes).map_err(cpu_failure)?.blocks {
-                    let slot = &mut by_codec[(b.codec.id() as usize).min(7)];
-                    slot.0 += b.original_len as u64;
-                    slot.1 += b.payload_len as u64 + 32;
+                let mut chunks: Vec<(Vec<u8>, u64)> = Vec::new();
+                let mut done = 0u64;
+                while done < len {
+                    let n = CPU_CHUNK.min(len - done);
+                    let copy_len: u64 = chunks.iter().map(|(b, _)| b.len() as u64).sum();
+                    let end = match bound(done, copy_len) {
+                        None => Some(PackEnd::OverBound),
+                        Some(max_len) => {
+                            // SAFETY: on the CUDA double a resident buffer is `len` bytes of
+                            // mapped host memory, and no work of the program's uses it while the
+                            // engine holds it; pieces before `done` may be gone, this one is not.
+                            let data = unsafe { std::slice::from_raw_parts((start + done) as *const u8, n as usize) };
+                            let bytes = ltblock::encode(data, &eo);
+                            if copy_len + bytes.len() as u64 > max_len {
+                                Some(PackEnd::OverBound)
+                            } else {
+                                match ltblock::decode(&bytes).and_then(|_| ltblock::inspect(&bytes)) {
+                                    Err(e) => Some(PackEnd::Failed(cpu_failure(e))),
+                                    Ok(info) => {
+                                        for b in info.blocks {
+                                            let slot = &mut by_codec[(b.codec.id() as usize).min(7)];
+                                            slot.0 += b.original_len as u64;
+                                            slot.1 += b.payload_len as u64 + 32;
+                                        }
+                                        chunks.push((bytes, n));
+                                        None
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    if let Some(end) = end {
+                        return (PackedCopy::Host { chunks, by_codec }, end);
+                    }
+                    done += n;
                 }
-                Ok(Some(PackedCopy::Host { bytes, by_codec }))
+                (PackedCopy::Host { chunks, by_codec }, PackEnd::Whole)
             }
             Backend::Gpu(p) => {
                 let go = ltgpu::GpuEncode { dtype: opts.dtype, lossy: opts.lossy, group: opts.group, max_rel_l2: opts.max_rel_l2 };
-                Ok(p.pack(start, len as usize, go, max_len).map_err(gpu_failure)?.map(PackedCopy::Device))
+                let (copy, end) = p.pack_bounded(start, len as usize, go, bound);
+                let end = match end {
+                    ltgpu::packer::PackEnd::Whole => PackEnd::Whole,
+                    ltgpu::packer::PackEnd::OverBound => PackEnd::OverBound,
+                    ltgpu::packer::PackEnd::Failed(e) => PackEnd::Failed(gpu_failure(e)),
+                };
+                (PackedCopy::Device(copy), end)
             }
         }
     }
 
-    /// Decodes `copy` into the freshly mapped range at `out`.
+    /// Decodes `copy` into `out` and waits for it, every block checked (a pack that stopped
+    /// part way puts back what it had taken).
+    pub fn restore_now(&mut self, copy: &PackedCopy, out: u64) -> Result<(), CodecFailure> {
+        match (self, copy) {
+            (Backend::Gpu(p), PackedCopy::Device(c)) => p.restore(c, out).map_err(gpu_failure),
+            (b, c) => b.restore(c, out, c.original_len(), 0).map(|_| ()),
+        }
+    }
+
     /// Decodes `copy` into the freshly mapped range at `out`: Ok(None) when done (the CPU),
     /// Ok(Some(event)) when queued on our stream and ending with that event (the GPU; its
     /// checksums are read by `settled` once it ran). `tag` names it there.
     pub fn restore(&mut self, copy: &PackedCopy, out: u64, len: u64, tag: u64) -> Result<Option<u64>, CodecFailure> {
         match (self, copy) {
-            (Backend::Cpu, PackedCopy::Host { bytes, .. }) => {
-                let data = ltblock::decode(bytes).map_err(cpu_failure)?;
-                if data.len() as u64 != len {
-                    return Err(CodecFailure::Corrupt { block: 0, detail: format!("decodes to {} bytes, the buffer has {len}", data.len()) });
+            (Backend::Cpu, PackedCopy::Host { chunks, .. }) => {
+                let mut off = 0u64;
+                for (i, (bytes, n)) in chunks.iter().enumerate() {
+                    let data = ltblock::decode(bytes).map_err(cpu_failure).map_err(|e| in_chunk(e, i))?;
+                    if data.len() as u64 != *n || off + n > len {
+                        return Err(CodecFailure::Corrupt { block: 0, detail: format!("chunk {i} decodes to {} bytes, of a buffer of {len}", data.len()) });
+                    }
+                    // SAFETY: on the double `out` is `len` bytes of mapped host memory, ours
+                    // until the restore returns; the chunk ends within it (checked above).
+                    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), (out + off) as *mut u8, data.len()) };
+                    off += n;
                 }
-                // SAFETY: on the double `out` is `len` bytes of mapped host memory, ours until
-                // the restore returns.
-                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), out as *mut u8, data.len()) };
                 Ok(None)
             }
             (Backend::Gpu(p), PackedCopy::Device(c)) => p.restore_async(c, out, tag).map(Some).map_err(gpu_failure),
@@ -158,11 +248,21 @@ impl Backend {
     /// True when the resident bytes still equal what `copy` decodes to.
     pub fn unchanged(&mut self, copy: &PackedCopy, start: u64, len: u64) -> Result<bool, CodecFailure> {
         match (self, copy) {
-            (Backend::Cpu, PackedCopy::Host { bytes, .. }) => {
-                let decoded = ltblock::decode(bytes).map_err(cpu_failure)?;
-                // SAFETY: as in `pack`.
-                let data = unsafe { std::slice::from_raw_parts(start as *const u8, len as usize) };
-                Ok(decoded == data)
+            (Backend::Cpu, PackedCopy::Host { chunks, .. }) => {
+                let mut off = 0u64;
+                for (i, (bytes, n)) in chunks.iter().enumerate() {
+                    let decoded = ltblock::decode(bytes).map_err(cpu_failure).map_err(|e| in_chunk(e, i))?;
+                    if off + n > len {
+                        return Ok(false);
+                    }
+                    // SAFETY: as in `pack`; the chunk ends within the buffer (checked above).
+                    let data = unsafe { std::slice::from_raw_parts((start + off) as *const u8, *n as usize) };
+                    if decoded != data {
+                        return Ok(false);
+                    }
+                    off += n;
+                }
+                Ok(true)
             }
             (Backend::Gpu(p), PackedCopy::Device(c)) => p.unchanged(c, start).map_err(gpu_failure),
             _ => Err(CodecFailure::Device("a packed copy of the other backend".into())),

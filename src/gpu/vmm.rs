@@ -1,7 +1,10 @@
 //! VMM: a buffer's address range stays reserved for its whole life while its physical memory
-//! comes and goes (one physical allocation per buffer: the H200 probe measured a range built
+//! comes and goes. A buffer is backed by one physical allocation, or, when it is large, by
+//! pieces of the codec's chunk size (64 MiB on the GPU), so that a pack gives each piece back
+//! as soon as its bytes are in the packed copy: the limit is then passed by one piece's copy
+//! at most, not by the whole buffer's. Not smaller pieces: the H200 probe measured a range built
 //! of many 2 MiB chunks at ~30 us a chunk to set access and ~22 us to unmap, one handle far
-//! cheaper). The real functions are the hooks' own table's: the program's cuMem* calls are
+//! cheaper. The real functions are the hooks' own table's: the program's cuMem* calls are
 //! hooked (user-mapped memory), ours must not be seen as the program's.
 use std::os::raw::c_int;
 
@@ -92,21 +95,72 @@ pub fn unmap(va: u64, size: u64) -> Result<()> {
     crate::stats::timed(&crate::stats::C.vmm_ns, || check("cuMemUnmap", unsafe { f(va, size as usize) }))
 }
 
-/// A resident range: reserved, created on `devs[0]`, mapped for all of `devs`. On failure
-/// nothing is left behind.
-pub fn allocate(size: u64, devs: &[c_int]) -> Result<(u64, u64)> {
+/// The pieces a range of `reserved` bytes is backed by, as (offset, length): `piece` bytes
+/// each, the last what is left.
+pub fn pieces(reserved: u64, piece: u64) -> Vec<(u64, u64)> {
+    let piece = piece.max(1);
+    (0..reserved.div_ceil(piece)).map(|i| (i * piece, piece.min(reserved - i * piece))).collect()
+}
+
+/// Creates physical memory for each of `parts` of the range at `va` (offsets and lengths) on
+/// `devs[0]` and maps it there for all of `devs`; the handles, in order. On failure nothing
+/// is left behind.
+pub fn back(va: u64, parts: &[(u64, u64)], devs: &[c_int]) -> Result<Vec<u64>> {
+    let mut handles = Vec::with_capacity(parts.len());
+    for &(off, len) in parts {
+        let made = create(len, devs[0]).and_then(|h| match map(va + off, len, h, devs) {
+            Ok(()) => Ok(h),
+            Err(e) => {
+                let _ = release(h);
+                Err(e)
+            }
+        });
+        match made {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                for (&(off, len), &h) in parts.iter().zip(&handles) {
+                    let _ = unmap(va + off, len);
+                    let _ = release(h);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(handles)
+}
+
+/// Unmaps the piece of `len` bytes at `va` and releases its memory. Err when the unmap failed
+/// (the memory is then still mapped and held); a failed release is said and leaks the handle.
+pub fn unback(va: u64, len: u64, handle: u64) -> Result<()> {
+    unmap(va, len)?;
+    if let Err(e) = release(handle) {
+        tracing::warn!("releasing the memory of the piece at {va:#x} failed: {e}");
+    }
+    Ok(())
+}
+
+/// A resident range of `size` bytes in pieces of `piece`: reserved, created on `devs[0]`,
+/// mapped for all of `devs`; the address and the pieces' handles. On failure nothing is left
+/// behind.
+pub fn allocate(size: u64, piece: u64, devs: &[c_int]) -> Result<(u64, Vec<u64>)> {
     let va = reserve(size)?;
-    let h = match create(size, devs[0]) {
-        Ok(h) => h,
+    match back(va, &pieces(size, piece), devs) {
+        Ok(handles) => Ok((va, handles)),
         Err(e) => {
             let _ = free_range(va, size);
-            return Err(e);
+            Err(e)
         }
-    };
-    if let Err(e) = map(va, size, h, devs) {
-        let _ = release(h);
-        let _ = free_range(va, size);
-        return Err(e);
     }
-    Ok((va, h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pieces;
+
+    #[test]
+    fn a_range_is_cut_into_whole_pieces_and_the_rest() {
+        assert_eq!(pieces(10, 4), vec![(0, 4), (4, 4), (8, 2)]);
+        assert_eq!(pieces(8, 4), vec![(0, 4), (4, 4)]);
+        assert_eq!(pieces(8, 8), vec![(0, 8)], "one piece: the whole range");
+    }
 }
