@@ -742,6 +742,18 @@ fn a_buffer_in_pieces_whose_first_chunk_packs_and_the_rest_not_is_packed_and_cou
 }
 
 #[test]
+fn a_kept_copy_loses_only_the_chunks_room_needs_and_the_next_pack_encodes_just_those() {
+    let r = run_packing(&["kept_partial"], "lossless", "16MiB");
+    r.assert_ok();
+    assert_eq!(r.did("kept_partial_ok"), 1);
+    let s = r.stats();
+    // one chunk of the copy (~0.56 MiB) made the 0.5 MiB that were needed; encoded again: its MiB
+    let dropped = n(s, "packing.copies_discarded_bytes.lossless") + n(s, "packing.copies_discarded_bytes.any");
+    assert!(dropped > 0 && dropped < 1 << 20, "dropped {dropped} bytes of the kept copy: {}", s["packing"]);
+    assert_eq!(n(s, "packing.encoded_bytes_by_cause.discarded"), 1 << 20, "{}", s["packing"]);
+}
+
+#[test]
 fn a_failure_midway_through_a_pack_in_pieces_puts_the_pieces_given_back_back_with_their_bytes() {
     let r = run_packing(&["drain_midway"], "lossless", "64MiB");
     r.assert_ok();

@@ -55,6 +55,8 @@ pub struct PackedChunk {
     pub original: usize,
     /// Each block's header offset, then the end.
     pub offsets: Vec<u64>,
+    /// Input and packed bytes per codec id (0 raw, 1 zvc, 2 int8g, 3.. later codecs).
+    pub by_codec: [(u64, u64); 8],
 }
 
 /// How `Packer::pack_bounded` ended.
@@ -68,14 +70,30 @@ pub enum PackEnd {
     Failed(GpuError),
 }
 
-/// A buffer's packed copy (of a prefix of it, while a pack is under way: the chunks so far).
+/// A buffer's packed copy: its chunks from the buffer's start (all of them, or a prefix: the
+/// chunks so far while a pack is under way, or what `Packer::truncate` left).
 pub struct PackedCopy {
     pub chunks: Vec<PackedChunk>,
-    /// Input and packed bytes per codec id (0 raw, 1 zvc, 2 int8g, 3.. later codecs).
-    pub by_codec: [(u64, u64); 8],
 }
 
 impl PackedCopy {
+    /// Input and packed bytes per codec id, over its chunks.
+    pub fn by_codec(&self) -> [(u64, u64); 8] {
+        let mut all = [(0, 0); 8];
+        for c in &self.chunks {
+            for (a, b) in all.iter_mut().zip(&c.by_codec) {
+                a.0 += b.0;
+                a.1 += b.1;
+            }
+        }
+        all
+    }
+
+    /// `next`'s chunks, the bytes after this copy's, appended to it.
+    pub fn append(&mut self, next: PackedCopy) {
+        self.chunks.extend(next.chunks);
+    }
+
     pub fn packed_len(&self) -> u64 {
         self.chunks.iter().map(|c| c.len as u64).sum()
     }
@@ -244,13 +262,13 @@ impl Packer {
     /// the pack ended: all of the input, or the chunks before the one that did not fit or
     /// failed, so that a caller that gave memory back can decode them into it again.
     pub fn pack_bounded(&mut self, input: u64, len: usize, opts: GpuEncode, bound: &mut dyn FnMut(u64, u64) -> Option<u64>) -> (PackedCopy, PackEnd) {
-        let mut copy = PackedCopy { chunks: Vec::new(), by_codec: [(0, 0); 8] };
+        let mut copy = PackedCopy { chunks: Vec::new() };
         let mut off = 0usize;
         while off < len {
             let n = CHUNK.min(len - off);
             let Some(max_len) = bound(off as u64, copy.packed_len()) else { return (copy, PackEnd::OverBound) };
             let room = max_len.saturating_sub(copy.packed_len());
-            match self.pack_chunk(input + off as u64, n, opts, room, &mut copy) {
+            match self.pack_chunk(input + off as u64, n, opts, room) {
                 Ok(Some(chunk)) => copy.chunks.push(chunk),
                 Ok(None) => return (copy, PackEnd::OverBound),
                 Err(e) => return (copy, PackEnd::Failed(e)),
@@ -261,7 +279,7 @@ impl Packer {
     }
 
     /// One chunk into the copy; None when its packed bytes would pass `room`.
-    fn pack_chunk(&mut self, input: u64, n: usize, opts: GpuEncode, room: u64, copy: &mut PackedCopy) -> Result<Option<PackedChunk>, GpuError> {
+    fn pack_chunk(&mut self, input: u64, n: usize, opts: GpuEncode, room: u64) -> Result<Option<PackedChunk>, GpuError> {
         let mut params: EncodeParams = self.gpu.params(input, n, opts)?;
         self.gpu.pack_launch(&mut params, self.out.ptr, &self.scratch)?;
         self.sync()?;
@@ -277,7 +295,7 @@ impl Packer {
         let ptr = d("cuMemAllocFromPoolAsync", unsafe { drv::mem_pool::alloc_async(self.pool, packed_len.max(16), stream) })?;
         // SAFETY: both ranges hold packed_len bytes; stream-ordered after the encode.
         d("cuMemcpyDtoDAsync", unsafe { drv::memcpy_dtod_async(ptr, self.out.ptr, packed_len, stream) })?;
-        let chunk = PackedChunk { ptr, len: packed_len, original: n, offsets };
+        let mut chunk = PackedChunk { ptr, len: packed_len, original: n, offsets, by_codec: [(0, 0); 8] };
         // verify: decode the copy into the scratch, every block's checksum checked
         if let Err(e) = self.decode_chunks(std::slice::from_ref(&chunk), &[self.out.ptr]) {
             self.free_chunk(&chunk);
@@ -286,7 +304,7 @@ impl Packer {
         for b in 0..count {
             let (codec, payload) = (choices[2 * b] as u32, (choices[2 * b] >> 32) as u64);
             let original = (n - b * ltblock::format::DEFAULT_BLOCK_SIZE).min(ltblock::format::DEFAULT_BLOCK_SIZE) as u64;
-            let slot = &mut copy.by_codec[(codec as usize).min(7)];
+            let slot = &mut chunk.by_codec[(codec as usize).min(7)];
             slot.0 += original;
             slot.1 += payload + 32;
         }
@@ -435,6 +453,20 @@ impl Packer {
     fn free_chunk(&self, c: &PackedChunk) {
         // SAFETY: pool memory of ours, freed once, in stream order after its last use.
         let _ = unsafe { drv::free_async(c.ptr, self.gpu.stream) };
+    }
+
+    /// Gives the memory of `copy`'s last chunks back until `need` bytes are (or every chunk
+    /// is: the copy is then empty); the bytes given back. The chunks left still decode the
+    /// buffer's first bytes.
+    pub fn truncate(&mut self, copy: &mut PackedCopy, need: u64) -> u64 {
+        let mut freed = 0u64;
+        while freed < need {
+            let Some(c) = copy.chunks.pop() else { break };
+            self.free_chunk(&c);
+            freed += c.len as u64;
+        }
+        let _ = self.sync();
+        freed
     }
 
     /// Gives a copy's memory back (stream-ordered: after anything of ours that reads it).

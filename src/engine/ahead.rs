@@ -193,7 +193,7 @@ fn restore_ahead(engine: &Engine, inner: &mut Inner, t: Target, swap: bool) -> b
 /// its drops), kept every survivor's copy and the program's own passes found little to take.
 fn discard_survivor_copy(engine: &Engine) -> bool {
     let mut inner = engine.lock();
-    engine.may_pack(&inner) && engine.discard_kept_copy(&mut inner, super::Kept::OfSurvivor)
+    engine.may_pack(&inner) && engine.discard_kept_copy(&mut inner, super::Kept::OfSurvivor, u64::MAX)
 }
 
 /// Drops one clean victim with a kept copy; with `target`, only one predicted to be needed
@@ -217,7 +217,7 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
                     let later = || {
                         target.is_none_or(|t| predicted_next(b.last_seq.load(Ordering::Relaxed), b.period.load(Ordering::Relaxed), now).is_none_or(|n| n > t.next))
                     };
-                    e.copy.is_some() && b.is_clean() && !e.copy_goes_lossy(&inner.opts) && !inner.ahead_unused.iter().any(|&(u, _)| u == *a) && later()
+                    e.copy_whole() && b.is_clean() && !e.copy_goes_lossy(&inner.opts) && !inner.ahead_unused.iter().any(|&(u, _)| u == *a) && later()
                 })
             })
             .collect();

@@ -100,7 +100,12 @@ impl Entry {
     /// not to be made again lossy, and it is not a written buffer's that a check found changed
     /// before.
     fn copy_serves(&self, opts: &PackOptions) -> bool {
-        self.copy.is_some() && !self.copy_goes_lossy(opts) && (!self.seen_changed || self.buf.is_clean())
+        self.copy_whole() && !self.copy_goes_lossy(opts) && (!self.seen_changed || self.buf.is_clean())
+    }
+
+    /// It has a kept copy of all of its bytes (not one `discard_kept_copy` shortened).
+    fn copy_whole(&self) -> bool {
+        self.copy.as_ref().is_some_and(|c| c.original_len() >= self.buf.size)
     }
 
     /// It stayed resident through a reuse period since it was last made resident: used again
@@ -618,12 +623,13 @@ impl Engine {
                 // kernels (once a machine: later runs load them from the cache)
                 install_kernels(inner, Some(KERNEL_WAIT));
             }
-            if !self.discard_kept_copy(inner, Kept::OfWritten)
-                && !self.discard_kept_copy(inner, Kept::OfSurvivor)
+            let need = bytes.saturating_sub(BUDGET.room(part));
+            if !self.discard_kept_copy(inner, Kept::OfWritten, need)
+                && !self.discard_kept_copy(inner, Kept::OfSurvivor, need)
                 && !self.pack_one(inner, Pass::Fitting)
                 && !self.pack_one(inner, Pass::InRoom)
-                && !self.discard_kept_copy(inner, Kept::Lossless)
-                && !self.discard_kept_copy(inner, Kept::Any)
+                && !self.discard_kept_copy(inner, Kept::Lossless, need)
+                && !self.discard_kept_copy(inner, Kept::Any, need)
                 && !self.pack_one(inner, Pass::OverLimit)
             {
                 return false;
@@ -694,7 +700,12 @@ impl Engine {
     }
 
     /// Frees the largest packed copy of `which` kept beside a resident buffer; false when
-    /// there is none.
+    /// there is none. A copy that may still serve (`Kept::Lossless`, `Kept::Any`) loses only
+    /// its last chunks, as many as make `need` bytes: the next pack of its buffer checks or
+    /// reuses the chunks left and encodes only the rest. (Before, the 3B decode threw the
+    /// embedding table's whole 528 MB copy away for a few tens of MB of room and encoded all
+    /// of its 788 MB again at the next pack: 55 GB of such encodes a run, P33.) Copies that
+    /// serve nothing (likely stale, or a survivor's) go whole.
     ///
     /// A copy of lossy (int8g) blocks leaves the buffer holding what they decoded to, and
     /// its next pack encodes those bytes again: lossy when it is clean (a weight: `pack` allows
@@ -704,7 +715,7 @@ impl Engine {
     /// `reencoding_what_int8g_decoded_gives_it_back` checks it); a lossless copy would be ~30%
     /// larger, and `copy_goes_lossy` would make it lossy at the next pack anyway, an extra
     /// encode to the same bytes.
-    fn discard_kept_copy(&self, inner: &mut Inner, which: Kept) -> bool {
+    fn discard_kept_copy(&self, inner: &mut Inner, which: Kept, need: u64) -> bool {
         let Some(addr) = inner
             .entries
             .values()
@@ -722,6 +733,7 @@ impl Engine {
         else {
             return false;
         };
+        let need = need.max(1);
         let Some(entry) = inner.entries.get_mut(&addr) else { return false };
         if let Kept::OfWritten = which {
             entry.next_encode = EncodeCause::Changed;
@@ -734,7 +746,16 @@ impl Engine {
             entry.next_encode = EncodeCause::Discarded;
         }
         let copy = entry.copy.take();
-        if let (Some(copy), Some(b)) = (copy, inner.backend.as_mut()) {
+        if let (Some(mut copy), Some(b)) = (copy, inner.backend.as_mut()) {
+            if matches!(which, Kept::Lossless | Kept::Any) && need < copy.packed_len() {
+                let freed = crate::stats::timed_codec(CodecWork::Discard, || b.truncate(&mut copy, need));
+                BUDGET.give(Part::Packed, freed);
+                crate::stats::copy_discarded(which, freed);
+                if copy.original_len() > 0 {
+                    entry.copy = Some(copy);
+                    return true;
+                }
+            }
             crate::stats::copy_discarded(which, copy.packed_len());
             discard_copy(b, copy);
         }
@@ -759,9 +780,9 @@ impl Engine {
         let (reserved, piece) = (entry.reserved, entry.piece);
         let min_saving = inner.min_saving;
         let worst = |bytes: u64| (bytes as f64 * (1.0 - min_saving)) as u64;
-        let worst_len = worst(buf.size);
         if let Pass::Fitting = pass {
-            if entry.copy.is_none() && worst(buf.size.min(piece)) > BUDGET.room(Part::Packed) {
+            let rest = buf.size - entry.copy.as_ref().map_or(0, |c| c.original_len());
+            if rest > 0 && worst(rest.min(piece)) > BUDGET.room(Part::Packed) {
                 return Packed::Skipped;
             }
         }
@@ -844,17 +865,23 @@ impl Engine {
             }
         }
         let parts = vmm::pieces(reserved, piece);
+        // a kept copy shortened for room (`discard_kept_copy`) serves its first bytes; the
+        // rest is encoded and appended to it
+        let from = entry.copy.as_ref().map_or(0, |c| c.original_len());
+        reused &= from >= buf.size;
         if !reused {
-            // before each chunk: its copy so far is held, the pieces wholly in it go back, and
-            // the bound for the next one is the margin and, in the bounded passes while no
-            // piece is gone, the room there is
+            let len = buf.size - from;
+            let worst_len = worst(len);
+            // before each chunk: its copy so far is held, the pieces wholly in the copies go
+            // back, and the bound for the next one is the margin and, in the bounded passes
+            // while no piece is gone, the room there is
             let (mut taken, mut given, mut room_bound) = (0u64, 0usize, false);
             let mut unback_failed: Option<String> = None;
             let phys = &mut entry.phys;
             let mut bound = |done: u64, copy_len: u64| -> Option<u64> {
                 BUDGET.take(Part::Packed, copy_len - taken);
                 taken = copy_len;
-                while given < parts.len() && parts[given].0 + parts[given].1 <= done {
+                while given < parts.len() && parts[given].0 + parts[given].1 <= from + done {
                     let (off, len) = parts[given];
                     if let Err(e) = vmm::unback(addr + off, len, phys[0]) {
                         unback_failed = Some(format!("unmapping a piece of a buffer being packed: {e}"));
@@ -873,12 +900,12 @@ impl Engine {
                 }
                 // (the first chunk of a buffer in pieces must save the margin itself: its piece
                 // goes once it is in, and the rest is packed whatever it packs to)
-                let margin = if parts.len() > 1 { worst((done + piece).min(buf.size)) } else { worst_len };
+                let margin = if parts.len() > 1 { worst((done + piece).min(len)) } else { worst_len };
                 let room = if bounded { copy_len.saturating_add(BUDGET.room(Part::Packed)) } else { u64::MAX };
                 room_bound = room < margin;
                 Some(room.min(margin))
             };
-            let (copy, end) = crate::stats::timed_codec(CodecWork::Encode, || backend.pack(addr, buf.size, opts, &mut bound));
+            let (copy, end) = crate::stats::timed_codec(CodecWork::Encode, || backend.pack(addr + from, len, opts, &mut bound));
             BUDGET.take(Part::Packed, copy.packed_len() - taken);
             let end = match (end, unback_failed) {
                 (_, Some(e)) => PackEnd::Failed(CodecFailure::Device(e)),
@@ -891,16 +918,29 @@ impl Engine {
                 if copy.packed_len() > worst_len {
                     crate::stats::add(&crate::stats::C.packs_past_margin, 1);
                 }
-                crate::stats::encoded(entry.next_encode, buf.size);
-                entry.copy = Some(copy);
+                crate::stats::encoded(entry.next_encode, len);
+                match entry.copy.as_mut() {
+                    Some(kept) => kept.append(copy),
+                    None => entry.copy = Some(copy),
+                }
                 entry.copy_tried_lossy = opts.lossy;
             } else {
-                // not packed: pieces that went back come back with the bytes the copy holds
+                // not packed: pieces that went back come back with the bytes the copies hold
+                // (and both stay: they are this buffer's bytes as they are)
                 buf.state.store(state::RESIDENT, Ordering::SeqCst);
                 if given > 0 {
-                    put_back(backend, entry, &parts[..given], &copy, &inner.access);
+                    let all = match entry.copy.take() {
+                        Some(mut kept) => {
+                            kept.append(copy);
+                            kept
+                        }
+                        None => copy,
+                    };
+                    put_back(backend, entry, &parts[..given], &all, &inner.access);
+                    entry.copy = Some(all);
+                } else {
+                    discard_copy(backend, copy);
                 }
-                discard_copy(backend, copy);
                 match end {
                     PackEnd::OverBound if room_bound => {
                         // the room was the bound, not the data: it may fit another time
@@ -990,7 +1030,7 @@ impl Engine {
                 if BUDGET.try_take(Part::Resident, reserved) {
                     break true;
                 }
-                if !self.discard_kept_copy(inner, Kept::Any) {
+                if !self.discard_kept_copy(inner, Kept::Any, reserved.saturating_sub(BUDGET.room(Part::Resident))) {
                     break false;
                 }
             },
@@ -1078,7 +1118,7 @@ impl Engine {
         }
         buf.state.store(state::RESIDENT, Ordering::SeqCst);
         // back over the limit: kept copies (its own too) go until it holds again
-        while BUDGET.held() > BUDGET.limit() && self.discard_kept_copy(inner, Kept::Any) {}
+        while BUDGET.held() > BUDGET.limit() && self.discard_kept_copy(inner, Kept::Any, BUDGET.held() - BUDGET.limit()) {}
         crate::stats::restored(crate::clock::precise_ns() - t0);
         tracing::debug!("restore {va:#x} ({} B){}", buf.size, if room == Room::Free { ", ahead" } else { "" });
         Ok(())
@@ -1201,9 +1241,9 @@ impl Engine {
     pub fn corrupt_copy(&self, addr: u64) -> bool {
         let mut inner = self.lock();
         match inner.entries.get_mut(&addr).and_then(|e| e.copy.as_mut()) {
-            Some(PackedCopy::Host { chunks, .. }) if chunks.iter().any(|(b, _)| !b.is_empty()) => {
+            Some(PackedCopy::Host(chunks)) if chunks.iter().any(|c| !c.bytes.is_empty()) => {
                 let n = chunks.len();
-                let bytes = &mut chunks[n / 2].0;
+                let bytes = &mut chunks[n / 2].bytes;
                 let mid = bytes.len() / 2 + 8;
                 let i = mid.min(bytes.len() - 1);
                 bytes[i] ^= 0x10;

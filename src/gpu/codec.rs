@@ -24,26 +24,45 @@ pub type ByCodec = [(u64, u64); 8];
 /// MiB are packed in several chunks and backed in several pieces, as large buffers are there.
 pub const CPU_CHUNK: u64 = 1 << 20;
 
-/// A packed copy: LT-Block buffers of consecutive chunks of the buffer, from its start.
+/// One chunk of a copy made by the CPU reference.
+pub struct HostChunk {
+    /// Its LT-Block buffer.
+    pub bytes: Vec<u8>,
+    /// Bytes of the buffer it holds.
+    pub original: u64,
+    pub by_codec: ByCodec,
+}
+
+/// A packed copy: LT-Block buffers of consecutive chunks of the buffer, from its start (all
+/// of them, or a prefix: a pack that stopped part way, or a kept copy `Backend::truncate`
+/// shortened for room).
 pub enum PackedCopy {
-    /// Each chunk's LT-Block bytes, and the chunk's length.
-    Host { chunks: Vec<(Vec<u8>, u64)>, by_codec: ByCodec },
+    Host(Vec<HostChunk>),
     Device(ltgpu::packer::PackedCopy),
 }
 
 impl PackedCopy {
     pub fn packed_len(&self) -> u64 {
         match self {
-            PackedCopy::Host { chunks, .. } => chunks.iter().map(|(b, _)| b.len() as u64).sum(),
+            PackedCopy::Host(chunks) => chunks.iter().map(|c| c.bytes.len() as u64).sum(),
             PackedCopy::Device(c) => c.packed_len(),
         }
     }
 
-    /// Bytes of the buffer it holds (all of them, but for a pack that stopped part way).
+    /// Bytes of the buffer it holds, from its start.
     pub fn original_len(&self) -> u64 {
         match self {
-            PackedCopy::Host { chunks, .. } => chunks.iter().map(|(_, n)| n).sum(),
+            PackedCopy::Host(chunks) => chunks.iter().map(|c| c.original).sum(),
             PackedCopy::Device(c) => c.original_len(),
+        }
+    }
+
+    /// `next`, the copy of the bytes that follow this one's, appended to it.
+    pub fn append(&mut self, next: PackedCopy) {
+        match (self, next) {
+            (PackedCopy::Host(a), PackedCopy::Host(b)) => a.extend(b),
+            (PackedCopy::Device(a), PackedCopy::Device(b)) => a.append(b),
+            _ => unreachable!("one backend makes every copy"),
         }
     }
 
@@ -54,8 +73,17 @@ impl PackedCopy {
 
     pub fn by_codec(&self) -> ByCodec {
         match self {
-            PackedCopy::Host { by_codec, .. } => *by_codec,
-            PackedCopy::Device(c) => c.by_codec,
+            PackedCopy::Host(chunks) => {
+                let mut all: ByCodec = [(0, 0); 8];
+                for c in chunks {
+                    for (a, b) in all.iter_mut().zip(&c.by_codec) {
+                        a.0 += b.0;
+                        a.1 += b.1;
+                    }
+                }
+                all
+            }
+            PackedCopy::Device(c) => c.by_codec(),
         }
     }
 }
@@ -160,12 +188,11 @@ impl Backend {
                     max_rel_l2: opts.max_rel_l2,
                     ..ltblock::EncodeOptions::default()
                 };
-                let mut by_codec: ByCodec = [(0, 0); 8];
-                let mut chunks: Vec<(Vec<u8>, u64)> = Vec::new();
+                let mut chunks: Vec<HostChunk> = Vec::new();
                 let mut done = 0u64;
                 while done < len {
                     let n = CPU_CHUNK.min(len - done);
-                    let copy_len: u64 = chunks.iter().map(|(b, _)| b.len() as u64).sum();
+                    let copy_len: u64 = chunks.iter().map(|c| c.bytes.len() as u64).sum();
                     let end = match bound(done, copy_len) {
                         None => Some(PackEnd::OverBound),
                         Some(max_len) => {
@@ -180,12 +207,13 @@ impl Backend {
                                 match ltblock::decode(&bytes).and_then(|_| ltblock::inspect(&bytes)) {
                                     Err(e) => Some(PackEnd::Failed(cpu_failure(e))),
                                     Ok(info) => {
+                                        let mut by_codec: ByCodec = [(0, 0); 8];
                                         for b in info.blocks {
                                             let slot = &mut by_codec[(b.codec.id() as usize).min(7)];
                                             slot.0 += b.original_len as u64;
                                             slot.1 += b.payload_len as u64 + 32;
                                         }
-                                        chunks.push((bytes, n));
+                                        chunks.push(HostChunk { bytes, original: n, by_codec });
                                         None
                                     }
                                 }
@@ -193,11 +221,11 @@ impl Backend {
                         }
                     };
                     if let Some(end) = end {
-                        return (PackedCopy::Host { chunks, by_codec }, end);
+                        return (PackedCopy::Host(chunks), end);
                     }
                     done += n;
                 }
-                (PackedCopy::Host { chunks, by_codec }, PackEnd::Whole)
+                (PackedCopy::Host(chunks), PackEnd::Whole)
             }
             Backend::Gpu(p) => {
                 let go = ltgpu::GpuEncode { dtype: opts.dtype, lossy: opts.lossy, group: opts.group, max_rel_l2: opts.max_rel_l2 };
@@ -226,11 +254,11 @@ impl Backend {
     /// checksums are read by `settled` once it ran). `tag` names it there.
     pub fn restore(&mut self, copy: &PackedCopy, out: u64, len: u64, tag: u64) -> Result<Option<u64>, CodecFailure> {
         match (self, copy) {
-            (Backend::Cpu, PackedCopy::Host { chunks, .. }) => {
+            (Backend::Cpu, PackedCopy::Host(chunks)) => {
                 let mut off = 0u64;
-                for (i, (bytes, n)) in chunks.iter().enumerate() {
-                    let data = ltblock::decode(bytes).map_err(cpu_failure).map_err(|e| in_chunk(e, i))?;
-                    if data.len() as u64 != *n || off + n > len {
+                for (i, c) in chunks.iter().enumerate() {
+                    let (data, n) = (ltblock::decode(&c.bytes).map_err(cpu_failure).map_err(|e| in_chunk(e, i))?, c.original);
+                    if data.len() as u64 != n || off + n > len {
                         return Err(CodecFailure::Corrupt { block: 0, detail: format!("chunk {i} decodes to {} bytes, of a buffer of {len}", data.len()) });
                     }
                     // SAFETY: on the double `out` is `len` bytes of mapped host memory, ours
@@ -248,15 +276,15 @@ impl Backend {
     /// True when the resident bytes still equal what `copy` decodes to.
     pub fn unchanged(&mut self, copy: &PackedCopy, start: u64, len: u64) -> Result<bool, CodecFailure> {
         match (self, copy) {
-            (Backend::Cpu, PackedCopy::Host { chunks, .. }) => {
+            (Backend::Cpu, PackedCopy::Host(chunks)) => {
                 let mut off = 0u64;
-                for (i, (bytes, n)) in chunks.iter().enumerate() {
-                    let decoded = ltblock::decode(bytes).map_err(cpu_failure).map_err(|e| in_chunk(e, i))?;
+                for (i, c) in chunks.iter().enumerate() {
+                    let (decoded, n) = (ltblock::decode(&c.bytes).map_err(cpu_failure).map_err(|e| in_chunk(e, i))?, c.original);
                     if off + n > len {
                         return Ok(false);
                     }
                     // SAFETY: as in `pack`; the chunk ends within the buffer (checked above).
-                    let data = unsafe { std::slice::from_raw_parts((start + off) as *const u8, *n as usize) };
+                    let data = unsafe { std::slice::from_raw_parts((start + off) as *const u8, n as usize) };
                     if decoded != data {
                         return Ok(false);
                     }
@@ -288,7 +316,24 @@ impl Backend {
     pub fn discard(&mut self, copy: PackedCopy) {
         match (self, copy) {
             (Backend::Gpu(p), PackedCopy::Device(c)) => p.discard(c),
-            (_, PackedCopy::Host { .. }) | (Backend::Cpu, _) => {}
+            (_, PackedCopy::Host(_)) | (Backend::Cpu, _) => {}
+        }
+    }
+
+    /// Gives the memory of `copy`'s last chunks back until `need` bytes are (or all of it);
+    /// the bytes given back. What is left still decodes the buffer's first bytes.
+    pub fn truncate(&mut self, copy: &mut PackedCopy, need: u64) -> u64 {
+        match (self, copy) {
+            (Backend::Gpu(p), PackedCopy::Device(c)) => p.truncate(c, need),
+            (_, PackedCopy::Host(chunks)) => {
+                let mut freed = 0u64;
+                while freed < need {
+                    let Some(c) = chunks.pop() else { break };
+                    freed += c.bytes.len() as u64;
+                }
+                freed
+            }
+            (Backend::Cpu, PackedCopy::Device(_)) => 0,
         }
     }
 }
