@@ -56,12 +56,18 @@ pub extern "C" fn ltshim_pin(ptr: *const c_void, pinned: c_int) -> c_int {
 /// packing is off (observe, off, passthrough, the kernels not ready yet).
 #[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn ltshim_pack_cold() -> i64 {
-    boundary(-1, || match crate::engine::running() {
-        Some(e) if crate::state::is_active() => {
-            let _guard = crate::state::HookGuard::enter(false, false);
-            e.pack_cold()
+    boundary(-1, || {
+        if !crate::state::is_active() || !crate::engine::any_running() {
+            return -1;
         }
-        _ => -1,
+        let _guard = crate::state::HookGuard::enter(false, false);
+        // every device's; -1 only when none may pack
+        let counts: Vec<i64> = crate::engine::all().map(|e| e.pack_cold()).collect();
+        if counts.iter().all(|&n| n < 0) {
+            -1
+        } else {
+            counts.iter().filter(|&&n| n > 0).sum()
+        }
     })
 }
 
@@ -69,12 +75,18 @@ pub extern "C" fn ltshim_pack_cold() -> i64 {
 /// off (or a buffer could not be restored).
 #[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn ltshim_restore_all() -> i64 {
-    boundary(-1, || match crate::engine::running() {
-        Some(e) => {
-            let _guard = crate::state::HookGuard::enter(false, true);
-            e.restore_all().map_or(-1, |n| n as i64)
+    boundary(-1, || {
+        if !crate::engine::any_running() {
+            return -1;
         }
-        None => -1,
+        let _guard = crate::state::HookGuard::enter(false, true);
+        // every device is tried, even after one failed
+        let counts: Vec<i64> = crate::engine::all().map(|e| e.restore_all().map_or(-1, |n| n as i64)).collect();
+        if counts.contains(&-1) {
+            -1
+        } else {
+            counts.iter().sum()
+        }
     })
 }
 
@@ -90,7 +102,7 @@ pub extern "C" fn ltshim_step() {
 pub extern "C" fn ltshim_debug_corrupt_packed(ptr: *const c_void) -> c_int {
     boundary(-1, || {
         let Some(b) = crate::registry::REGISTRY.find(ptr as u64) else { return -1 };
-        match crate::engine::running() {
+        match crate::engine::of_buffer(&b) {
             Some(e) if e.corrupt_copy(b.start) => 0,
             _ => -1,
         }
@@ -103,11 +115,11 @@ pub extern "C" fn ltshim_debug_corrupt_packed(ptr: *const c_void) -> c_int {
 /// back). 0, or -1 without an engine.
 #[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn ltshim_debug_fail_next_pack(midway: c_int) -> c_int {
-    boundary(-1, || match crate::engine::running() {
-        Some(e) => {
-            e.fail_next_pack(midway != 0);
+    boundary(-1, || match crate::engine::any_running() {
+        true => {
+            crate::engine::fail_next_pack(midway != 0);
             0
         }
-        None => -1,
+        false => -1,
     })
 }

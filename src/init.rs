@@ -56,7 +56,7 @@ pub fn internal_error(hook: &str) {
     crate::stats::fallback(crate::stats::Fallback::Panic);
     crate::warn_once!("internal error in the {hook} hook: passing everything through from now on (please report this)");
     // every packed buffer comes back first: in passthrough no hook would restore it
-    if let Some(e) = crate::engine::running() {
+    for e in crate::engine::all() {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.drain()));
     }
     state::enter_passthrough();

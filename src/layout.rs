@@ -173,7 +173,7 @@ fn ask(k: KernelRef) -> Asked {
 /// The primary context of the engine's device (device 0 without an engine), retained once.
 fn primary_context() -> Option<Handle> {
     static CTX: once_cell::sync::OnceCell<Option<usize>> = once_cell::sync::OnceCell::new();
-    let dev = crate::engine::running().map_or(0, |e| e.device());
+    let dev = crate::engine::all().next().map_or(0, |e| e.device());
     CTX.get_or_init(|| crate::gpu::driver::primary_context(dev).ok().map(|h| h as usize)).map(|h| h as Handle)
 }
 

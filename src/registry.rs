@@ -151,6 +151,8 @@ pub struct Buffer {
     /// The event a restore's decode on the library's stream ends with, 0 once known done:
     /// a call on any stream waits for it before it uses the buffer.
     pub ready_event: AtomicU64,
+    /// The device whose engine allocated it or whose limit it is charged to (-1: neither).
+    pub device: std::sync::atomic::AtomicI32,
     /// Restored by the packing-ahead thread before any call named it: its first use wakes the
     /// thread to restore the next one (`engine::ahead`).
     pub restored_ahead: AtomicBool,
@@ -188,6 +190,7 @@ impl Buffer {
             written: AtomicBool::new(true),
             clean_epoch: AtomicU64::new(0),
             ready_event: AtomicU64::new(0),
+            device: std::sync::atomic::AtomicI32::new(-1),
             restored_ahead: AtomicBool::new(false),
         }
     }

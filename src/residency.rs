@@ -154,9 +154,13 @@ impl Uses {
             return Err(rc); // a call that may touch any buffer must not run over a packed one
         }
         if !self.iter().all(|b| b.state() == state::RESIDENT) {
-            if let Some(engine) = crate::engine::running() {
-                let bufs: Vec<Arc<Buffer>> = self.iter().cloned().collect();
-                engine.make_resident(&bufs)?;
+            // each by the engine of its device (a call may name buffers of several: peers)
+            for engine in crate::engine::all() {
+                let dev = engine.device();
+                let bufs: Vec<Arc<Buffer>> = self.iter().filter(|b| b.device.load(Ordering::Relaxed) == dev).cloned().collect();
+                if bufs.iter().any(|b| b.state() != state::RESIDENT) {
+                    engine.make_resident(&bufs)?;
+                }
             }
         }
         // recorded now, after the state was seen RESIDENT: a pack that ran since `add` has
@@ -168,7 +172,7 @@ impl Uses {
                 b.written_by_a_call();
             }
             if b.restored_ahead.load(Ordering::Relaxed) && b.restored_ahead.swap(false, Ordering::Relaxed) {
-                crate::engine::restored_ahead_used();
+                crate::engine::restored_ahead_used(b);
             }
             // a restore's decode still under way: this call's stream waits for it (once it is
             // known done no call waits again; its checksums are read by the engine)

@@ -89,7 +89,7 @@ impl HookGuard {
         }
         THREAD.with(|t| t.set(bits | BUSY));
         let guard = HookGuard { primitive, saved: bits };
-        if !is_active() && !(even_in_passthrough && crate::engine::running().is_some()) {
+        if !is_active() && !(even_in_passthrough && crate::engine::any_running()) {
             return None; // drop restores the bits
         }
         Some(guard)

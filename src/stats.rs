@@ -118,13 +118,13 @@ static STEP_RESTORES: parking_lot::Mutex<(u64, Vec<u64>)> = parking_lot::Mutex::
 const STEPS_MAX: usize = 10_000;
 
 fn sample() {
-    use crate::engine::budget::BUDGET;
     let t = crate::clock::now_ns() / 1_000_000;
     let mut tl = TIMELINE.lock();
     if tl.points.last().is_some_and(|p| t < p[0] + tl.spacing_ms) {
         return;
     }
-    tl.points.push([t, BUDGET.resident.load(Relaxed), BUDGET.packed.load(Relaxed), BUDGET.held()]);
+    let sum = |f: fn(&crate::engine::budget::Budget) -> u64| crate::engine::all().map(|e| f(e.budget)).sum::<u64>();
+    tl.points.push([t, sum(|b| b.resident.load(Relaxed)), sum(|b| b.packed.load(Relaxed)), sum(|b| b.held())]);
     if tl.points.len() >= TIMELINE_MAX {
         let kept: Vec<[u64; 4]> = tl.points.iter().step_by(2).copied().collect();
         tl.points = kept;
@@ -430,21 +430,38 @@ fn write_report_fields(root: &mut Obj<'_>) {
     });
 }
 
+/// A budget's fields as the stats name them.
+const BUDGET_FIELDS: [(&str, fn(&crate::engine::budget::Budget) -> u64); 8] = [
+    ("limit_bytes", |b| b.limit()),
+    ("held_bytes", |b| b.held()),
+    ("held_peak_bytes", |b| b.held_peak.load(Relaxed)),
+    ("resident_bytes", |b| b.resident.load(Relaxed)),
+    ("packed_bytes", |b| b.packed.load(Relaxed)),
+    ("packed_original_bytes", |b| b.packed_original.load(Relaxed)),
+    ("passthrough_bytes", |b| b.passthrough.load(Relaxed)),
+    ("scratch_bytes", |b| b.scratch.load(Relaxed)),
+];
+
 fn write_packing(root: &mut Obj<'_>) {
-    use crate::engine::budget::BUDGET;
-    let engine = crate::engine::running();
+    let engines: Vec<&crate::engine::Engine> = crate::engine::all().collect();
     let buffers = REGISTRY.snapshot();
     root.obj("packing", |o| {
-        o.key("enabled").push_str(if engine.is_some_and(|e| !e.is_drained()) { "true" } else { "false" });
+        o.key("enabled").push_str(if !engines.is_empty() && engines.iter().all(|e| !e.is_drained()) { "true" } else { "false" });
         o.str("mode", crate::state::config().map_or("", |c| c.mode.as_str()));
-        o.num("limit_bytes", if engine.is_some() { BUDGET.limit() } else { 0 });
-        o.num("held_bytes", BUDGET.held());
-        o.num("held_peak_bytes", BUDGET.held_peak.load(Relaxed));
-        o.num("resident_bytes", BUDGET.resident.load(Relaxed));
-        o.num("packed_bytes", BUDGET.packed.load(Relaxed));
-        o.num("packed_original_bytes", BUDGET.packed_original.load(Relaxed));
-        o.num("passthrough_bytes", BUDGET.passthrough.load(Relaxed));
-        o.num("scratch_bytes", BUDGET.scratch.load(Relaxed));
+        // over every device packed (one: its own figures; a peak is each device's own, so
+        // their sum may be more than the process held at any one moment), then each
+        for (name, field) in BUDGET_FIELDS {
+            o.num(name, engines.iter().map(|e| field(e.budget)).sum());
+        }
+        o.obj("devices", |d| {
+            for e in &engines {
+                d.obj(&e.device().to_string(), |one| {
+                    for (name, field) in BUDGET_FIELDS {
+                        one.num(name, field(e.budget));
+                    }
+                });
+            }
+        });
         o.num("vmm_buffers", get(&C.vmm_buffers));
         o.num("packs", get(&C.packs));
         o.num("packs_reused_copy", get(&C.packs_reused));

@@ -754,6 +754,26 @@ fn a_kept_copy_loses_only_the_chunks_room_needs_and_the_next_pack_encodes_just_t
 }
 
 #[test]
+fn each_device_packs_its_own_buffers_under_its_own_limit() {
+    let r = run_packing(&["two_devices"], "lossless", "16MiB");
+    r.assert_ok();
+    assert_eq!(r.did("two_devices_ok"), 1);
+    let s = r.stats();
+    let dev = |d: &str, f: &str| n(s, &format!("packing.devices.{d}.{f}"));
+    for d in ["0", "1"] {
+        assert_eq!(dev(d, "limit_bytes"), 16 << 20, "{}", s["packing"]);
+        assert!(dev(d, "held_peak_bytes") <= 16 << 20, "device {d} over its limit: {}", s["packing"]);
+    }
+    // device 0's three buffers fit: never packed; device 1's five did not
+    assert_eq!(dev("0", "held_peak_bytes"), 12 << 20, "{}", s["packing"]);
+    assert!(n(s, "packing.packs") >= 1, "{}", s["packing"]);
+    // each device's free memory is its own: 4 MiB on device 0 (12 of 16 held)
+    assert_eq!(r.did("two_devices_free0_mib"), 4);
+    assert!(r.did("two_devices_free1_mib") < 4, "device 1 holds more than device 0");
+    assert_eq!(n(s, "packing.limit_bytes"), 32 << 20, "the top level sums the devices: {}", s["packing"]);
+}
+
+#[test]
 fn a_failure_midway_through_a_pack_in_pieces_puts_the_pieces_given_back_back_with_their_bytes() {
     let r = run_packing(&["drain_midway"], "lossless", "64MiB");
     r.assert_ok();

@@ -30,15 +30,16 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::budget::{Part, BUDGET};
+use super::budget::Part;
 use super::{claim, now_packed, streams_to_wait_for, Engine, Inner, Room, SAME_SIZE_LOOKAHEAD};
 use crate::gpu::driver::{self, WorkScope};
 use crate::gpu::vmm;
 use crate::registry::state;
 
-/// Wakes the thread: a restore or an allocation took room, or a buffer restored ahead was used.
+/// Wakes a device's thread: a restore or an allocation took room, or a buffer restored ahead
+/// was used.
 static WANTED: Condvar = Condvar::new();
-static WANTED_LOCK: Mutex<bool> = Mutex::new(false);
+static WANTED_LOCKS: [Mutex<bool>; super::MAX_DEVICES] = [const { Mutex::new(false) }; super::MAX_DEVICES];
 
 /// The free room kept under a limit of `limit` bytes: 1/32 of it, at least 64 MiB (or an
 /// eighth of a smaller limit), at most 512 MiB.
@@ -57,19 +58,20 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 pub fn stop() {
     STOP.store(true, Ordering::SeqCst);
-    poke();
+    WANTED.notify_all();
 }
 
-/// Asks the thread to look (cheap when there is nothing to do).
-pub fn poke() {
-    let mut w = WANTED_LOCK.lock();
-    *w = true;
-    WANTED.notify_one();
+/// Asks the thread of device `dev` to look (cheap when there is nothing to do).
+pub fn poke(dev: i32) {
+    if let Some(w) = WANTED_LOCKS.get(dev as usize) {
+        *w.lock() = true;
+        WANTED.notify_all();
+    }
 }
 
-/// The room left for buffers (the limit less its reserve for packed copies).
-fn free() -> u64 {
-    BUDGET.room(Part::Resident)
+/// The room left for `engine`'s buffers (its limit less its reserve for packed copies).
+fn free(engine: &Engine) -> u64 {
+    engine.budget.room(Part::Resident)
 }
 
 /// Starts the thread; `drops` and `restores` say which of its two jobs it does.
@@ -78,7 +80,7 @@ pub fn start(engine: &'static Engine, drops: bool, restores: bool) {
         crate::state::mark_internal_thread();
         loop {
             {
-                let mut w = WANTED_LOCK.lock();
+                let mut w = WANTED_LOCKS[engine.device() as usize].lock();
                 if !*w {
                     WANTED.wait_for(&mut w, Duration::from_millis(50));
                 }
@@ -90,7 +92,7 @@ pub fn start(engine: &'static Engine, drops: bool, restores: bool) {
             let t0 = crate::clock::precise_ns();
             loop {
                 let mut progressed = restores && restore_one(engine);
-                while drops && free() < headroom(BUDGET.limit()) && !STOP.load(Ordering::SeqCst) {
+                while drops && free(engine) < headroom(engine.budget.limit()) && !STOP.load(Ordering::SeqCst) {
                     if !discard_survivor_copy(engine) && !drop_one(engine, None) {
                         break;
                     }
@@ -135,7 +137,7 @@ fn restore_one(engine: &Engine) -> bool {
             None => return false,
         }
     };
-    if free() < target.reserved + headroom(BUDGET.limit()) / 2 {
+    if free(engine) < target.reserved + headroom(engine.budget.limit()) / 2 {
         return discard_survivor_copy(engine) || drop_one(engine, Some(target));
     }
     let mut inner = engine.lock();
@@ -164,7 +166,7 @@ fn next_to_restore(inner: &mut Inner) -> Option<Target> {
         .filter(|e| e.copy.is_some() && e.buf.state() == state::PACKED)
         .filter_map(|e| predicted_next(e.buf.last_seq.load(Ordering::Relaxed), e.buf.period.load(Ordering::Relaxed), now).map(|n| (n, e)))
         .min_by_key(|&(n, _)| n)?;
-    (used + e.reserved <= window(BUDGET.limit())).then_some(Target { addr: e.buf.start, next, reserved: e.reserved })
+    (used + e.reserved <= window(inner.budget.limit())).then_some(Target { addr: e.buf.start, next, reserved: e.reserved })
 }
 
 /// Restores `t` ahead of its use, if it is still packed (and still the buffer chosen: an
@@ -174,7 +176,7 @@ fn restore_ahead(engine: &Engine, inner: &mut Inner, t: Target, swap: bool) -> b
     let addr = t.addr;
     let Some(e) = inner.entries.get(&addr) else { return false };
     let buf = e.buf.clone();
-    if buf.state() != state::PACKED || e.reserved != t.reserved || (!swap && free() < e.reserved + headroom(BUDGET.limit()) / 2) {
+    if buf.state() != state::PACKED || e.reserved != t.reserved || (!swap && free(engine) < e.reserved + headroom(engine.budget.limit()) / 2) {
         return false;
     }
     let seq = buf.last_seq.load(Ordering::Relaxed);
@@ -263,10 +265,11 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
     if let Some(entry) = inner.entries.get_mut(&addr) {
         entry.phys.drain(..gone);
     }
+    // the pieces gone, gone from the budget too (a failure's `put_back` takes them again)
+    engine.budget.give(Part::Resident, parts[..gone].iter().map(|&(_, len)| len).sum());
     let ok = match done {
         Ok(()) => {
-            BUDGET.give(Part::Resident, reserved);
-            now_packed(&buf, true, t0);
+            now_packed(engine.budget, &buf, true, t0);
             crate::stats::add(&crate::stats::C.packs_ahead, 1);
             crate::stats::add(&crate::stats::C.packs_clean, 1);
             if let Some(t) = target {
@@ -283,20 +286,30 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
             true
         }
         Err(e) => {
-            buf.state.store(state::RESIDENT, Ordering::SeqCst);
             {
                 let _scope = WorkScope::enter(inner.ctx);
                 let inner = &mut *inner;
-                if let (Some(entry), Some(backend)) = (inner.entries.get_mut(&addr), inner.backend.as_mut()) {
-                    // the pieces gone come back from its copy (it is clean: the copy holds it)
-                    if gone > 0 {
-                        let copy = entry.copy.take().expect("a dropped buffer has its copy");
-                        super::put_back(backend, entry, &parts[..gone], &copy, &inner.access);
-                        entry.copy = Some(copy);
-                    }
+                // the pieces gone come back from its copy (it is clean: the copy holds it),
+                // before any call may reach it again
+                let back = gone == 0
+                    || match (inner.entries.get_mut(&addr), inner.backend.as_mut()) {
+                        (Some(entry), Some(backend)) => match entry.copy.take() {
+                            Some(copy) => {
+                                let back = super::put_back(engine.budget, backend, entry, &parts[..gone], &copy, &inner.access);
+                                entry.copy = Some(copy);
+                                back
+                            }
+                            None => false,
+                        },
+                        _ => false,
+                    };
+                if back {
+                    // mapped again: a peer enabled while it was being dropped gets in as well
+                    let _ = vmm::grant(addr, reserved, &inner.access);
+                    buf.state.store(state::RESIDENT, Ordering::SeqCst);
+                } else {
+                    buf.state.store(state::RESTORING, Ordering::SeqCst); // lost: never RESIDENT again
                 }
-                // still mapped: a peer enabled while it was being dropped gets in as well
-                let _ = vmm::grant(addr, reserved, &inner.access);
             }
             engine.fail(&mut inner, &format!("dropping a buffer ahead: {e}"));
             false

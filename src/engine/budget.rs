@@ -30,7 +30,9 @@ pub struct Budget {
     pub reserve: AtomicU64,
 }
 
-pub static BUDGET: Budget = Budget::new(u64::MAX);
+/// One a device (`engine::MAX_DEVICES`): `LTSHIM_DEVICE_LIMIT` applies to each device the
+/// process uses.
+pub static BUDGETS: [Budget; super::MAX_DEVICES] = [const { Budget::new(u64::MAX) }; super::MAX_DEVICES];
 
 /// Which part of the held memory a change is about.
 #[derive(Clone, Copy, Debug)]

@@ -4,7 +4,13 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// Starts the thread (once a process: it looks at every device's engine).
 pub fn start(idle_ms: u64, cold_ms: u64) {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| spawn(idle_ms, cold_ms));
+}
+
+fn spawn(idle_ms: u64, cold_ms: u64) {
     let spawned = std::thread::Builder::new().name("ltshim-idle".into()).spawn(move || {
         crate::state::mark_internal_thread();
         let (idle_ns, cold_ns) = (idle_ms * 1_000_000, cold_ms * 1_000_000);
@@ -19,7 +25,7 @@ pub fn start(idle_ms: u64, cold_ms: u64) {
             }
             // while the program stays idle, each look packs what has gone cold since the last
             // (packed and refused buffers are no longer candidates, so a look costs a scan)
-            if let Some(e) = super::running() {
+            for e in super::all() {
                 e.pack_idle(cold_ns);
             }
         }

@@ -31,7 +31,7 @@ use crate::gpu::driver::{self, WorkScope};
 use crate::gpu::vmm;
 use crate::registry::{flag, state, Backing, Buffer, Origin, REGISTRY};
 use crate::stats::CodecWork;
-use budget::{Part, BUDGET};
+use budget::{Budget, Part, BUDGETS};
 
 /// Flags that keep a buffer resident (docs/SAFETY.md).
 pub const KEEP_RESIDENT: u32 =
@@ -139,6 +139,8 @@ impl Entry {
 
 struct Inner {
     dev: c_int,
+    /// This device's held bytes against its limit.
+    budget: &'static Budget,
     /// The devices our mappings let read and write: `dev`, then each peer the program enabled
     /// access to `dev` from (`hooks::peer`).
     access: Vec<c_int>,
@@ -186,6 +188,8 @@ unsafe impl Send for Inner {}
 pub struct Engine {
     inner: Mutex<Inner>,
     dev: c_int,
+    /// The same as `Inner::budget`, read without the lock (`cudaMemGetInfo`, the stats).
+    pub budget: &'static Budget,
     /// Set once packing is off for good (an internal failure): buffers stay where they are,
     /// frees still come here.
     drained: AtomicBool,
@@ -193,11 +197,17 @@ pub struct Engine {
     ahead: AtomicBool,
 }
 
-static ENGINE: OnceCell<Option<Engine>> = OnceCell::new();
-/// Signalled when a drop of `ahead` ends.
+/// The most devices packed (ordinals from 0); buffers of a device past them pass through.
+pub const MAX_DEVICES: usize = 16;
+
+/// One engine a device, each started on the first call in a packing mode that allocates there
+/// (issue 13: each device of a process packs its own buffers under its own limit).
+static ENGINES: [OnceCell<Option<Engine>>; MAX_DEVICES] = [const { OnceCell::new() }; MAX_DEVICES];
+/// Signalled when a drop of `ahead` ends (on any device: each waiter checks its own engine).
 static DROPPED: parking_lot::Condvar = parking_lot::Condvar::new();
-/// The backend a background thread makes (the GPU kernels), installed by the next locker.
-static KERNELS: Mutex<Kernels> = Mutex::new(Kernels::NotStarted);
+/// The backend a background thread makes for each device (the GPU kernels), installed by the
+/// next locker of that device's engine.
+static KERNELS: [Mutex<Kernels>; MAX_DEVICES] = [const { Mutex::new(Kernels::NotStarted) }; MAX_DEVICES];
 static KERNELS_DONE: parking_lot::Condvar = parking_lot::Condvar::new();
 
 enum Kernels {
@@ -218,38 +228,66 @@ static OPAQUE_CALLS: AtomicUsize = AtomicUsize::new(0);
 /// Last time (coarse ns) the program made a call that names buffers: idle packing's clock.
 pub static LAST_CALL_NS: AtomicU64 = AtomicU64::new(0);
 
-/// The engine, started on the first call in a packing mode that finds a current context;
-/// None in the other modes, without a context, or when it cannot start.
+/// The engine of the calling thread's current device, started on the first call in a packing
+/// mode that finds a current context there; None in the other modes, without a context, on a
+/// device past `MAX_DEVICES`, or when it cannot start.
 pub fn get() -> Option<&'static Engine> {
     let config = crate::state::config()?;
     if !config.mode.packs() {
         return None;
     }
-    if let Some(e) = ENGINE.get() {
+    let dev = driver::current_device()?;
+    let cell = ENGINES.get(usize::try_from(dev).ok()?)?;
+    if let Some(e) = cell.get() {
         return e.as_ref();
     }
-    let dev = driver::current_device()?;
     let mut started = false;
-    let e = ENGINE
+    let e = cell
         .get_or_init(|| {
             started = true;
             Engine::start(config, dev)
         })
         .as_ref();
     if let (true, Some(e)) = (started, e) {
-        let explicit = BUDGET.explicit.load(Ordering::Relaxed);
+        if e.inner.lock().backend.is_none() {
+            start_kernels(dev);
+        }
+        let explicit = e.budget.explicit.load(Ordering::Relaxed);
         let (drops, restores) = (config.pack_ahead && explicit, config.restore_ahead && explicit);
         if drops || restores {
             e.ahead.store(true, Ordering::Relaxed);
             ahead::start(e, drops, restores);
         }
+        if config.idle_ms > 0 {
+            idle::start(config.idle_ms, config.cold_ms);
+        }
     }
     e
 }
 
-/// The engine if it already runs (never starts it).
-pub fn running() -> Option<&'static Engine> {
-    ENGINE.get().and_then(|e| e.as_ref())
+/// The engine of device `dev` if it already runs (never starts it).
+pub fn on_device(dev: c_int) -> Option<&'static Engine> {
+    ENGINES.get(usize::try_from(dev).ok()?)?.get()?.as_ref()
+}
+
+/// The engine of the calling thread's current device if it already runs.
+pub fn current() -> Option<&'static Engine> {
+    on_device(driver::current_device()?)
+}
+
+/// Every engine that runs, in device order.
+pub fn all() -> impl Iterator<Item = &'static Engine> {
+    ENGINES.iter().filter_map(|c| c.get().and_then(|e| e.as_ref()))
+}
+
+/// Some engine runs.
+pub fn any_running() -> bool {
+    all().next().is_some()
+}
+
+/// The engine that allocated `buf` (a VMM buffer knows its device).
+pub fn of_buffer(buf: &Buffer) -> Option<&'static Engine> {
+    on_device(buf.device.load(Ordering::Relaxed))
 }
 
 /// How far down the policy's order a victim of the size a restore needs is preferred.
@@ -361,21 +399,18 @@ impl Engine {
             Limit::Bytes(b) => (b.min(total), true),
             Limit::Fraction(f) => ((total as f64 * f) as u64, true),
         };
-        BUDGET.limit.store(limit, Ordering::Relaxed);
-        BUDGET.explicit.store(explicit, Ordering::Relaxed);
+        let budget = &BUDGETS[dev as usize];
+        budget.limit.store(limit, Ordering::Relaxed);
+        budget.explicit.store(explicit, Ordering::Relaxed);
         if explicit {
             // room for a victim's copy whenever memory is needed (budget.rs)
-            BUDGET.reserve.store(ahead::headroom(limit), Ordering::Relaxed);
+            budget.reserve.store(ahead::headroom(limit), Ordering::Relaxed);
         }
         let piece = Backend::chunk_bytes(driver::on_cuda_double());
-        let backend = if driver::on_cuda_double() {
-            Some(Backend::Cpu)
-        } else {
-            start_kernels(dev);
-            None
-        };
+        // (the GPU kernels are made on a thread of ours once the engine exists: `get`)
+        let backend = driver::on_cuda_double().then_some(Backend::Cpu);
         if let Some(b) = &backend {
-            BUDGET.take(Part::Scratch, b.scratch_bytes());
+            budget.take(Part::Scratch, b.scratch_bytes());
         }
         tracing::info!("packing engine started on device {dev}: limit {limit} bytes, granularity {granularity}");
         let opts = PackOptions {
@@ -384,14 +419,13 @@ impl Engine {
             group: config.int8_group,
             max_rel_l2: config.int8_max_err,
         };
-        if config.idle_ms > 0 {
-            idle::start(config.idle_ms, config.cold_ms);
-        }
         Some(Engine {
             dev,
+            budget,
             inner: Mutex::new(Inner {
                 dev,
-                access: vec![dev],
+                budget,
+                access: crate::hooks::peer::accessors_of(dev),
                 ctx,
                 granularity,
                 piece,
@@ -451,7 +485,7 @@ impl Engine {
             if let Some(entry) = inner.entries.get_mut(&addr) {
                 entry.buf.state.store(state::RESTORING, Ordering::SeqCst); // never RESIDENT again
                 if let (Some(copy), Some(b)) = (entry.copy.take(), inner.backend.as_mut()) {
-                    discard_copy(b, copy);
+                    discard_copy(inner.budget, b, copy);
                 }
                 crate::stats::add(&crate::stats::C.restores_corrupt, 1);
                 tracing::error!(
@@ -506,7 +540,7 @@ impl Engine {
             // (the program's own message reports free = limit - held, part of which is the
             // reserve that allocations cannot take: say where the memory is)
             let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-            let b = &BUDGET;
+            let b = inner.budget;
             crate::warn_once!(
                 "an allocation of {:.1} MiB did not fit under LTSHIM_DEVICE_LIMIT ({:.1} MiB): held {:.1} MiB ({:.1} resident, {:.1} packed copies, {:.1} passed through, {:.1} our scratch), {:.1} MiB kept free for packed copies, and no other buffer could be packed (in use, flagged, or named by the last calls); the program gets the out-of-memory code (counted in out_of_memory_returned)",
                 mib(reserved), mib(b.limit()), mib(b.held()), mib(b.resident.load(Ordering::Relaxed)), mib(b.packed.load(Ordering::Relaxed)),
@@ -520,11 +554,12 @@ impl Engine {
             match vmm::allocate(reserved, piece, &inner.access) {
                 Ok((va, phys)) => {
                     let b = Buffer::new(va, size, Origin::Runtime, Backing::Vmm { reserved }, 0);
+                    b.device.store(self.dev, Ordering::Relaxed);
                     let Some(buf) = REGISTRY.insert_buffer(b) else {
                         // an address we already know: never hand it out twice
                         unback_all(va, reserved, piece, phys);
                         let _ = vmm::free_range(va, reserved);
-                        BUDGET.give(Part::Resident, reserved);
+                        inner.budget.give(Part::Resident, reserved);
                         return None;
                     };
                     crate::stats::allocated(size);
@@ -554,13 +589,13 @@ impl Engine {
                 Err(e) if e.is_out_of_memory() => {
                     // the card itself is full (other processes, the context): pack and retry
                     if !self.pack_one(&mut inner, Pass::Any) {
-                        BUDGET.give(Part::Resident, reserved);
+                        inner.budget.give(Part::Resident, reserved);
                         crate::stats::add(&crate::stats::C.packing_oom, 1);
                         return Some(Err(CUDA_ERROR_OUT_OF_MEMORY));
                     }
                 }
                 Err(e) => {
-                    BUDGET.give(Part::Resident, reserved);
+                    inner.budget.give(Part::Resident, reserved);
                     crate::warn_once!("a VMM allocation failed ({e}): such buffers are allocated by the real call instead");
                     return None;
                 }
@@ -578,11 +613,11 @@ impl Engine {
         inner.in_flight.retain(|_, a| *a != addr);
         let _scope = WorkScope::enter(inner.ctx);
         let _ = driver::synchronize_context();
-        BUDGET.give(Part::Resident, unback_all(addr, entry.reserved, entry.piece, entry.phys));
+        inner.budget.give(Part::Resident, unback_all(addr, entry.reserved, entry.piece, entry.phys));
         if let Some(copy) = entry.copy {
-            BUDGET.give(Part::Packed, copy.packed_len());
+            inner.budget.give(Part::Packed, copy.packed_len());
             if entry.buf.state() == state::PACKED {
-                BUDGET.give_original(entry.buf.size);
+                inner.budget.give_original(entry.buf.size);
             }
             if let Some(b) = inner.backend.as_mut() {
                 crate::stats::timed_codec(CodecWork::Discard, || b.discard(copy));
@@ -615,7 +650,7 @@ impl Engine {
     /// buffers: 19 restores a step, 13 with the pass; the H200's 3B decode: docs/PERF.md).
     fn make_room(&self, inner: &mut Inner, bytes: u64, part: Part) -> bool {
         loop {
-            if BUDGET.try_take(part, bytes) {
+            if inner.budget.try_take(part, bytes) {
                 return true;
             }
             if inner.backend.is_none() {
@@ -623,7 +658,7 @@ impl Engine {
                 // kernels (once a machine: later runs load them from the cache)
                 install_kernels(inner, Some(KERNEL_WAIT));
             }
-            let need = bytes.saturating_sub(BUDGET.room(part));
+            let need = bytes.saturating_sub(inner.budget.room(part));
             if !self.discard_kept_copy(inner, Kept::OfWritten, need)
                 && !self.discard_kept_copy(inner, Kept::OfSurvivor, need)
                 && !self.pack_one(inner, Pass::Fitting)
@@ -670,10 +705,6 @@ impl Engine {
         let tries = if let Pass::InRoom = pass { IN_ROOM_TRIES } else { usize::MAX };
         for &victim in victims.iter().take(tries) {
             if let Packed::Done = self.pack(inner, victim, pass) {
-                if let Pass::OverLimit = pass {
-                    crate::warn_once!("a pack passed LTSHIM_DEVICE_LIMIT for a moment: a buffer's copy was larger than all the room left (counted in packs_over_limit)");
-                    crate::stats::add(&crate::stats::C.packs_over_limit, 1);
-                }
                 tracing::trace!("packed {victim:#x} at use {}", crate::residency::seq_now());
                 return true;
             }
@@ -749,7 +780,7 @@ impl Engine {
         if let (Some(mut copy), Some(b)) = (copy, inner.backend.as_mut()) {
             if matches!(which, Kept::Lossless | Kept::Any) && need < copy.packed_len() {
                 let freed = crate::stats::timed_codec(CodecWork::Discard, || b.truncate(&mut copy, need));
-                BUDGET.give(Part::Packed, freed);
+                inner.budget.give(Part::Packed, freed);
                 crate::stats::copy_discarded(which, freed);
                 if copy.original_len() > 0 {
                     entry.copy = Some(copy);
@@ -757,7 +788,7 @@ impl Engine {
                 }
             }
             crate::stats::copy_discarded(which, copy.packed_len());
-            discard_copy(b, copy);
+            discard_copy(inner.budget, b, copy);
         }
         true
     }
@@ -782,7 +813,7 @@ impl Engine {
         let worst = |bytes: u64| (bytes as f64 * (1.0 - min_saving)) as u64;
         if let Pass::Fitting = pass {
             let rest = buf.size - entry.copy.as_ref().map_or(0, |c| c.original_len());
-            if rest > 0 && worst(rest.min(piece)) > BUDGET.room(Part::Packed) {
+            if rest > 0 && worst(rest.min(piece)) > inner.budget.room(Part::Packed) {
                 return Packed::Skipped;
             }
         }
@@ -834,7 +865,7 @@ impl Engine {
         let mut reused = false;
         if opts.lossy && entry.copy_goes_lossy(&inner.opts) {
             entry.next_encode = EncodeCause::ToLossy;
-            discard_copy(backend, entry.copy.take().expect("checked"));
+            discard_copy(inner.budget, backend, entry.copy.take().expect("checked"));
         }
         if let Some(copy) = entry.copy.as_ref() {
             if clean {
@@ -855,7 +886,7 @@ impl Engine {
                     crate::stats::add(&crate::stats::C.checks_changed, 1);
                     entry.seen_changed = true;
                     entry.next_encode = EncodeCause::Changed;
-                    discard_copy(backend, entry.copy.take().expect("checked"));
+                    discard_copy(inner.budget, backend, entry.copy.take().expect("checked"));
                 }
                 Err(e) => {
                     buf.state.store(state::RESIDENT, Ordering::SeqCst);
@@ -875,12 +906,14 @@ impl Engine {
             // before each chunk: its copy so far is held, the pieces wholly in the copies go
             // back, and the bound for the next one is the margin and, in the bounded passes
             // while no piece is gone, the room there is
-            let (mut taken, mut given, mut room_bound) = (0u64, 0usize, false);
+            let (mut taken, mut given, mut room_bound, mut passed) = (0u64, 0usize, false, false);
+            let budget = inner.budget;
             let mut unback_failed: Option<String> = None;
             let phys = &mut entry.phys;
             let mut bound = |done: u64, copy_len: u64| -> Option<u64> {
-                BUDGET.take(Part::Packed, copy_len - taken);
+                budget.take(Part::Packed, copy_len - taken);
                 taken = copy_len;
+                passed |= budget.held() > budget.limit();
                 while given < parts.len() && parts[given].0 + parts[given].1 <= from + done {
                     let (off, len) = parts[given];
                     if let Err(e) = vmm::unback(addr + off, len, phys[0]) {
@@ -888,7 +921,7 @@ impl Engine {
                         return None;
                     }
                     phys.remove(0);
-                    BUDGET.give(Part::Resident, len);
+                    budget.give(Part::Resident, len);
                     given += 1;
                 }
                 if given > 0 && FAIL_NEXT_PACK.compare_exchange(FAIL_MIDWAY, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
@@ -901,12 +934,13 @@ impl Engine {
                 // (the first chunk of a buffer in pieces must save the margin itself: its piece
                 // goes once it is in, and the rest is packed whatever it packs to)
                 let margin = if parts.len() > 1 { worst((done + piece).min(len)) } else { worst_len };
-                let room = if bounded { copy_len.saturating_add(BUDGET.room(Part::Packed)) } else { u64::MAX };
+                let room = if bounded { copy_len.saturating_add(budget.room(Part::Packed)) } else { u64::MAX };
                 room_bound = room < margin;
                 Some(room.min(margin))
             };
             let (copy, end) = crate::stats::timed_codec(CodecWork::Encode, || backend.pack(addr + from, len, opts, &mut bound));
-            BUDGET.take(Part::Packed, copy.packed_len() - taken);
+            budget.take(Part::Packed, copy.packed_len() - taken);
+            passed |= budget.held() > budget.limit();
             let end = match (end, unback_failed) {
                 (_, Some(e)) => PackEnd::Failed(CodecFailure::Device(e)),
                 (end, None) => end,
@@ -918,6 +952,13 @@ impl Engine {
                 if copy.packed_len() > worst_len {
                     crate::stats::add(&crate::stats::C.packs_past_margin, 1);
                 }
+                if passed {
+                    // (the last resort, `Pass::OverLimit`; or a buffer in pieces whose chunks
+                    // after the first did not shrink: each such copy is a block header a 64 KiB
+                    // block larger than its piece, ~40 KiB a 64 MiB chunk)
+                    crate::warn_once!("a pack passed LTSHIM_DEVICE_LIMIT for a moment: a buffer's copy was larger than the room left (counted in packs_over_limit)");
+                    crate::stats::add(&crate::stats::C.packs_over_limit, 1);
+                }
                 crate::stats::encoded(entry.next_encode, len);
                 match entry.copy.as_mut() {
                     Some(kept) => kept.append(copy),
@@ -926,8 +967,8 @@ impl Engine {
                 entry.copy_tried_lossy = opts.lossy;
             } else {
                 // not packed: pieces that went back come back with the bytes the copies hold
-                // (and both stay: they are this buffer's bytes as they are)
-                buf.state.store(state::RESIDENT, Ordering::SeqCst);
+                // (and both stay: they are this buffer's bytes as they are); it stays PACKING,
+                // so no call reaches it, until they are back
                 if given > 0 {
                     let all = match entry.copy.take() {
                         Some(mut kept) => {
@@ -936,10 +977,13 @@ impl Engine {
                         }
                         None => copy,
                     };
-                    put_back(backend, entry, &parts[..given], &all, &inner.access);
+                    if put_back(inner.budget, backend, entry, &parts[..given], &all, &inner.access) {
+                        buf.state.store(state::RESIDENT, Ordering::SeqCst);
+                    }
                     entry.copy = Some(all);
                 } else {
-                    discard_copy(backend, copy);
+                    buf.state.store(state::RESIDENT, Ordering::SeqCst);
+                    discard_copy(inner.budget, backend, copy);
                 }
                 match end {
                     PackEnd::OverBound if room_bound => {
@@ -971,13 +1015,16 @@ impl Engine {
             let hand_over = parts.len() == 1 && inner.wanted == reserved && inner.handoff.is_none();
             let unmapped = if hand_over { vmm::unmap(addr + off, len) } else { vmm::unback(addr + off, len, h) };
             if let Err(e) = unmapped {
-                // it stays resident, its copy kept: the pieces gone come back from it
-                buf.state.store(state::RESIDENT, Ordering::SeqCst);
-                if gone > 0 {
+                // it stays resident, its copy kept: the pieces gone come back from it first
+                let back = gone == 0 || {
                     let backend = inner.backend.as_mut().expect("may_pack checked the backend");
                     let copy = entry.copy.take().expect("a packed buffer has its copy");
-                    put_back(backend, entry, &parts[..gone], &copy, &inner.access);
+                    let back = put_back(inner.budget, backend, entry, &parts[..gone], &copy, &inner.access);
                     entry.copy = Some(copy);
+                    back
+                };
+                if back {
+                    buf.state.store(state::RESIDENT, Ordering::SeqCst);
                 }
                 self.fail(inner, &format!("unmapping a packed buffer: {e}"));
                 return Packed::Skipped;
@@ -986,12 +1033,12 @@ impl Engine {
                 inner.handoff = Some(h); // the restore under way maps it
             }
             entry.phys.remove(0);
-            BUDGET.give(Part::Resident, len);
+            inner.budget.give(Part::Resident, len);
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
             log_pack(&inner.entries[&addr], hint, reused, clean, opts.lossy);
         }
-        now_packed(&buf, reused, t0);
+        now_packed(inner.budget, &buf, reused, t0);
         Packed::Done
     }
 
@@ -1027,14 +1074,14 @@ impl Engine {
             }
             // no buffer may be packed now; copies kept beside resident buffers may go
             Room::OverLimit => loop {
-                if BUDGET.try_take(Part::Resident, reserved) {
+                if inner.budget.try_take(Part::Resident, reserved) {
                     break true;
                 }
-                if !self.discard_kept_copy(inner, Kept::Any, reserved.saturating_sub(BUDGET.room(Part::Resident))) {
+                if !self.discard_kept_copy(inner, Kept::Any, reserved.saturating_sub(inner.budget.room(Part::Resident))) {
                     break false;
                 }
             },
-            Room::Free => BUDGET.try_take(Part::Resident, reserved),
+            Room::Free => inner.budget.try_take(Part::Resident, reserved),
         };
         if !found && room == Room::Free {
             buf.state.store(state::PACKED, Ordering::SeqCst);
@@ -1045,7 +1092,7 @@ impl Engine {
             // back over the limit (said once, counted)
             crate::warn_once!("a buffer had to be restored over LTSHIM_DEVICE_LIMIT: every other buffer was in use");
             crate::stats::add(&crate::stats::C.restores_over_limit, 1);
-            BUDGET.take(Part::Resident, reserved);
+            inner.budget.take(Part::Resident, reserved);
         }
         let _scope = WorkScope::enter(inner.ctx);
         let va = buf.start;
@@ -1064,7 +1111,7 @@ impl Engine {
         let handles = match mapped {
             Ok(h) => h,
             Err(e) => {
-                BUDGET.give(Part::Resident, reserved);
+                inner.budget.give(Part::Resident, reserved);
                 buf.state.store(state::PACKED, Ordering::SeqCst);
                 if e.is_out_of_memory() {
                     tracing::warn!("cannot restore the buffer at {va:#x} ({} bytes): {e}", buf.size);
@@ -1101,7 +1148,7 @@ impl Engine {
                 if let Some(e) = inner.entries.get_mut(&va) {
                     unback_all(va, reserved, piece, std::mem::take(&mut e.phys));
                 }
-                BUDGET.give(Part::Resident, reserved);
+                inner.budget.give(Part::Resident, reserved);
                 buf.state.store(state::PACKED, Ordering::SeqCst);
                 if let CodecFailure::Device(e) = failure {
                     self.fail(inner, &format!("restoring a buffer: {e}"));
@@ -1109,7 +1156,7 @@ impl Engine {
                 return Err(CUDA_ERROR_OUT_OF_MEMORY);
             }
         }
-        BUDGET.give_original(buf.size);
+        inner.budget.give_original(buf.size);
         self.keep_room_ahead();
         // (its streams were forgotten when it was packed; the caller's are recorded again)
         buf.made_clean();
@@ -1118,7 +1165,7 @@ impl Engine {
         }
         buf.state.store(state::RESIDENT, Ordering::SeqCst);
         // back over the limit: kept copies (its own too) go until it holds again
-        while BUDGET.held() > BUDGET.limit() && self.discard_kept_copy(inner, Kept::Any, BUDGET.held() - BUDGET.limit()) {}
+        while inner.budget.held() > inner.budget.limit() && self.discard_kept_copy(inner, Kept::Any, inner.budget.held() - inner.budget.limit()) {}
         crate::stats::restored(crate::clock::precise_ns() - t0);
         tracing::debug!("restore {va:#x} ({} B){}", buf.size, if room == Room::Free { ", ahead" } else { "" });
         Ok(())
@@ -1195,7 +1242,7 @@ impl Engine {
     /// took room, or a restore on demand means the thread's restores are behind).
     fn keep_room_ahead(&self) {
         if self.ahead.load(Ordering::Relaxed) {
-            ahead::poke();
+            ahead::poke(self.dev);
         }
     }
 
@@ -1253,11 +1300,15 @@ impl Engine {
         }
     }
 
-    /// Tests: the next pack fails as if our GPU work had: before it encodes, or (`midway`) the
-    /// next pack of a buffer backed in pieces, once its first piece was given back.
-    pub fn fail_next_pack(&self, midway: bool) {
-        FAIL_NEXT_PACK.store(if midway { FAIL_MIDWAY } else { FAIL_AT_START }, Ordering::SeqCst);
-    }
+}
+
+/// Tests: the next pack (on any device) fails as if our GPU work had: before it encodes, or
+/// (`midway`) the next pack of a buffer backed in pieces, once its first piece was given back.
+pub fn fail_next_pack(midway: bool) {
+    FAIL_NEXT_PACK.store(if midway { FAIL_MIDWAY } else { FAIL_AT_START }, Ordering::SeqCst);
+}
+
+impl Engine {
 }
 
 /// A call that may touch any buffer (arguments we cannot read), from before its real call
@@ -1282,13 +1333,13 @@ impl OpaqueCall {
             }
         }
         let mut restored = Ok(());
-        if let Some(e) = running() {
+        for e in all() {
             if let Err(rc) = e.restore_all() {
                 tracing::error!("a call whose buffers we cannot see came while a packed buffer could not be restored: it fails with error {rc}");
                 restored = Err(rc);
             }
         }
-        if let Some(e) = running() {
+        for e in all() {
             e.order_after_restores(stream);
         }
         // whatever is resident now may be written by this call
@@ -1371,16 +1422,20 @@ fn unback_all(va: u64, reserved: u64, piece: u64, handles: Vec<u64>) -> u64 {
 
 /// Maps fresh memory for `parts`, the first pieces of `entry`'s buffer (given back by a pack
 /// that then stopped), and decodes `copy`, which holds at least their bytes, into the buffer,
-/// waiting for it (pieces still mapped get the bytes they hold). On failure the buffer is lost
-/// (its state never RESIDENT again, every later call that names it failing), and says so.
-fn put_back(backend: &mut Backend, entry: &mut Entry, parts: &[(u64, u64)], copy: &PackedCopy, access: &[c_int]) {
+/// waiting for it (pieces still mapped get the bytes they hold). The buffer is PACKING
+/// meanwhile (no call reaches it): true when it may be made RESIDENT again (by the caller, once
+/// done with it); on failure it is lost (RESTORING for good, every later call that names it
+/// failing), and says so.
+fn put_back(budget: &Budget, backend: &mut Backend, entry: &mut Entry, parts: &[(u64, u64)], copy: &PackedCopy, access: &[c_int]) -> bool {
     let addr = entry.buf.start;
     let done = vmm::back(addr, parts, access).map_err(|e| e.to_string()).and_then(|handles| {
-        BUDGET.take(Part::Resident, parts.iter().map(|&(_, len)| len).sum());
+        budget.take(Part::Resident, parts.iter().map(|&(_, len)| len).sum());
         entry.phys.splice(0..0, handles);
         backend.restore_now(copy, addr).map_err(|e| e.to_string())
     });
-    if let Err(e) = done {
+    entry.decoded_lossy |= done.is_ok() && copy.is_lossy();
+    let Err(e) = done else { return true };
+    {
         entry.buf.state.store(state::RESTORING, Ordering::SeqCst);
         crate::stats::add(&crate::stats::C.restores_corrupt, 1);
         tracing::error!(
@@ -1389,48 +1444,52 @@ fn put_back(backend: &mut Backend, entry: &mut Entry, parts: &[(u64, u64)], copy
             parts.len()
         );
     }
+    false
 }
 
 /// `buf`'s memory is gone (given back to the budget by the caller, piece by piece) and its
 /// copy holds it: the budget, its state and the stats say so (a pack that began at `t0`;
 /// `reused`: with a kept copy).
-fn now_packed(buf: &Buffer, reused: bool, t0: u64) {
-    BUDGET.take_original(buf.size);
+fn now_packed(budget: &Budget, buf: &Buffer, reused: bool, t0: u64) {
+    budget.take_original(buf.size);
     buf.forget_streams();
     buf.state.store(state::PACKED, Ordering::SeqCst);
     crate::stats::packed(reused, crate::clock::precise_ns() - t0);
 }
 
 /// Gives a packed copy's memory back, and its bytes to the budget.
-fn discard_copy(backend: &mut Backend, copy: PackedCopy) {
-    BUDGET.give(Part::Packed, copy.packed_len());
+fn discard_copy(budget: &Budget, backend: &mut Backend, copy: PackedCopy) {
+    budget.give(Part::Packed, copy.packed_len());
     crate::stats::timed_codec(CodecWork::Discard, || backend.discard(copy));
 }
 
 /// Installs the kernels into `inner` if they are ready; `wait`: wait that long for them first.
 fn install_kernels(inner: &mut Inner, wait: Option<std::time::Duration>) {
-    let mut k = KERNELS.lock();
+    let mut k = KERNELS[inner.dev as usize].lock();
     if let (Some(d), Kernels::Loading) = (wait, &*k) {
         tracing::info!("waiting for the packing kernels: memory is needed before they were ready");
         KERNELS_DONE.wait_for(&mut k, d);
     }
     if matches!(*k, Kernels::Ready(_)) {
         if let Kernels::Ready(b) = std::mem::replace(&mut *k, Kernels::Taken) {
-            BUDGET.take(Part::Scratch, b.scratch_bytes());
+            inner.budget.take(Part::Scratch, b.scratch_bytes());
             inner.backend = Some(b);
         }
     }
 }
 
-/// A call named a buffer the packing-ahead thread restored: it may restore the next.
-pub fn restored_ahead_used() {
-    ahead::poke();
+/// A call named a buffer the packing-ahead thread of `buf`'s engine restored: it may restore
+/// the next.
+pub fn restored_ahead_used(buf: &Buffer) {
+    if let Some(e) = of_buffer(buf) {
+        ahead::poke(e.dev);
+    }
 }
 
-/// At exit: the packing-ahead thread stops, and a drop it has under way ends first.
+/// At exit: the packing-ahead threads stop, and a drop one has under way ends first.
 pub fn stop_packing_ahead() {
     ahead::stop();
-    if let Some(e) = running() {
+    for e in all() {
         drop(e.lock());
     }
 }
@@ -1438,20 +1497,28 @@ pub fn stop_packing_ahead() {
 /// At exit: a compile still under way finishes first (NVRTC torn down under a running
 /// compile would crash the exiting program).
 pub fn wait_for_kernels_at_exit() {
-    let mut k = KERNELS.lock();
-    if matches!(*k, Kernels::Loading) {
-        KERNELS_DONE.wait_for(&mut k, KERNEL_WAIT);
+    for k in &KERNELS {
+        let mut k = k.lock();
+        if matches!(*k, Kernels::Loading) {
+            KERNELS_DONE.wait_for(&mut k, KERNEL_WAIT);
+        }
     }
 }
 
-/// Compiles or loads the kernels on a thread of ours (never on a hook's critical path); until
-/// they are ready nothing is packed.
+/// Compiles or loads the kernels for `dev` on a thread of ours (never on a hook's critical
+/// path); until they are ready nothing is packed there. One device at a time: the first
+/// compiles into the on-disk cache, the others load from it.
 fn start_kernels(dev: c_int) {
-    *KERNELS.lock() = Kernels::Loading;
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let slot = &KERNELS[dev as usize];
+    *slot.lock() = Kernels::Loading;
     let spawned = std::thread::Builder::new().name("ltshim-kernels".into()).spawn(move || {
         crate::state::mark_internal_thread();
-        let made = ltgpu::packer::Packer::new(dev);
-        let mut k = KERNELS.lock();
+        let made = {
+            let _one = ONE_AT_A_TIME.lock();
+            ltgpu::packer::Packer::new(dev)
+        };
+        let mut k = slot.lock();
         *k = match made {
             Ok(p) => {
                 tracing::info!("packing kernels ready on device {dev}");
@@ -1466,6 +1533,6 @@ fn start_kernels(dev: c_int) {
     });
     if let Err(e) = spawned {
         crate::warn_once!("packing is off: no thread for the kernels ({e})");
-        *KERNELS.lock() = Kernels::Failed;
+        *slot.lock() = Kernels::Failed;
     }
 }

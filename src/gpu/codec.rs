@@ -205,7 +205,7 @@ impl Backend {
                                 Some(PackEnd::OverBound)
                             } else {
                                 match ltblock::decode(&bytes).and_then(|_| ltblock::inspect(&bytes)) {
-                                    Err(e) => Some(PackEnd::Failed(cpu_failure(e))),
+                                    Err(e) => Some(PackEnd::Failed(in_chunk(cpu_failure(e), chunks.len()))),
                                     Ok(info) => {
                                         let mut by_codec: ByCodec = [(0, 0); 8];
                                         for b in info.blocks {
@@ -259,7 +259,8 @@ impl Backend {
                 for (i, c) in chunks.iter().enumerate() {
                     let (data, n) = (ltblock::decode(&c.bytes).map_err(cpu_failure).map_err(|e| in_chunk(e, i))?, c.original);
                     if data.len() as u64 != n || off + n > len {
-                        return Err(CodecFailure::Corrupt { block: 0, detail: format!("chunk {i} decodes to {} bytes, of a buffer of {len}", data.len()) });
+                        let block = i * (CPU_CHUNK as usize / ltblock::format::DEFAULT_BLOCK_SIZE);
+                        return Err(CodecFailure::Corrupt { block, detail: format!("chunk {i} decodes to {} bytes, of a buffer of {len}", data.len()) });
                     }
                     // SAFETY: on the double `out` is `len` bytes of mapped host memory, ours
                     // until the restore returns; the chunk ends within it (checked above).

@@ -9,7 +9,7 @@ use std::os::raw::{c_int, c_void};
 
 use super::{mark, observe};
 use crate::cuda_abi::*;
-use crate::engine::{self, budget::Part, budget::BUDGET};
+use crate::engine::{self, budget::Part};
 use crate::registry::{flag, Origin, REGISTRY};
 use crate::stats;
 
@@ -18,16 +18,20 @@ pub const PRIMITIVE: bool = true;
 /// Frees of the engine's buffers must reach it even in passthrough.
 pub const EVEN_IN_PASSTHROUGH: bool = true;
 
-/// Registers a buffer the real call allocated; `charged`: counted against the device limit.
-fn allocated(hook: &'static str, rc: i32, addr: u64, size: usize, origin: Origin, charged: bool) {
+/// Registers a buffer the real call allocated; `charged`: counted against the limit of that
+/// engine's device.
+fn allocated(hook: &'static str, rc: i32, addr: u64, size: usize, origin: Origin, charged: Option<&'static engine::Engine>) {
     if rc != CUDA_SUCCESS || addr == 0 {
         return;
     }
     observe(hook, || {
-        if REGISTRY.insert(addr, size as u64, origin, if charged { flag::CHARGED } else { 0 }) {
+        if REGISTRY.insert(addr, size as u64, origin, if charged.is_some() { flag::CHARGED } else { 0 }) {
             stats::allocated(size as u64);
-        } else if charged {
-            BUDGET.give(Part::Passthrough, size as u64);
+            if let (Some(e), Some(b)) = (charged, REGISTRY.find(addr)) {
+                b.device.store(e.device(), std::sync::atomic::Ordering::Relaxed);
+            }
+        } else if let Some(e) = charged {
+            e.budget.give(Part::Passthrough, size as u64);
         }
     });
 }
@@ -41,7 +45,7 @@ fn free_with(hook: &'static str, addr: u64, real_free: impl FnOnce() -> i32) -> 
     }
     let ours = observe(hook, || REGISTRY.find(addr).is_some_and(|b| b.is_vmm())).unwrap_or(false);
     if ours {
-        if let Some(rc) = observe(hook, || engine::running().and_then(|e| e.free(addr))).flatten() {
+        if let Some(rc) = observe(hook, || REGISTRY.find(addr).and_then(|b| engine::of_buffer(&b)).and_then(|e| e.free(addr))).flatten() {
             return rc;
         }
     }
@@ -53,8 +57,8 @@ fn free_with(hook: &'static str, addr: u64, real_free: impl FnOnce() -> i32) -> 
     observe(hook, || match (&gone, rc == CUDA_SUCCESS) {
         (Some(b), true) => {
             stats::freed(b.size);
-            if b.has_flag(flag::CHARGED) {
-                BUDGET.give(Part::Passthrough, b.size);
+            if let (true, Some(e)) = (b.has_flag(flag::CHARGED), engine::of_buffer(b)) {
+                e.budget.give(Part::Passthrough, b.size);
             }
         }
         (Some(b), false) => {
@@ -90,9 +94,6 @@ fn engine_for(size: usize) -> Option<&'static engine::Engine> {
     if (size as u64) < min {
         return None;
     }
-    if engine::running().is_some_and(|e| Some(e.device()) != crate::gpu::driver::current_device()) {
-        return None; // one device is packed (issue 13: one engine a device); others pass through
-    }
     if crate::gpu::driver::current_device().is_none() {
         if let Some(free) = super::REAL.cudaFree.get() {
             // SAFETY: cudaFree(NULL) only initialises the runtime's context.
@@ -115,15 +116,15 @@ fn allocate_vmm(hook: &'static str, size: usize, out_ptr: *mut u64) -> Option<i3
     }
 }
 
-/// A pass-through allocation in a packing mode: charged against the limit first (packing to
-/// make room), and retried after packing when the card itself is out of memory. The status,
-/// and whether the bytes were charged.
-fn allocate_passthrough(hook: &'static str, size: usize, real: impl Fn() -> i32) -> (i32, bool) {
-    let e = if crate::state::is_active() && crate::residency::packing() { engine::running() } else { None };
-    let Some(e) = e else { return (real(), false) };
+/// A pass-through allocation in a packing mode: charged against the limit of the current
+/// device first (packing to make room), and retried after packing when the card itself is out
+/// of memory. The status, and the engine the bytes were charged to.
+fn allocate_passthrough(hook: &'static str, size: usize, real: impl Fn() -> i32) -> (i32, Option<&'static engine::Engine>) {
+    let e = if crate::state::is_active() && crate::residency::packing() { observe(hook, engine::current).flatten() } else { None };
+    let Some(e) = e else { return (real(), None) };
     match observe(hook, || e.charge_passthrough(size as u64)) {
-        Some(false) => return (CUDA_ERROR_OUT_OF_MEMORY, false),
-        None => return (real(), false),
+        Some(false) => return (CUDA_ERROR_OUT_OF_MEMORY, None),
+        None => return (real(), None),
         Some(true) => {}
     }
     let mut rc = real();
@@ -131,9 +132,9 @@ fn allocate_passthrough(hook: &'static str, size: usize, real: impl Fn() -> i32)
         rc = real();
     }
     if rc != CUDA_SUCCESS {
-        BUDGET.give(Part::Passthrough, size as u64);
+        e.budget.give(Part::Passthrough, size as u64);
     }
-    (rc, rc == CUDA_SUCCESS)
+    (rc, (rc == CUDA_SUCCESS).then_some(e))
 }
 
 pub unsafe fn cudaMalloc(call: &impl Fn(*mut *mut c_void, usize) -> i32, dev_ptr: *mut *mut c_void, size: usize) -> i32 {

@@ -48,7 +48,7 @@ pub fn capture_under_way() -> bool {
 /// Before a capture begins every packed buffer comes back, so that the captured work finds
 /// its buffers resident and the engine need not map memory during the capture.
 fn capture_begins(hook: &'static str, stream: Handle) {
-    if let Some(e) = crate::engine::running() {
+    for e in crate::engine::all() {
         observe(hook, || {
             let _ = e.restore_all();
             let _ = stream;

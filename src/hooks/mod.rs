@@ -300,7 +300,7 @@ pub fn mark(addr: u64, f: u32) -> bool {
     let Some(b) = crate::registry::REGISTRY.find(addr) else { return false };
     mark_buffer(&b, f);
     if b.state() != crate::registry::state::RESIDENT {
-        if let Some(e) = crate::engine::running() {
+        if let Some(e) = crate::engine::of_buffer(&b) {
             b.users.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             if e.make_resident(std::slice::from_ref(&b)).is_err() {
                 tracing::error!("the buffer at {:#x} was flagged resident but could not be restored", b.start);

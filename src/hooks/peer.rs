@@ -24,11 +24,30 @@ fn enabled(rc: i32, owner: impl FnOnce() -> Option<c_int>) {
     if rc != CUDA_SUCCESS && rc != ALREADY_ENABLED {
         return;
     }
-    let (Some(engine), Some(owner)) = (crate::engine::running(), owner()) else { return };
-    match crate::gpu::driver::current_device() {
-        Some(me) if owner == engine.device() && me != owner => engine.peer_access(me),
-        _ => {}
+    let (Some(owner), Some(me)) = (owner(), crate::gpu::driver::current_device()) else { return };
+    if owner == me {
+        return;
     }
+    {
+        let mut grants = GRANTS.lock();
+        if !grants.contains(&(owner, me)) {
+            grants.push((owner, me));
+        }
+    }
+    // (an engine that starts on `owner` later reads the grants: `accessors_of`)
+    if let Some(engine) = crate::engine::on_device(owner) {
+        engine.peer_access(me);
+    }
+}
+
+/// Peer access the program enabled: (the device whose memory is reached, the device that
+/// reaches it).
+static GRANTS: parking_lot::Mutex<Vec<(c_int, c_int)>> = parking_lot::Mutex::new(Vec::new());
+
+/// The devices the mappings of `dev`'s engine let in: `dev`, then each device the program
+/// enabled access to `dev`'s memory from.
+pub fn accessors_of(dev: c_int) -> Vec<c_int> {
+    std::iter::once(dev).chain(GRANTS.lock().iter().filter(|g| g.0 == dev).map(|g| g.1)).collect()
 }
 
 pub unsafe fn cudaDeviceEnablePeerAccess(call: &impl Fn(c_int, c_uint) -> i32, peer_device: c_int, flags: c_uint) -> i32 {

@@ -790,6 +790,32 @@ static int kept_partial(void) {
     return 0;
 }
 
+/* Two devices, each under its own 16 MiB limit: three 4 MiB buffers on device 0 fit there and
+ * stay resident while device 1 holds five (20 MiB: some of them packed), each device's
+ * cudaMemGetInfo reports its own limit and what it holds, and every buffer reads back exact,
+ * device 0's read while device 1 is current. */
+static int two_devices(void) {
+    size_t words = 4 * MIB / 4, fr, tot;
+    uint32_t *on0[3], *on1[5];
+    CHECK(cudaSetDevice(0));
+    for (int k = 0; k < 3; k++) { CHECK(cudaMalloc((void **)&on0[k], words * 4)); fill(on0[k], k, words); }
+    CHECK(cudaSetDevice(1));
+    for (int k = 0; k < 5; k++) { CHECK(cudaMalloc((void **)&on1[k], words * 4)); fill(on1[k], 10 + k, words); }
+    CHECK(cudaMemGetInfo(&fr, &tot));
+    EXPECT(tot == 16 * MIB, "device 1: cudaMemGetInfo total %zu, expected its limit", tot);
+    printf("did two_devices_free1_mib %zu\n", fr / MIB);
+    for (int k = 0; k < 3; k++) verify(on0[k], k, words, 0, "device 0, read from device 1");
+    for (int k = 0; k < 5; k++) verify(on1[k], 10 + k, words, 0, "device 1");
+    CHECK(cudaSetDevice(0));
+    CHECK(cudaMemGetInfo(&fr, &tot));
+    EXPECT(tot == 16 * MIB, "device 0: cudaMemGetInfo total %zu, expected its limit", tot);
+    printf("did two_devices_free0_mib %zu\n", fr / MIB);
+    for (int k = 0; k < 3; k++) CHECK(cudaFree(on0[k]));
+    for (int k = 0; k < 5; k++) CHECK(cudaFree(on1[k]));
+    printf("did two_devices_ok 1\n");
+    return 0;
+}
+
 /* The same failure in the middle of a pack of a buffer backed in pieces (4 MiB: four of the
  * CPU codec's 1 MiB chunks), once its first piece was given back: that piece comes back with
  * its bytes, the buffer stays resident and exact, and so do the others. */
@@ -1118,6 +1144,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "drain_midway")) return drain_midway();
     if (!strcmp(what, "past_margin")) return past_margin();
     if (!strcmp(what, "kept_partial")) return kept_partial();
+    if (!strcmp(what, "two_devices")) return two_devices();
     if (!strcmp(what, "cycle_read")) return cycle_read();
     if (!strcmp(what, "cycle_gemm")) return cycle_gemm(0);
     if (!strcmp(what, "train_step")) return train_step();
