@@ -275,6 +275,7 @@ driver_uses! {
     fn cuEventRecord(event: Handle, stream: Handle) -> CUresult;
     fn cuEventSynchronize(event: Handle) -> CUresult;
     fn cuStreamWaitEvent(stream: Handle, event: Handle, flags: c_uint) -> CUresult;
+    fn cuStreamSynchronize(stream: Handle) -> CUresult;
     fn cuEventQuery(event: Handle) -> CUresult;
     fn cuEventDestroy_v2(event: Handle) -> CUresult;
     fn cuThreadExchangeStreamCaptureMode(mode: *mut c_int) -> CUresult;

@@ -380,6 +380,14 @@ impl Registry {
         self.hi.store(hi, Ordering::Relaxed);
     }
 
+    /// The buffers that hold some byte of `[start, start+size)`.
+    pub fn overlapping(&self, start: u64, size: u64) -> Vec<Arc<Buffer>> {
+        let map = self.map.read();
+        let first = map.range(..=start).next_back().map(|(_, b)| b).filter(|b| b.contains(start));
+        let rest = map.range(start.saturating_add(1)..start.saturating_add(size)).map(|(_, b)| b);
+        first.into_iter().chain(rest).cloned().collect()
+    }
+
     /// All live buffers (for the report).
     pub fn snapshot(&self) -> Vec<Arc<Buffer>> {
         self.map.read().values().cloned().collect()

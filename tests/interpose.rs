@@ -774,6 +774,16 @@ fn each_device_packs_its_own_buffers_under_its_own_limit() {
 }
 
 #[test]
+fn buffers_bound_to_a_multicast_object_are_made_resident_and_never_packed_again() {
+    let r = run_packing(&["multicast"], "lossless", "64MiB");
+    r.assert_ok();
+    assert_eq!(r.did("multicast_ok"), 1);
+    assert_ne!(r.did("multicast_rc"), 0, "the double has no multicast: the real call is missing");
+    // of the three, only the one outside the bound range packs again
+    assert_eq!(r.did("multicast_repacked"), 1);
+}
+
+#[test]
 fn a_failure_midway_through_a_pack_in_pieces_puts_the_pieces_given_back_back_with_their_bytes() {
     let r = run_packing(&["drain_midway"], "lossless", "64MiB");
     r.assert_ok();

@@ -54,6 +54,12 @@ def _read_json(path):
         return None
 
 
+# NVLink multicast stays off in every run the harness starts, natively and under ltshim, unless
+# the caller's environment says otherwise: the GPU machines we measure on share their GPUs, and
+# a program that uses multicast can put them out of service (docs/PERF.md, issue 13).
+MULTICAST_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+
+
 def _run_in_own_group(cmd, log, env, timeout):
     """The command's exit code. It runs in a process group of its own so that a timeout ends
     the workload too, not only `ltshim run` above it (a workload left running would hold GPU
@@ -102,6 +108,8 @@ def run_once(kind, repeat, command, out_dir, sampler, ltshim_cli=None, mode="obs
         cmd = wrap + ["--"] + cmd
     env = dict(os.environ, HARNESS_OUTPUTS=outputs, HARNESS_METRICS=metrics, PYTHONUNBUFFERED="1")
     env.update(env_extra or {})
+    for k, v in MULTICAST_OFF.items():
+        env.setdefault(k, v)
     env.pop("LTSHIM_DEVICE_LIMIT", None)  # the native run is the unlimited baseline; ltshim gets only ours
     if kind == "ltshim" and device_limit_bytes is not None:
         env["LTSHIM_DEVICE_LIMIT"] = str(int(device_limit_bytes))

@@ -216,3 +216,24 @@ def test_every_workload_compare_names_is_a_script_that_parses():
         assert os.path.exists(path), name
         tree = ast.parse(open(path).read(), path)
         assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), f"{name}.py has no main()"
+
+
+def test_every_run_keeps_nvlink_multicast_off_unless_the_caller_set_it(tmp_path, fake):
+    probe = tmp_path / "env_probe.py"
+    probe.write_text(textwrap.dedent("""
+        import json, os
+        import numpy as np
+        off = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+        with open(os.environ["HARNESS_OUTPUTS"], "wb") as fh:
+            np.savez(fh, x=np.zeros(2))
+        json.dump({"multicast_off": float(all(os.environ.get(k) == v for k, v in off.items()))}, open(os.environ["HARNESS_METRICS"], "w"))
+    """))
+    env = {k: v for k, v in os.environ.items() if k not in ("NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS")}
+    e = dict(env, LD_LIBRARY_PATH=DOUBLE_DIR)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, os.path.join(HARNESS, "compare.py"), "--allow-no-gpu", "--ltshim", CLI, "--out", str(out), "--", sys.executable, str(probe)],
+                       capture_output=True, text=True, env=e, timeout=120)
+    assert r.returncode == 0, r.stderr
+    agg = json.loads((out / "report.json").read_text())["aggregate"]
+    assert agg["native"]["metrics"]["multicast_off"]["median"] == 1.0
+    assert agg["ltshim"]["metrics"]["multicast_off"]["median"] == 1.0

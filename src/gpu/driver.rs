@@ -208,8 +208,24 @@ fn wait_untimed(streams: &[u64], everything: bool) -> Result<()> {
         // SAFETY: no arguments.
         return check("cuCtxSynchronize", unsafe { sync() });
     }
-    let events: Vec<Event> = streams.iter().map(|&s| Event::new().and_then(|e| e.record(s).map(|_| e))).collect::<Result<_>>()?;
+    // an event of ours (created in our context) on each; a stream of another device's context
+    // (a peer's kernel used the buffer) cannot take it: that stream is waited for as a whole
+    let mut events = Vec::with_capacity(streams.len());
+    for &s in streams {
+        let e = Event::new()?;
+        match e.record(s) {
+            Ok(()) => events.push(e),
+            Err(_) => synchronize_stream(s)?,
+        }
+    }
     events.iter().try_for_each(Event::wait)
+}
+
+/// Waits on the host for all the work queued on `stream` (of any context).
+fn synchronize_stream(stream: u64) -> Result<()> {
+    let sync = real("cuStreamSynchronize", &USES.cuStreamSynchronize)?;
+    // SAFETY: the program's live stream.
+    check("cuStreamSynchronize", unsafe { sync(stream as Handle) })
 }
 
 /// The whole context's work, finished (what the runtime's `cudaFree` does before freeing).

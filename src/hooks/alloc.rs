@@ -212,3 +212,16 @@ pub unsafe fn cudaIpcGetMemHandle(call: &impl Fn(*mut c_void, *mut c_void) -> i3
 pub unsafe fn cuIpcGetMemHandle(call: &impl Fn(*mut c_void, CUdeviceptr) -> i32, handle: *mut c_void, dptr: CUdeviceptr) -> i32 {
     exported("cuIpcGetMemHandle", dptr, call(handle, dptr))
 }
+
+/// Memory bound to a multicast object (NVLink multicast: NVLS in NCCL, PyTorch's symmetric
+/// memory) is reached by every GPU of the team through the object, not through any call we
+/// see: every buffer in the range is flagged exported, and so made resident, before the real
+/// call binds it, and is never packed again.
+pub unsafe fn cuMulticastBindAddr(call: &impl Fn(u64, usize, CUdeviceptr, usize, u64) -> i32, mc_handle: u64, mc_offset: usize, memptr: CUdeviceptr, size: usize, flags: u64) -> i32 {
+    observe("cuMulticastBindAddr", || {
+        for b in REGISTRY.overlapping(memptr, size as u64) {
+            mark(b.start, flag::EXPORTED);
+        }
+    });
+    call(mc_handle, mc_offset, memptr, size, flags)
+}

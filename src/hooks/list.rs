@@ -32,6 +32,7 @@ macro_rules! for_each_hook {
             alloc fn cuMemFreeAsync(dptr: CUdeviceptr, stream: Handle) -> CUresult;
             alloc fn cudaIpcGetMemHandle(handle: *mut c_void, ptr: *mut c_void) -> cudaError_t;
             alloc fn cuIpcGetMemHandle(handle: *mut c_void, dptr: CUdeviceptr) -> CUresult;
+            alloc fn cuMulticastBindAddr(mc_handle: u64, mc_offset: usize, memptr: CUdeviceptr, size: usize, flags: u64) -> CUresult;
             // memory the program maps itself (PyTorch's expandable segments)
             vmm fn cuMemCreate(handle: *mut u64, size: usize, prop: *const c_void, flags: u64) -> CUresult;
             vmm fn cuMemRelease(handle: u64) -> CUresult;

@@ -816,6 +816,30 @@ static int two_devices(void) {
     return 0;
 }
 
+/* Buffers bound to a multicast object (cuMulticastBindAddr over a range that starts inside one
+ * and ends inside the next) are flagged and never packed, also when they were packed before
+ * the bind; a third buffer, outside the range, packs as usual. The double has no multicast:
+ * the call fails there, after the buffers were flagged. */
+static int multicast(void) {
+    size_t words = 4 * MIB / 4;
+    uint32_t *b[3];
+    for (int k = 0; k < 3; k++) { CHECK(cudaMalloc((void **)&b[k], words * 4)); fill(b[k], k, words); }
+    EXPECT(control("ltshim_pack_cold") == 3, "three buffers packed first");
+    typedef int (*bind_fn)(uint64_t, size_t, uint64_t, size_t, uint64_t);
+    bind_fn bind = (bind_fn)dlsym(RTLD_DEFAULT, "cuMulticastBindAddr");
+    EXPECT(bind != NULL, "cuMulticastBindAddr is not exported");
+    uint64_t lo = (uint64_t)b[0] < (uint64_t)b[1] ? (uint64_t)b[0] : (uint64_t)b[1];
+    uint64_t hi = (uint64_t)b[0] < (uint64_t)b[1] ? (uint64_t)b[1] : (uint64_t)b[0];
+    /* from the middle of the lower buffer to the middle of the higher: both */
+    int rc = bind(0, 0, lo + MIB, (size_t)(hi - lo), 0);
+    printf("did multicast_rc %d\n", rc);
+    for (int k = 0; k < 3; k++) verify(b[k], k, words, 0, "after the bind");
+    printf("did multicast_repacked %lld\n", (long long)control("ltshim_pack_cold"));
+    for (int k = 0; k < 3; k++) CHECK(cudaFree(b[k]));
+    printf("did multicast_ok 1\n");
+    return 0;
+}
+
 /* The same failure in the middle of a pack of a buffer backed in pieces (4 MiB: four of the
  * CPU codec's 1 MiB chunks), once its first piece was given back: that piece comes back with
  * its bytes, the buffer stays resident and exact, and so do the others. */
@@ -1145,6 +1169,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "past_margin")) return past_margin();
     if (!strcmp(what, "kept_partial")) return kept_partial();
     if (!strcmp(what, "two_devices")) return two_devices();
+    if (!strcmp(what, "multicast")) return multicast();
     if (!strcmp(what, "cycle_read")) return cycle_read();
     if (!strcmp(what, "cycle_gemm")) return cycle_gemm(0);
     if (!strcmp(what, "train_step")) return train_step();

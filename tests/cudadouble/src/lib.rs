@@ -117,6 +117,8 @@ unsafe fn via_driver(name: &CStr) -> usize {
     std::ptr::write_bytes(h as *mut u8, 0, 64); *(h as *mut u64) = p as u64; OK
 }
 #[no_mangle] pub unsafe extern "C" fn cuIpcGetMemHandle(h: *mut c_void, p: u64) -> c_int { cudaIpcGetMemHandle(h, p as *mut c_void) }
+/// NVLink multicast is not emulated: a bind fails as on a GPU without it (CUDA_ERROR_NOT_SUPPORTED).
+#[no_mangle] pub unsafe extern "C" fn cuMulticastBindAddr(_mc: u64, _mc_offset: usize, _ptr: u64, _size: usize, _flags: u64) -> c_int { 801 }
 #[no_mangle] pub unsafe extern "C" fn cuPointerGetAttribute(data: *mut c_void, attr: c_int, p: u64) -> c_int {
     if attr != 2 { return INVALID_VALUE }
     if is_device(p) { *(data as *mut c_uint) = 2; OK } else { INVALID_VALUE }
