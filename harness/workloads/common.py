@@ -56,12 +56,23 @@ def parse_size(s):
     return int(t)
 
 
+def distributed():
+    """(rank, world size, local rank) under torchrun (its environment), else (0, 1, 0)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
 def setup(args, deterministic=True):
-    """Checks the GPU, seeds, applies the device limit. Exits 2 without a GPU."""
+    """Checks the GPU, seeds, applies the device limit; under torchrun (WORLD_SIZE > 1) joins
+    the NCCL process group and takes the GPU of its local rank. Exits 2 without a GPU."""
     import torch
     if not torch.cuda.is_available():
         print(f"{os.path.basename(sys.argv[0])}: no GPU here", file=sys.stderr)
         sys.exit(2)
+    rank, world, local = distributed()
+    if world > 1:
+        import torch.distributed as dist
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local))
     torch.manual_seed(args.seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -70,7 +81,7 @@ def setup(args, deterministic=True):
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     apply_device_limit(args.device_limit)
-    return torch.device("cuda")
+    return torch.device("cuda", local)
 
 
 def apply_device_limit(limit):
@@ -83,9 +94,17 @@ def apply_device_limit(limit):
 
 
 def finish(args, outputs, metrics):
-    """Saves outputs and metrics (adding peak memory) and prints a one-line summary."""
+    """Saves outputs and metrics (adding peak memory) and prints a one-line summary; under
+    torchrun rank 0 does, after every rank arrived, and the process group ends."""
     import torch
     torch.cuda.synchronize()
+    rank, world, _ = distributed()
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+        if rank != 0:
+            return
     metrics = dict(metrics)
     metrics["peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
     metrics["peak_reserved_bytes"] = torch.cuda.max_memory_reserved()

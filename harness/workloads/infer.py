@@ -8,7 +8,9 @@ download), sized by --params (3b = hidden 3072, 28 layers, 24 heads / 8 KV heads
 so the peak is the model's, not a loading artifact). --model PATH loads a local checkpoint
 instead. Under libltshim each decoded token is marked as one step (ltshim.step()).
 --offload accelerate --max-gpu-memory SIZE runs the same model under accelerate's CPU offload
-(the baseline users compare ltshim with).
+(the baseline users compare ltshim with). --devices N splits the random model's layers over N
+GPUs of this process (a pipeline through accelerate's device map, built on the CPU first, so its
+weights differ from the one-GPU model's; compare runs with the same N).
 
 Writes --out FILE (torch.save: generated ids, the prompt's logits after generation and from
 the first forward) and --metrics FILE (JSON:
@@ -63,6 +65,15 @@ def build_model(args, dtype):
                       num_key_value_heads=kv, intermediate_size=inter, vocab_size=vocab,
                       max_position_embeddings=4096, tie_word_embeddings=False)
     torch.manual_seed(args.seed)
+    if args.devices > 1:
+        from accelerate import dispatch_model, infer_auto_device_map
+        from accelerate.utils import get_balanced_memory
+        with torch.device("cpu"), default_dtype(dtype):
+            m = LlamaForCausalLM(cfg)
+        keep = ["LlamaDecoderLayer"]
+        mm = get_balanced_memory(m, max_memory={i: torch.cuda.get_device_properties(i).total_memory for i in range(args.devices)},
+                                 no_split_module_classes=keep, dtype=dtype)
+        return dispatch_model(m, device_map=infer_auto_device_map(m, max_memory=mm, no_split_module_classes=keep))
     if args.offload == "accelerate":
         from accelerate import dispatch_model, infer_auto_device_map
         with torch.device("cpu"), default_dtype(dtype):
@@ -102,6 +113,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--offload", choices=["accelerate"], help="CPU offload baseline")
     ap.add_argument("--max-gpu-memory", default="8GiB", help="GPU share for --offload")
+    ap.add_argument("--devices", type=int, default=1, help="split the random model over this many GPUs")
     ap.add_argument("--out", help="save generated ids and prompt logits here")
     ap.add_argument("--metrics", help="write metrics JSON here")
     ap.add_argument("--device-limit", help="cap this process's GPU memory (torch's per-process fraction)")
@@ -151,6 +163,7 @@ def main():
         "generated_tokens": len(new),
         "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
         "peak_reserved_bytes": torch.cuda.max_memory_reserved(),
+        "peak_reserved_bytes_by_device": [torch.cuda.max_memory_reserved(i) for i in range(args.devices)],
         "offload": args.offload or "none",
     }
     if args.out:
