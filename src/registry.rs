@@ -382,6 +382,9 @@ impl Registry {
 
     /// The buffers that hold some byte of `[start, start+size)`.
     pub fn overlapping(&self, start: u64, size: u64) -> Vec<Arc<Buffer>> {
+        if size == 0 {
+            return Vec::new();
+        }
         let map = self.map.read();
         let first = map.range(..=start).next_back().map(|(_, b)| b).filter(|b| b.contains(start));
         let rest = map.range(start.saturating_add(1)..start.saturating_add(size)).map(|(_, b)| b);

@@ -771,6 +771,9 @@ fn each_device_packs_its_own_buffers_under_its_own_limit() {
     assert_eq!(r.did("two_devices_free0_mib"), 4);
     assert!(r.did("two_devices_free1_mib") < 4, "device 1 holds more than device 0");
     assert_eq!(n(s, "packing.limit_bytes"), 32 << 20, "the top level sums the devices: {}", s["packing"]);
+    // each device's threads wait on its own condvars (one shared between two engines' mutexes
+    // panicked a packing-ahead thread at once: parking_lot allows one mutex a condvar)
+    assert!(!r.stderr().contains("panicked"), "a thread of ours panicked:\n{}", r.stderr());
 }
 
 #[test]

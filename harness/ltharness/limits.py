@@ -88,11 +88,18 @@ def gib(b):
 def check(run, limit_bytes):
     """Did an ltshim run stay at or under the limit? By NVML (its peak above idle, which also
     holds the CUDA context and module images that the library never sees) and by the library's
-    own count (`packing.held_peak_bytes`). None where it cannot be told."""
+    own count (`packing.held_peak_bytes`; the limit is each device's, so with several devices
+    the largest of their own peaks, `packing.devices`, not their sum). None where it cannot be
+    told."""
     held = None
     stats = run.ltshim_stats if isinstance(run.ltshim_stats, dict) else {}
     p = stats.get("packing")
-    if isinstance(p, dict) and isinstance(p.get("held_peak_bytes"), (int, float)):
+    devices = p.get("devices") if isinstance(p, dict) else None
+    peaks = [d.get("held_peak_bytes") for d in devices.values() if isinstance(d, dict)] if isinstance(devices, dict) else []
+    peaks = [x for x in peaks if isinstance(x, (int, float))]
+    if peaks:
+        held = max(peaks)
+    elif isinstance(p, dict) and isinstance(p.get("held_peak_bytes"), (int, float)):
         held = p["held_peak_bytes"]
     under = (lambda b: None if b is None or limit_bytes is None else b <= limit_bytes)
     return {"nvml_peak_bytes": run.nvml_peak_bytes, "nvml_under_limit": under(run.nvml_peak_bytes),

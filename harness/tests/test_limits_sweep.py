@@ -76,6 +76,13 @@ def test_the_limit_check_uses_nvml_and_the_librarys_held_peak():
     assert c["nvml_under_limit"] is None and c["library_under_limit"] is None
 
 
+def test_with_several_devices_the_limit_check_takes_the_largest_device_peak_not_the_sum():
+    devices = {"0": {"held_peak_bytes": 3 * GiB}, "1": {"held_peak_bytes": 4 * GiB}}
+    r = run("ltshim", stats={"packing": {"held_peak_bytes": 7 * GiB, "devices": devices}})
+    c = limits.check(r, 4 * GiB)
+    assert c["held_peak_bytes"] == 4 * GiB and c["library_under_limit"] is True
+
+
 # ---- the library's packing stats --------------------------------------------------------------
 
 FULL_PACKING = {"enabled": True, "mode": "lossless", "limit_bytes": 4 * GiB, "held_bytes": 3 * GiB, "held_peak_bytes": 4 * GiB - 1,

@@ -38,7 +38,7 @@ use crate::registry::state;
 
 /// Wakes a device's thread: a restore or an allocation took room, or a buffer restored ahead
 /// was used.
-static WANTED: Condvar = Condvar::new();
+static WANTED: [Condvar; super::MAX_DEVICES] = [const { Condvar::new() }; super::MAX_DEVICES];
 static WANTED_LOCKS: [Mutex<bool>; super::MAX_DEVICES] = [const { Mutex::new(false) }; super::MAX_DEVICES];
 
 /// The free room kept under a limit of `limit` bytes: 1/32 of it, at least 64 MiB (or an
@@ -58,14 +58,16 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 pub fn stop() {
     STOP.store(true, Ordering::SeqCst);
-    WANTED.notify_all();
+    WANTED.iter().for_each(|c| {
+        c.notify_all();
+    });
 }
 
 /// Asks the thread of device `dev` to look (cheap when there is nothing to do).
 pub fn poke(dev: i32) {
     if let Some(w) = WANTED_LOCKS.get(dev as usize) {
         *w.lock() = true;
-        WANTED.notify_all();
+        WANTED[dev as usize].notify_all();
     }
 }
 
@@ -82,7 +84,7 @@ pub fn start(engine: &'static Engine, drops: bool, restores: bool) {
             {
                 let mut w = WANTED_LOCKS[engine.device() as usize].lock();
                 if !*w {
-                    WANTED.wait_for(&mut w, Duration::from_millis(50));
+                    WANTED[engine.device() as usize].wait_for(&mut w, Duration::from_millis(50));
                 }
                 *w = false;
             }
@@ -315,7 +317,7 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
             false
         }
     };
-    super::DROPPED.notify_all();
+    super::DROPPED[engine.device() as usize].notify_all();
     ok
 }
 

@@ -203,12 +203,14 @@ pub const MAX_DEVICES: usize = 16;
 /// One engine a device, each started on the first call in a packing mode that allocates there
 /// (issue 13: each device of a process packs its own buffers under its own limit).
 static ENGINES: [OnceCell<Option<Engine>>; MAX_DEVICES] = [const { OnceCell::new() }; MAX_DEVICES];
-/// Signalled when a drop of `ahead` ends (on any device: each waiter checks its own engine).
-static DROPPED: parking_lot::Condvar = parking_lot::Condvar::new();
+/// Signalled when a drop of `ahead` ends, one a device. (Each condvar here is waited on with
+/// one device's mutex only: parking_lot panics when one condvar meets two mutexes, which a
+/// shared condvar did as soon as two engines had threads waiting.)
+static DROPPED: [parking_lot::Condvar; MAX_DEVICES] = [const { parking_lot::Condvar::new() }; MAX_DEVICES];
 /// The backend a background thread makes for each device (the GPU kernels), installed by the
 /// next locker of that device's engine.
 static KERNELS: [Mutex<Kernels>; MAX_DEVICES] = [const { Mutex::new(Kernels::NotStarted) }; MAX_DEVICES];
-static KERNELS_DONE: parking_lot::Condvar = parking_lot::Condvar::new();
+static KERNELS_DONE: [parking_lot::Condvar; MAX_DEVICES] = [const { parking_lot::Condvar::new() }; MAX_DEVICES];
 
 enum Kernels {
     NotStarted,
@@ -251,6 +253,10 @@ pub fn get() -> Option<&'static Engine> {
     if let (true, Some(e)) = (started, e) {
         if e.inner.lock().backend.is_none() {
             start_kernels(dev);
+        }
+        // a peer enabled while it started (after it read the grants) gets in too
+        for peer in crate::hooks::peer::accessors_of(dev) {
+            e.peer_access(peer);
         }
         let explicit = e.budget.explicit.load(Ordering::Relaxed);
         let (drops, restores) = (config.pack_ahead && explicit, config.restore_ahead && explicit);
@@ -407,8 +413,12 @@ impl Engine {
             budget.reserve.store(ahead::headroom(limit), Ordering::Relaxed);
         }
         let piece = Backend::chunk_bytes(driver::on_cuda_double());
-        // (the GPU kernels are made on a thread of ours once the engine exists: `get`)
+        // (the GPU kernels are made on a thread of ours once the engine exists: `get`; they
+        // count as loading from now, so an allocation that needs room meanwhile waits for them)
         let backend = driver::on_cuda_double().then_some(Backend::Cpu);
+        if backend.is_none() {
+            *KERNELS[dev as usize].lock() = Kernels::Loading;
+        }
         if let Some(b) = &backend {
             budget.take(Part::Scratch, b.scratch_bytes());
         }
@@ -459,7 +469,7 @@ impl Engine {
         let mut inner = self.inner.lock();
         // (a child of fork has no such thread: a drop its parent had under way never ends)
         while inner.dropping && !crate::init::forked() {
-            DROPPED.wait(&mut inner);
+            DROPPED[self.dev as usize].wait(&mut inner);
         }
         if inner.backend.is_none() {
             install_kernels(&mut inner, None);
@@ -908,12 +918,14 @@ impl Engine {
             // while no piece is gone, the room there is
             let (mut taken, mut given, mut room_bound, mut passed) = (0u64, 0usize, false, false);
             let budget = inner.budget;
+            // (past the limit by this pack's own copy, not by a restore over it before)
+            let bar = budget.held().max(budget.limit());
             let mut unback_failed: Option<String> = None;
             let phys = &mut entry.phys;
             let mut bound = |done: u64, copy_len: u64| -> Option<u64> {
                 budget.take(Part::Packed, copy_len - taken);
                 taken = copy_len;
-                passed |= budget.held() > budget.limit();
+                passed |= budget.held() > bar;
                 while given < parts.len() && parts[given].0 + parts[given].1 <= from + done {
                     let (off, len) = parts[given];
                     if let Err(e) = vmm::unback(addr + off, len, phys[0]) {
@@ -940,7 +952,7 @@ impl Engine {
             };
             let (copy, end) = crate::stats::timed_codec(CodecWork::Encode, || backend.pack(addr + from, len, opts, &mut bound));
             budget.take(Part::Packed, copy.packed_len() - taken);
-            passed |= budget.held() > budget.limit();
+            passed |= budget.held() > bar;
             let end = match (end, unback_failed) {
                 (_, Some(e)) => PackEnd::Failed(CodecFailure::Device(e)),
                 (end, None) => end,
@@ -1468,7 +1480,7 @@ fn install_kernels(inner: &mut Inner, wait: Option<std::time::Duration>) {
     let mut k = KERNELS[inner.dev as usize].lock();
     if let (Some(d), Kernels::Loading) = (wait, &*k) {
         tracing::info!("waiting for the packing kernels: memory is needed before they were ready");
-        KERNELS_DONE.wait_for(&mut k, d);
+        KERNELS_DONE[inner.dev as usize].wait_for(&mut k, d);
     }
     if matches!(*k, Kernels::Ready(_)) {
         if let Kernels::Ready(b) = std::mem::replace(&mut *k, Kernels::Taken) {
@@ -1497,10 +1509,10 @@ pub fn stop_packing_ahead() {
 /// At exit: a compile still under way finishes first (NVRTC torn down under a running
 /// compile would crash the exiting program).
 pub fn wait_for_kernels_at_exit() {
-    for k in &KERNELS {
+    for (k, done) in KERNELS.iter().zip(&KERNELS_DONE) {
         let mut k = k.lock();
         if matches!(*k, Kernels::Loading) {
-            KERNELS_DONE.wait_for(&mut k, KERNEL_WAIT);
+            done.wait_for(&mut k, KERNEL_WAIT);
         }
     }
 }
@@ -1529,7 +1541,7 @@ fn start_kernels(dev: c_int) {
                 Kernels::Failed
             }
         };
-        KERNELS_DONE.notify_all();
+        KERNELS_DONE[dev as usize].notify_all();
     });
     if let Err(e) = spawned {
         crate::warn_once!("packing is off: no thread for the kernels ({e})");
