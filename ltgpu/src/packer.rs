@@ -77,18 +77,6 @@ pub struct PackedCopy {
 }
 
 impl PackedCopy {
-    /// Input and packed bytes per codec id, over its chunks.
-    pub fn by_codec(&self) -> [(u64, u64); 8] {
-        let mut all = [(0, 0); 8];
-        for c in &self.chunks {
-            for (a, b) in all.iter_mut().zip(&c.by_codec) {
-                a.0 += b.0;
-                a.1 += b.1;
-            }
-        }
-        all
-    }
-
     /// `next`'s chunks, the bytes after this copy's, appended to it.
     pub fn append(&mut self, next: PackedCopy) {
         self.chunks.extend(next.chunks);

@@ -295,14 +295,7 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
                 // before any call may reach it again
                 let back = gone == 0
                     || match (inner.entries.get_mut(&addr), inner.backend.as_mut()) {
-                        (Some(entry), Some(backend)) => match entry.copy.take() {
-                            Some(copy) => {
-                                let back = super::put_back(engine.budget, backend, entry, &parts[..gone], &copy, &inner.access);
-                                entry.copy = Some(copy);
-                                back
-                            }
-                            None => false,
-                        },
+                        (Some(entry), Some(backend)) => super::put_back(engine.budget, backend, entry, &parts[..gone], &inner.access),
                         _ => false,
                     };
                 if back {

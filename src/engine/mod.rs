@@ -108,6 +108,15 @@ impl Entry {
         self.copy.as_ref().is_some_and(|c| c.original_len() >= self.buf.size)
     }
 
+    /// `copy`, of the bytes after those its kept copy holds (all of them if none), becomes
+    /// part of that copy.
+    fn extend_copy(&mut self, copy: PackedCopy) {
+        match self.copy.as_mut() {
+            Some(kept) => kept.append(copy),
+            None => self.copy = Some(copy),
+        }
+    }
+
     /// It stayed resident through a reuse period since it was last made resident: used again
     /// at least half a period after that (`last_seq >= resident_since + period / 2`). The call
     /// that needed the restore is its use at `resident_since - 1`, and the uses of the same burst
@@ -139,7 +148,8 @@ impl Entry {
 
 struct Inner {
     dev: c_int,
-    /// This device's held bytes against its limit.
+    /// This device's held bytes against its limit (`BUDGETS[dev]`, kept as a field so that it
+    /// can be borrowed beside the entries and the backend).
     budget: &'static Budget,
     /// The devices our mappings let read and write: `dev`, then each peer the program enabled
     /// access to `dev` from (`hooks::peer`).
@@ -412,10 +422,11 @@ impl Engine {
             // room for a victim's copy whenever memory is needed (budget.rs)
             budget.reserve.store(ahead::headroom(limit), Ordering::Relaxed);
         }
-        let piece = Backend::chunk_bytes(driver::on_cuda_double());
+        let on_double = driver::on_cuda_double();
+        let piece = Backend::chunk_bytes(on_double);
         // (the GPU kernels are made on a thread of ours once the engine exists: `get`; they
         // count as loading from now, so an allocation that needs room meanwhile waits for them)
-        let backend = driver::on_cuda_double().then_some(Backend::Cpu);
+        let backend = on_double.then_some(Backend::Cpu);
         if backend.is_none() {
             *KERNELS[dev as usize].lock() = Kernels::Loading;
         }
@@ -792,10 +803,11 @@ impl Engine {
                 let freed = crate::stats::timed_codec(CodecWork::Discard, || b.truncate(&mut copy, need));
                 inner.budget.give(Part::Packed, freed);
                 crate::stats::copy_discarded(which, freed);
+                // (every chunk may have gone: the empty copy is no copy)
                 if copy.original_len() > 0 {
                     entry.copy = Some(copy);
-                    return true;
                 }
+                return true;
             }
             crate::stats::copy_discarded(which, copy.packed_len());
             discard_copy(inner.budget, b, copy);
@@ -972,27 +984,17 @@ impl Engine {
                     crate::stats::add(&crate::stats::C.packs_over_limit, 1);
                 }
                 crate::stats::encoded(entry.next_encode, len);
-                match entry.copy.as_mut() {
-                    Some(kept) => kept.append(copy),
-                    None => entry.copy = Some(copy),
-                }
+                entry.extend_copy(copy);
                 entry.copy_tried_lossy = opts.lossy;
             } else {
                 // not packed: pieces that went back come back with the bytes the copies hold
                 // (and both stay: they are this buffer's bytes as they are); it stays PACKING,
                 // so no call reaches it, until they are back
                 if given > 0 {
-                    let all = match entry.copy.take() {
-                        Some(mut kept) => {
-                            kept.append(copy);
-                            kept
-                        }
-                        None => copy,
-                    };
-                    if put_back(inner.budget, backend, entry, &parts[..given], &all, &inner.access) {
+                    entry.extend_copy(copy);
+                    if put_back(inner.budget, backend, entry, &parts[..given], &inner.access) {
                         buf.state.store(state::RESIDENT, Ordering::SeqCst);
                     }
-                    entry.copy = Some(all);
                 } else {
                     buf.state.store(state::RESIDENT, Ordering::SeqCst);
                     discard_copy(inner.budget, backend, copy);
@@ -1030,10 +1032,7 @@ impl Engine {
                 // it stays resident, its copy kept: the pieces gone come back from it first
                 let back = gone == 0 || {
                     let backend = inner.backend.as_mut().expect("may_pack checked the backend");
-                    let copy = entry.copy.take().expect("a packed buffer has its copy");
-                    let back = put_back(inner.budget, backend, entry, &parts[..gone], &copy, &inner.access);
-                    entry.copy = Some(copy);
-                    back
+                    put_back(inner.budget, backend, entry, &parts[..gone], &inner.access)
                 };
                 if back {
                     buf.state.store(state::RESIDENT, Ordering::SeqCst);
@@ -1320,9 +1319,6 @@ pub fn fail_next_pack(midway: bool) {
     FAIL_NEXT_PACK.store(if midway { FAIL_MIDWAY } else { FAIL_AT_START }, Ordering::SeqCst);
 }
 
-impl Engine {
-}
-
 /// A call that may touch any buffer (arguments we cannot read), from before its real call
 /// until it has returned: every packed buffer is made resident first, nothing is packed
 /// meanwhile, and every later pack waits for its stream.
@@ -1433,29 +1429,32 @@ fn unback_all(va: u64, reserved: u64, piece: u64, handles: Vec<u64>) -> u64 {
 }
 
 /// Maps fresh memory for `parts`, the first pieces of `entry`'s buffer (given back by a pack
-/// that then stopped), and decodes `copy`, which holds at least their bytes, into the buffer,
-/// waiting for it (pieces still mapped get the bytes they hold). The buffer is PACKING
+/// that then stopped), and decodes its copy, which holds at least their bytes, into the
+/// buffer, waiting for it (pieces still mapped get the bytes they hold). The buffer is PACKING
 /// meanwhile (no call reaches it): true when it may be made RESIDENT again (by the caller, once
-/// done with it); on failure it is lost (RESTORING for good, every later call that names it
-/// failing), and says so.
-fn put_back(budget: &Budget, backend: &mut Backend, entry: &mut Entry, parts: &[(u64, u64)], copy: &PackedCopy, access: &[c_int]) -> bool {
+/// done with it); on failure (or with no copy) it is lost (RESTORING for good, every later
+/// call that names it failing), and says so.
+fn put_back(budget: &Budget, backend: &mut Backend, entry: &mut Entry, parts: &[(u64, u64)], access: &[c_int]) -> bool {
     let addr = entry.buf.start;
-    let done = vmm::back(addr, parts, access).map_err(|e| e.to_string()).and_then(|handles| {
-        budget.take(Part::Resident, parts.iter().map(|&(_, len)| len).sum());
-        entry.phys.splice(0..0, handles);
-        backend.restore_now(copy, addr).map_err(|e| e.to_string())
-    });
-    entry.decoded_lossy |= done.is_ok() && copy.is_lossy();
+    let copy = entry.copy.take();
+    let done = match &copy {
+        None => Err("it has no copy".to_string()),
+        Some(copy) => vmm::back(addr, parts, access).map_err(|e| e.to_string()).and_then(|handles| {
+            budget.take(Part::Resident, parts.iter().map(|&(_, len)| len).sum());
+            entry.phys.splice(0..0, handles);
+            backend.restore_now(copy, addr).map_err(|e| e.to_string())
+        }),
+    };
+    entry.decoded_lossy |= done.is_ok() && copy.as_ref().is_some_and(|c| c.is_lossy());
+    entry.copy = copy;
     let Err(e) = done else { return true };
-    {
-        entry.buf.state.store(state::RESTORING, Ordering::SeqCst);
-        crate::stats::add(&crate::stats::C.restores_corrupt, 1);
-        tracing::error!(
-            "the buffer at {addr:#x} ({} bytes) lost its first {} pieces: its pack stopped after they were given back, and putting them back failed ({e}); every later call that names it fails with error {CUDA_ERROR_DATA_CORRUPT}",
-            entry.buf.size,
-            parts.len()
-        );
-    }
+    entry.buf.state.store(state::RESTORING, Ordering::SeqCst);
+    crate::stats::add(&crate::stats::C.restores_corrupt, 1);
+    tracing::error!(
+        "the buffer at {addr:#x} ({} bytes) lost its first {} pieces: its pack stopped after they were given back, and putting them back failed ({e}); every later call that names it fails with error {CUDA_ERROR_DATA_CORRUPT}",
+        entry.buf.size,
+        parts.len()
+    );
     false
 }
 
@@ -1518,12 +1517,11 @@ pub fn wait_for_kernels_at_exit() {
 }
 
 /// Compiles or loads the kernels for `dev` on a thread of ours (never on a hook's critical
-/// path); until they are ready nothing is packed there. One device at a time: the first
-/// compiles into the on-disk cache, the others load from it.
+/// path); until they are ready nothing is packed there (`Engine::start` marked them loading).
+/// One device at a time: the first compiles into the on-disk cache, the others load from it.
 fn start_kernels(dev: c_int) {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let slot = &KERNELS[dev as usize];
-    *slot.lock() = Kernels::Loading;
     let spawned = std::thread::Builder::new().name("ltshim-kernels".into()).spawn(move || {
         crate::state::mark_internal_thread();
         let made = {

@@ -71,19 +71,21 @@ impl PackedCopy {
         self.by_codec()[ltblock::Codec::Int8g.id() as usize].0 > 0
     }
 
+    /// Input and packed bytes per codec id, over its chunks.
     pub fn by_codec(&self) -> ByCodec {
-        match self {
-            PackedCopy::Host(chunks) => {
-                let mut all: ByCodec = [(0, 0); 8];
-                for c in chunks {
-                    for (a, b) in all.iter_mut().zip(&c.by_codec) {
-                        a.0 += b.0;
-                        a.1 += b.1;
-                    }
+        fn sum<'a>(each: impl Iterator<Item = &'a ByCodec>) -> ByCodec {
+            let mut all: ByCodec = [(0, 0); 8];
+            for by in each {
+                for (a, b) in all.iter_mut().zip(by) {
+                    a.0 += b.0;
+                    a.1 += b.1;
                 }
-                all
             }
-            PackedCopy::Device(c) => c.by_codec(),
+            all
+        }
+        match self {
+            PackedCopy::Host(chunks) => sum(chunks.iter().map(|c| &c.by_codec)),
+            PackedCopy::Device(c) => sum(c.chunks.iter().map(|c| &c.by_codec)),
         }
     }
 }
@@ -259,8 +261,8 @@ impl Backend {
                 for (i, c) in chunks.iter().enumerate() {
                     let (data, n) = (ltblock::decode(&c.bytes).map_err(cpu_failure).map_err(|e| in_chunk(e, i))?, c.original);
                     if data.len() as u64 != n || off + n > len {
-                        let block = i * (CPU_CHUNK as usize / ltblock::format::DEFAULT_BLOCK_SIZE);
-                        return Err(CodecFailure::Corrupt { block, detail: format!("chunk {i} decodes to {} bytes, of a buffer of {len}", data.len()) });
+                        let detail = format!("chunk {i} decodes to {} bytes, of a buffer of {len}", data.len());
+                        return Err(in_chunk(CodecFailure::Corrupt { block: 0, detail }, i));
                     }
                     // SAFETY: on the double `out` is `len` bytes of mapped host memory, ours
                     // until the restore returns; the chunk ends within it (checked above).

@@ -10,7 +10,7 @@ use std::os::raw::{c_int, c_void};
 use super::{mark, observe};
 use crate::cuda_abi::*;
 use crate::engine::{self, budget::Part};
-use crate::registry::{flag, Origin, REGISTRY};
+use crate::registry::{flag, Backing, Buffer, Origin, REGISTRY};
 use crate::stats;
 
 pub const MISSING: i32 = CUDA_ERROR_NOT_FOUND;
@@ -25,11 +25,12 @@ fn allocated(hook: &'static str, rc: i32, addr: u64, size: usize, origin: Origin
         return;
     }
     observe(hook, || {
-        if REGISTRY.insert(addr, size as u64, origin, if charged.is_some() { flag::CHARGED } else { 0 }) {
+        let b = Buffer::new(addr, size as u64, origin, Backing::Foreign, if charged.is_some() { flag::CHARGED } else { 0 });
+        if let Some(e) = charged {
+            b.device.store(e.device(), std::sync::atomic::Ordering::Relaxed);
+        }
+        if REGISTRY.insert_buffer(b).is_some() {
             stats::allocated(size as u64);
-            if let (Some(e), Some(b)) = (charged, REGISTRY.find(addr)) {
-                b.device.store(e.device(), std::sync::atomic::Ordering::Relaxed);
-            }
         } else if let Some(e) = charged {
             e.budget.give(Part::Passthrough, size as u64);
         }
@@ -43,9 +44,9 @@ fn free_with(hook: &'static str, addr: u64, real_free: impl FnOnce() -> i32) -> 
     if addr == 0 {
         return real_free();
     }
-    let ours = observe(hook, || REGISTRY.find(addr).is_some_and(|b| b.is_vmm())).unwrap_or(false);
-    if ours {
-        if let Some(rc) = observe(hook, || REGISTRY.find(addr).and_then(|b| engine::of_buffer(&b)).and_then(|e| e.free(addr))).flatten() {
+    let ours = observe(hook, || REGISTRY.find(addr).filter(|b| b.is_vmm()).and_then(|b| engine::of_buffer(&b))).flatten();
+    if let Some(e) = ours {
+        if let Some(rc) = observe(hook, || e.free(addr)).flatten() {
             return rc;
         }
     }
