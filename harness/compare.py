@@ -122,6 +122,20 @@ def judge_outputs(base_path, shimmed, mode, bounds):
     return worst, fidelity.check_bounds(worst, mode, bounds)
 
 
+NOT_DETERMINISTIC = "native runs are not bit-exact among themselves: the workload is not deterministic, so differences are not ltshim's alone"
+
+
+def natives_disagree(natives):
+    """True when the outputs of the native runs that saved some are not bit-exact among
+    themselves."""
+    from ltharness import fidelity
+    paths = [r.outputs_path for r in natives if r.ok() and r.outputs_path]
+    if len(paths) < 2:
+        return False
+    base = fidelity.load(paths[0])
+    return not all(fidelity.compare(base, fidelity.load(p))["bit_exact"] for p in paths[1:])
+
+
 def setup(args, meta, notes):
     """(sampler, cli, lib), or an exit code after writing why nothing can be run."""
     sampler = Sampler()
@@ -207,11 +221,8 @@ def run_compare(args, meta, notes, sampler, cli, lib, bounds, warmups):
     shimmed = [r for r in runs if r.kind == "ltshim"]
     fid, broken = judge_outputs(natives[0].outputs_path if natives else None, shimmed, args.mode, bounds)
     problems += broken
-    if fid and len(natives) > 1:
-        from ltharness import fidelity
-        base = fidelity.load(natives[0].outputs_path)
-        if not all(fidelity.compare(base, fidelity.load(r.outputs_path))["bit_exact"] for r in natives[1:]):
-            notes.append("native runs are not bit-exact among themselves: the workload is not deterministic, so differences are not ltshim's alone")
+    if fid and natives_disagree(natives):
+        notes.append(NOT_DETERMINISTIC)
     if not any(r.outputs_path for r in runs):
         notes.append("outputs not compared: the command saved none (named workloads save them; a command may write to $HARNESS_OUTPUTS)")
     over = []
@@ -282,6 +293,8 @@ def run_sweep(args, meta, notes, sampler, cli, lib, bounds):
         notes.append(f"closing native run: wall {closing['wall_s']:.3g} s, {metric or 'wall'} "
                      f"{closing['metric_value'] if closing['metric_value'] is not None else 'n/a'} (the baseline's median: "
                      f"{base['wall_s']:.3g} s, {base['metric_value'] if base['metric_value'] is not None else 'n/a'}); not in the baseline")
+    if natives_disagree(natives):  # the closing run included: the baseline's outputs against a native run made after the sweep
+        notes.append(NOT_DETERMINISTIC)
     sweep_mod.write(args.out, meta, base, entries)
     print(open(os.path.join(args.out, "sweep.md")).read())
     if any(not r.ok() for r in natives):

@@ -25,9 +25,11 @@ pub enum Path {
     Copy,
     Set,
     Nccl,
+    /// A pointer query (`cuPointerGetAttribute` & co).
+    Query,
 }
 
-pub const PATHS: [Path; 8] = [Path::RuntimeLaunch, Path::DriverLaunch, Path::Graph, Path::Cublas, Path::Cudnn, Path::Copy, Path::Set, Path::Nccl];
+pub const PATHS: [Path; 9] = [Path::RuntimeLaunch, Path::DriverLaunch, Path::Graph, Path::Cublas, Path::Cudnn, Path::Copy, Path::Set, Path::Nccl, Path::Query];
 
 impl Path {
     pub fn name(self) -> &'static str {
@@ -40,6 +42,7 @@ impl Path {
             Path::Copy => "copy",
             Path::Set => "set",
             Path::Nccl => "nccl",
+            Path::Query => "pointer_query",
         }
     }
 }
@@ -94,7 +97,8 @@ pub enum Backing {
     /// Allocated by the real CUDA call: the library never remaps it.
     Foreign,
     /// A VMM range the library reserved and maps itself (packing modes): `reserved` bytes of
-    /// address space, backed by one physical allocation of that size while resident.
+    /// address space, backed while resident by one physical allocation, or by one a codec
+    /// chunk for a buffer of several chunks (`gpu::vmm::pieces`).
     Vmm { reserved: u64 },
 }
 

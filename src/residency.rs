@@ -49,6 +49,9 @@ pub fn as_known_call<T>(real: impl FnOnce() -> T) -> T {
 const INLINE: usize = 8;
 /// `CU_STREAM_PER_THREAD` / `cudaStreamPerThread`.
 const CU_STREAM_PER_THREAD: u64 = 2;
+/// The "stream" of a call that names buffers but queues no work on them (a pointer query):
+/// nothing is recorded for it and nothing waits.
+pub const NO_STREAM: u64 = u64::MAX;
 
 /// The buffers one call names.
 pub struct Uses {
@@ -166,8 +169,11 @@ impl Uses {
         // recorded now, after the state was seen RESIDENT: a pack that ran since `add` has
         // forgotten the streams of the time before, and a restore has made it clean, never
         // this call's use
+        let queues_work = self.stream != NO_STREAM;
         for (i, b) in self.iter().enumerate() {
-            b.used_on(self.stream);
+            if queues_work {
+                b.used_on(self.stream);
+            }
             if self.may_write(i) {
                 b.written_by_a_call();
             }
@@ -177,7 +183,7 @@ impl Uses {
             // a restore's decode still under way: this call's stream waits for it (once it is
             // known done no call waits again; its checksums are read by the engine)
             let ev = b.ready_event.load(Ordering::SeqCst);
-            if ev != 0 {
+            if ev != 0 && queues_work {
                 if crate::gpu::driver::event_done(ev) {
                     let _ = b.ready_event.compare_exchange(ev, 0, Ordering::SeqCst, Ordering::SeqCst);
                 } else {

@@ -710,6 +710,15 @@ fn libc_sigsegv() -> i32 {
 }
 
 #[test]
+fn a_pointer_query_on_a_packed_buffer_restores_it_and_answers_as_for_a_resident_one() {
+    let r = run_packing(&["pointer_query"], "lossless", "64MiB");
+    r.assert_ok();
+    assert_eq!(r.did("query_answered"), 4);
+    assert!(n(r.stats(), "packing.restores") >= 4, "each query restored its buffer");
+    assert!(n(r.stats(), "pointers.found.pointer_query") >= 4);
+}
+
+#[test]
 fn a_flipped_bit_in_a_packed_copy_is_reported_at_restore_and_never_handed_over() {
     let r = run_packing(&["corrupt"], "lossless", "64MiB");
     r.assert_ok();

@@ -294,6 +294,8 @@ FAKE_WORKLOAD = textwrap.dedent("""\
     x = np.arange(8, dtype=np.float32)
     if os.environ.get("LTSHIM_MODE") == "lossy":
         x = x * np.float32(1.001)
+    if os.environ.get("FAKE_NOT_DETERMINISTIC"):  # every run, native or not, its own outputs
+        x = x + np.float32(os.getpid() % 997 + 1) * np.float32(1e-3)
     np.savez(open(os.environ["HARNESS_OUTPUTS"], "wb"), x=x)
     json.dump({"items_per_s": 100.0 * (int(limit) / peak if limit else 1.0), "peak_reserved_bytes": peak,
                "limit_seen": int(limit) if limit else -1}, open(os.environ["HARNESS_METRICS"], "w"))
@@ -391,6 +393,18 @@ def test_a_lossless_sweep_that_changes_outputs_exits_1(tmp_path, stand_in):
     r = compare("--ltshim", cli, "--lib", lib, "--mode", "lossless", "--limits", "90", "--out", str(tmp_path / "o"), "--", sys.executable, str(wl))
     assert r.returncode == 1, r.stdout + r.stderr
     assert "must be bit-exact" in (tmp_path / "o" / "sweep.md").read_text()
+
+
+def test_a_sweep_over_a_workload_whose_native_runs_differ_says_so(tmp_path, stand_in):
+    cli, lib, work = stand_in
+    out = tmp_path / "o"
+    r = compare("--ltshim", cli, "--lib", lib, "--mode", "lossless", "--limits", "90", "--out", str(out), "--", sys.executable, work,
+                env={"FAKE_NOT_DETERMINISTIC": "1"})
+    assert r.returncode == 1, r.stdout + r.stderr  # the lossless run still differs from the baseline
+    assert "native runs are not bit-exact among themselves" in (out / "sweep.md").read_text()
+    # a deterministic workload gets no such note
+    r = compare("--ltshim", cli, "--lib", lib, "--mode", "lossless", "--limits", "90", "--out", str(tmp_path / "d"), "--", sys.executable, work)
+    assert r.returncode == 0 and "not bit-exact among themselves" not in (tmp_path / "d" / "sweep.md").read_text()
 
 
 def test_a_hung_run_is_timed_out_with_its_workload_and_the_sweep_goes_on(tmp_path, stand_in):

@@ -44,6 +44,11 @@ macro_rules! for_each_hook {
             // peer access (the engine's VMM buffers let the peer in too)
             peer fn cudaDeviceEnablePeerAccess(peer_device: c_int, flags: c_uint) -> cudaError_t;
             peer fn cuCtxEnablePeerAccess(peer_ctx: Handle, flags: c_uint) -> CUresult;
+            // pointer queries (a packed buffer's range is unmapped: made resident first)
+            query fn cuPointerGetAttribute(data: *mut c_void, attribute: c_int, ptr: CUdeviceptr) -> CUresult;
+            query fn cuPointerGetAttributes(count: c_uint, attributes: *mut c_int, data: *mut *mut c_void, ptr: CUdeviceptr) -> CUresult;
+            query fn cudaPointerGetAttributes(attributes: *mut c_void, ptr: *const c_void) -> cudaError_t;
+            query fn cuMemGetAddressRange_v2(base: *mut CUdeviceptr, size: *mut usize, ptr: CUdeviceptr) -> CUresult;
             // memory information
             info fn cudaMemGetInfo(free: *mut usize, total: *mut usize) -> cudaError_t;
             info fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> CUresult;

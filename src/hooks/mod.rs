@@ -20,6 +20,7 @@ mod list;
 pub mod lookup;
 pub mod nccl;
 pub mod peer;
+pub mod query;
 pub mod vmm;
 
 use std::ffi::CStr;

@@ -699,6 +699,53 @@ static int pointer_table(int touch) {
     return 0;
 }
 
+/* Pointer queries name packed buffers too: Triton's launchers ask
+ * cuPointerGetAttribute(DEVICE_POINTER) of every pointer argument before each launch, and the
+ * driver knows no allocation in a packed (unmapped) range. Each query form, on a buffer packed
+ * just before, answers as for a resident buffer, and the contents come back exact. */
+static int pointer_query(void) {
+    setup();
+    enum { K = 8 };
+    size_t words = 4 * MIB / 4;
+    uint32_t *buf[K];
+    for (int k = 0; k < K; k++) {
+        CHECK(cudaMalloc((void **)&buf[k], words * 4));
+        fill(buf[k], 40 + k, words);
+    }
+    for (int q = 0; q < 4; q++) {
+        EXPECT(control("ltshim_pack_cold") > 0, "query %d: nothing was packed", q);
+        uint32_t *p = buf[q] + 1000; /* an address inside, not the start */
+        if (q == 0) {
+            CUdeviceptr dp = 0;
+            CHECK(cuPointerGetAttribute(&dp, 3 /* DEVICE_POINTER */, (CUdeviceptr)p));
+            EXPECT(dp == (CUdeviceptr)p, "device pointer %llx, expected %p", (unsigned long long)dp, (void *)p);
+        } else if (q == 1) {
+            unsigned type = 0;
+            CUdeviceptr dp = 0;
+            int attrs[2] = {2 /* MEMORY_TYPE */, 3};
+            void *data[2] = {&type, &dp};
+            CHECK(cuPointerGetAttributes(2, attrs, data, (CUdeviceptr)p));
+            EXPECT(type == 2 && dp == (CUdeviceptr)p, "cuPointerGetAttributes: type %u pointer %llx", type, (unsigned long long)dp);
+        } else if (q == 2) {
+            cudaPointerAttributes a = {0};
+            CHECK(cudaPointerGetAttributes(&a, p));
+            EXPECT(a.type == 2 && a.devicePointer == (void *)p, "cudaPointerGetAttributes: type %d pointer %p", a.type, a.devicePointer);
+        } else {
+            CUdeviceptr base = 0;
+            size_t size = 0;
+            CHECK(cuMemGetAddressRange_v2(&base, &size, (CUdeviceptr)p));
+            EXPECT(base == (CUdeviceptr)buf[q] && size >= words * 4, "cuMemGetAddressRange: %llx + %zu", (unsigned long long)base, size);
+        }
+        printf("did query_answered 1\n");
+    }
+    /* host memory still answers as host memory */
+    cudaPointerAttributes h = {0};
+    CHECK(cudaPointerGetAttributes(&h, &h));
+    EXPECT(h.type == 0, "a host address reads as type %d", h.type);
+    for (int k = 0; k < K; k++) verify(buf[k], 40 + k, words, 0, "after the queries");
+    return 0;
+}
+
 /* A flipped bit in a packed copy is found at restore: the call fails, nothing is handed over. */
 static int corrupt(void) {
     setup();
@@ -1153,6 +1200,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "pointer_table")) return pointer_table(0);
     if (!strcmp(what, "touch_packed")) return pointer_table(1);
     if (!strcmp(what, "corrupt")) return corrupt();
+    if (!strcmp(what, "pointer_query")) return pointer_query();
     if (!strcmp(what, "drain")) return drain();
     if (!strcmp(what, "threads")) return threads();
     if (!strcmp(what, "opaque")) return opaque();

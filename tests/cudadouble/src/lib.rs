@@ -119,9 +119,42 @@ unsafe fn via_driver(name: &CStr) -> usize {
 #[no_mangle] pub unsafe extern "C" fn cuIpcGetMemHandle(h: *mut c_void, p: u64) -> c_int { cudaIpcGetMemHandle(h, p as *mut c_void) }
 /// NVLink multicast is not emulated: a bind fails as on a GPU without it (CUDA_ERROR_NOT_SUPPORTED).
 #[no_mangle] pub unsafe extern "C" fn cuMulticastBindAddr(_mc: u64, _mc_offset: usize, _ptr: u64, _size: usize, _flags: u64) -> c_int { 801 }
+/// The start and size of the device allocation (or mapped VMM range) holding `addr`.
+fn range_of(addr: u64) -> Option<(u64, usize)> {
+    with_mem(|m| m.allocs.iter().find(|(s, n)| addr >= **s && addr < **s + **n as u64).map(|(s, n)| (*s, *n)))
+}
+/// As the driver: an address in no allocation (a reserved range with nothing mapped, such as a
+/// packed buffer's) is an invalid value. Memory type (2) and device pointer (3) are answered.
 #[no_mangle] pub unsafe extern "C" fn cuPointerGetAttribute(data: *mut c_void, attr: c_int, p: u64) -> c_int {
-    if attr != 2 { return INVALID_VALUE }
-    if is_device(p) { *(data as *mut c_uint) = 2; OK } else { INVALID_VALUE }
+    if !is_device(p) { return INVALID_VALUE }
+    match attr { 2 => { *(data as *mut c_uint) = 2; OK } 3 => { *(data as *mut u64) = p; OK } _ => INVALID_VALUE }
+}
+/// As the driver, no error for an address outside every allocation: its memory type reads 0.
+#[no_mangle] pub unsafe extern "C" fn cuPointerGetAttributes(n: c_uint, attrs: *const c_int, data: *mut *mut c_void, p: u64) -> c_int {
+    let device = is_device(p);
+    for i in 0..n as usize {
+        match *attrs.add(i) {
+            2 => *(*data.add(i) as *mut c_uint) = if device { 2 } else { 0 },
+            3 => *(*data.add(i) as *mut u64) = if device { p } else { 0 },
+            _ => return INVALID_VALUE,
+        }
+    }
+    OK
+}
+/// `cudaPointerAttributes`: type, device, device pointer, host pointer. Host memory (or an
+/// unmapped range) is `cudaMemoryTypeUnregistered` (0), with success, as since CUDA 11.
+#[repr(C)]
+pub struct PointerAttributes { kind: c_int, device: c_int, device_pointer: u64, host_pointer: u64 }
+#[no_mangle] pub unsafe extern "C" fn cudaPointerGetAttributes(a: *mut PointerAttributes, p: *const c_void) -> c_int {
+    let device = is_device(p as u64);
+    *a = PointerAttributes { kind: if device { 2 } else { 0 }, device: 0, device_pointer: if device { p as u64 } else { 0 }, host_pointer: 0 };
+    OK
+}
+#[no_mangle] pub unsafe extern "C" fn cuMemGetAddressRange_v2(base: *mut u64, size: *mut usize, p: u64) -> c_int {
+    let Some((s, n)) = range_of(p) else { return NOT_FOUND };
+    if !base.is_null() { *base = s; }
+    if !size.is_null() { *size = n; }
+    OK
 }
 
 // ---------------------------------------------------------------- VMM
@@ -577,6 +610,7 @@ macro_rules! proc_table {
 }
 proc_table!(
     cuMemAlloc_v2, cuMemFree_v2, cuMemAllocAsync, cuMemFreeAsync, cuMemGetInfo_v2, cuIpcGetMemHandle, cuPointerGetAttribute,
+    cuPointerGetAttributes, cuMemGetAddressRange_v2,
     cuMemAddressReserve, cuMemAddressFree, cuMemCreate, cuMemRelease, cuMemMap, cuMemSetAccess, cuMemUnmap, cuCtxEnablePeerAccess,
     cuKernelGetParamInfo, cuFuncGetParamInfo, cuLaunchKernel, cuLaunchKernel_ptsz, cuLaunchKernelEx, cuLaunchKernelEx_ptsz,
     cuLaunchCooperativeKernel, cuLaunchCooperativeKernel_ptsz, cuMemcpy, cuMemcpyAsync, cuMemcpyHtoD_v2, cuMemcpyHtoDAsync_v2,
