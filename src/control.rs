@@ -112,12 +112,16 @@ pub extern "C" fn ltshim_debug_corrupt_packed(ptr: *const c_void) -> c_int {
 /// Fault injection, for tests: the next pack fails as the engine's own GPU work would (the
 /// engine then restores everything and packs no more); with `midway` nonzero, the next pack
 /// of a buffer backed in pieces, once it has given its first piece back (which must come
-/// back). 0, or -1 without an engine.
+/// back); with `midway` 2, the next restore of a buffer in pieces one piece at a time
+/// (`restores_in_pieces`) finds no memory for its second piece. 0, or -1 without an engine.
 #[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn ltshim_debug_fail_next_pack(midway: c_int) -> c_int {
     boundary(-1, || match crate::engine::any_running() {
         true => {
-            crate::engine::fail_next_pack(midway != 0);
+            match midway {
+                2 => crate::engine::fail_next_restore_in_pieces(),
+                m => crate::engine::fail_next_pack(m != 0),
+            }
             0
         }
         false => -1,

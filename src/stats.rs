@@ -27,7 +27,7 @@ counters! {
     vmm_buffers, alloc_host_ns, packing_oom,
     packs, packs_reused, packs_clean, packs_ahead, packs_refused, packs_no_room, packs_over_limit, packs_past_margin, pack_host_ns, restores, restore_host_ns,
     restores_ahead, ahead_host_ns,
-    restores_over_limit, restores_corrupt, idle_packs, steps, lossy_barred,
+    restores_over_limit, restores_in_pieces, restores_corrupt, idle_packs, steps, lossy_barred,
     wait_ns, vmm_ns, codec_ns, context_syncs,
     checks, checks_changed,
 }
@@ -476,6 +476,7 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("restores", get(&C.restores));
         o.num("restores_ahead", get(&C.restores_ahead));
         o.num("restores_over_limit", get(&C.restores_over_limit));
+        o.num("restores_in_pieces", get(&C.restores_in_pieces));
         o.num("restores_corrupt", get(&C.restores_corrupt));
         o.num("out_of_memory_returned", get(&C.packing_oom));
         o.num("pack_host_ns", get(&C.pack_host_ns));

@@ -619,6 +619,24 @@ fn a_large_buffer_whose_copy_fits_no_room_is_packed_piece_by_piece_without_passi
 }
 
 #[test]
+fn a_large_buffer_with_no_room_beside_its_copy_is_restored_piece_by_piece_under_the_limit() {
+    let r = run_packing(&["restore_pieces"], "lossless", "24MiB");
+    r.assert_ok();
+    assert_eq!(r.did("restore_pieces_ok"), 1, "it read back exact, twice");
+    let s = r.stats();
+    // 16 MiB beside its ~9 MiB copy is more than the 24 MiB limit: whole, this restore went
+    // over it (held peak ~25 MiB, restores_over_limit 1)
+    // (three began: the second found no memory for its second piece, put its last one back
+    // into the copy and left the buffer packed; the read after it restored it)
+    assert_eq!(n(s, "packing.restores_in_pieces"), 2, "{}", s["packing"]);
+    assert_eq!(n(s, "packing.restores_corrupt"), 0, "nothing was lost: {}", s["packing"]);
+    assert_eq!(n(s, "packing.restores_over_limit"), 0, "{}", s["packing"]);
+    assert!(n(s, "packing.held_peak_bytes") <= 24 << 20, "held peak over the limit: {}", s["packing"]);
+    assert_eq!(n(s, "packing.encodes_by_cause.discarded"), 1, "the second pack encodes anew: {}", s["packing"]);
+    assert!(n(s, "packing.bytes_in_by_codec.zvc") >= (32 << 20) + (1 << 20), "the piece put back was encoded again: {}", s["packing"]);
+}
+
+#[test]
 fn read_only_buffers_cycling_under_a_limit_are_encoded_once_and_then_dropped_by_their_copies() {
     let r = run_packing_with(&["cycle_read"], &[("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "9MiB"), ("LTSHIM_MIN_BYTES", "64KiB")]);
     r.assert_ok();

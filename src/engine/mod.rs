@@ -1098,6 +1098,18 @@ impl Engine {
             buf.state.store(state::PACKED, Ordering::SeqCst);
             return Err(CUDA_ERROR_OUT_OF_MEMORY);
         }
+        if !found && room != Room::Free {
+            // a buffer in pieces whose copy has a chunk a piece comes back from its end, a
+            // piece at a time, each chunk's copy given back once decoded: it needs room for one
+            // piece, not for itself beside its whole copy (the 3B model's LM head, restored
+            // beside every other weight's copy, went 0.14 GiB over the limit that way)
+            let aligned = inner.entries.get(&buf.start).and_then(|e| e.copy.as_ref()).is_some_and(|c| {
+                c.original_len() >= buf.size && c.chunk_lens().iter().copied().eq(parts.iter().map(|&(_, len)| len))
+            });
+            if parts.len() > 1 && aligned && inner.handoff.is_none() {
+                return self.restore_in_pieces(inner, buf, &parts, t0);
+            }
+        }
         if !found {
             // everything else is in use: the program's call needs this buffer, so it comes
             // back over the limit (said once, counted)
@@ -1180,6 +1192,129 @@ impl Engine {
         crate::stats::restored(crate::clock::precise_ns() - t0);
         tracing::debug!("restore {va:#x} ({} B){}", buf.size, if room == Room::Free { ", ahead" } else { "" });
         Ok(())
+    }
+
+    /// `restore` of a buffer backed in pieces (`parts`) when there is no room for all of it:
+    /// from its last piece to its first, room for the piece (kept copies of other buffers go
+    /// first; past them the piece comes back over the limit, counted), the piece mapped, its
+    /// chunk decoded into it and checked, and that chunk's copy given back. Its kept copy is
+    /// gone afterwards: its next pack encodes it again. A piece that cannot be mapped halfway
+    /// leaves the buffer packed as it was: the pieces already back are encoded again (lossless:
+    /// they hold what the copy decoded to) and join what is left of the copy.
+    fn restore_in_pieces(&self, inner: &mut Inner, buf: &Arc<Buffer>, parts: &[(u64, u64)], t0: u64) -> Result<(), c_int> {
+        let va = buf.start;
+        let _scope = WorkScope::enter(inner.ctx);
+        let access = inner.access.clone();
+        let mut over = false;
+        for k in (0..parts.len()).rev() {
+            let (off, len) = parts[k];
+            while !inner.budget.try_take(Part::Resident, len) {
+                if !self.discard_kept_copy(inner, Kept::Any, len.saturating_sub(inner.budget.room(Part::Resident))) {
+                    over = true;
+                    inner.budget.take(Part::Resident, len);
+                    break;
+                }
+            }
+            let injected = k + 2 == parts.len() && FAIL_NEXT_PACK.compare_exchange(FAIL_RESTORE_MIDWAY, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+            let mapped = match injected {
+                true => Err(driver::DriverError { call: "cuMemCreate (an injected failure)", code: CUDA_ERROR_OUT_OF_MEMORY }),
+                false => match vmm::back(va + off, &[(0, len)], &access) {
+                    Err(e) if e.is_out_of_memory() && self.pack_one(inner, Pass::Any) => vmm::back(va + off, &[(0, len)], &access),
+                    other => other,
+                },
+            };
+            let handle = match mapped {
+                Ok(h) => h[0],
+                Err(e) => {
+                    inner.budget.give(Part::Resident, len);
+                    tracing::warn!("cannot restore the buffer at {va:#x} ({} bytes): {e}", buf.size);
+                    return self.repack_restored_pieces(inner, buf, &parts[k + 1..]).and(Err(CUDA_ERROR_OUT_OF_MEMORY));
+                }
+            };
+            let backend = inner.backend.as_mut().expect("a packed buffer implies a backend");
+            let entry = inner.entries.get_mut(&va).expect("looked up by the caller");
+            entry.phys.insert(0, handle);
+            let copy = entry.copy.as_mut().expect("a packed buffer has its copy");
+            entry.decoded_lossy |= copy.is_lossy();
+            let chunk = copy.pop_last().expect("one chunk a piece (checked by the caller)");
+            let decoded = crate::stats::timed_codec(CodecWork::Decode, || backend.restore_now(&chunk, va + off));
+            if copy.original_len() == 0 {
+                entry.copy = None;
+                entry.next_encode = EncodeCause::Discarded;
+            }
+            discard_copy(inner.budget, backend, chunk);
+            if let Err(e) = decoded {
+                crate::stats::add(&crate::stats::C.restores_corrupt, 1);
+                tracing::error!(
+                    "the packed copy of the buffer at {va:#x} ({} bytes) is corrupt: chunk {k}: {e}; its data is lost, and every call that names it fails with error {CUDA_ERROR_DATA_CORRUPT}",
+                    buf.size
+                );
+                return Err(CUDA_ERROR_DATA_CORRUPT); // (it stays RESTORING: never resident again)
+            }
+        }
+        if over {
+            crate::warn_once!("a buffer had to be restored over LTSHIM_DEVICE_LIMIT: every other buffer was in use");
+            crate::stats::add(&crate::stats::C.restores_over_limit, 1);
+        }
+        crate::stats::add(&crate::stats::C.restores_in_pieces, 1);
+        inner.budget.give_original(buf.size);
+        self.keep_room_ahead();
+        buf.made_clean();
+        if let Some(e) = inner.entries.get_mut(&va) {
+            e.resident_since = crate::residency::seq_now();
+        }
+        buf.state.store(state::RESIDENT, Ordering::SeqCst);
+        crate::stats::restored(crate::clock::precise_ns() - t0);
+        tracing::debug!("restore {va:#x} ({} B), in {} pieces", buf.size, parts.len());
+        Ok(())
+    }
+
+    /// A piece-wise restore stopped: the pieces of `back` (the buffer's last ones, mapped and
+    /// decoded) are encoded again, lossless, onto what is left of its copy, and given back, so
+    /// that the buffer is PACKED as before. Err when that fails too: the buffer is lost.
+    fn repack_restored_pieces(&self, inner: &mut Inner, buf: &Arc<Buffer>, back: &[(u64, u64)]) -> Result<(), c_int> {
+        let va = buf.start;
+        let mut lost = None;
+        if let Some(&(from, _)) = back.first() {
+            let opts = PackOptions { lossy: false, ..inner.opts };
+            let backend = inner.backend.as_mut().expect("a packed buffer implies a backend");
+            let (copy, end) = crate::stats::timed_codec(CodecWork::Encode, || backend.pack(va + from, buf.size - from, opts, &mut |_, _| Some(u64::MAX)));
+            match end {
+                PackEnd::Whole => {
+                    inner.budget.take(Part::Packed, copy.packed_len());
+                    for (id, (i, o)) in copy.by_codec().iter().enumerate() {
+                        crate::stats::codec_bytes(id, *i, *o);
+                    }
+                    let entry = inner.entries.get_mut(&va).expect("looked up by the caller");
+                    entry.extend_copy(copy);
+                    for (&(off, len), h) in back.iter().zip(std::mem::take(&mut entry.phys)) {
+                        if vmm::unback(va + off, len, h).is_err() {
+                            lost = Some("unmapping a piece put back".to_string());
+                        }
+                        inner.budget.give(Part::Resident, len);
+                    }
+                }
+                PackEnd::Failed(e) => {
+                    backend.discard(copy);
+                    lost = Some(e.to_string());
+                }
+                _ => lost = Some("its encode stopped".to_string()),
+            }
+        }
+        match lost {
+            None => {
+                buf.state.store(state::PACKED, Ordering::SeqCst);
+                Ok(())
+            }
+            Some(e) => {
+                crate::stats::add(&crate::stats::C.restores_corrupt, 1);
+                tracing::error!(
+                    "the buffer at {va:#x} ({} bytes) is lost: its restore in pieces stopped and its last pieces could not be packed again ({e}); every later call that names it fails with error {CUDA_ERROR_DATA_CORRUPT}",
+                    buf.size
+                );
+                Err(CUDA_ERROR_DATA_CORRUPT)
+            }
+        }
     }
 
     /// Packs every buffer that may be packed now (the control API); how many were.
@@ -1292,6 +1427,8 @@ static FAIL_NEXT_PACK: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8
 const FAIL_AT_START: u8 = 1;
 /// The next pack of a buffer backed in pieces fails once its first piece is gone.
 const FAIL_MIDWAY: u8 = 2;
+/// The next restore in pieces cannot map its second piece.
+const FAIL_RESTORE_MIDWAY: u8 = 3;
 
 impl Engine {
     /// Tests: flips one bit in the middle of the packed copy of the packed buffer at `addr`
@@ -1317,6 +1454,11 @@ impl Engine {
 /// (`midway`) the next pack of a buffer backed in pieces, once its first piece was given back.
 pub fn fail_next_pack(midway: bool) {
     FAIL_NEXT_PACK.store(if midway { FAIL_MIDWAY } else { FAIL_AT_START }, Ordering::SeqCst);
+}
+
+/// Tests: the next restore in pieces finds no memory for its second piece.
+pub fn fail_next_restore_in_pieces() {
+    FAIL_NEXT_PACK.store(FAIL_RESTORE_MIDWAY, Ordering::SeqCst);
 }
 
 /// A call that may touch any buffer (arguments we cannot read), from before its real call

@@ -67,6 +67,23 @@ impl PackedCopy {
     }
 
     /// True when some block is lossy (int8g): what it decodes to is not the original.
+    /// Its last chunk, taken off it as a copy of its own (None when empty): what is left
+    /// still decodes the buffer's first bytes.
+    pub fn pop_last(&mut self) -> Option<PackedCopy> {
+        match self {
+            PackedCopy::Host(chunks) => chunks.pop().map(|c| PackedCopy::Host(vec![c])),
+            PackedCopy::Device(c) => c.chunks.pop().map(|c| PackedCopy::Device(ltgpu::packer::PackedCopy { chunks: vec![c] })),
+        }
+    }
+
+    /// The bytes of the buffer each chunk holds, in order.
+    pub fn chunk_lens(&self) -> Vec<u64> {
+        match self {
+            PackedCopy::Host(chunks) => chunks.iter().map(|c| c.original).collect(),
+            PackedCopy::Device(c) => c.chunks.iter().map(|c| c.original as u64).collect(),
+        }
+    }
+
     pub fn is_lossy(&self) -> bool {
         self.by_codec()[ltblock::Codec::Int8g.id() as usize].0 > 0
     }

@@ -594,6 +594,42 @@ static int limit_large_copy(void) {
     return 0;
 }
 
+/* A 16 MiB buffer (1 MiB pieces on the double) packed to ~9 MiB under a 24 MiB limit, then
+ * read back: there is no room for all of it beside its copy (25 MiB), so it comes back a piece
+ * at a time from its end, each chunk's copy given back once decoded, and the limit holds. */
+static int restore_pieces(void) {
+    uint32_t *big;
+    size_t words = 4 * MIB;
+    CHECK(cudaMalloc((void **)&big, words * 4));
+    fill_half(big, words, 11);
+    uint32_t *h = malloc(words * 4);
+    CHECK(cudaMemcpy(h, big, words * 4, 2));
+    void *small;
+    CHECK(cudaMalloc(&small, 64 << 10));
+    for (int i = 0; i < 4; i++) CHECK(cudaMemset(small, i, 64 << 10));
+    EXPECT(control("ltshim_pack_cold") >= 1, "the big buffer was not packed");
+    uint32_t *back = malloc(words * 4);
+    CHECK(cudaMemcpy(back, big, words * 4, 2));
+    EXPECT(memcmp(h, back, words * 4) == 0, "the buffer restored in pieces did not read back exact");
+    /* and once more: packed again (its copy went with the restore: encoded anew), and its
+     * restore finds no memory for its second piece: the call gets the out-of-memory code, the
+     * buffer stays packed (its last piece encoded again), and the next read has it all */
+    for (int i = 0; i < 4; i++) CHECK(cudaMemset(small, i, 64 << 10));
+    EXPECT(control("ltshim_pack_cold") >= 1, "the big buffer was not packed again");
+    typedef int (*fail_fn)(int);
+    fail_fn fail = (fail_fn)dlsym(RTLD_DEFAULT, "ltshim_debug_fail_next_pack");
+    EXPECT(fail && fail(2) == 0, "ltshim_debug_fail_next_pack(2)");
+    memset(back, 0, words * 4);
+    int rc = cudaMemcpy(back, big, words * 4, 2);
+    EXPECT(rc == 2, "a restore that found no memory midway: %d, expected out of memory (2)", rc);
+    CHECK(cudaMemcpy(back, big, words * 4, 2));
+    EXPECT(memcmp(h, back, words * 4) == 0, "the second restore in pieces did not read back exact");
+    free(h);
+    free(back);
+    printf("did restore_pieces_ok 1\n");
+    return 0;
+}
+
 /* Read-only buffers in a loop over more than fit (copies out of them, checked): each is
  * encoded once, later cycles drop and decode its kept copy. */
 static int cycle_read(void) {
@@ -1213,6 +1249,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "capture_count")) return capture_count();
     if (!strcmp(what, "limit_smallest")) return limit_smallest();
     if (!strcmp(what, "limit_large_copy")) return limit_large_copy();
+    if (!strcmp(what, "restore_pieces")) return restore_pieces();
     if (!strcmp(what, "drain_midway")) return drain_midway();
     if (!strcmp(what, "past_margin")) return past_margin();
     if (!strcmp(what, "kept_partial")) return kept_partial();
