@@ -36,7 +36,8 @@ for d in sorted(glob.glob(f"{w}/infer_*/")):
         st = json.load(open(f)).get("packing", {})
     print(os.path.basename(d.rstrip("/")), "native", ms("native"), "ltshim", ms("ltshim"), "cos", lm.get("logits_cosine_min"), "top1", lm.get("top1_agreement"),
           "held GiB", round((lc.get("held_peak_bytes") or 0) / 2**30, 2), "limit GiB", round(((r["meta"].get("device_limit") or {}).get("bytes") or 0) / 2**30, 2),
-          "encodes", st.get("encodes_by_cause"), "problems", len(r.get("problems") or []))
+          "encodes", st.get("encodes_by_cause"), "restores over limit / in pieces", st.get("restores_over_limit"), st.get("restores_in_pieces"),
+          "problems", len(r.get("problems") or []))
 for d in glob.glob(f"{w}/train_*/"):
     try: r = json.load(open(f"{d}/sweep.json"))
     except Exception as e: print(d, "no sweep:", e); continue
