@@ -79,12 +79,12 @@ impl Uses {
         let stream = if stream == CU_STREAM_PER_THREAD { 0 } else { stream };
         let counted = packing();
         let now_ns = crate::clock::now_ns();
-        let seq = if counted {
+        if counted {
             note_call(now_ns);
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        } else {
-            0
-        };
+        }
+        // a call that queues no work (a pointer query) takes no sequence number: it is not a
+        // use the policy counts (the "last calls" rule, a buffer's period, the ahead window)
+        let seq = if counted && stream != NO_STREAM { SEQ.fetch_add(1, Ordering::Relaxed) } else { 0 };
         Uses { path, stream, seq, now_ns, counted, in_known_call: None, inline: Default::default(), len: 0, more: Vec::new(), writes: 0, opaque: None }
     }
 
@@ -128,7 +128,9 @@ impl Uses {
             return;
         }
         b.users.fetch_add(1, Ordering::SeqCst);
-        b.used_at(self.seq);
+        if self.seq != 0 {
+            b.used_at(self.seq);
+        }
         let i = self.len + self.more.len();
         if writes && i < 64 {
             self.writes |= 1 << i;
@@ -177,7 +179,7 @@ impl Uses {
             if self.may_write(i) {
                 b.written_by_a_call();
             }
-            if b.restored_ahead.load(Ordering::Relaxed) && b.restored_ahead.swap(false, Ordering::Relaxed) {
+            if queues_work && b.restored_ahead.load(Ordering::Relaxed) && b.restored_ahead.swap(false, Ordering::Relaxed) {
                 crate::engine::restored_ahead_used(b);
             }
             // a restore's decode still under way: this call's stream waits for it (once it is

@@ -743,7 +743,9 @@ impl Engine {
             .map(|e| crate::policy::Candidate {
                 id: e.buf.start,
                 size: e.buf.size,
-                last_seq: e.buf.last_seq.load(Ordering::Relaxed),
+                // (a restore is for the call at `resident_since - 1`: a pointer query, which
+                // takes no sequence number, restores a buffer for the launch that follows)
+                last_seq: e.buf.last_seq.load(Ordering::Relaxed).max(e.resident_since.saturating_sub(1)),
                 period: e.buf.period.load(Ordering::Relaxed),
                 kept: e.copy_serves(&inner.opts),
             })
@@ -1107,7 +1109,7 @@ impl Engine {
                 c.original_len() >= buf.size && c.chunk_lens().iter().copied().eq(parts.iter().map(|&(_, len)| len))
             });
             if parts.len() > 1 && aligned && inner.handoff.is_none() {
-                return self.restore_in_pieces(inner, buf, &parts, t0);
+                return self.restore_in_pieces(inner, buf, &parts, evict, t0);
             }
         }
         if !found {
@@ -1201,7 +1203,7 @@ impl Engine {
     /// gone afterwards: its next pack encodes it again. A piece that cannot be mapped halfway
     /// leaves the buffer packed as it was: the pieces already back are encoded again (lossless:
     /// they hold what the copy decoded to) and join what is left of the copy.
-    fn restore_in_pieces(&self, inner: &mut Inner, buf: &Arc<Buffer>, parts: &[(u64, u64)], t0: u64) -> Result<(), c_int> {
+    fn restore_in_pieces(&self, inner: &mut Inner, buf: &Arc<Buffer>, parts: &[(u64, u64)], evict: bool, t0: u64) -> Result<(), c_int> {
         let va = buf.start;
         let _scope = WorkScope::enter(inner.ctx);
         let access = inner.access.clone();
@@ -1219,7 +1221,7 @@ impl Engine {
             let mapped = match injected {
                 true => Err(driver::DriverError { call: "cuMemCreate (an injected failure)", code: CUDA_ERROR_OUT_OF_MEMORY }),
                 false => match vmm::back(va + off, &[(0, len)], &access) {
-                    Err(e) if e.is_out_of_memory() && self.pack_one(inner, Pass::Any) => vmm::back(va + off, &[(0, len)], &access),
+                    Err(e) if e.is_out_of_memory() && evict && self.pack_one(inner, Pass::Any) => vmm::back(va + off, &[(0, len)], &access),
                     other => other,
                 },
             };
@@ -1227,8 +1229,13 @@ impl Engine {
                 Ok(h) => h[0],
                 Err(e) => {
                     inner.budget.give(Part::Resident, len);
+                    let rc = if e.is_out_of_memory() { CUDA_ERROR_OUT_OF_MEMORY } else { e.code };
                     tracing::warn!("cannot restore the buffer at {va:#x} ({} bytes): {e}", buf.size);
-                    return self.repack_restored_pieces(inner, buf, &parts[k + 1..]).and(Err(CUDA_ERROR_OUT_OF_MEMORY));
+                    let back = self.repack_restored_pieces(inner, buf, &parts[k + 1..]);
+                    if !e.is_out_of_memory() {
+                        self.fail(inner, &format!("mapping a buffer back: {e}"));
+                    }
+                    return back.and(Err(rc));
                 }
             };
             let backend = inner.backend.as_mut().expect("a packed buffer implies a backend");
@@ -1237,19 +1244,35 @@ impl Engine {
             let copy = entry.copy.as_mut().expect("a packed buffer has its copy");
             entry.decoded_lossy |= copy.is_lossy();
             let chunk = copy.pop_last().expect("one chunk a piece (checked by the caller)");
-            let decoded = crate::stats::timed_codec(CodecWork::Decode, || backend.restore_now(&chunk, va + off));
-            if copy.original_len() == 0 {
-                entry.copy = None;
-                entry.next_encode = EncodeCause::Discarded;
-            }
-            discard_copy(inner.budget, backend, chunk);
-            if let Err(e) = decoded {
-                crate::stats::add(&crate::stats::C.restores_corrupt, 1);
-                tracing::error!(
-                    "the packed copy of the buffer at {va:#x} ({} bytes) is corrupt: chunk {k}: {e}; its data is lost, and every call that names it fails with error {CUDA_ERROR_DATA_CORRUPT}",
-                    buf.size
-                );
-                return Err(CUDA_ERROR_DATA_CORRUPT); // (it stays RESTORING: never resident again)
+            match crate::stats::timed_codec(CodecWork::Decode, || backend.restore_now(&chunk, va + off)) {
+                Ok(()) => {
+                    if copy.original_len() == 0 {
+                        entry.copy = None;
+                        entry.next_encode = EncodeCause::Discarded;
+                    }
+                    discard_copy(inner.budget, backend, chunk);
+                }
+                Err(CodecFailure::Corrupt { block, detail }) => {
+                    crate::stats::add(&crate::stats::C.restores_corrupt, 1);
+                    tracing::error!(
+                        "the packed copy of the buffer at {va:#x} ({} bytes) is corrupt: chunk {k}, block {block}, {detail}; its data is lost, and every call that names it fails with error {CUDA_ERROR_DATA_CORRUPT}",
+                        buf.size
+                    );
+                    return Err(CUDA_ERROR_DATA_CORRUPT); // (it stays RESTORING: never resident again)
+                }
+                Err(failure) => {
+                    // our own work failed, the chunk is intact: it goes back on the copy, its
+                    // piece goes, and the pieces already back are put into the copy again
+                    copy.append(chunk);
+                    let h = entry.phys.remove(0);
+                    let _ = vmm::unback(va + off, len, h);
+                    inner.budget.give(Part::Resident, len);
+                    let back = self.repack_restored_pieces(inner, buf, &parts[k + 1..]);
+                    if let CodecFailure::Device(e) = failure {
+                        self.fail(inner, &format!("restoring a buffer: {e}"));
+                    }
+                    return back.and(Err(CUDA_ERROR_OUT_OF_MEMORY));
+                }
             }
         }
         if over {
@@ -1270,35 +1293,59 @@ impl Engine {
     }
 
     /// A piece-wise restore stopped: the pieces of `back` (the buffer's last ones, mapped and
-    /// decoded) are encoded again, lossless, onto what is left of its copy, and given back, so
-    /// that the buffer is PACKED as before. Err when that fails too: the buffer is lost.
+    /// decoded) are encoded again, lossless (they hold what the copy decoded to; quantizing
+    /// them again would add an error), onto what is left of its copy, each piece given back as
+    /// soon as its chunk is in, so the buffer is PACKED as before. Err when that encode fails
+    /// too: the buffer is then lost (a double failure, as for `put_back`).
     fn repack_restored_pieces(&self, inner: &mut Inner, buf: &Arc<Buffer>, back: &[(u64, u64)]) -> Result<(), c_int> {
         let va = buf.start;
         let mut lost = None;
         if let Some(&(from, _)) = back.first() {
             let opts = PackOptions { lossy: false, ..inner.opts };
+            let budget = inner.budget;
             let backend = inner.backend.as_mut().expect("a packed buffer implies a backend");
-            let (copy, end) = crate::stats::timed_codec(CodecWork::Encode, || backend.pack(va + from, buf.size - from, opts, &mut |_, _| Some(u64::MAX)));
+            let entry = inner.entries.get_mut(&va).expect("looked up by the caller");
+            let (phys, mut taken, mut given) = (&mut entry.phys, 0u64, 0usize);
+            let mut bound = |done: u64, copy_len: u64| -> Option<u64> {
+                budget.take(Part::Packed, copy_len - taken);
+                taken = copy_len;
+                while given < back.len() && back[given].0 + back[given].1 <= from + done {
+                    let (off, len) = back[given];
+                    if vmm::unback(va + off, len, phys[0]).is_err() {
+                        return None;
+                    }
+                    phys.remove(0);
+                    budget.give(Part::Resident, len);
+                    given += 1;
+                }
+                Some(u64::MAX)
+            };
+            let (copy, end) = crate::stats::timed_codec(CodecWork::Encode, || backend.pack(va + from, buf.size - from, opts, &mut bound));
+            budget.take(Part::Packed, copy.packed_len() - taken);
+            // (the bound runs before each chunk: the pieces of the last one go now)
+            let mut unmapped = true;
+            if let PackEnd::Whole = end {
+                for &(off, len) in &back[given..] {
+                    unmapped &= vmm::unback(va + off, len, entry.phys.remove(0)).is_ok();
+                    budget.give(Part::Resident, len);
+                }
+            }
             match end {
-                PackEnd::Whole => {
-                    inner.budget.take(Part::Packed, copy.packed_len());
+                PackEnd::Whole if unmapped => {
                     for (id, (i, o)) in copy.by_codec().iter().enumerate() {
                         crate::stats::codec_bytes(id, *i, *o);
                     }
-                    let entry = inner.entries.get_mut(&va).expect("looked up by the caller");
+                    crate::stats::encoded(EncodeCause::Discarded, buf.size - from);
                     entry.extend_copy(copy);
-                    for (&(off, len), h) in back.iter().zip(std::mem::take(&mut entry.phys)) {
-                        if vmm::unback(va + off, len, h).is_err() {
-                            lost = Some("unmapping a piece put back".to_string());
-                        }
-                        inner.budget.give(Part::Resident, len);
-                    }
+                    entry.copy_tried_lossy = false;
                 }
-                PackEnd::Failed(e) => {
-                    backend.discard(copy);
-                    lost = Some(e.to_string());
+                end => {
+                    lost = Some(match end {
+                        PackEnd::Failed(e) => e.to_string(),
+                        _ => "its encode stopped".to_string(),
+                    });
+                    discard_copy(budget, backend, copy);
                 }
-                _ => lost = Some("its encode stopped".to_string()),
             }
         }
         match lost {

@@ -66,7 +66,6 @@ impl PackedCopy {
         }
     }
 
-    /// True when some block is lossy (int8g): what it decodes to is not the original.
     /// Its last chunk, taken off it as a copy of its own (None when empty): what is left
     /// still decodes the buffer's first bytes.
     pub fn pop_last(&mut self) -> Option<PackedCopy> {
@@ -84,6 +83,7 @@ impl PackedCopy {
         }
     }
 
+    /// True when some block is lossy (int8g): what it decodes to is not the original.
     pub fn is_lossy(&self) -> bool {
         self.by_codec()[ltblock::Codec::Int8g.id() as usize].0 > 0
     }

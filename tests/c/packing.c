@@ -630,6 +630,84 @@ static int restore_pieces(void) {
     return 0;
 }
 
+static long stat_num(const char *key) {
+    typedef size_t (*stats_fn)(char *, size_t);
+    stats_fn f = (stats_fn)dlsym(RTLD_DEFAULT, "ltshim_stats_json");
+    static char json[1 << 20];
+    EXPECT(f && f(json, sizeof json) > 0, "the stats");
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    char *at = strstr(json, pat);
+    return at ? atol(at + strlen(pat)) : -1;
+}
+
+/* ltshim_restore_all packs nothing, also when a restore in pieces finds the card itself full
+ * (a direct cuMemCreate leaves room for 9 of the big buffer's 16 pieces): it fails instead. */
+static int restore_all_card_full(void) {
+    setup();
+    uint32_t *big, *c;
+    size_t words = 4 * MIB;
+    CHECK(cudaMalloc((void **)&big, words * 4));
+    fill_half(big, words, 11);
+    void *small;
+    CHECK(cudaMalloc(&small, 64 << 10));
+    for (int i = 0; i < 4; i++) CHECK(cudaMemset(small, i, 64 << 10));
+    EXPECT(control("ltshim_pack_cold") >= 1, "the big buffer was not packed");
+    CHECK(cudaMalloc((void **)&c, 8 * MIB));
+    fill(c, 5, 2 * MIB);
+    for (int i = 0; i < 8; i++) CHECK(cudaMemset(small, i, 64 << 10)); /* c is no longer recent */
+    typedef size_t (*used_fn)(void);
+    used_fn used = (used_fn)dlsym(RTLD_DEFAULT, "dbl_used_bytes");
+    uint64_t filler;
+    CHECK(cuMemCreate(&filler, ((size_t)16 << 30) - used() - 9 * MIB, NULL, 0));
+    long packs = stat_num("packs");
+    int64_t n = control("ltshim_restore_all");
+    printf("did restore_all_result %lld\n", (long long)(n < 0 ? 1 : 0));
+    printf("did packs_during_restore_all %ld\n", stat_num("packs") - packs);
+    verify(c, 5, 2 * MIB, 0, "the buffer restore_all must not have packed");
+    return 0;
+}
+
+/* Launches over triples of 1 MiB buffers in a loop, each launch preceded (`query`) or not by
+ * a pointer query of each of its pointers, as Triton's launchers do: the restores of passes
+ * 3-10. */
+static void readsum3_kernel(void **args) {
+    size_t n = *(size_t *)args[3];
+    uint32_t x = 0;
+    for (int a = 0; a < 3; a++) {
+        const uint32_t *p = *(const uint32_t **)args[a];
+        for (size_t i = 0; i < n; i++) x ^= p[i];
+    }
+    READSUM = x;
+}
+static const size_t READSUM3_SIZES[] = {8, 8, 8, 8};
+static int query_loop(int query) {
+    Handle k3 = dbl_register_kernel(readsum3_kernel, 4, READSUM3_SIZES, 0);
+    size_t words = 1 * MIB / 4;
+    enum { K = 9 };
+    uint32_t *b[K];
+    for (int k = 0; k < K; k++) {
+        CHECK(cudaMalloc((void **)&b[k], words * 4));
+        fill(b[k], k, words);
+    }
+    long first = 0;
+    for (int pass = 0; pass < 10; pass++) {
+        if (pass == 2) first = stat_num("restores");
+        for (int g = 0; g < K / 3; g++) {
+            if (query)
+                for (int a = 0; a < 3; a++) {
+                    CUdeviceptr dp = 0;
+                    CHECK(cuPointerGetAttribute(&dp, 3, (CUdeviceptr)b[3 * g + a]));
+                }
+            void *ra[] = {&b[3 * g], &b[3 * g + 1], &b[3 * g + 2], &words};
+            CHECK(__cudaLaunchKernel(k3, ONE, ONE, ra, 0, NULL));
+        }
+    }
+    printf("did loop_restores %ld\n", stat_num("restores") - first);
+    for (int k = 0; k < K; k++) verify(b[k], k, words, 0, "after the loop");
+    return 0;
+}
+
 /* Read-only buffers in a loop over more than fit (copies out of them, checked): each is
  * encoded once, later cycles drop and decode its kept copy. */
 static int cycle_read(void) {
@@ -755,6 +833,9 @@ static int pointer_query(void) {
             CUdeviceptr dp = 0;
             CHECK(cuPointerGetAttribute(&dp, 3 /* DEVICE_POINTER */, (CUdeviceptr)p));
             EXPECT(dp == (CUdeviceptr)p, "device pointer %llx, expected %p", (unsigned long long)dp, (void *)p);
+            size_t range = 0; /* the whole buffer, not the 1 MiB piece mapped there */
+            CHECK(cuPointerGetAttribute(&range, 12 /* RANGE_SIZE */, (CUdeviceptr)p));
+            EXPECT(range >= words * 4, "range size %zu, expected the buffer's %zu", range, words * 4);
         } else if (q == 1) {
             unsigned type = 0;
             CUdeviceptr dp = 0;
@@ -1250,6 +1331,9 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "limit_smallest")) return limit_smallest();
     if (!strcmp(what, "limit_large_copy")) return limit_large_copy();
     if (!strcmp(what, "restore_pieces")) return restore_pieces();
+    if (!strcmp(what, "restore_all_card_full")) return restore_all_card_full();
+    if (!strcmp(what, "query_loop")) return query_loop(0);
+    if (!strcmp(what, "query_loop_queried")) return query_loop(1);
     if (!strcmp(what, "drain_midway")) return drain_midway();
     if (!strcmp(what, "past_margin")) return past_margin();
     if (!strcmp(what, "kept_partial")) return kept_partial();

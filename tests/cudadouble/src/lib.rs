@@ -124,10 +124,18 @@ fn range_of(addr: u64) -> Option<(u64, usize)> {
     with_mem(|m| m.allocs.iter().find(|(s, n)| addr >= **s && addr < **s + **n as u64).map(|(s, n)| (*s, *n)))
 }
 /// As the driver: an address in no allocation (a reserved range with nothing mapped, such as a
-/// packed buffer's) is an invalid value. Memory type (2) and device pointer (3) are answered.
+/// packed buffer's) is an invalid value. Memory type (2), device pointer (3) and the range of
+/// the allocation (or mapping) there (11, 12) are answered.
 #[no_mangle] pub unsafe extern "C" fn cuPointerGetAttribute(data: *mut c_void, attr: c_int, p: u64) -> c_int {
     if !is_device(p) { return INVALID_VALUE }
-    match attr { 2 => { *(data as *mut c_uint) = 2; OK } 3 => { *(data as *mut u64) = p; OK } _ => INVALID_VALUE }
+    let (start, size) = range_of(p).unwrap_or((p, 0));
+    match attr {
+        2 => { *(data as *mut c_uint) = 2; OK }
+        3 => { *(data as *mut u64) = p; OK }
+        11 => { *(data as *mut u64) = start; OK }
+        12 => { *(data as *mut usize) = size; OK }
+        _ => INVALID_VALUE
+    }
 }
 /// As the driver, no error for an address outside every allocation: its memory type reads 0.
 #[no_mangle] pub unsafe extern "C" fn cuPointerGetAttributes(n: c_uint, attrs: *const c_int, data: *mut *mut c_void, p: u64) -> c_int {
