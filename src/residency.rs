@@ -82,9 +82,14 @@ impl Uses {
         if counted {
             note_call(now_ns);
         }
-        // a call that queues no work (a pointer query) takes no sequence number: it is not a
-        // use the policy counts (the "last calls" rule, a buffer's period, the ahead window)
-        let seq = if counted && stream != NO_STREAM { SEQ.fetch_add(1, Ordering::Relaxed) } else { 0 };
+        // a call that queues no work (a pointer query) takes no sequence number of its own: it
+        // shares the last call's, so that the queries before a launch do not push each other's
+        // buffers out of the "last calls", and the launch after it is a burst, not a period
+        let seq = match (counted, stream != NO_STREAM) {
+            (false, _) => 0,
+            (true, true) => SEQ.fetch_add(1, Ordering::Relaxed),
+            (true, false) => SEQ.load(Ordering::Relaxed).saturating_sub(1).max(1),
+        };
         Uses { path, stream, seq, now_ns, counted, in_known_call: None, inline: Default::default(), len: 0, more: Vec::new(), writes: 0, opaque: None }
     }
 
@@ -128,9 +133,7 @@ impl Uses {
             return;
         }
         b.users.fetch_add(1, Ordering::SeqCst);
-        if self.seq != 0 {
-            b.used_at(self.seq);
-        }
+        b.used_at(self.seq);
         let i = self.len + self.more.len();
         if writes && i < 64 {
             self.writes |= 1 << i;

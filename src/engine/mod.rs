@@ -743,9 +743,7 @@ impl Engine {
             .map(|e| crate::policy::Candidate {
                 id: e.buf.start,
                 size: e.buf.size,
-                // (a restore is for the call at `resident_since - 1`: a pointer query, which
-                // takes no sequence number, restores a buffer for the launch that follows)
-                last_seq: e.buf.last_seq.load(Ordering::Relaxed).max(e.resident_since.saturating_sub(1)),
+                last_seq: e.buf.last_seq.load(Ordering::Relaxed),
                 period: e.buf.period.load(Ordering::Relaxed),
                 kept: e.copy_serves(&inner.opts),
             })
