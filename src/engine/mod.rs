@@ -1179,19 +1179,25 @@ impl Engine {
                 return Err(CUDA_ERROR_OUT_OF_MEMORY);
             }
         }
+        self.now_resident(inner, buf, t0);
+        // back over the limit: kept copies (its own too) go until it holds again
+        while inner.budget.held() > inner.budget.limit() && self.discard_kept_copy(inner, Kept::Any, inner.budget.held() - inner.budget.limit()) {}
+        tracing::debug!("restore {va:#x} ({} B){}", buf.size, if room == Room::Free { ", ahead" } else { "" });
+        Ok(())
+    }
+
+    /// `buf`'s memory is mapped and its bytes decoded (a restore that began at `t0`): the
+    /// budget, its state and the stats say so.
+    fn now_resident(&self, inner: &mut Inner, buf: &Buffer, t0: u64) {
         inner.budget.give_original(buf.size);
         self.keep_room_ahead();
         // (its streams were forgotten when it was packed; the caller's are recorded again)
         buf.made_clean();
-        if let Some(e) = inner.entries.get_mut(&va) {
+        if let Some(e) = inner.entries.get_mut(&buf.start) {
             e.resident_since = crate::residency::seq_now();
         }
         buf.state.store(state::RESIDENT, Ordering::SeqCst);
-        // back over the limit: kept copies (its own too) go until it holds again
-        while inner.budget.held() > inner.budget.limit() && self.discard_kept_copy(inner, Kept::Any, inner.budget.held() - inner.budget.limit()) {}
         crate::stats::restored(crate::clock::precise_ns() - t0);
-        tracing::debug!("restore {va:#x} ({} B){}", buf.size, if room == Room::Free { ", ahead" } else { "" });
-        Ok(())
     }
 
     /// `restore` of a buffer backed in pieces (`parts`) when there is no room for all of it:
@@ -1278,14 +1284,7 @@ impl Engine {
             crate::stats::add(&crate::stats::C.restores_over_limit, 1);
         }
         crate::stats::add(&crate::stats::C.restores_in_pieces, 1);
-        inner.budget.give_original(buf.size);
-        self.keep_room_ahead();
-        buf.made_clean();
-        if let Some(e) = inner.entries.get_mut(&va) {
-            e.resident_since = crate::residency::seq_now();
-        }
-        buf.state.store(state::RESIDENT, Ordering::SeqCst);
-        crate::stats::restored(crate::clock::precise_ns() - t0);
+        self.now_resident(inner, buf, t0);
         tracing::debug!("restore {va:#x} ({} B), in {} pieces", buf.size, parts.len());
         Ok(())
     }

@@ -560,6 +560,18 @@ static int limit_smallest(void) {
     return 0;
 }
 
+/* A number of the stats report (the first key of that name). */
+static long stat_num(const char *key) {
+    typedef size_t (*stats_fn)(char *, size_t);
+    stats_fn f = (stats_fn)dlsym(RTLD_DEFAULT, "ltshim_stats_json");
+    static char json[1 << 20];
+    EXPECT(f && f(json, sizeof json) > 0, "the stats");
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    char *at = strstr(json, pat);
+    return at ? atol(at + strlen(pat)) : -1;
+}
+
 /* One 16 MiB buffer (half zeros: its copy ~8.8 MiB) under 24 MiB, then 8 MiB more: no room
  * holds its whole copy; it is packed piece by piece, and it reads back exact. */
 static int limit_large_copy(void) {
@@ -578,13 +590,9 @@ static int limit_large_copy(void) {
     CHECK(cudaMemset(more, 1, 8 * MIB));
     /* the most held so far, the pack included (the read-back below restores it beside its
      * copy, over the limit: the other buffer is among the last calls') */
-    typedef size_t (*stats_fn)(char *, size_t);
-    stats_fn stats = (stats_fn)dlsym(RTLD_DEFAULT, "ltshim_stats_json");
-    static char json[1 << 16];
-    EXPECT(stats && stats(json, sizeof json) > 0, "the stats");
-    const char *peak = strstr(json, "\"held_peak_bytes\":");
-    EXPECT(peak, "no held peak in the stats");
-    printf("did limit_large_copy_peak_kib %lld\n", atoll(peak + strlen("\"held_peak_bytes\":")) >> 10);
+    long peak = stat_num("held_peak_bytes");
+    EXPECT(peak >= 0, "no held peak in the stats");
+    printf("did limit_large_copy_peak_kib %ld\n", peak >> 10);
     uint32_t *back = malloc(words * 4);
     CHECK(cudaMemcpy(back, big, words * 4, 2));
     EXPECT(memcmp(h, back, words * 4) == 0, "the buffer packed past the limit did not read back exact");
@@ -628,17 +636,6 @@ static int restore_pieces(void) {
     free(back);
     printf("did restore_pieces_ok 1\n");
     return 0;
-}
-
-static long stat_num(const char *key) {
-    typedef size_t (*stats_fn)(char *, size_t);
-    stats_fn f = (stats_fn)dlsym(RTLD_DEFAULT, "ltshim_stats_json");
-    static char json[1 << 20];
-    EXPECT(f && f(json, sizeof json) > 0, "the stats");
-    char pat[128];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    char *at = strstr(json, pat);
-    return at ? atol(at + strlen(pat)) : -1;
 }
 
 /* ltshim_restore_all packs nothing, also when a restore in pieces finds the card itself full
