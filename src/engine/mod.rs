@@ -938,15 +938,9 @@ impl Engine {
                 budget.take(Part::Packed, copy_len - taken);
                 taken = copy_len;
                 passed |= budget.held() > bar;
-                while given < parts.len() && parts[given].0 + parts[given].1 <= from + done {
-                    let (off, len) = parts[given];
-                    if let Err(e) = vmm::unback(addr + off, len, phys[0]) {
-                        unback_failed = Some(format!("unmapping a piece of a buffer being packed: {e}"));
-                        return None;
-                    }
-                    phys.remove(0);
-                    budget.give(Part::Resident, len);
-                    given += 1;
+                if let Err(e) = give_back_covered(addr, &parts, &mut given, phys, budget, from + done) {
+                    unback_failed = Some(format!("unmapping a piece of a buffer being packed: {e}"));
+                    return None;
                 }
                 if given > 0 && FAIL_NEXT_PACK.compare_exchange(FAIL_MIDWAY, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
                     unback_failed = Some("an injected failure after a piece was given back (ltshim_debug_fail_next_pack)".into());
@@ -970,9 +964,7 @@ impl Engine {
                 (end, None) => end,
             };
             if let PackEnd::Whole = end {
-                for (id, (i, o)) in copy.by_codec().iter().enumerate() {
-                    crate::stats::codec_bytes(id, *i, *o);
-                }
+                count_codec_bytes(&copy);
                 if copy.packed_len() > worst_len {
                     crate::stats::add(&crate::stats::C.packs_past_margin, 1);
                 }
@@ -1306,32 +1298,15 @@ impl Engine {
             let mut bound = |done: u64, copy_len: u64| -> Option<u64> {
                 budget.take(Part::Packed, copy_len - taken);
                 taken = copy_len;
-                while given < back.len() && back[given].0 + back[given].1 <= from + done {
-                    let (off, len) = back[given];
-                    if vmm::unback(va + off, len, phys[0]).is_err() {
-                        return None;
-                    }
-                    phys.remove(0);
-                    budget.give(Part::Resident, len);
-                    given += 1;
-                }
-                Some(u64::MAX)
+                give_back_covered(va, back, &mut given, phys, budget, from + done).ok().map(|_| u64::MAX)
             };
             let (copy, end) = crate::stats::timed_codec(CodecWork::Encode, || backend.pack(va + from, buf.size - from, opts, &mut bound));
             budget.take(Part::Packed, copy.packed_len() - taken);
             // (the bound runs before each chunk: the pieces of the last one go now)
-            let mut unmapped = true;
-            if let PackEnd::Whole = end {
-                for &(off, len) in &back[given..] {
-                    unmapped &= vmm::unback(va + off, len, entry.phys.remove(0)).is_ok();
-                    budget.give(Part::Resident, len);
-                }
-            }
+            let unmapped = !matches!(end, PackEnd::Whole) || give_back_covered(va, back, &mut given, &mut entry.phys, budget, u64::MAX).is_ok();
             match end {
                 PackEnd::Whole if unmapped => {
-                    for (id, (i, o)) in copy.by_codec().iter().enumerate() {
-                        crate::stats::codec_bytes(id, *i, *o);
-                    }
+                    count_codec_bytes(&copy);
                     crate::stats::encoded(EncodeCause::Discarded, buf.size - from);
                     entry.extend_copy(copy);
                     entry.copy_tried_lossy = false;
@@ -1652,6 +1627,27 @@ fn now_packed(budget: &Budget, buf: &Buffer, reused: bool, t0: u64) {
     buf.forget_streams();
     buf.state.store(state::PACKED, Ordering::SeqCst);
     crate::stats::packed(reused, crate::clock::precise_ns() - t0);
+}
+
+/// Unmaps and releases the pieces of `parts` from the `given`-th on that end at or before the
+/// offset `covered` (their bytes are in a copy now), their bytes given back to the budget;
+/// `phys` holds the handles of the pieces not yet given back, in order.
+fn give_back_covered(va: u64, parts: &[(u64, u64)], given: &mut usize, phys: &mut Vec<u64>, budget: &Budget, covered: u64) -> driver::Result<()> {
+    while *given < parts.len() && parts[*given].0 + parts[*given].1 <= covered {
+        let (off, len) = parts[*given];
+        vmm::unback(va + off, len, phys[0])?;
+        phys.remove(0);
+        budget.give(Part::Resident, len);
+        *given += 1;
+    }
+    Ok(())
+}
+
+/// Counts a new copy's input and packed bytes by codec in the stats.
+fn count_codec_bytes(copy: &PackedCopy) {
+    for (id, (i, o)) in copy.by_codec().iter().enumerate() {
+        crate::stats::codec_bytes(id, *i, *o);
+    }
 }
 
 /// Gives a packed copy's memory back, and its bytes to the budget.
