@@ -77,7 +77,9 @@ pub unsafe fn cuPointerGetAttributes(
     ptr: CUdeviceptr,
 ) -> i32 {
     let rc = resident_for("cuPointerGetAttributes", ptr, || call(count, attributes, data, ptr));
-    if rc == CUDA_SUCCESS && !attributes.is_null() && !data.is_null() {
+    // SAFETY: the program's array of `count` attributes.
+    let asks_range = || (0..count as usize).any(|i| matches!(unsafe { *attributes.add(i) }, RANGE_START | RANGE_SIZE));
+    if rc == CUDA_SUCCESS && !attributes.is_null() && !data.is_null() && asks_range() {
         if let Some(range) = our_range(ptr) {
             for i in 0..count as usize {
                 // SAFETY: the program's arrays of `count` attributes and out-parameters.
