@@ -13,7 +13,72 @@
 //! use + period, is furthest goes first. On a loop that predicts the buffers used just before
 //! as needed last, so a stable set stays resident and only the rest cycles: about N - C
 //! restores a step for N buffers of which C fit, where LRU makes N.
+//!
+//! One period cannot predict a buffer used at several points of a step: a tied embedding
+//! (read at a step's start and by the LM head at its end: gaps long, short, long, ...), or a
+//! weight in training (forward, then backward: gaps that differ by layer and alternate). Its
+//! period is the long gap, so after the use that ends the long gap the policy predicted the
+//! next use a whole step away, packed the buffer, and the next call restored it (the 3B
+//! decode on the H200 restored the 788 MB embedding twice a step, each time after a full
+//! encode: P41). So each buffer also keeps its last few gaps (`Gaps`): when they repeat with
+//! a cycle of one, two or three gaps, the next gap is the one a cycle back (`next_gap`).
 #![forbid(unsafe_code)]
+
+/// A buffer's last `Gaps::LEN` gaps between uses, newest first (0: not seen), in sequence
+/// numbers saturating at `u32::MAX`. Gaps of a burst (`BURST` or less: a GEMM and the
+/// kernel it launches, the queries before a launch) are not gaps of the pattern.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gaps(pub [u32; Gaps::LEN]);
+
+/// Gaps this short are one use in a burst, not a step of the pattern.
+pub const BURST: u64 = 4;
+
+impl Gaps {
+    pub const LEN: usize = 4;
+
+    /// The history after a use `gap` sequence numbers after the previous one.
+    pub fn after(self, gap: u64) -> Gaps {
+        if gap <= BURST {
+            return self;
+        }
+        let mut g = [0u32; Gaps::LEN];
+        g[0] = gap.min(u32::MAX as u64) as u32;
+        g[1..].copy_from_slice(&self.0[..Gaps::LEN - 1]);
+        Gaps(g)
+    }
+
+    /// Packed into two words (newest two in the first), as the registry stores it.
+    pub fn to_words(self) -> [u64; 2] {
+        let g = self.0.map(u64::from);
+        [g[0] | g[1] << 32, g[2] | g[3] << 32]
+    }
+
+    pub fn from_words(w: [u64; 2]) -> Gaps {
+        Gaps([w[0] as u32, (w[0] >> 32) as u32, w[1] as u32, (w[1] >> 32) as u32])
+    }
+}
+
+/// Two gaps are the same step of a pattern when they differ by at most an eighth (a step's
+/// calls vary little: the gaps of a loop repeat nearly exactly).
+fn alike(a: u64, b: u64) -> bool {
+    a != 0 && b != 0 && a.abs_diff(b) <= a.max(b) / 8
+}
+
+/// The gap to a buffer's next use: where its last gaps repeat with a cycle of c gaps (each
+/// like the one c before it, every such pair of the history: one pair alike by chance, as a
+/// layer's backward-to-optimizer gap may be like its optimizer-to-forward one, is no cycle;
+/// the shortest cycle first), the gap that followed the use c uses back; otherwise (no pattern
+/// yet, or a saturated gap) its period.
+pub fn next_gap(period: u64, gaps: Gaps) -> u64 {
+    let g = gaps.0.map(u64::from);
+    for c in 1..Gaps::LEN {
+        if (0..Gaps::LEN - c).all(|k| alike(g[k], g[k + c])) {
+            let next = g[c - 1];
+            return if next == u32::MAX as u64 { period } else { next };
+        }
+    }
+    period
+}
 
 /// What the policy knows of an eligible buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +87,8 @@ pub struct Candidate {
     pub size: u64,
     pub last_seq: u64,
     pub period: u64,
+    /// Its last gaps (`next_gap`).
+    pub gaps: Gaps,
     /// It has a kept copy that can serve its pack: dropping it needs no encode.
     pub kept: bool,
 }
@@ -63,7 +130,7 @@ fn rank(c: &Candidate, now: u64) -> (u8, i128, i128, i128) {
     } else {
         // periodic: furthest predicted next use first (the time to it shrunk for a buffer
         // that would be encoded; among those already late, the latest prediction first)
-        let next = c.last_seq as i128 + c.period as i128;
+        let next = c.last_seq as i128 + next_gap(c.period, c.gaps) as i128;
         let ahead = (next - now as i128).max(0);
         let ahead = if c.kept { ahead } else { ahead / ENCODE_COST };
         (1, -ahead, -next, -(c.size as i128))
@@ -82,35 +149,56 @@ pub fn victims(mut cands: Vec<Candidate>, now: u64) -> Vec<Candidate> {
 mod tests {
     use super::*;
 
+    /// How `simulate` evicts.
+    #[derive(Clone, Copy, PartialEq)]
+    enum How {
+        Lru,
+        /// `victims` with the period alone (the policy before `Gaps`).
+        PeriodOnly,
+        Ours,
+        /// Belady's optimum: the buffer whose next use is furthest (it knows the future).
+        Belady,
+    }
+
     /// A cache of `capacity` buffers under an access sequence (one use a sequence number),
-    /// with eviction by `victims` (or by LRU): the number of misses.
-    fn simulate(order: &[u64], capacity: usize, lru: bool) -> usize {
+    /// with eviction as `how` says: the number of misses.
+    fn simulate(order: &[u64], capacity: usize, how: How) -> usize {
+        simulate_costs(order, capacity, how, &[]).0
+    }
+
+    /// `simulate` where the buffers of `no_copy` never keep a copy (each of their evictions is
+    /// an encode, as for a buffer restored in pieces): (misses, such evictions).
+    fn simulate_costs(order: &[u64], capacity: usize, how: How, no_copy: &[u64]) -> (usize, usize) {
         use std::collections::HashMap;
         let mut state: HashMap<u64, Candidate> = HashMap::new();
         let mut resident: Vec<u64> = Vec::new();
-        let mut misses = 0;
+        let (mut misses, mut encodes) = (0, 0);
         for (i, &id) in order.iter().enumerate() {
             let seq = i as u64 + 1;
             if !resident.contains(&id) {
                 misses += 1;
                 if resident.len() == capacity {
                     let cands: Vec<Candidate> = resident.iter().map(|r| state[r]).collect();
-                    let out = if lru {
-                        cands.iter().min_by_key(|c| c.last_seq).unwrap().id
-                    } else {
-                        victims(cands, seq).first().expect("a victim").id
+                    let out = match how {
+                        How::Lru => cands.iter().min_by_key(|c| c.last_seq).unwrap().id,
+                        How::Belady => *resident.iter().max_by_key(|&&r| order[i..].iter().position(|&x| x == r).unwrap_or(usize::MAX)).unwrap(),
+                        How::PeriodOnly | How::Ours => victims(cands, seq).first().expect("a victim").id,
                     };
                     resident.retain(|&r| r != out);
+                    encodes += no_copy.contains(&out) as usize;
                 }
                 resident.push(id);
             }
-            let c = state.entry(id).or_insert(Candidate { id, size: 1, last_seq: 0, period: 0, kept: true });
+            let c = state.entry(id).or_insert(Candidate { id, size: 1, last_seq: 0, period: 0, gaps: Gaps::default(), kept: !no_copy.contains(&id) });
             if c.last_seq != 0 {
                 c.period = next_period(c.period, seq - c.last_seq);
+                if how == How::Ours {
+                    c.gaps = c.gaps.after(seq - c.last_seq);
+                }
             }
             c.last_seq = seq;
         }
-        misses
+        (misses, encodes)
     }
 
     #[test]
@@ -119,8 +207,8 @@ mod tests {
         let steps = 50;
         let order: Vec<u64> = (0..steps).flat_map(|_| 1..=n).collect();
         let capacity = 14;
-        let ours = simulate(&order, capacity, false);
-        let lru = simulate(&order, capacity, true);
+        let ours = simulate(&order, capacity, How::Ours);
+        let lru = simulate(&order, capacity, How::Lru);
         assert_eq!(lru, order.len(), "LRU misses every access of a loop larger than the cache");
         // after the first pass, Belady's n - capacity misses a step, plus at most one a step for
         // each of the last RECENT uses, which may not be evicted (the ideal victim is among them)
@@ -134,10 +222,76 @@ mod tests {
         // buffers in a loop
         let n = 12u64;
         let order: Vec<u64> = (0..40).flat_map(|_| (1..=n).flat_map(|b| [b, b, b])).collect();
-        let ours = simulate(&order, 8, false);
+        let ours = simulate(&order, 8, How::Ours);
         let per_step = (ours - n as usize) as f64 / 39.0;
-        let lru = simulate(&order, 8, true);
+        let lru = simulate(&order, 8, How::Lru);
         assert!(per_step <= (n - 8 + RECENT) as f64, "ours: {per_step} misses a step (LRU: {lru} in all)");
+    }
+
+    /// Over `steps` repeats of `step`, the share of uses (after the first two steps, bursts
+    /// left out) whose gap from the buffer's previous use was predicted within 10% (by its
+    /// gaps, or by its period alone).
+    fn predicted_share(step: &[u64], steps: usize, gaps: bool) -> f64 {
+        use std::collections::HashMap;
+        let mut known: HashMap<u64, (u64, u64, Gaps)> = HashMap::new(); // last, period, gaps
+        let (mut right, mut all) = (0, 0);
+        for (i, &id) in (0..steps).flat_map(|_| step.iter()).enumerate() {
+            let seq = i as u64 + 1;
+            if let Some((last, period, g)) = known.get(&id).copied() {
+                let gap = seq - last;
+                if i >= 2 * step.len() && gap > BURST {
+                    let predicted = if gaps { next_gap(period, g) } else { period };
+                    all += 1;
+                    right += (predicted.abs_diff(gap) * 10 <= gap) as usize;
+                }
+                known.insert(id, (seq, next_period(period, gap), g.after(gap)));
+            } else {
+                known.insert(id, (seq, 0, Gaps::default()));
+            }
+        }
+        right as f64 / all as f64
+    }
+
+    #[test]
+    fn a_buffer_used_at_several_points_of_a_step_has_its_next_use_predicted() {
+        // the 3B decode's tied embedding (0): read at a step's start and by the LM head at its
+        // end, a few sampling calls after; with the period alone its use after the short gap
+        // is predicted a step away, and it was packed and restored again for it (P41)
+        let mut decode: Vec<u64> = vec![0];
+        decode.extend(1..=40);
+        decode.extend([0, 101, 102, 103, 104, 105, 106]);
+        let (old, ours) = (predicted_share(&decode, 30, false), predicted_share(&decode, 30, true));
+        assert!(old < 0.99, "the period alone predicts {old} of the uses");
+        assert!(ours > 0.99, "the gaps predict {ours} of the uses");
+        // training: each layer's weight in the forward pass, the backward pass (in reverse) and
+        // the optimizer's step: three gaps a step, different for each layer
+        let n = 24u64;
+        let train: Vec<u64> = (1..=n).chain((1..=n).rev()).chain(1..=n).collect();
+        let (old, ours) = (predicted_share(&train, 30, false), predicted_share(&train, 30, true));
+        assert!(old < 0.5, "the period alone predicts {old} of the uses");
+        assert!(ours > 0.9, "the gaps predict {ours} of the uses");
+    }
+
+    #[test]
+    fn the_next_gap_is_the_one_a_cycle_back() {
+        let g = |v: &[u64]| v.iter().rev().fold(Gaps::default(), |h, &x| h.after(x));
+        // newest first: one gap repeating, two alternating, three in turn
+        assert_eq!(next_gap(500, g(&[100, 100, 110, 100])), 100);
+        assert_eq!(next_gap(1000, g(&[20, 1000, 22, 1000])), 1000, "after the short gap, the long one");
+        assert_eq!(next_gap(1000, g(&[1000, 20, 1000, 22])), 20, "after the long gap, the short one");
+        assert_eq!(next_gap(900, g(&[300, 500, 100, 300])), 100, "three in turn: 300, 100, 500, 300, then 100");
+        // no pattern yet, or none at all: the period
+        assert_eq!(next_gap(777, g(&[100])), 777);
+        assert_eq!(next_gap(777, g(&[100, 100, 100])), 777, "not yet seen four times");
+        assert_eq!(next_gap(777, g(&[100, 300, 900, 2700])), 777);
+        // two gaps alike by chance are no cycle of one: 48, 12, 47, 48 is a cycle of three
+        assert_eq!(next_gap(777, g(&[48, 47, 12, 48])), 12);
+        // a burst is not a gap of the pattern, and a saturated gap predicts nothing
+        assert_eq!(g(&[1000, BURST, 20]), g(&[1000, 20]));
+        assert_eq!(next_gap(5000, g(&[u32::MAX as u64; 4])), 5000);
+        // what the registry stores comes back as it was
+        let h = g(&[7, 1 << 40, 9, 11]);
+        assert_eq!(Gaps::from_words(h.to_words()), h);
     }
 
     #[test]
@@ -150,17 +304,17 @@ mod tests {
 
     #[test]
     fn a_buffer_gone_cold_goes_before_the_periodic_ones() {
-        let periodic = Candidate { id: 1, size: 10, last_seq: 900, period: 100, kept: true };
-        let cold = Candidate { id: 2, size: 10, last_seq: 300, period: 100, kept: false };
-        let once = Candidate { id: 3, size: 10, last_seq: 850, period: 0, kept: false };
+        let periodic = Candidate { id: 1, size: 10, last_seq: 900, period: 100, gaps: Gaps::default(), kept: true };
+        let cold = Candidate { id: 2, size: 10, last_seq: 300, period: 100, gaps: Gaps::default(), kept: false };
+        let once = Candidate { id: 3, size: 10, last_seq: 850, period: 0, gaps: Gaps::default(), kept: false };
         let order: Vec<u64> = victims(vec![periodic, cold, once], 1000).iter().map(|c| c.id).collect();
         assert_eq!(order, vec![2, 3, 1]);
     }
 
     #[test]
     fn buffers_named_by_the_last_few_calls_are_never_victims() {
-        let recent = Candidate { id: 1, size: 10, last_seq: 1000 - RECENT, period: 0, kept: true };
-        let old = Candidate { id: 2, size: 10, last_seq: 10, period: 0, kept: true };
+        let recent = Candidate { id: 1, size: 10, last_seq: 1000 - RECENT, period: 0, gaps: Gaps::default(), kept: true };
+        let old = Candidate { id: 2, size: 10, last_seq: 10, period: 0, gaps: Gaps::default(), kept: true };
         let v = victims(vec![recent, old], 1000);
         assert_eq!(v.iter().map(|c| c.id).collect::<Vec<_>>(), vec![2]);
     }
@@ -169,20 +323,20 @@ mod tests {
     fn a_periodic_buffer_that_would_be_encoded_counts_as_needed_sooner() {
         // the one without a copy is taken only if it is due ENCODE_COST times as far off as the
         // one with a copy
-        let kept = Candidate { id: 1, size: 10, last_seq: 950, period: 100, kept: true }; // due 1050
-        let encode = Candidate { id: 2, size: 10, last_seq: 990, period: 100, kept: false }; // due 1090
+        let kept = Candidate { id: 1, size: 10, last_seq: 950, period: 100, gaps: Gaps::default(), kept: true }; // due 1050
+        let encode = Candidate { id: 2, size: 10, last_seq: 990, period: 100, gaps: Gaps::default(), kept: false }; // due 1090
         assert_eq!(victims(vec![kept, encode], 1000)[0].id, 1);
-        let far = Candidate { id: 3, size: 10, last_seq: 990, period: 400, kept: false }; // due 1390
+        let far = Candidate { id: 3, size: 10, last_seq: 990, period: 400, gaps: Gaps::default(), kept: false }; // due 1390
         assert_eq!(victims(vec![kept, far], 1000)[0].id, 3);
         // and a cold one goes first whatever it costs
-        let cold = Candidate { id: 4, size: 10, last_seq: 500, period: 100, kept: false };
+        let cold = Candidate { id: 4, size: 10, last_seq: 500, period: 100, gaps: Gaps::default(), kept: false };
         assert_eq!(victims(vec![kept, cold], 1000)[0].id, 4);
     }
 
     #[test]
     fn among_equally_cold_buffers_the_larger_goes_first() {
-        let small = Candidate { id: 1, size: 10, last_seq: 100, period: 0, kept: true };
-        let large = Candidate { id: 2, size: 99, last_seq: 100, period: 0, kept: true };
+        let small = Candidate { id: 1, size: 10, last_seq: 100, period: 0, gaps: Gaps::default(), kept: true };
+        let large = Candidate { id: 2, size: 99, last_seq: 100, period: 0, gaps: Gaps::default(), kept: true };
         assert_eq!(victims(vec![small, large], 1000)[0].id, 2);
     }
 }

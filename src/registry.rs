@@ -134,9 +134,11 @@ pub struct Buffer {
     pub streams: [AtomicU64; STREAM_SLOTS],
     pub streams_overflow: AtomicBool,
     /// Use sequence numbers (`crate::residency::seq_now`): the last use, and the reuse period
-    /// the policy predicts the next use from (`crate::policy::next_period`).
+    /// the policy predicts the next use from (`crate::policy::next_period`), and the last
+    /// gaps between uses (`crate::policy::Gaps`, as its two words).
     pub last_seq: AtomicU64,
     pub period: AtomicU64,
+    gaps: [AtomicU64; 2],
     /// The float type GEMM calls named it with (`ltblock::DType::id() + 1`, 0 = unknown): the
     /// codecs' element type for it.
     pub float_hint: AtomicU8,
@@ -189,6 +191,7 @@ impl Buffer {
             streams_overflow: AtomicBool::new(false),
             last_seq: AtomicU64::new(0),
             period: AtomicU64::new(0),
+            gaps: [AtomicU64::new(0), AtomicU64::new(0)],
             float_hint: AtomicU8::new(0),
             read_whole: AtomicU64::new(0),
             written: AtomicBool::new(true),
@@ -240,13 +243,30 @@ impl Buffer {
         self.last_use_ns.store(now_ns, Ordering::Relaxed);
     }
 
-    /// A use at sequence number `seq`.
+    /// A use at sequence number `seq`. (Two threads' uses at once may lose one's gap: these
+    /// are predictions, and each word stays whole.)
     pub fn used_at(&self, seq: u64) {
         let last = self.last_seq.swap(seq, Ordering::Relaxed);
         if last != 0 && seq > last {
+            let gap = seq - last;
             let p = self.period.load(Ordering::Relaxed);
-            self.period.store(crate::policy::next_period(p, seq - last), Ordering::Relaxed);
+            self.period.store(crate::policy::next_period(p, gap), Ordering::Relaxed);
+            if gap > crate::policy::BURST {
+                let [a, b] = self.gaps().after(gap).to_words();
+                self.gaps[0].store(a, Ordering::Relaxed);
+                self.gaps[1].store(b, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Its last gaps between uses.
+    pub fn gaps(&self) -> crate::policy::Gaps {
+        crate::policy::Gaps::from_words([self.gaps[0].load(Ordering::Relaxed), self.gaps[1].load(Ordering::Relaxed)])
+    }
+
+    /// The gap to its next use the policy predicts (`crate::policy::next_gap`).
+    pub fn next_gap(&self) -> u64 {
+        crate::policy::next_gap(self.period.load(Ordering::Relaxed), self.gaps())
     }
 
     /// Remembers that `stream` used it (lock-free; a full set overflows to "many").

@@ -27,7 +27,8 @@ counters! {
     vmm_buffers, alloc_host_ns, packing_oom,
     packs, packs_reused, packs_clean, packs_ahead, packs_refused, packs_no_room, packs_over_limit, packs_past_margin, pack_host_ns, restores, restore_host_ns,
     restores_ahead, ahead_host_ns,
-    restores_over_limit, restores_in_pieces, restores_corrupt, idle_packs, steps, lossy_barred,
+    restores_over_limit, restores_in_pieces, restores_handed_memory, restores_corrupt, idle_packs, steps, lossy_barred,
+    program_lock_wait_ns,
     wait_ns, vmm_ns, codec_ns, context_syncs,
     checks, checks_changed,
 }
@@ -477,12 +478,14 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("restores_ahead", get(&C.restores_ahead));
         o.num("restores_over_limit", get(&C.restores_over_limit));
         o.num("restores_in_pieces", get(&C.restores_in_pieces));
+        o.num("restores_handed_memory", get(&C.restores_handed_memory));
         o.num("restores_corrupt", get(&C.restores_corrupt));
         o.num("out_of_memory_returned", get(&C.packing_oom));
         o.num("pack_host_ns", get(&C.pack_host_ns));
         o.num("restore_host_ns", get(&C.restore_host_ns));
         o.num("alloc_host_ns", get(&C.alloc_host_ns));
         o.num("wait_host_ns", get(&C.wait_ns));
+        o.num("program_lock_wait_host_ns", get(&C.program_lock_wait_ns));
         o.num("vmm_host_ns", get(&C.vmm_ns));
         o.num("codec_host_ns", get(&C.codec_ns));
         o.obj("codec_host_ns_by_work", |f| CodecWork::ALL.iter().for_each(|&(w, name)| f.num(name, get(&CODEC_WORK_NS[w as usize]))));

@@ -34,7 +34,7 @@ use super::budget::Part;
 use super::{claim, now_packed, streams_to_wait_for, Engine, Inner, Room, SAME_SIZE_LOOKAHEAD};
 use crate::gpu::driver::{self, WorkScope};
 use crate::gpu::vmm;
-use crate::registry::state;
+use crate::registry::{state, Buffer};
 
 /// Wakes a device's thread: a restore or an allocation took room, or a buffer restored ahead
 /// was used.
@@ -80,6 +80,7 @@ fn free(engine: &Engine) -> u64 {
 pub fn start(engine: &'static Engine, drops: bool, restores: bool) {
     let spawned = std::thread::Builder::new().name("ltshim-ahead".into()).spawn(move || {
         crate::state::mark_internal_thread();
+        let _ = ON_ITS_THREAD.try_with(|t| t.set(true));
         loop {
             {
                 let mut w = WANTED_LOCKS[engine.device() as usize].lock();
@@ -112,10 +113,25 @@ pub fn start(engine: &'static Engine, drops: bool, restores: bool) {
     }
 }
 
+thread_local! {
+    static ON_ITS_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True on the packing-ahead thread.
+pub fn on_its_thread() -> bool {
+    ON_ITS_THREAD.try_with(|t| t.get()).unwrap_or(false)
+}
+
 /// The use (sequence number) the policy predicts next for a buffer last used at `last` with
-/// reuse period `period`; None when it is cold (never reused, or idle past twice its period).
-fn predicted_next(last: u64, period: u64, now: u64) -> Option<u64> {
-    (period != 0 && now.saturating_sub(last) <= 2 * period).then_some(last + period)
+/// reuse period `period`, `gap` before its next use (`Buffer::next_gap`); None when it is cold
+/// (never reused, or idle past twice its period).
+fn predicted_next(last: u64, period: u64, gap: u64, now: u64) -> Option<u64> {
+    (period != 0 && now.saturating_sub(last) <= 2 * period).then_some(last + gap)
+}
+
+/// `predicted_next` of `b` now.
+fn next_use(b: &Buffer, now: u64) -> Option<u64> {
+    predicted_next(b.last_seq.load(Ordering::Relaxed), b.period.load(Ordering::Relaxed), b.next_gap(), now)
 }
 
 /// The restore a drop makes room for: its buffer, its predicted use, its size.
@@ -166,7 +182,7 @@ fn next_to_restore(inner: &mut Inner) -> Option<Target> {
     let (next, e) = entries
         .values()
         .filter(|e| e.copy.is_some() && e.buf.state() == state::PACKED)
-        .filter_map(|e| predicted_next(e.buf.last_seq.load(Ordering::Relaxed), e.buf.period.load(Ordering::Relaxed), now).map(|n| (n, e)))
+        .filter_map(|e| next_use(&e.buf, now).map(|n| (n, e)))
         .min_by_key(|&(n, _)| n)?;
     (used + e.reserved <= window(inner.budget.limit())).then_some(Target { addr: e.buf.start, next, reserved: e.reserved })
 }
@@ -219,7 +235,7 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
                 inner.entries.get(a).is_some_and(|e| {
                     let b = &e.buf;
                     let later = || {
-                        target.is_none_or(|t| predicted_next(b.last_seq.load(Ordering::Relaxed), b.period.load(Ordering::Relaxed), now).is_none_or(|n| n > t.next))
+                        target.is_none_or(|t| next_use(b, now).is_none_or(|n| n > t.next))
                     };
                     e.copy_whole() && b.is_clean() && !e.copy_goes_lossy(&inner.opts) && !inner.ahead_unused.iter().any(|&(u, _)| u == *a) && later()
                 })
@@ -326,10 +342,11 @@ mod tests {
 
     #[test]
     fn a_buffer_is_predicted_one_period_on_until_it_goes_cold() {
-        assert_eq!(predicted_next(100, 50, 120), Some(150));
-        assert_eq!(predicted_next(100, 50, 200), Some(150), "late, not yet cold");
-        assert_eq!(predicted_next(100, 50, 201), None, "idle past twice its period");
-        assert_eq!(predicted_next(100, 0, 101), None, "never reused");
+        assert_eq!(predicted_next(100, 50, 50, 120), Some(150));
+        assert_eq!(predicted_next(100, 50, 50, 200), Some(150), "late, not yet cold");
+        assert_eq!(predicted_next(100, 50, 50, 201), None, "idle past twice its period");
+        assert_eq!(predicted_next(100, 0, 0, 101), None, "never reused");
+        assert_eq!(predicted_next(100, 50, 10, 120), Some(110), "the short gap of its pattern");
     }
 
     #[test]

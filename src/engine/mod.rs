@@ -475,9 +475,18 @@ impl Engine {
             && OPAQUE_CALLS.load(Ordering::SeqCst) == 0
     }
 
-    /// The engine's lock, once no drop of `ahead` is under way.
+    /// The engine's lock, once no drop of `ahead` is under way. A program thread's wait for
+    /// it is counted (`program_lock_wait_host_ns`: the packing-ahead thread holds it through
+    /// each of its restores).
     fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.inner.try_lock().unwrap_or_else(|| {
+            let t0 = crate::clock::precise_ns();
+            let inner = self.inner.lock();
+            if !ahead::on_its_thread() {
+                crate::stats::add(&crate::stats::C.program_lock_wait_ns, crate::clock::precise_ns() - t0);
+            }
+            inner
+        });
         // (a child of fork has no such thread: a drop its parent had under way never ends)
         while inner.dropping && !crate::init::forked() {
             DROPPED[self.dev as usize].wait(&mut inner);
@@ -745,6 +754,7 @@ impl Engine {
                 size: e.buf.size,
                 last_seq: e.buf.last_seq.load(Ordering::Relaxed),
                 period: e.buf.period.load(Ordering::Relaxed),
+                gaps: e.buf.gaps(),
                 kept: e.copy_serves(&inner.opts),
             })
             .collect();
@@ -1113,7 +1123,7 @@ impl Engine {
         let va = buf.start;
         let access = inner.access.clone();
         let mapped = match inner.handoff.take() {
-            Some(h) => vmm::map(va, reserved, h, &access).map(|_| vec![h]).inspect_err(|_| {
+            Some(h) => vmm::map(va, reserved, h, &access).map(|_| vec![h]).inspect(|_| crate::stats::add(&crate::stats::C.restores_handed_memory, 1)).inspect_err(|_| {
                 let _ = vmm::release(h);
             }),
             None => loop {
