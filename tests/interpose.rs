@@ -440,7 +440,7 @@ fn the_debug_log_says_what_each_pack_and_restore_did() {
     let r = run_packing_with(&["lossy_weights"], &[("LTSHIM_MODE", "lossy"), ("LTSHIM_DEVICE_LIMIT", "64MiB"), ("LTSHIM_LOG", "debug")]);
     r.assert_ok();
     let err = r.stderr();
-    assert!(err.contains("): encoded (first), copy "), "{err}");
+    assert!(err.contains(" us: encoded (first), copy "), "{err}");
     assert!(err.contains("encoded (to_lossy), lossy allowed, copy ") && err.contains("int8g 4194304 -> "), "{err}");
     assert!(err.contains("restore 0x"), "{err}");
 }

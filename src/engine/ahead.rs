@@ -287,6 +287,7 @@ fn drop_one(engine: &Engine, target: Option<Target>) -> bool {
     engine.budget.give(Part::Resident, parts[..gone].iter().map(|&(_, len)| len).sum());
     let ok = match done {
         Ok(()) => {
+            tracing::debug!("drop {addr:#x} ({} B) ahead at use {}, {} us{}", buf.size, crate::residency::seq_now(), crate::clock::precise_ns().saturating_sub(t0) / 1000, if hand_over { ", memory handed over" } else { "" });
             now_packed(engine.budget, &buf, true, t0);
             crate::stats::add(&crate::stats::C.packs_ahead, 1);
             crate::stats::add(&crate::stats::C.packs_clean, 1);

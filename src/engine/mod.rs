@@ -1049,7 +1049,7 @@ impl Engine {
             inner.budget.give(Part::Resident, len);
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
-            log_pack(&inner.entries[&addr], hint, reused, clean, opts.lossy);
+            log_pack(&inner.entries[&addr], hint, reused, clean, opts.lossy, t0);
         }
         now_packed(inner.budget, &buf, reused, t0);
         Packed::Done
@@ -1184,7 +1184,13 @@ impl Engine {
         self.now_resident(inner, buf, t0);
         // back over the limit: kept copies (its own too) go until it holds again
         while inner.budget.held() > inner.budget.limit() && self.discard_kept_copy(inner, Kept::Any, inner.budget.held() - inner.budget.limit()) {}
-        tracing::debug!("restore {va:#x} ({} B){}", buf.size, if room == Room::Free { ", ahead" } else { "" });
+        tracing::debug!(
+            "restore {va:#x} ({} B) at use {}, {} us{}",
+            buf.size,
+            crate::residency::seq_now(),
+            crate::clock::precise_ns().saturating_sub(t0) / 1000,
+            if room == Room::Free { ", ahead" } else { "" }
+        );
         Ok(())
     }
 
@@ -1287,7 +1293,7 @@ impl Engine {
         }
         crate::stats::add(&crate::stats::C.restores_in_pieces, 1);
         self.now_resident(inner, buf, t0);
-        tracing::debug!("restore {va:#x} ({} B), in {} pieces", buf.size, parts.len());
+        tracing::debug!("restore {va:#x} ({} B) at use {}, {} us, in {} pieces", buf.size, crate::residency::seq_now(), crate::clock::precise_ns().saturating_sub(t0) / 1000, parts.len());
         Ok(())
     }
 
@@ -1560,7 +1566,7 @@ fn streams_to_wait_for(buf: &Buffer) -> (Vec<u64>, bool) {
 }
 
 /// The debug line of a pack that just took `entry`'s memory (`LTSHIM_LOG=debug`).
-fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool) {
+fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool, t0: u64) {
     let buf = &entry.buf;
     let how = match (reused, clean) {
         (true, true) => "its clean copy".to_string(),
@@ -1578,13 +1584,17 @@ fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool) {
         .map(|(id, (i, o))| format!("{} {i} -> {o}", crate::stats::codec_name(id)))
         .collect();
     tracing::debug!(
-        "pack {:#x} ({} B, hint {hint}): {how}, copy {} B [{}]; idle {} period {} uses",
+        "pack {:#x} ({} B, hint {hint}) at use {}, {} us{}: {how}, copy {} B [{}]; idle {} period {} next gap {} uses",
         buf.start,
         buf.size,
+        crate::residency::seq_now(),
+        crate::clock::precise_ns().saturating_sub(t0) / 1000,
+        if ahead::on_its_thread() { " on the ahead thread" } else { "" },
         entry.copy.as_ref().map_or(0, |c| c.packed_len()),
         codecs.join(", "),
         crate::residency::seq_now().saturating_sub(buf.last_seq.load(Ordering::Relaxed)),
-        buf.period.load(Ordering::Relaxed)
+        buf.period.load(Ordering::Relaxed),
+        buf.next_gap()
     );
 }
 
