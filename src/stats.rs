@@ -169,6 +169,20 @@ impl CodecWork {
 /// The codec's host time by `CodecWork`.
 static CODEC_WORK_NS: [AtomicU64; CodecWork::ALL.len()] = [const { AtomicU64::new(0) }; CodecWork::ALL.len()];
 
+/// The host time spent so far in VMM calls, codec work and stream waits (all threads): a
+/// debug line says how an operation's time split by taking this before it (`split_since`).
+pub fn host_split() -> [u64; 3] {
+    [get(&C.vmm_ns), get(&C.codec_ns), get(&C.wait_ns)]
+}
+
+/// "vmm A us, codec B us, wait C us" since `before` (another thread's work in between counts
+/// too: for debug lines only).
+pub fn split_since(before: [u64; 3]) -> String {
+    let now = host_split();
+    let us = |i: usize| now[i].saturating_sub(before[i]) / 1000;
+    format!("vmm {} us, codec {} us, wait {} us", us(0), us(1), us(2))
+}
+
 /// `timed` into the codec's time and into `work`'s share of it.
 pub fn timed_codec<T>(work: CodecWork, f: impl FnOnce() -> T) -> T {
     timed_into(&[&C.codec_ns, &CODEC_WORK_NS[work as usize]], f)

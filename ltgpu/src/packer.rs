@@ -162,6 +162,27 @@ pub struct Packer {
     descs: DevBuf,
     status: DevBuf,
     flag: DevBuf,
+    /// Host time of our synchronous work since `take_waits` (nanoseconds): waiting for our
+    /// stream, and the uploads and readbacks around it; for the engine's debug lines.
+    waits: Waits,
+    /// Timing events around a synchronous decode's kernel, recorded only when `time_kernels`
+    /// asked for them.
+    timing: [sys::CUevent; 2],
+    timing_on: bool,
+}
+
+/// Where the host time of the packer's synchronous calls went (`Packer::take_waits`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Waits {
+    /// In `cuStreamSynchronize` of our stream (the GPU work queued before, ours and what our
+    /// stream was made to wait for).
+    pub sync_ns: u64,
+    /// Copies of descriptors in and of sizes, offsets and statuses out.
+    pub transfer_ns: u64,
+    /// Synchronizations.
+    pub syncs: u64,
+    /// GPU time of the decode kernels of synchronous decodes (timed by events around them).
+    pub decode_kernel_ns: u64,
 }
 
 // SAFETY: the handles are the driver's, usable from any thread in the context; the engine
@@ -196,6 +217,9 @@ impl Packer {
             descs: gpu.alloc(descs_cap * std::mem::size_of::<DecodeDesc>())?,
             status: gpu.alloc(descs_cap * 4)?,
             flag: gpu.alloc(16)?,
+            waits: Waits::default(),
+            timing: [d("cuEventCreate", drv::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT))?, d("cuEventCreate", drv::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT))?],
+            timing_on: false,
             gpu,
             unchanged,
             pool,
@@ -213,16 +237,33 @@ impl Packer {
         [&self.out, &s.state, &s.choices, &s.total, &self.descs, &self.status, &self.flag, &self.ring_dev_descs].iter().map(|b| b.len as u64).sum()
     }
 
-    fn sync(&self) -> Result<(), GpuError> {
+    fn sync(&mut self) -> Result<(), GpuError> {
+        let t0 = std::time::Instant::now();
         // SAFETY: our own stream.
-        d("cuStreamSynchronize", unsafe { drv::stream::synchronize(self.gpu.stream) })
+        let r = d("cuStreamSynchronize", unsafe { drv::stream::synchronize(self.gpu.stream) });
+        self.waits.sync_ns += t0.elapsed().as_nanos() as u64;
+        self.waits.syncs += 1;
+        r
     }
 
-    fn read_u64s(&self, ptr: u64, n: usize) -> Result<Vec<u64>, GpuError> {
+    fn read_u64s(&mut self, ptr: u64, n: usize) -> Result<Vec<u64>, GpuError> {
+        let t0 = std::time::Instant::now();
         let mut v = vec![0u64; n];
         // SAFETY: the caller names n u64 of device memory; the stream was synchronized before.
-        d("cuMemcpyDtoH", unsafe { drv::memcpy_dtoh_sync(&mut v, ptr) })?;
-        Ok(v)
+        let r = d("cuMemcpyDtoH", unsafe { drv::memcpy_dtoh_sync(&mut v, ptr) });
+        self.waits.transfer_ns += t0.elapsed().as_nanos() as u64;
+        r.map(|_| v)
+    }
+
+    /// Times the kernels of synchronous decodes too (`Waits::decode_kernel_ns`): two event
+    /// records a decode, for debug lines.
+    pub fn time_kernels(&mut self, on: bool) {
+        self.timing_on = on;
+    }
+
+    /// The host time of synchronous work since the last call (`Waits`), and starts again.
+    pub fn take_waits(&mut self) -> Waits {
+        std::mem::take(&mut self.waits)
     }
 
     /// Packs `len` bytes at `input` (16-byte aligned). None when the copy would exceed
@@ -402,15 +443,29 @@ impl Packer {
             self.status = status;
         }
         let stream = self.gpu.stream;
+        let t0 = std::time::Instant::now();
         // SAFETY: descs fits the device buffer (grown above); the host vector outlives the
         // copy because the stream is synchronized below before it is dropped.
         d("cuMemcpyHtoDAsync", unsafe { drv::memcpy_htod_async(self.descs.ptr, &descs, stream) })?;
         let (mut dptr, mut sptr) = (self.descs.ptr, self.status.ptr);
+        // SAFETY: our events and stream (the timing is for debug lines: a failure is ignored).
+        let timed = self.timing_on && unsafe { drv::event::record(self.timing[0], stream) }.is_ok();
         self.gpu.launch(self.gpu.decode, count as u32, 0, &mut [&mut dptr as *mut _ as *mut c_void, &mut sptr as *mut _ as *mut c_void])?;
+        // SAFETY: as above.
+        let timed = timed && unsafe { drv::event::record(self.timing[1], stream) }.is_ok();
+        self.waits.transfer_ns += t0.elapsed().as_nanos() as u64;
         self.sync()?;
+        if timed {
+            // SAFETY: both events recorded on our stream, which was just synchronized.
+            if let Ok(ms) = unsafe { drv::event::elapsed(self.timing[0], self.timing[1]) } {
+                self.waits.decode_kernel_ns += (ms as f64 * 1e6) as u64;
+            }
+        }
+        let t1 = std::time::Instant::now();
         let mut st = vec![0u32; count];
         // SAFETY: count statuses were written by the kernel just synchronized.
         d("cuMemcpyDtoH", unsafe { drv::memcpy_dtoh_sync(&mut st, self.status.ptr) })?;
+        self.waits.transfer_ns += t1.elapsed().as_nanos() as u64;
         match st.iter().position(|&s| s != 0) {
             Some(i) => Err(GpuError::Block { block: i, status: st[i] }),
             None => Ok(()),

@@ -9,14 +9,19 @@ import sys
 
 RESTORE = re.compile(r"restore (0x[0-9a-f]+) \((\d+) B\) at use (\d+), (\d+) us(.*)")
 PACK = re.compile(r"pack (0x[0-9a-f]+) \((\d+) B, hint \d+\) at use (\d+), (\d+) us( on the ahead thread)?: ([^,\[]+)")
+SPLIT = re.compile(r"\(vmm (\d+) us, codec (\d+) us, wait (\d+) us\)")
+GPU = re.compile(r"gpu sync (\d+) us in (\d+), transfers (\d+) us, decode kernels (\d+) us")
 DROP = re.compile(r"drop (0x[0-9a-f]+) \((\d+) B\) ahead at use (\d+), (\d+) us(.*)")
 
 
 def main(path):
     ops = collections.defaultdict(list)  # kind -> [us]
+    split = collections.defaultdict(list)  # kind -> [(vmm, codec, wait) us]
+    gpu = collections.defaultdict(list)  # kind -> [(sync us, syncs, transfer us)]
     per_buffer = collections.Counter()
     sizes = {}
     for line in open(path, errors="replace"):
+        kind = None
         if m := RESTORE.search(line):
             addr, size, _, us, rest = m.groups()
             kind = "restore ahead" if "ahead" in rest else ("restore in pieces" if "pieces" in rest else "restore by the program")
@@ -27,14 +32,24 @@ def main(path):
             _, _, _, us, ahead, how = m.groups()
             how = how.strip()
             who = "pack ahead: " if ahead else "pack by the program: "
-            ops[who + ("encode" if how.startswith("encoded") else how)].append(int(us))
+            kind = who + ("encode" if how.startswith("encoded") else how)
+            ops[kind].append(int(us))
         elif m := DROP.search(line):
             _, _, _, us, rest = m.groups()
             ops["drop ahead" + (" (memory handed over)" if "handed" in rest else "")].append(int(us))
-    print(f"{'operation':48} {'count':>7} {'median us':>10} {'total ms':>10}")
+        if kind and (sm := SPLIT.search(line)):
+            split[kind].append(tuple(int(x) for x in sm.groups()))
+        if kind and (gm := GPU.search(line)):
+            gpu[kind].append(tuple(int(x) for x in gm.groups()))
+    print(f"{'operation':48} {'count':>7} {'median us':>10} {'total ms':>10}   total ms in vmm / codec / wait")
     for kind in sorted(ops):
         v = ops[kind]
-        print(f"{kind:48} {len(v):7d} {statistics.median(v):10.0f} {sum(v) / 1000:10.1f}")
+        parts = " / ".join(f"{sum(x[i] for x in split[kind]) / 1000:.1f}" for i in range(3)) if split[kind] else ""
+        print(f"{kind:48} {len(v):7d} {statistics.median(v):10.0f} {sum(v) / 1000:10.1f}   {parts}")
+    print(f"{'operation':48} {'gpu sync ms':>12} {'syncs':>7} {'transfers ms':>13} {'decode kernels ms':>18}")
+    for kind in sorted(gpu):
+        g = gpu[kind]
+        print(f"{kind:48} {sum(x[0] for x in g) / 1000:12.1f} {sum(x[1] for x in g):7d} {sum(x[2] for x in g) / 1000:13.1f} {sum(x[3] for x in g) / 1000:18.1f}")
     print("restored most often (address, bytes, restores):")
     for addr, n in per_buffer.most_common(8):
         print(f"  {addr} {sizes[addr]:>12d} {n:6d}")

@@ -834,7 +834,8 @@ impl Engine {
     /// finishes whatever the rest packs to (nothing is put back on a guess), and a copy that
     /// then ends larger than the margin allows is counted (`packs_past_margin`).
     fn pack(&self, inner: &mut Inner, addr: u64, pass: Pass) -> Packed {
-        let t0 = crate::clock::precise_ns();
+        let (t0, split0) = (crate::clock::precise_ns(), crate::stats::host_split());
+        debug_waits(inner);
         if self.drained.load(Ordering::Acquire) {
             return Packed::Skipped;
         }
@@ -1049,7 +1050,8 @@ impl Engine {
             inner.budget.give(Part::Resident, len);
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
-            log_pack(&inner.entries[&addr], hint, reused, clean, opts.lossy, t0);
+            let waits = debug_waits(inner);
+            log_pack(&inner.entries[&addr], hint, reused, clean, opts.lossy, (t0, split0), &waits);
         }
         now_packed(inner.budget, &buf, reused, t0);
         Packed::Done
@@ -1072,7 +1074,8 @@ impl Engine {
             state::PACKED => {}
             _ => return Err(CUDA_ERROR_DATA_CORRUPT), // a buffer lost to corruption stays failed
         }
-        let t0 = crate::clock::precise_ns();
+        let (t0, split0) = (crate::clock::precise_ns(), crate::stats::host_split());
+        debug_waits(inner);
         let Some((reserved, piece)) = inner.entries.get(&buf.start).map(|e| (e.reserved, e.piece)) else { return Err(CUDA_ERROR_INVALID_VALUE) };
         let parts = vmm::pieces(reserved, piece);
         buf.state.store(state::RESTORING, Ordering::SeqCst);
@@ -1109,7 +1112,7 @@ impl Engine {
                 c.original_len() >= buf.size && c.chunk_lens().iter().copied().eq(parts.iter().map(|&(_, len)| len))
             });
             if parts.len() > 1 && aligned && inner.handoff.is_none() {
-                return self.restore_in_pieces(inner, buf, &parts, evict, t0);
+                return self.restore_in_pieces(inner, buf, &parts, evict, (t0, split0));
             }
         }
         if !found {
@@ -1185,11 +1188,13 @@ impl Engine {
         // back over the limit: kept copies (its own too) go until it holds again
         while inner.budget.held() > inner.budget.limit() && self.discard_kept_copy(inner, Kept::Any, inner.budget.held() - inner.budget.limit()) {}
         tracing::debug!(
-            "restore {va:#x} ({} B) at use {}, {} us{}",
+            "restore {va:#x} ({} B) at use {}, {} us{} ({}{})",
             buf.size,
             crate::residency::seq_now(),
             crate::clock::precise_ns().saturating_sub(t0) / 1000,
-            if room == Room::Free { ", ahead" } else { "" }
+            if room == Room::Free { ", ahead" } else { "" },
+            crate::stats::split_since(split0),
+            debug_waits(inner)
         );
         Ok(())
     }
@@ -1215,7 +1220,7 @@ impl Engine {
     /// gone afterwards: its next pack encodes it again. A piece that cannot be mapped halfway
     /// leaves the buffer packed as it was: the pieces already back are encoded again (lossless:
     /// they hold what the copy decoded to) and join what is left of the copy.
-    fn restore_in_pieces(&self, inner: &mut Inner, buf: &Arc<Buffer>, parts: &[(u64, u64)], evict: bool, t0: u64) -> Result<(), c_int> {
+    fn restore_in_pieces(&self, inner: &mut Inner, buf: &Arc<Buffer>, parts: &[(u64, u64)], evict: bool, (t0, split0): (u64, [u64; 3])) -> Result<(), c_int> {
         let va = buf.start;
         let _scope = WorkScope::enter(inner.ctx);
         let access = inner.access.clone();
@@ -1293,7 +1298,15 @@ impl Engine {
         }
         crate::stats::add(&crate::stats::C.restores_in_pieces, 1);
         self.now_resident(inner, buf, t0);
-        tracing::debug!("restore {va:#x} ({} B) at use {}, {} us, in {} pieces", buf.size, crate::residency::seq_now(), crate::clock::precise_ns().saturating_sub(t0) / 1000, parts.len());
+        tracing::debug!(
+            "restore {va:#x} ({} B) at use {}, {} us, in {} pieces ({}{})",
+            buf.size,
+            crate::residency::seq_now(),
+            crate::clock::precise_ns().saturating_sub(t0) / 1000,
+            parts.len(),
+            crate::stats::split_since(split0),
+            debug_waits(inner)
+        );
         Ok(())
     }
 
@@ -1566,7 +1579,7 @@ fn streams_to_wait_for(buf: &Buffer) -> (Vec<u64>, bool) {
 }
 
 /// The debug line of a pack that just took `entry`'s memory (`LTSHIM_LOG=debug`).
-fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool, t0: u64) {
+fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool, (t0, split0): (u64, [u64; 3]), waits: &str) {
     let buf = &entry.buf;
     let how = match (reused, clean) {
         (true, true) => "its clean copy".to_string(),
@@ -1584,7 +1597,7 @@ fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool, t0:
         .map(|(id, (i, o))| format!("{} {i} -> {o}", crate::stats::codec_name(id)))
         .collect();
     tracing::debug!(
-        "pack {:#x} ({} B, hint {hint}) at use {}, {} us{}: {how}, copy {} B [{}]; idle {} period {} next gap {} uses",
+        "pack {:#x} ({} B, hint {hint}) at use {}, {} us{}: {how}, copy {} B [{}]; idle {} period {} next gap {} uses ({}{waits})",
         buf.start,
         buf.size,
         crate::residency::seq_now(),
@@ -1594,8 +1607,18 @@ fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool, t0:
         codecs.join(", "),
         crate::residency::seq_now().saturating_sub(buf.last_seq.load(Ordering::Relaxed)),
         buf.period.load(Ordering::Relaxed),
-        buf.next_gap()
+        buf.next_gap(),
+        crate::stats::split_since(split0)
     );
+}
+
+/// With debug lines on, the GPU packer's synchronous waits since the last call
+/// (`Backend::take_waits`); "" otherwise.
+fn debug_waits(inner: &mut Inner) -> String {
+    match inner.backend.as_mut() {
+        Some(b) if tracing::enabled!(tracing::Level::DEBUG) => b.take_waits(),
+        _ => String::new(),
+    }
 }
 
 /// Unmaps and releases the mapped pieces of the buffer at `va` whose handles are `handles`
@@ -1732,8 +1755,10 @@ fn start_kernels(dev: c_int) {
         };
         let mut k = slot.lock();
         *k = match made {
-            Ok(p) => {
+            Ok(mut p) => {
                 tracing::info!("packing kernels ready on device {dev}");
+                // (the debug lines say how long the decode kernels ran)
+                p.time_kernels(tracing::enabled!(tracing::Level::DEBUG));
                 Kernels::Ready(Backend::Gpu(Box::new(p)))
             }
             Err(e) => {

@@ -181,6 +181,18 @@ impl Backend {
         }
     }
 
+    /// The host time the GPU packer spent in synchronous waits and transfers since the last
+    /// call, for debug lines ("" on the CPU), and starts again.
+    pub fn take_waits(&mut self) -> String {
+        match self {
+            Backend::Cpu => String::new(),
+            Backend::Gpu(p) => {
+                let w = p.take_waits();
+                format!("; gpu sync {} us in {}, transfers {} us, decode kernels {} us", w.sync_ns / 1000, w.syncs, w.transfer_ns / 1000, w.decode_kernel_ns / 1000)
+            }
+        }
+    }
+
     /// The chunk size copies are made in: a piece of a buffer's memory whose bytes are in the
     /// copy may go back to the driver while the rest is packed (engine, `vmm::pieces`).
     pub fn chunk_bytes(on_cuda_double: bool) -> u64 {
