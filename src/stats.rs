@@ -171,16 +171,17 @@ static CODEC_WORK_NS: [AtomicU64; CodecWork::ALL.len()] = [const { AtomicU64::ne
 
 /// The host time spent so far in VMM calls, codec work and stream waits (all threads): a
 /// debug line says how an operation's time split by taking this before it (`split_since`).
-pub fn host_split() -> [u64; 3] {
-    [get(&C.vmm_ns), get(&C.codec_ns), get(&C.wait_ns)]
+pub fn host_split() -> [u64; 7] {
+    let w = |i: usize| get(&CODEC_WORK_NS[i]);
+    [get(&C.vmm_ns), get(&C.codec_ns), get(&C.wait_ns), w(0), w(1), w(2), w(3)]
 }
 
-/// "vmm A us, codec B us, wait C us" since `before` (another thread's work in between counts
-/// too: for debug lines only).
-pub fn split_since(before: [u64; 3]) -> String {
+/// "vmm A us, codec B us (encode, check, decode, discard), wait C us" since `before` (another
+/// thread's work in between counts too: for debug lines only).
+pub fn split_since(before: [u64; 7]) -> String {
     let now = host_split();
     let us = |i: usize| now[i].saturating_sub(before[i]) / 1000;
-    format!("vmm {} us, codec {} us, wait {} us", us(0), us(1), us(2))
+    format!("vmm {} us, codec {} us ({} {} {} {}), wait {} us", us(0), us(1), us(3), us(4), us(5), us(6), us(2))
 }
 
 /// `timed` into the codec's time and into `work`'s share of it.

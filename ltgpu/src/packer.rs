@@ -183,6 +183,8 @@ pub struct Waits {
     pub syncs: u64,
     /// GPU time of the decode kernels of synchronous decodes (timed by events around them).
     pub decode_kernel_ns: u64,
+    /// In the pool's allocations and frees of copy chunks.
+    pub pool_ns: u64,
 }
 
 // SAFETY: the handles are the driver's, usable from any thread in the context; the engine
@@ -321,7 +323,10 @@ impl Packer {
         let choices = self.read_u64s(self.scratch.choices.ptr, count * 2)?;
         let stream = self.gpu.stream;
         // SAFETY: our pool and stream; the memory is used on this stream only.
-        let ptr = d("cuMemAllocFromPoolAsync", unsafe { drv::mem_pool::alloc_async(self.pool, packed_len.max(16), stream) })?;
+        let t0 = std::time::Instant::now();
+        let ptr = d("cuMemAllocFromPoolAsync", unsafe { drv::mem_pool::alloc_async(self.pool, packed_len.max(16), stream) });
+        self.waits.pool_ns += t0.elapsed().as_nanos() as u64;
+        let ptr = ptr?;
         // SAFETY: both ranges hold packed_len bytes; stream-ordered after the encode.
         d("cuMemcpyDtoDAsync", unsafe { drv::memcpy_dtod_async(ptr, self.out.ptr, packed_len, stream) })?;
         let mut chunk = PackedChunk { ptr, len: packed_len, original: n, offsets, by_codec: [(0, 0); 8] };
@@ -493,9 +498,11 @@ impl Packer {
         Ok(self.read_u64s(self.flag.ptr, 1)?[0] as u32 == 0)
     }
 
-    fn free_chunk(&self, c: &PackedChunk) {
+    fn free_chunk(&mut self, c: &PackedChunk) {
+        let t0 = std::time::Instant::now();
         // SAFETY: pool memory of ours, freed once, in stream order after its last use.
         let _ = unsafe { drv::free_async(c.ptr, self.gpu.stream) };
+        self.waits.pool_ns += t0.elapsed().as_nanos() as u64;
     }
 
     /// Gives the memory of `copy`'s last chunks back until `need` bytes are (or every chunk

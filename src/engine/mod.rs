@@ -1220,7 +1220,7 @@ impl Engine {
     /// gone afterwards: its next pack encodes it again. A piece that cannot be mapped halfway
     /// leaves the buffer packed as it was: the pieces already back are encoded again (lossless:
     /// they hold what the copy decoded to) and join what is left of the copy.
-    fn restore_in_pieces(&self, inner: &mut Inner, buf: &Arc<Buffer>, parts: &[(u64, u64)], evict: bool, (t0, split0): (u64, [u64; 3])) -> Result<(), c_int> {
+    fn restore_in_pieces(&self, inner: &mut Inner, buf: &Arc<Buffer>, parts: &[(u64, u64)], evict: bool, (t0, split0): (u64, [u64; 7])) -> Result<(), c_int> {
         let va = buf.start;
         let _scope = WorkScope::enter(inner.ctx);
         let access = inner.access.clone();
@@ -1579,7 +1579,7 @@ fn streams_to_wait_for(buf: &Buffer) -> (Vec<u64>, bool) {
 }
 
 /// The debug line of a pack that just took `entry`'s memory (`LTSHIM_LOG=debug`).
-fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool, (t0, split0): (u64, [u64; 3]), waits: &str) {
+fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool, (t0, split0): (u64, [u64; 7]), waits: &str) {
     let buf = &entry.buf;
     let how = match (reused, clean) {
         (true, true) => "its clean copy".to_string(),

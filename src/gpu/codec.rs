@@ -188,7 +188,7 @@ impl Backend {
             Backend::Cpu => String::new(),
             Backend::Gpu(p) => {
                 let w = p.take_waits();
-                format!("; gpu sync {} us in {}, transfers {} us, decode kernels {} us", w.sync_ns / 1000, w.syncs, w.transfer_ns / 1000, w.decode_kernel_ns / 1000)
+                format!("; gpu sync {} us in {}, transfers {} us, decode kernels {} us, pool {} us", w.sync_ns / 1000, w.syncs, w.transfer_ns / 1000, w.decode_kernel_ns / 1000, w.pool_ns / 1000)
             }
         }
     }
