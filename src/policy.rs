@@ -17,11 +17,12 @@
 //! One period cannot predict a buffer used at several points of a step: a tied embedding
 //! (read at a step's start and by the LM head at its end: gaps long, short, long, ...), or a
 //! weight in training (forward, then backward: gaps that differ by layer and alternate). Its
-//! period is the long gap, so after the use that ends the long gap the policy predicted the
-//! next use a whole step away, packed the buffer, and the next call restored it (the 3B
-//! decode on the H200 restored the 788 MB embedding twice a step, each time after a full
-//! encode: P41). So each buffer also keeps its last few gaps (`Gaps`): when they repeat with
-//! a cycle of one, two or three gaps, the next gap is the one a cycle back (`next_gap`).
+//! period is the long gap, so after the use that ends the long gap the policy predicts the
+//! next use a whole step away, and such a buffer is a victim just before it is needed (for
+//! one with no copy, an encode and a restore). So each buffer also keeps its last few gaps
+//! (`Gaps`): when they repeat with a cycle of one, two or three gaps, the next gap is the one
+//! a cycle back (`next_gap`). (The harness's 3B model has its embedding and LM head apart:
+//! its two 788 MB buffers move each step for lack of room, not by misprediction, P44-P48.)
 #![forbid(unsafe_code)]
 
 /// A buffer's last `Gaps::LEN` gaps between uses, newest first (0: not seen), in sequence
@@ -254,9 +255,9 @@ mod tests {
 
     #[test]
     fn a_buffer_used_at_several_points_of_a_step_has_its_next_use_predicted() {
-        // the 3B decode's tied embedding (0): read at a step's start and by the LM head at its
+        // a decode step's tied embedding (0): read at a step's start and by the LM head at its
         // end, a few sampling calls after; with the period alone its use after the short gap
-        // is predicted a step away, and it was packed and restored again for it (P41)
+        // is predicted a step away
         let mut decode: Vec<u64> = vec![0];
         decode.extend(1..=40);
         decode.extend([0, 101, 102, 103, 104, 105, 106]);
