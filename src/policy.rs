@@ -81,6 +81,18 @@ pub fn next_gap(period: u64, gaps: Gaps) -> u64 {
     period
 }
 
+/// The use a buffer last used at `last` is predicted to be needed at, at `now`: `last` plus
+/// its next gap; once a gap shorter than its period has passed with no use (the end of a run of
+/// short gaps: a buffer named by several calls in a row, then not for a step), plus its period.
+pub fn next_use(last: u64, period: u64, gaps: Gaps, now: u64) -> u64 {
+    let gap = next_gap(period, gaps);
+    if gap < period && last.saturating_add(gap) < now {
+        last.saturating_add(period)
+    } else {
+        last.saturating_add(gap)
+    }
+}
+
 /// What the policy knows of an eligible buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
@@ -131,7 +143,7 @@ fn rank(c: &Candidate, now: u64) -> (u8, i128, i128, i128) {
     } else {
         // periodic: furthest predicted next use first (the time to it shrunk for a buffer
         // that would be encoded; among those already late, the latest prediction first)
-        let next = c.last_seq as i128 + next_gap(c.period, c.gaps) as i128;
+        let next = next_use(c.last_seq, c.period, c.gaps, now) as i128;
         let ahead = (next - now as i128).max(0);
         let ahead = if c.kept { ahead } else { ahead / ENCODE_COST };
         (1, -ahead, -next, -(c.size as i128))
@@ -150,56 +162,36 @@ pub fn victims(mut cands: Vec<Candidate>, now: u64) -> Vec<Candidate> {
 mod tests {
     use super::*;
 
-    /// How `simulate` evicts.
-    #[derive(Clone, Copy, PartialEq)]
-    enum How {
-        Lru,
-        /// `victims` with the period alone (the policy before `Gaps`).
-        PeriodOnly,
-        Ours,
-        /// Belady's optimum: the buffer whose next use is furthest (it knows the future).
-        Belady,
-    }
-
     /// A cache of `capacity` buffers under an access sequence (one use a sequence number),
-    /// with eviction as `how` says: the number of misses.
-    fn simulate(order: &[u64], capacity: usize, how: How) -> usize {
-        simulate_costs(order, capacity, how, &[]).0
-    }
-
-    /// `simulate` where the buffers of `no_copy` never keep a copy (each of their evictions is
-    /// an encode, as for a buffer restored in pieces): (misses, such evictions).
-    fn simulate_costs(order: &[u64], capacity: usize, how: How, no_copy: &[u64]) -> (usize, usize) {
+    /// with eviction by `victims` (or by LRU): the number of misses.
+    fn simulate(order: &[u64], capacity: usize, lru: bool) -> usize {
         use std::collections::HashMap;
         let mut state: HashMap<u64, Candidate> = HashMap::new();
         let mut resident: Vec<u64> = Vec::new();
-        let (mut misses, mut encodes) = (0, 0);
+        let mut misses = 0;
         for (i, &id) in order.iter().enumerate() {
             let seq = i as u64 + 1;
             if !resident.contains(&id) {
                 misses += 1;
                 if resident.len() == capacity {
                     let cands: Vec<Candidate> = resident.iter().map(|r| state[r]).collect();
-                    let out = match how {
-                        How::Lru => cands.iter().min_by_key(|c| c.last_seq).unwrap().id,
-                        How::Belady => *resident.iter().max_by_key(|&&r| order[i..].iter().position(|&x| x == r).unwrap_or(usize::MAX)).unwrap(),
-                        How::PeriodOnly | How::Ours => victims(cands, seq).first().expect("a victim").id,
+                    let out = if lru {
+                        cands.iter().min_by_key(|c| c.last_seq).unwrap().id
+                    } else {
+                        victims(cands, seq).first().expect("a victim").id
                     };
                     resident.retain(|&r| r != out);
-                    encodes += no_copy.contains(&out) as usize;
                 }
                 resident.push(id);
             }
-            let c = state.entry(id).or_insert(Candidate { id, size: 1, last_seq: 0, period: 0, gaps: Gaps::default(), kept: !no_copy.contains(&id) });
+            let c = state.entry(id).or_insert(Candidate { id, size: 1, last_seq: 0, period: 0, gaps: Gaps::default(), kept: true });
             if c.last_seq != 0 {
                 c.period = next_period(c.period, seq - c.last_seq);
-                if how == How::Ours {
-                    c.gaps = c.gaps.after(seq - c.last_seq);
-                }
+                c.gaps = c.gaps.after(seq - c.last_seq);
             }
             c.last_seq = seq;
         }
-        (misses, encodes)
+        misses
     }
 
     #[test]
@@ -208,8 +200,8 @@ mod tests {
         let steps = 50;
         let order: Vec<u64> = (0..steps).flat_map(|_| 1..=n).collect();
         let capacity = 14;
-        let ours = simulate(&order, capacity, How::Ours);
-        let lru = simulate(&order, capacity, How::Lru);
+        let ours = simulate(&order, capacity, false);
+        let lru = simulate(&order, capacity, true);
         assert_eq!(lru, order.len(), "LRU misses every access of a loop larger than the cache");
         // after the first pass, Belady's n - capacity misses a step, plus at most one a step for
         // each of the last RECENT uses, which may not be evicted (the ideal victim is among them)
@@ -223,9 +215,9 @@ mod tests {
         // buffers in a loop
         let n = 12u64;
         let order: Vec<u64> = (0..40).flat_map(|_| (1..=n).flat_map(|b| [b, b, b])).collect();
-        let ours = simulate(&order, 8, How::Ours);
+        let ours = simulate(&order, 8, false);
         let per_step = (ours - n as usize) as f64 / 39.0;
-        let lru = simulate(&order, 8, How::Lru);
+        let lru = simulate(&order, 8, true);
         assert!(per_step <= (n - 8 + RECENT) as f64, "ours: {per_step} misses a step (LRU: {lru} in all)");
     }
 
@@ -290,6 +282,12 @@ mod tests {
         // a burst is not a gap of the pattern, and a saturated gap predicts nothing
         assert_eq!(g(&[1000, BURST, 20]), g(&[1000, 20]));
         assert_eq!(next_gap(5000, g(&[u32::MAX as u64; 4])), 5000);
+        // a run of short gaps predicts the next short one until it has passed, then the period
+        let run = g(&[6, 6, 6, 6]);
+        assert_eq!(next_gap(306, run), 6);
+        assert_eq!(next_use(1000, 306, run, 1003), 1006);
+        assert_eq!(next_use(1000, 306, run, 1010), 1306, "the run is over");
+        assert_eq!(next_use(1000, 306, g(&[20, 1000, 22, 1000]), 1500), 2000, "the long gap is not overdue");
         // what the registry stores comes back as it was
         let h = g(&[7, 1 << 40, 9, 11]);
         assert_eq!(Gaps::from_words(h.to_words()), h);

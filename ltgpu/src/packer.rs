@@ -162,22 +162,21 @@ pub struct Packer {
     descs: DevBuf,
     status: DevBuf,
     flag: DevBuf,
-    /// Host time of our synchronous work since `take_waits` (nanoseconds): waiting for our
-    /// stream, and the uploads and readbacks around it; for the engine's debug lines.
+    /// Host time of our synchronous work so far (nanoseconds): waiting for our stream, and the
+    /// uploads, launches and readbacks around it; for the engine's debug lines.
     waits: Waits,
-    /// Timing events around a synchronous decode's kernel, recorded only when `time_kernels`
-    /// asked for them.
-    timing: [sys::CUevent; 2],
-    timing_on: bool,
+    /// Timing events around a synchronous decode's kernel, made when `time_kernels` asks.
+    timing: Option<[sys::CUevent; 2]>,
 }
 
-/// Where the host time of the packer's synchronous calls went (`Packer::take_waits`).
+/// Where the host time of the packer's synchronous calls went, so far (`Packer::waits`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Waits {
     /// In `cuStreamSynchronize` of our stream (the GPU work queued before, ours and what our
     /// stream was made to wait for).
     pub sync_ns: u64,
-    /// Copies of descriptors in and of sizes, offsets and statuses out.
+    /// Copies of descriptors in and of sizes, offsets and statuses out (and a synchronous
+    /// decode's launch).
     pub transfer_ns: u64,
     /// Synchronizations.
     pub syncs: u64,
@@ -220,8 +219,7 @@ impl Packer {
             status: gpu.alloc(descs_cap * 4)?,
             flag: gpu.alloc(16)?,
             waits: Waits::default(),
-            timing: [d("cuEventCreate", drv::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT))?, d("cuEventCreate", drv::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT))?],
-            timing_on: false,
+            timing: None,
             gpu,
             unchanged,
             pool,
@@ -258,14 +256,24 @@ impl Packer {
     }
 
     /// Times the kernels of synchronous decodes too (`Waits::decode_kernel_ns`): two event
-    /// records a decode, for debug lines.
+    /// records a decode, for debug lines. Events that cannot be made leave them untimed.
     pub fn time_kernels(&mut self, on: bool) {
-        self.timing_on = on;
+        match (on, self.timing) {
+            (true, None) => self.timing = self.gpu.events().ok().map(|e| [e.0, e.1]),
+            (false, Some(t)) => {
+                self.timing = None;
+                // SAFETY: our events; the stream is synchronized after every timed decode.
+                t.iter().for_each(|&e| unsafe {
+                    let _ = drv::event::destroy(e);
+                });
+            }
+            _ => {}
+        }
     }
 
-    /// The host time of synchronous work since the last call (`Waits`), and starts again.
-    pub fn take_waits(&mut self) -> Waits {
-        std::mem::take(&mut self.waits)
+    /// The host time of synchronous work so far (`Waits`).
+    pub fn waits(&self) -> Waits {
+        self.waits
     }
 
     /// Packs `len` bytes at `input` (16-byte aligned). None when the copy would exceed
@@ -454,15 +462,16 @@ impl Packer {
         d("cuMemcpyHtoDAsync", unsafe { drv::memcpy_htod_async(self.descs.ptr, &descs, stream) })?;
         let (mut dptr, mut sptr) = (self.descs.ptr, self.status.ptr);
         // SAFETY: our events and stream (the timing is for debug lines: a failure is ignored).
-        let timed = self.timing_on && unsafe { drv::event::record(self.timing[0], stream) }.is_ok();
+        let timed = self.timing.is_some_and(|t| unsafe { drv::event::record(t[0], stream) }.is_ok());
         self.gpu.launch(self.gpu.decode, count as u32, 0, &mut [&mut dptr as *mut _ as *mut c_void, &mut sptr as *mut _ as *mut c_void])?;
         // SAFETY: as above.
-        let timed = timed && unsafe { drv::event::record(self.timing[1], stream) }.is_ok();
+        let timing = self.timing.filter(|_| timed);
+        let timed = timing.is_some_and(|t| unsafe { drv::event::record(t[1], stream) }.is_ok());
         self.waits.transfer_ns += t0.elapsed().as_nanos() as u64;
         self.sync()?;
-        if timed {
+        if let Some(t) = timing.filter(|_| timed) {
             // SAFETY: both events recorded on our stream, which was just synchronized.
-            if let Ok(ms) = unsafe { drv::event::elapsed(self.timing[0], self.timing[1]) } {
+            if let Ok(ms) = unsafe { drv::event::elapsed(t[0], t[1]) } {
                 self.waits.decode_kernel_ns += (ms as f64 * 1e6) as u64;
             }
         }
@@ -561,6 +570,7 @@ fn unsafe_zeroed_props() -> sys::CUmemPoolProps {
 impl Drop for Packer {
     fn drop(&mut self) {
         let _ = self.sync();
+        self.time_kernels(false);
         for e in self.spare_events.drain(..).chain(self.in_flight.drain(..).map(|f| f.event)) {
             // SAFETY: our events, nothing in flight after the sync.
             let _ = unsafe { drv::event::destroy(e) };

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Summarises a packing run's debug log (LTSHIM_LOG=debug): restores and packs by who made them
 (the program's threads or the packing-ahead thread), their host time, restores in pieces,
-memory handed over, and the buffers restored most often. Usage: trace_summary.py LOG"""
+memory handed over, and the buffers restored most often. A restore's time includes the packs
+it made for room (listed as packs too): the rows overlap and do not add up. Usage:
+trace_summary.py LOG"""
 import collections
 import re
 import statistics
@@ -17,7 +19,7 @@ DROP = re.compile(r"drop (0x[0-9a-f]+) \((\d+) B\) ahead at use (\d+), (\d+) us(
 def main(path):
     ops = collections.defaultdict(list)  # kind -> [us]
     split = collections.defaultdict(list)  # kind -> [(vmm, codec, wait) us]
-    gpu = collections.defaultdict(list)  # kind -> [(sync us, syncs, transfer us)]
+    gpu = collections.defaultdict(list)  # kind -> [(sync us, syncs, transfer us, decode kernel us, pool us)]
     per_buffer = collections.Counter()
     sizes = {}
     for line in open(path, errors="replace"):

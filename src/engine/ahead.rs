@@ -50,10 +50,10 @@ pub fn headroom(limit: u64) -> u64 {
 
 /// The part of the headroom a restore ahead leaves free for the program (1 / this). With half
 /// of it (the first choice), a 3B model's 48 MiB MLP weights fitted ahead only one at a time
-/// under a 70% limit (85 MB of a 170 MB headroom), and the program restored a quarter of the
-/// weights itself, ~130 us each; with an eighth the thread restored 85-86% of them against
-/// 74-77%, and the decode ran 1.12x faster, bit-exact, its held peak the same (docs/PERF.md,
-/// P50). The program's own allocations that then find too little room drop a clean buffer
+/// under a 70% limit (85 MB of a 170 MB headroom), and the program made a quarter of the
+/// restores itself, ~130 us each; with an eighth the thread made 85-86% of the ~7150 restores
+/// against 74-77%, and the decode ran 1.12x faster, bit-exact, its held peak the same
+/// (docs/PERF.md, P52). The program's own allocations that then find too little room drop a clean buffer
 /// (no codec work), cheaper than a restore.
 const PROGRAM_SHARE: u64 = 8;
 
@@ -133,15 +133,15 @@ pub fn on_its_thread() -> bool {
 }
 
 /// The use (sequence number) the policy predicts next for a buffer last used at `last` with
-/// reuse period `period`, `gap` before its next use (`Buffer::next_gap`); None when it is cold
+/// reuse period `period` and last gaps `gaps` (`policy::next_use`); None when it is cold
 /// (never reused, or idle past twice its period).
-fn predicted_next(last: u64, period: u64, gap: u64, now: u64) -> Option<u64> {
-    (period != 0 && now.saturating_sub(last) <= 2 * period).then_some(last + gap)
+fn predicted_next(last: u64, period: u64, gaps: crate::policy::Gaps, now: u64) -> Option<u64> {
+    (period != 0 && now.saturating_sub(last) <= 2 * period).then(|| crate::policy::next_use(last, period, gaps, now))
 }
 
 /// `predicted_next` of `b` now.
 fn next_use(b: &Buffer, now: u64) -> Option<u64> {
-    predicted_next(b.last_seq.load(Ordering::Relaxed), b.period.load(Ordering::Relaxed), b.next_gap(), now)
+    predicted_next(b.last_seq.load(Ordering::Relaxed), b.period.load(Ordering::Relaxed), b.gaps(), now)
 }
 
 /// The restore a drop makes room for: its buffer, its predicted use, its size.
@@ -353,11 +353,14 @@ mod tests {
 
     #[test]
     fn a_buffer_is_predicted_one_period_on_until_it_goes_cold() {
-        assert_eq!(predicted_next(100, 50, 50, 120), Some(150));
-        assert_eq!(predicted_next(100, 50, 50, 200), Some(150), "late, not yet cold");
-        assert_eq!(predicted_next(100, 50, 50, 201), None, "idle past twice its period");
-        assert_eq!(predicted_next(100, 0, 0, 101), None, "never reused");
-        assert_eq!(predicted_next(100, 50, 10, 120), Some(110), "the short gap of its pattern");
+        let none = crate::policy::Gaps::default();
+        assert_eq!(predicted_next(100, 50, none, 120), Some(150));
+        assert_eq!(predicted_next(100, 50, none, 200), Some(150), "late, not yet cold");
+        assert_eq!(predicted_next(100, 50, none, 201), None, "idle past twice its period");
+        assert_eq!(predicted_next(100, 0, none, 101), None, "never reused");
+        // gaps 10, 40, 10, 40 in time order: after the long gap, the short one
+        let pattern = [10u64, 40, 10, 40].iter().fold(none, |h, &x| h.after(x));
+        assert_eq!(predicted_next(100, 50, pattern, 105), Some(110), "the short gap of its pattern");
     }
 
     #[test]

@@ -476,20 +476,21 @@ impl Engine {
     }
 
     /// The engine's lock, once no drop of `ahead` is under way. A program thread's wait for
-    /// it is counted (`program_lock_wait_host_ns`: the packing-ahead thread holds it through
-    /// each of its restores).
+    /// it is counted (`program_lock_wait_host_ns`: the packing-ahead thread holds the lock
+    /// through each of its restores, and a drop of its keeps others waiting between phases).
     fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        let mut t0 = None;
         let mut inner = self.inner.try_lock().unwrap_or_else(|| {
-            let t0 = crate::clock::precise_ns();
-            let inner = self.inner.lock();
-            if !ahead::on_its_thread() {
-                crate::stats::add(&crate::stats::C.program_lock_wait_ns, crate::clock::precise_ns() - t0);
-            }
-            inner
+            t0 = Some(crate::clock::precise_ns());
+            self.inner.lock()
         });
         // (a child of fork has no such thread: a drop its parent had under way never ends)
         while inner.dropping && !crate::init::forked() {
+            t0.get_or_insert_with(crate::clock::precise_ns);
             DROPPED[self.dev as usize].wait(&mut inner);
+        }
+        if let Some(t0) = t0.filter(|_| !ahead::on_its_thread()) {
+            crate::stats::add(&crate::stats::C.program_lock_wait_ns, crate::clock::precise_ns() - t0);
         }
         if inner.backend.is_none() {
             install_kernels(&mut inner, None);
@@ -834,8 +835,7 @@ impl Engine {
     /// finishes whatever the rest packs to (nothing is put back on a guess), and a copy that
     /// then ends larger than the margin allows is counted (`packs_past_margin`).
     fn pack(&self, inner: &mut Inner, addr: u64, pass: Pass) -> Packed {
-        let (t0, split0) = (crate::clock::precise_ns(), crate::stats::host_split());
-        debug_waits(inner);
+        let (t0, split0, waits0) = (crate::clock::precise_ns(), crate::stats::host_split(), debug_waits(inner));
         if self.drained.load(Ordering::Acquire) {
             return Packed::Skipped;
         }
@@ -1050,7 +1050,7 @@ impl Engine {
             inner.budget.give(Part::Resident, len);
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let waits = debug_waits(inner);
+            let waits = waits_since(inner, waits0);
             log_pack(&inner.entries[&addr], hint, reused, clean, opts.lossy, (t0, split0), &waits);
         }
         now_packed(inner.budget, &buf, reused, t0);
@@ -1074,8 +1074,7 @@ impl Engine {
             state::PACKED => {}
             _ => return Err(CUDA_ERROR_DATA_CORRUPT), // a buffer lost to corruption stays failed
         }
-        let (t0, split0) = (crate::clock::precise_ns(), crate::stats::host_split());
-        debug_waits(inner);
+        let (t0, split0, waits0) = (crate::clock::precise_ns(), crate::stats::host_split(), debug_waits(inner));
         let Some((reserved, piece)) = inner.entries.get(&buf.start).map(|e| (e.reserved, e.piece)) else { return Err(CUDA_ERROR_INVALID_VALUE) };
         let parts = vmm::pieces(reserved, piece);
         buf.state.store(state::RESTORING, Ordering::SeqCst);
@@ -1112,7 +1111,7 @@ impl Engine {
                 c.original_len() >= buf.size && c.chunk_lens().iter().copied().eq(parts.iter().map(|&(_, len)| len))
             });
             if parts.len() > 1 && aligned && inner.handoff.is_none() {
-                return self.restore_in_pieces(inner, buf, &parts, evict, (t0, split0));
+                return self.restore_in_pieces(inner, buf, &parts, evict, (t0, split0, waits0));
             }
         }
         if !found {
@@ -1194,7 +1193,7 @@ impl Engine {
             crate::clock::precise_ns().saturating_sub(t0) / 1000,
             if room == Room::Free { ", ahead" } else { "" },
             crate::stats::split_since(split0),
-            debug_waits(inner)
+            waits_since(inner, waits0)
         );
         Ok(())
     }
@@ -1220,7 +1219,7 @@ impl Engine {
     /// gone afterwards: its next pack encodes it again. A piece that cannot be mapped halfway
     /// leaves the buffer packed as it was: the pieces already back are encoded again (lossless:
     /// they hold what the copy decoded to) and join what is left of the copy.
-    fn restore_in_pieces(&self, inner: &mut Inner, buf: &Arc<Buffer>, parts: &[(u64, u64)], evict: bool, (t0, split0): (u64, [u64; 7])) -> Result<(), c_int> {
+    fn restore_in_pieces(&self, inner: &mut Inner, buf: &Arc<Buffer>, parts: &[(u64, u64)], evict: bool, (t0, split0, waits0): (u64, [u64; 7], Option<ltgpu::packer::Waits>)) -> Result<(), c_int> {
         let va = buf.start;
         let _scope = WorkScope::enter(inner.ctx);
         let access = inner.access.clone();
@@ -1305,7 +1304,7 @@ impl Engine {
             crate::clock::precise_ns().saturating_sub(t0) / 1000,
             parts.len(),
             crate::stats::split_since(split0),
-            debug_waits(inner)
+            waits_since(inner, waits0)
         );
         Ok(())
     }
@@ -1612,13 +1611,24 @@ fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool, (t0
     );
 }
 
-/// With debug lines on, the GPU packer's synchronous waits since the last call
-/// (`Backend::take_waits`); "" otherwise.
-fn debug_waits(inner: &mut Inner) -> String {
-    match inner.backend.as_mut() {
-        Some(b) if tracing::enabled!(tracing::Level::DEBUG) => b.take_waits(),
-        _ => String::new(),
-    }
+/// With debug lines on, the GPU packer's synchronous work so far, for `waits_since`.
+fn debug_waits(inner: &Inner) -> Option<ltgpu::packer::Waits> {
+    inner.backend.as_ref().filter(|_| tracing::enabled!(tracing::Level::DEBUG)).and_then(|b| b.waits())
+}
+
+/// "; gpu sync A us in N, ..." for the GPU packer's synchronous work since `before` (a pack
+/// made inside a restore, for its room, counts in the restore's too, as in `split_since`).
+fn waits_since(inner: &Inner, before: Option<ltgpu::packer::Waits>) -> String {
+    let (Some(a), Some(b)) = (before, debug_waits(inner)) else { return String::new() };
+    let us = |x: u64, y: u64| y.saturating_sub(x) / 1000;
+    format!(
+        "; gpu sync {} us in {}, transfers {} us, decode kernels {} us, pool {} us",
+        us(a.sync_ns, b.sync_ns),
+        b.syncs.saturating_sub(a.syncs),
+        us(a.transfer_ns, b.transfer_ns),
+        us(a.decode_kernel_ns, b.decode_kernel_ns),
+        us(a.pool_ns, b.pool_ns)
+    )
 }
 
 /// Unmaps and releases the mapped pieces of the buffer at `va` whose handles are `handles`

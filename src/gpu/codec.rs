@@ -181,15 +181,11 @@ impl Backend {
         }
     }
 
-    /// The host time the GPU packer spent in synchronous waits and transfers since the last
-    /// call, for debug lines ("" on the CPU), and starts again.
-    pub fn take_waits(&mut self) -> String {
+    /// The host time the GPU packer has spent in synchronous work so far (None on the CPU).
+    pub fn waits(&self) -> Option<ltgpu::packer::Waits> {
         match self {
-            Backend::Cpu => String::new(),
-            Backend::Gpu(p) => {
-                let w = p.take_waits();
-                format!("; gpu sync {} us in {}, transfers {} us, decode kernels {} us, pool {} us", w.sync_ns / 1000, w.syncs, w.transfer_ns / 1000, w.decode_kernel_ns / 1000, w.pool_ns / 1000)
-            }
+            Backend::Cpu => None,
+            Backend::Gpu(p) => Some(p.waits()),
         }
     }
 

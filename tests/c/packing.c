@@ -989,8 +989,13 @@ static int multicast(void) {
     typedef int (*bind_fn)(uint64_t, size_t, uint64_t, size_t, uint64_t);
     bind_fn bind = (bind_fn)dlsym(RTLD_DEFAULT, "cuMulticastBindAddr");
     EXPECT(bind != NULL, "cuMulticastBindAddr is not exported");
-    uint64_t lo = (uint64_t)b[0] < (uint64_t)b[1] ? (uint64_t)b[0] : (uint64_t)b[1];
-    uint64_t hi = (uint64_t)b[0] < (uint64_t)b[1] ? (uint64_t)b[1] : (uint64_t)b[0];
+    /* the two lowest buffers in address order (where the third lies varies from run to run:
+     * between b[0] and b[1] it was bound too, and nothing packed again) */
+    uint64_t a[3] = {(uint64_t)b[0], (uint64_t)b[1], (uint64_t)b[2]};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2 - i; j++)
+            if (a[j] > a[j + 1]) { uint64_t t = a[j]; a[j] = a[j + 1]; a[j + 1] = t; }
+    uint64_t lo = a[0], hi = a[1];
     /* from the middle of the lower buffer to the middle of the higher: both */
     int rc = bind(0, 0, lo + MIB, (size_t)(hi - lo), 0);
     printf("did multicast_rc %d\n", rc);
