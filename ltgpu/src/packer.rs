@@ -464,8 +464,8 @@ impl Packer {
         // SAFETY: our events and stream (the timing is for debug lines: a failure is ignored).
         let timed = self.timing.is_some_and(|t| unsafe { drv::event::record(t[0], stream) }.is_ok());
         self.gpu.launch(self.gpu.decode, count as u32, 0, &mut [&mut dptr as *mut _ as *mut c_void, &mut sptr as *mut _ as *mut c_void])?;
-        // SAFETY: as above.
         let timing = self.timing.filter(|_| timed);
+        // SAFETY: as above.
         let timed = timing.is_some_and(|t| unsafe { drv::event::record(t[1], stream) }.is_ok());
         self.waits.transfer_ns += t0.elapsed().as_nanos() as u64;
         self.sync()?;

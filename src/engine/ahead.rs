@@ -53,8 +53,8 @@ pub fn headroom(limit: u64) -> u64 {
 /// under a 70% limit (85 MB of a 170 MB headroom), and the program made a quarter of the
 /// restores itself, ~130 us each; with an eighth the thread made 85-86% of the ~7150 restores
 /// against 74-77%, and the decode ran 1.12x faster, bit-exact, its held peak the same
-/// (docs/PERF.md, P52). The program's own allocations that then find too little room drop a clean buffer
-/// (no codec work), cheaper than a restore.
+/// (docs/PERF.md, P52). The program's own allocations that then find too little room drop a
+/// clean buffer (no codec work), cheaper than a restore.
 const PROGRAM_SHARE: u64 = 8;
 
 /// The most bytes restored ahead and not yet used: twice the headroom (on the H200 a 3B
