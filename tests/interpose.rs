@@ -830,6 +830,16 @@ fn each_device_packs_its_own_buffers_under_its_own_limit() {
 }
 
 #[test]
+fn memory_info_before_any_allocation_reports_the_emulated_card_on_every_device() {
+    let r = run_packing(&["info_first"], "lossless", "16MiB");
+    r.assert_ok();
+    assert_eq!(r.did("info_first_ok"), 1);
+    assert_eq!(r.did("info_first_total0_mib"), 16, "device 0, asked first");
+    assert!(r.did("info_first_free0_mib") <= 16);
+    assert_eq!(r.did("info_first_total1_mib"), 16, "device 1, never allocated on");
+}
+
+#[test]
 fn buffers_bound_to_a_multicast_object_are_made_resident_and_never_packed_again() {
     let r = run_packing(&["multicast"], "lossless", "64MiB");
     r.assert_ok();

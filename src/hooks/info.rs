@@ -1,6 +1,7 @@
 //! Memory information. With `LTSHIM_DEVICE_LIMIT` set, the packing modes report the emulated
-//! card: total = the limit, free = the limit minus what the process holds through the library.
-//! Otherwise the driver's own answer (which sees the memory packing gave back).
+//! card: total = the limit, free = the limit minus what the process holds through the library,
+//! on every device, also one where nothing was allocated yet (its engine starts for the
+//! question). Otherwise the driver's own answer (which sees the memory packing gave back).
 use crate::cuda_abi::*;
 
 pub const MISSING: i32 = CUDA_ERROR_NOT_FOUND;
@@ -8,11 +9,18 @@ pub const PRIMITIVE: bool = true;
 pub const EVEN_IN_PASSTHROUGH: bool = false;
 
 fn emulated(free: *mut usize, total: *mut usize, real: impl FnOnce() -> i32) -> i32 {
-    // the current device's engine: each device has its own limit
-    let budget = crate::engine::current().map(|e| e.budget).filter(|b| b.explicit.load(std::sync::atomic::Ordering::Relaxed));
-    let Some(budget) = budget.filter(|_| !free.is_null() && !total.is_null()) else { return real() };
-    let rc = real(); // keeps the call's own checks (a context must exist) and error codes
-    if rc == CUDA_SUCCESS {
+    let rc = real(); // first: it keeps the call's own checks and codes, and makes the context
+    if rc != CUDA_SUCCESS || free.is_null() || total.is_null() {
+        return rc;
+    }
+    // the current device's engine (each device has its own limit), started now if a limit is
+    // set: a program may ask before it allocates anything there, as accelerate's device map
+    // asks of every GPU before it loads a weight, and must see the emulated card then too
+    // (without a limit the driver's answer stands, and no engine starts for a question)
+    let limited = crate::state::config().is_some_and(|c| !matches!(c.device_limit, crate::config::Limit::Card));
+    let engine = if limited { crate::engine::get() } else { crate::engine::current() };
+    let budget = engine.map(|e| e.budget).filter(|b| b.explicit.load(std::sync::atomic::Ordering::Relaxed));
+    if let Some(budget) = budget {
         let limit = budget.limit();
         // SAFETY: the program's out-parameters, written by the real call just now.
         unsafe {

@@ -1006,6 +1006,21 @@ static int multicast(void) {
     return 0;
 }
 
+/* cudaMemGetInfo as the first call on a device, before anything is allocated there (as
+ * accelerate's device map asks of every GPU before it loads a weight): the emulated card. */
+static int info_first(void) {
+    size_t f = 0, t = 0;
+    CHECK(cudaMemGetInfo(&f, &t));
+    printf("did info_first_total0_mib %zu\n", t >> 20);
+    printf("did info_first_free0_mib %zu\n", f >> 20);
+    CHECK(cudaSetDevice(1));
+    CHECK(cudaMemGetInfo(&f, &t));
+    printf("did info_first_total1_mib %zu\n", t >> 20);
+    CHECK(cudaSetDevice(0));
+    printf("did info_first_ok 1\n");
+    return 0;
+}
+
 /* The same failure in the middle of a pack of a buffer backed in pieces (4 MiB: four of the
  * CPU codec's 1 MiB chunks), once its first piece was given back: that piece comes back with
  * its bytes, the buffer stays resident and exact, and so do the others. */
@@ -1341,6 +1356,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "kept_partial")) return kept_partial();
     if (!strcmp(what, "two_devices")) return two_devices();
     if (!strcmp(what, "multicast")) return multicast();
+    if (!strcmp(what, "info_first")) return info_first();
     if (!strcmp(what, "cycle_read")) return cycle_read();
     if (!strcmp(what, "cycle_gemm")) return cycle_gemm(0);
     if (!strcmp(what, "train_step")) return train_step();
