@@ -835,7 +835,7 @@ impl Engine {
     /// finishes whatever the rest packs to (nothing is put back on a guess), and a copy that
     /// then ends larger than the margin allows is counted (`packs_past_margin`).
     fn pack(&self, inner: &mut Inner, addr: u64, pass: Pass) -> Packed {
-        let (t0, split0, waits0) = (crate::clock::precise_ns(), crate::stats::host_split(), debug_waits(inner));
+        let (t0, started) = (crate::clock::precise_ns(), debug_start(inner));
         if self.drained.load(Ordering::Acquire) {
             return Packed::Skipped;
         }
@@ -1050,8 +1050,8 @@ impl Engine {
             inner.budget.give(Part::Resident, len);
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let waits = waits_since(inner, waits0);
-            log_pack(&inner.entries[&addr], hint, reused, clean, opts.lossy, (t0, split0), &waits);
+            let split = debug_split(inner, started);
+            log_pack(&inner.entries[&addr], hint, reused, clean, opts.lossy, t0, &split);
         }
         now_packed(inner.budget, &buf, reused, t0);
         Packed::Done
@@ -1074,7 +1074,7 @@ impl Engine {
             state::PACKED => {}
             _ => return Err(CUDA_ERROR_DATA_CORRUPT), // a buffer lost to corruption stays failed
         }
-        let (t0, split0, waits0) = (crate::clock::precise_ns(), crate::stats::host_split(), debug_waits(inner));
+        let (t0, started) = (crate::clock::precise_ns(), debug_start(inner));
         let Some((reserved, piece)) = inner.entries.get(&buf.start).map(|e| (e.reserved, e.piece)) else { return Err(CUDA_ERROR_INVALID_VALUE) };
         let parts = vmm::pieces(reserved, piece);
         buf.state.store(state::RESTORING, Ordering::SeqCst);
@@ -1111,7 +1111,7 @@ impl Engine {
                 c.original_len() >= buf.size && c.chunk_lens().iter().copied().eq(parts.iter().map(|&(_, len)| len))
             });
             if parts.len() > 1 && aligned && inner.handoff.is_none() {
-                return self.restore_in_pieces(inner, buf, &parts, evict, (t0, split0, waits0));
+                return self.restore_in_pieces(inner, buf, &parts, evict, (t0, started));
             }
         }
         if !found {
@@ -1187,13 +1187,12 @@ impl Engine {
         // back over the limit: kept copies (its own too) go until it holds again
         while inner.budget.held() > inner.budget.limit() && self.discard_kept_copy(inner, Kept::Any, inner.budget.held() - inner.budget.limit()) {}
         tracing::debug!(
-            "restore {va:#x} ({} B) at use {}, {} us{} ({}{})",
+            "restore {va:#x} ({} B) at use {}, {} us{} ({})",
             buf.size,
             crate::residency::seq_now(),
             crate::clock::precise_ns().saturating_sub(t0) / 1000,
             if room == Room::Free { ", ahead" } else { "" },
-            crate::stats::split_since(split0),
-            waits_since(inner, waits0)
+            debug_split(inner, started)
         );
         Ok(())
     }
@@ -1219,7 +1218,7 @@ impl Engine {
     /// gone afterwards: its next pack encodes it again. A piece that cannot be mapped halfway
     /// leaves the buffer packed as it was: the pieces already back are encoded again (lossless:
     /// they hold what the copy decoded to) and join what is left of the copy.
-    fn restore_in_pieces(&self, inner: &mut Inner, buf: &Arc<Buffer>, parts: &[(u64, u64)], evict: bool, (t0, split0, waits0): (u64, [u64; 7], Option<ltgpu::packer::Waits>)) -> Result<(), c_int> {
+    fn restore_in_pieces(&self, inner: &mut Inner, buf: &Arc<Buffer>, parts: &[(u64, u64)], evict: bool, (t0, started): (u64, Option<DebugStart>)) -> Result<(), c_int> {
         let va = buf.start;
         let _scope = WorkScope::enter(inner.ctx);
         let access = inner.access.clone();
@@ -1298,13 +1297,12 @@ impl Engine {
         crate::stats::add(&crate::stats::C.restores_in_pieces, 1);
         self.now_resident(inner, buf, t0);
         tracing::debug!(
-            "restore {va:#x} ({} B) at use {}, {} us, in {} pieces ({}{})",
+            "restore {va:#x} ({} B) at use {}, {} us, in {} pieces ({})",
             buf.size,
             crate::residency::seq_now(),
             crate::clock::precise_ns().saturating_sub(t0) / 1000,
             parts.len(),
-            crate::stats::split_since(split0),
-            waits_since(inner, waits0)
+            debug_split(inner, started)
         );
         Ok(())
     }
@@ -1578,7 +1576,7 @@ fn streams_to_wait_for(buf: &Buffer) -> (Vec<u64>, bool) {
 }
 
 /// The debug line of a pack that just took `entry`'s memory (`LTSHIM_LOG=debug`).
-fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool, (t0, split0): (u64, [u64; 7]), waits: &str) {
+fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool, t0: u64, split: &str) {
     let buf = &entry.buf;
     let how = match (reused, clean) {
         (true, true) => "its clean copy".to_string(),
@@ -1596,7 +1594,7 @@ fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool, (t0
         .map(|(id, (i, o))| format!("{} {i} -> {o}", crate::stats::codec_name(id)))
         .collect();
     tracing::debug!(
-        "pack {:#x} ({} B, hint {hint}) at use {}, {} us{}: {how}, copy {} B [{}]; idle {} period {} next gap {} uses ({}{waits})",
+        "pack {:#x} ({} B, hint {hint}) at use {}, {} us{}: {how}, copy {} B [{}]; idle {} period {} next gap {} uses ({split})",
         buf.start,
         buf.size,
         crate::residency::seq_now(),
@@ -1606,29 +1604,41 @@ fn log_pack(entry: &Entry, hint: u8, reused: bool, clean: bool, lossy: bool, (t0
         codecs.join(", "),
         crate::residency::seq_now().saturating_sub(buf.last_seq.load(Ordering::Relaxed)),
         buf.period.load(Ordering::Relaxed),
-        buf.next_gap(),
-        crate::stats::split_since(split0)
+        buf.next_gap()
     );
 }
 
-/// With debug lines on, the GPU packer's synchronous work so far, for `waits_since`.
-fn debug_waits(inner: &Inner) -> Option<ltgpu::packer::Waits> {
-    inner.backend.as_ref().filter(|_| tracing::enabled!(tracing::Level::DEBUG)).and_then(|b| b.waits())
+/// Where the host time had gone when an operation began, for its debug line: the library's
+/// counters (`stats::host_split`) and the GPU packer's synchronous work. None with debug lines
+/// off, so that nothing is read then.
+#[derive(Clone, Copy)]
+struct DebugStart {
+    split: [u64; 7],
+    waits: Option<ltgpu::packer::Waits>,
 }
 
-/// "; gpu sync A us in N, ..." for the GPU packer's synchronous work since `before` (a pack
-/// made inside a restore, for its room, counts in the restore's too, as in `split_since`).
-fn waits_since(inner: &Inner, before: Option<ltgpu::packer::Waits>) -> String {
-    let (Some(a), Some(b)) = (before, debug_waits(inner)) else { return String::new() };
-    let us = |x: u64, y: u64| y.saturating_sub(x) / 1000;
-    format!(
-        "; gpu sync {} us in {}, transfers {} us, decode kernels {} us, pool {} us",
-        us(a.sync_ns, b.sync_ns),
-        b.syncs.saturating_sub(a.syncs),
-        us(a.transfer_ns, b.transfer_ns),
-        us(a.decode_kernel_ns, b.decode_kernel_ns),
-        us(a.pool_ns, b.pool_ns)
-    )
+fn debug_start(inner: &Inner) -> Option<DebugStart> {
+    tracing::enabled!(tracing::Level::DEBUG).then(|| DebugStart { split: crate::stats::host_split(), waits: inner.backend.as_ref().and_then(|b| b.waits()) })
+}
+
+/// "vmm A us, codec B us (...), wait C us; gpu sync D us in N, ..." since `start` (a pack made
+/// inside a restore, for its room, counts in the restore's too; so does another thread's
+/// work meanwhile).
+fn debug_split(inner: &Inner, start: Option<DebugStart>) -> String {
+    let Some(start) = start else { return String::new() };
+    let mut line = crate::stats::split_since(start.split);
+    if let (Some(a), Some(b)) = (start.waits, inner.backend.as_ref().and_then(|b| b.waits())) {
+        let us = |x: u64, y: u64| y.saturating_sub(x) / 1000;
+        line += &format!(
+            "; gpu sync {} us in {}, transfers {} us, decode kernels {} us, pool {} us",
+            us(a.sync_ns, b.sync_ns),
+            b.syncs.saturating_sub(a.syncs),
+            us(a.transfer_ns, b.transfer_ns),
+            us(a.decode_kernel_ns, b.decode_kernel_ns),
+            us(a.pool_ns, b.pool_ns)
+        );
+    }
+    line
 }
 
 /// Unmaps and releases the mapped pieces of the buffer at `va` whose handles are `handles`
