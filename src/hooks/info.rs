@@ -13,14 +13,14 @@ fn emulated(free: *mut usize, total: *mut usize, real: impl FnOnce() -> i32) -> 
     if rc != CUDA_SUCCESS || free.is_null() || total.is_null() {
         return rc;
     }
-    // the current device's engine (each device has its own limit), started now if a limit is
-    // set: a program may ask before it allocates anything there, as accelerate's device map
-    // asks of every GPU before it loads a weight, and must see the emulated card then too
-    // (without a limit the driver's answer stands, and no engine starts for a question)
-    let limited = crate::state::config().is_some_and(|c| !matches!(c.device_limit, crate::config::Limit::Card));
-    let engine = if limited { crate::engine::get() } else { crate::engine::current() };
-    let budget = engine.map(|e| e.budget).filter(|b| b.explicit.load(std::sync::atomic::Ordering::Relaxed));
-    if let Some(budget) = budget {
+    // the current device's engine (each device has its own limit), started now if need be: a
+    // program may ask before it allocates anything there, as accelerate's device map asks of
+    // every GPU before it loads a weight, and must see the emulated card then too (without a
+    // limit the driver's answer stands, and no engine starts for a question)
+    if crate::state::config().is_none_or(|c| c.device_limit == crate::config::Limit::Card) {
+        return rc;
+    }
+    if let Some(budget) = crate::engine::get().map(|e| e.budget) {
         let limit = budget.limit();
         // SAFETY: the program's out-parameters, written by the real call just now.
         unsafe {
