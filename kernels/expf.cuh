@@ -262,16 +262,22 @@ __device__ u32 expf_analyse(u32 len, const u8* stage, u32* region, ExpfShared& x
     u32 s = threadIdx.x, c = 0;
     for (u32 wp = 0; wp < LTB_WARPS; wp++) c += (x.hist[wp * 128 + s % 128] >> (16 * (s / 128))) & 0xffffu;
     __syncthreads();
-    x.cnt[s] = c;
+    // the symbol's sort key, count then symbol (a count is at most 32768, so 24 bits), 0 when
+    // absent: its rank among the present symbols is the number of smaller non-zero keys, which
+    // (key - 1 < mine - 1) counts with one compare (an absent key wraps past every present one)
+    u32 key = c ? (c << 8) | s : 0;
+    x.cnt[s] = key;
     x.ln[s] = 0;
     u32 lo_inv = c ? 256 - s : 0, hi1 = c ? s + 1 : 0, present = c ? 1 : 0;
     block_reduce3(lo_inv, hi1, present, max_u32, max_u32, add_u32, scratch);  // synchronises
     u32 lo = 256 - lo_inv, hi = hi1 - 1;
-    if (c) {  // rank by (count, symbol) among the present symbols
-        u32 rank = 0;
-        for (u32 o = lo; o <= hi; o++) {
-            u32 co = x.cnt[o];
-            rank += co && (co < c || (co == c && o < s));
+    if (c) {  // rank by (count, symbol) among the present symbols, four keys a load
+        // (f16's symbols hold two mantissa bits and the sign, so a block has ~4x bf16's: a
+        // loop of one key a step was a large part of its encode)
+        u32 rank = 0, mine = key - 1;
+        for (u32 o = lo / 4; o <= hi / 4; o++) {
+            uint4 k = ((const uint4*)x.cnt)[o];
+            rank += (k.x - 1 < mine) + (k.y - 1 < mine) + (k.z - 1 < mine) + (k.w - 1 < mine);
         }
         x.hf[rank] = c;
         x.hs[rank] = (u8)s;
@@ -290,8 +296,12 @@ __device__ u32 expf_analyse(u32 len, const u8* stage, u32* region, ExpfShared& x
     // canonical codes: base of the length, plus the rank among shorter-numbered symbols of it
     u32 l = x.ln[s];
     if (l) {
-        u32 r = 0;
-        for (u32 o = lo; o < s; o++) r += x.ln[o] == l;
+        // the symbols below s with length l, four lengths a word (absent symbols have length
+        // 0, so the words from lo's on hold nothing else to count)
+        u32 r = 0, want = l * 0x01010101u;
+        for (u32 o = lo / 4; o < s / 4; o++) r += __popc(__vcmpeq4(((const u32*)x.ln)[o], want)) / 8;
+        u32 below = (1u << (8 * (s % 4))) - 1;  // the bytes of s's own word before it
+        r += __popc(__vcmpeq4(((const u32*)x.ln)[s / 4], want) & below) / 8;
         x.ce[s] = (((xs.base[l] >> (EXPF_L - l)) + r) << 4) | l;
     }
     __syncthreads();

@@ -128,3 +128,42 @@ class Timer:
         import torch
         torch.cuda.synchronize()
         self.s = time.perf_counter() - self.t0
+
+
+def int8g_decoded(w, group):
+    """What int8g (docs/FORMAT.md) decodes the float tensor `w` to, computed in torch: per group
+    of `group` contiguous elements (the codec's groups, since PyTorch places tensors 512 bytes
+    apart and a 64 KiB block holds whole groups), `scale = amax / 127`, `q = round_ties_even(x *
+    127 / amax)` clamped to ±127, decoded as `q * scale` in f32 rounded to w's dtype; a group
+    with `amax < 2^-120` decodes to zeros, and a q of -0 to +0. It leaves out the codec's refusals (a block with NaN
+    or Inf, or over LTSHIM_INT8_MAX_ERR, stays lossless), so it is the most a lossy run can
+    quantize. `harness/tests/test_int8_reference.py` checks it against `ltshim pack --mode lossy`
+    byte for byte."""
+    import torch
+    flat = w.reshape(-1).float()
+    pad = (-flat.numel()) % group
+    g = torch.nn.functional.pad(flat, (0, pad)).view(-1, group)
+    amax = g.abs().amax(1, keepdim=True)
+    tiny = amax < 2.0 ** -120
+    # both divisions tensor by tensor: torch turns `127 / t` into `t.reciprocal() * 127` (two
+    # roundings, not the codec's one), and may turn `t / 127` into a multiply
+    k = torch.full_like(amax, 127.0)
+    scale = torch.where(tiny, torch.zeros_like(amax), amax / k)
+    inv = torch.where(tiny, torch.zeros_like(amax), k / torch.where(tiny, torch.ones_like(amax), amax))
+    q = torch.round(g * inv).clamp_(-127, 127) + 0.0  # (+ 0.0: a q of -0 is the i8 0, which decodes to +0)
+    return (q * scale).view(-1)[:flat.numel()].to(w.dtype).view_as(w)
+
+
+def fake_int8(model, group, skip=()):
+    """Replaces the weight of every torch.nn.Linear of `model` (those a lossy run may quantize:
+    GEMM operands; embeddings and norms stay lossless) by `int8g_decoded`, except the modules
+    named in `skip`. Returns how many weights and elements it quantized."""
+    import torch
+    count = elements = 0
+    with torch.no_grad():
+        for name, mod in model.named_modules():
+            if isinstance(mod, torch.nn.Linear) and name not in skip:
+                mod.weight.copy_(int8g_decoded(mod.weight, group))
+                count += 1
+                elements += mod.weight.numel()
+    return count, elements

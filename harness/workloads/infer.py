@@ -33,7 +33,7 @@ PROMPT = ("The quick brown fox jumps over the lazy dog. Compression of GPU memor
           "that almost fits run on the card it has, ")
 
 
-from common import apply_device_limit, ltshim_loaded, parse_size, step  # noqa: E402
+from common import apply_device_limit, fake_int8, ltshim_loaded, parse_size, step  # noqa: E402
 
 
 class default_dtype:
@@ -117,6 +117,9 @@ def main():
     ap.add_argument("--out", help="save generated ids and prompt logits here")
     ap.add_argument("--metrics", help="write metrics JSON here")
     ap.add_argument("--device-limit", help="cap this process's GPU memory (torch's per-process fraction)")
+    ap.add_argument("--fake-int8", type=int, metavar="G", help="lossy's fidelity reference, natively: every Linear weight "
+                    "replaced by what int8g with group G decodes it to (common.int8g_decoded) before anything runs")
+    ap.add_argument("--fake-int8-skip", default="", help="with --fake-int8: comma-separated module names left as they are (e.g. lm_head)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("infer: no GPU here", file=sys.stderr)
@@ -128,6 +131,9 @@ def main():
     t0 = time.perf_counter()
     model = build_model(args, torch.bfloat16)
     model.eval()
+    if args.fake_int8:
+        n, el = fake_int8(model, args.fake_int8, skip=set(filter(None, args.fake_int8_skip.split(","))))
+        print(f"infer: {n} Linear weights ({el / 1e9:.2f}B elements) replaced by their int8g (G={args.fake_int8}) decoding", file=sys.stderr)
     load_s = time.perf_counter() - t0
     vocab = model.config.vocab_size
     ids = prompt_ids(vocab, args.prompt_len, args.seed).cuda()

@@ -2,7 +2,7 @@
 # Issue 12's kernel speed on the GPU machine, in one call of at most ~8 minutes: an A/B of two
 # `ltshim` builds on the lossless rows (1 GiB inputs, copy bandwidth measured in the same run,
 # every block checked against the CPU reference inside bench), alternating A B A B; Nsight
-# Compute on B's bf16 expf encode and decode; B on the trained weights (`--input`, repeated to
+# Compute on B's expf encode and decode of NCU_ROWS (default "bf16 weights, lossless"); B on the trained weights (`--input`, repeated to
 # 1 GiB); B's GPU tests; compute-sanitizer memcheck, racecheck and synccheck on B.
 # Expects, built on the dev machine and carried:
 #   .dev/base/ltshim       the build to compare against (A; BASE=0 leaves the A/B out)
@@ -35,10 +35,10 @@ if [ -d .dev/tw ]; then
   echo "trained $?" >> $W/exit_codes.txt
 fi
 for k in $([ "${NCU:-1}" = 1 ] && echo pack decode); do
-  echo "== ncu ltb_${k}_blocks (bf16 expf)"
+  echo "== ncu ltb_${k}_blocks (${NCU_ROWS:-bf16 weights, lossless})"
   timeout 120 ncu -k ltb_${k}_blocks --launch-skip 1 -c 1 --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats --section SchedulerStats --section SourceCounters \
       --metrics smsp__inst_executed.sum,dram__bytes_read.sum,dram__bytes_write.sum,"regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
-      .dev/ltshim bench --size 256 --rows "bf16 weights, lossless" > $W/ncu_$k.txt 2>&1
+      .dev/ltshim bench --size 256 --rows "${NCU_ROWS:-bf16 weights, lossless}" > $W/ncu_$k.txt 2>&1
   echo "ncu_$k $?" >> $W/exit_codes.txt
 done
 echo "== ltgpu GPU tests"

@@ -54,6 +54,10 @@ inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
     unsigned r = 0; for (int k = 0; k < 4; k++) r |= (unsigned)b[(s >> (4 * k)) & 7] << (8 * k);
     return r;
 }
+inline unsigned __vcmpeq4(unsigned a, unsigned b) {  // 0xff in each byte where a's and b's are equal
+    unsigned r = 0; for (int k = 0; k < 4; k++) r |= (((a >> (8 * k)) & 0xffu) == ((b >> (8 * k)) & 0xffu) ? 0xffu : 0u) << (8 * k);
+    return r;
+}
 inline float __uint_as_float(unsigned u) { return frombits<float>(u); }
 inline float __int_as_float(int u) { return frombits<float>((unsigned)u); }
 inline unsigned __float_as_uint(float f) { return (unsigned)tobits(f); }
