@@ -3,7 +3,7 @@
 //! `now_ns` (buffer last-use times) reads CLOCK_MONOTONIC_COARSE: coldness is judged in
 //! milliseconds, and the coarse clock costs a few nanoseconds where the precise one can cost
 //! far more inside a VM. `precise_ns` is for measuring time spent inside the library, which
-//! `stats::InLibrary` samples (one observation in `SAMPLE_EVERY`) rather than timing every call.
+//! `stats::HookTimer` samples (one hooked call in `SAMPLE_EVERY`) rather than timing every call.
 use std::sync::atomic::{AtomicI64, Ordering};
 
 fn read(clock: libc::clockid_t) -> u64 {

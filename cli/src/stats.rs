@@ -87,6 +87,22 @@ pub fn render(v: &Value) -> String {
         row("  pack / restore host time", format!("{:.1} ms / {:.1} ms", num(&p["pack_host_ns"]) as f64 / 1e6, num(&p["restore_host_ns"]) as f64 / 1e6));
     }
     row("time inside the library", format!("{:.3} ms", num(&v["time_in_library_ns"]) as f64 / 1e6));
+    if let Some(by) = v["time_in_library_ns_by_hook"].as_object() {
+        // where it went: the hooks with the most, and their time a call
+        let mut t: Vec<(&String, u64)> = by.iter().map(|(k, n)| (k, num(n))).collect();
+        t.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let s: Vec<String> = t
+            .iter()
+            .take(5)
+            .map(|(k, n)| {
+                let calls = num(&v["calls"][k.as_str()]).max(1);
+                format!("{k} {:.1} ms ({:.2} us a call)", *n as f64 / 1e6, *n as f64 / 1e3 / calls as f64)
+            })
+            .collect();
+        if !s.is_empty() {
+            row("  most of it in", s.join(", "));
+        }
+    }
     if let Some(f) = v["fallbacks"].as_object() {
         let s: Vec<String> = f.iter().filter(|(_, n)| num(n) > 0).map(|(k, n)| format!("{k} {}", num(n))).collect();
         row("fallbacks", if s.is_empty() { "none".into() } else { s.join(", ") });

@@ -99,10 +99,11 @@ macro_rules! generate_hooks {
                         return unsafe { real($($arg),*) };
                     };
                     crate::stats::count_call(HookId::$name as usize);
+                    let timer = crate::stats::HookTimer::start(HookId::$name as usize);
                     let outcome = std::cell::Cell::new(None);
                     let call = |$($arg: $ty),*| -> $ret {
                         // SAFETY: as above; the body passes the caller's arguments through.
-                        let r = guard.around_real(|| unsafe { real($($arg),*) });
+                        let r = timer.around_real(|| guard.around_real(|| unsafe { real($($arg),*) }));
                         outcome.set(Some(r));
                         r
                     };
@@ -130,11 +131,10 @@ use std::os::raw::{c_char, c_int, c_uint, c_void};
 
 crate::for_each_hook!(generate_hooks);
 
-/// Runs library work inside a hook body: timed, and a panic in it switches the library to
+/// Runs library work inside a hook body: a panic in it switches the library to
 /// passthrough instead of reaching the caller. Returns None after a panic.
 #[inline]
 pub fn observe<T>(hook: &'static str, work: impl FnOnce() -> T) -> Option<T> {
-    let _t = crate::stats::InLibrary::start();
     match catch_unwind(AssertUnwindSafe(work)) {
         Ok(v) => Some(v),
         Err(_) => {
