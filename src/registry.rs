@@ -123,7 +123,6 @@ pub struct Buffer {
     pub size: u64,
     pub origin: Origin,
     pub backing: Backing,
-    pub refs: [AtomicU64; PATHS.len()],
     pub last_use_ns: AtomicU64,
     pub flags: AtomicU32,
     /// `state::*`.
@@ -182,7 +181,6 @@ impl Buffer {
             size,
             origin,
             backing,
-            refs: Default::default(),
             last_use_ns: AtomicU64::new(now),
             flags: AtomicU32::new(flags),
             state: AtomicU8::new(state::RESIDENT),
@@ -238,8 +236,7 @@ impl Buffer {
         !self.written.load(Ordering::SeqCst) && self.clean_epoch.load(Ordering::SeqCst) == WRITE_EPOCH.load(Ordering::SeqCst)
     }
 
-    pub fn touch(&self, path: Path, now_ns: u64) {
-        self.refs[path as usize].fetch_add(1, Ordering::Relaxed);
+    pub fn touch(&self, now_ns: u64) {
         self.last_use_ns.store(now_ns, Ordering::Relaxed);
     }
 

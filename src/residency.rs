@@ -120,7 +120,7 @@ impl Uses {
     }
 
     fn add_use(&mut self, b: &Arc<Buffer>, writes: bool) {
-        b.touch(self.path, self.now_ns);
+        b.touch(self.now_ns);
         if !self.counted {
             return;
         }

@@ -240,8 +240,15 @@ pub fn fallback(f: Fallback) {
 }
 
 pub fn pointer(path: crate::registry::Path, found: bool) {
+    pointers_found(path, found, 1);
+}
+
+/// `n` pointers of one call at once (a launch counts its own and adds them once).
+pub fn pointers_found(path: crate::registry::Path, found: bool, n: u64) {
     let t = if found { &FOUND } else { &NOT_FOUND };
-    t[path as usize].fetch_add(1, Relaxed);
+    if n > 0 {
+        t[path as usize].fetch_add(n, Relaxed);
+    }
 }
 
 /// A flag was newly set on a buffer.

@@ -33,33 +33,51 @@ pub unsafe fn record_arguments(path: Path, kernel: KernelRef, params: *mut *mut 
         Layout::Unknown => None,
     };
     let mut reader = None;
+    // the buffer the last pointer fell in: a kernel's parameters name the same few buffers
+    // again and again (a cuBLAS kernel on the H200: ~12 pointers found in ~136 words a launch,
+    // most into the same buffers), and the check saves the map lookup (docs/PERF.md P56)
+    let mut last: Option<Arc<Buffer>> = None;
+    let mut found = 0u64;
     let mut visit = |w: u64| {
+        if let Some(b) = last.as_ref().filter(|b| b.contains(w)) {
+            found += 1;
+            on_buffer(b);
+            return;
+        }
         if !REGISTRY.may_contain(w) {
             return;
         }
         let r = reader.get_or_insert_with(|| REGISTRY.reader());
         if let Some(b) = r.find(w) {
-            stats::pointer(path, true);
+            found += 1;
             on_buffer(b);
+            last = Some(b.clone());
         }
     };
-    if !params.is_null() {
+    let readable = if !params.is_null() {
         match &layout {
-            // SAFETY: per the contract, params holds one pointer per parameter of this layout.
-            Some(l) => unsafe { crate::scan::kernel_params(l, params, &mut visit) },
+            Some(l) => {
+                // SAFETY: per the contract, params holds one pointer per parameter of this layout.
+                unsafe { crate::scan::kernel_params(l, params, &mut visit) };
+                true
+            }
             None => {
                 stats::fallback(stats::Fallback::LayoutUnknown);
-                return false;
+                false
             }
         }
     } else if !extra.is_null() {
         // SAFETY: per the contract, extra is a launch's extra array.
-        if !unsafe { crate::scan::extra(extra, layout, &mut visit) } {
+        let read = unsafe { crate::scan::extra(extra, layout, &mut visit) };
+        if !read {
             stats::fallback(stats::Fallback::ExtraUnreadable);
-            return false;
         }
-    }
-    true
+        read
+    } else {
+        true
+    };
+    stats::pointers_found(path, true, found);
+    readable
 }
 
 /// One launch: counted by path (or as captured); every buffer its arguments reach resident
