@@ -120,8 +120,8 @@ impl Uses {
     }
 
     fn add_use(&mut self, b: &Arc<Buffer>, writes: bool) {
-        b.touch(self.now_ns);
         if !self.counted {
+            b.touch(self.now_ns);
             return;
         }
         let writes = writes && !*self.in_known_call.get_or_insert_with(|| IN_KNOWN_CALL.try_with(|c| c.get()).unwrap_or(false));
@@ -130,8 +130,9 @@ impl Uses {
             if writes && i < 64 {
                 self.writes |= 1 << i;
             }
-            return;
+            return; // (touched at its first naming, at this call's time)
         }
+        b.touch(self.now_ns);
         b.users.fetch_add(1, Ordering::SeqCst);
         b.used_at(self.seq);
         let i = self.len + self.more.len();
