@@ -319,6 +319,53 @@ pub struct Registry {
     map: RwLock<BTreeMap<u64, Arc<Buffer>>>,
     lo: AtomicU64,
     hi: AtomicU64,
+    /// Moves on with every buffer added: a word that fell in no buffer may fall in one after.
+    generation: AtomicU64,
+}
+
+/// Slots of `Misses` (direct-mapped by the word's bits).
+const MISS_SLOTS: usize = 16;
+
+/// Words a thread looked up that fell inside the registry's range but in no buffer, good while
+/// the registry has gained no buffer since (`generation`). Kernel parameters hold the same such
+/// words launch after launch (pointers into memory we do not track, such as a library's module
+/// globals: on the H200 a cuBLAS launch had ~9 a launch, a runtime launch ~4, docs/PERF.md P57),
+/// and each cost a lookup in the map under its lock. Buffers only removed never turn a miss
+/// into a hit, so only additions move the generation. A handle on the thread's slots, as good
+/// as the generation it was taken at (`Registry::misses`), for the lookups of one call: a
+/// buffer added after the call began cannot be one the call names (the program had its
+/// pointer only once the allocation returned, and the allocation adds it before returning).
+/// The slots are thread-local cells, so a launch copies nothing in or out.
+#[derive(Clone, Copy)]
+pub struct Misses {
+    generation: u64,
+}
+
+impl Misses {
+    fn slot(word: u64) -> usize {
+        ((word >> 4) ^ (word >> 21)) as usize % MISS_SLOTS
+    }
+
+    /// `word` fell in no buffer when last looked up, and no buffer was added since. (0, the
+    /// empty slot, is never inside the registry's range: `may_contain` turns it away first.)
+    #[inline]
+    pub fn known(&self, word: u64) -> bool {
+        MISSES.try_with(|(g, words)| g.get() == self.generation && words[Self::slot(word)].get() == word).unwrap_or(false)
+    }
+
+    pub fn note(&self, word: u64) {
+        let _ = MISSES.try_with(|(g, words)| {
+            if g.get() != self.generation {
+                words.iter().for_each(|w| w.set(0));
+                g.set(self.generation);
+            }
+            words[Self::slot(word)].set(word);
+        });
+    }
+}
+
+thread_local! {
+    static MISSES: (std::cell::Cell<u64>, [std::cell::Cell<u64>; MISS_SLOTS]) = const { (std::cell::Cell::new(u64::MAX), [const { std::cell::Cell::new(0) }; MISS_SLOTS]) };
 }
 
 pub static REGISTRY: Lazy<Registry> = Lazy::new(Registry::default);
@@ -342,8 +389,20 @@ impl Registry {
         word >= self.lo.load(Ordering::Relaxed) && word < self.hi.load(Ordering::Relaxed)
     }
 
+    /// `[lo, hi)`, the addresses `may_contain` accepts now (for a batch of words).
+    #[inline]
+    pub fn bounds(&self) -> (u64, u64) {
+        (self.lo.load(Ordering::Relaxed), self.hi.load(Ordering::Relaxed))
+    }
+
     pub fn reader(&self) -> Reader<'_> {
         Reader { map: self.map.read() }
+    }
+
+    /// This thread's known misses as good now (those noted before a buffer was added are
+    /// not known). Take it before the lookups it saves.
+    pub fn misses(&self) -> Misses {
+        Misses { generation: self.generation.load(Ordering::SeqCst) }
     }
 
     pub fn find(&self, addr: u64) -> Option<Arc<Buffer>> {
@@ -367,6 +426,7 @@ impl Registry {
         let b = Arc::new(b);
         map.insert(b.start, b.clone());
         self.update_bounds(&map);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         Some(b)
     }
 
@@ -375,6 +435,7 @@ impl Registry {
         let mut map = self.map.write();
         map.entry(b.start).or_insert(b);
         self.update_bounds(&map);
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Forgets the buffer that starts at `start`.
@@ -454,6 +515,42 @@ mod tests {
         assert!(r.insert(0x1000, 0x100, Origin::Runtime, 0));
         assert!(!r.insert(0x1000, 0x100, Origin::Driver, 0));
         assert_eq!(r.find(0x1000).unwrap().origin, Origin::Runtime);
+    }
+
+    #[test]
+    fn a_known_miss_lasts_until_a_buffer_is_added_and_no_longer() {
+        let r = Registry::default();
+        r.insert(0x1000, 0x100, Origin::Runtime, 0);
+        r.insert(0x9000, 0x100, Origin::Runtime, 0);
+        let m = r.misses();
+        assert!(!m.known(0x5000));
+        m.note(0x5000);
+        assert!(r.misses().known(0x5000), "kept for the next launch");
+        r.remove(0x9000);
+        assert!(r.misses().known(0x5000), "a removal turns no miss into a hit");
+        // a buffer now covers the word: the miss is forgotten, and the lookup finds it
+        r.insert(0x5000, 0x100, Origin::Runtime, 0);
+        assert!(!r.misses().known(0x5000));
+        assert_eq!(r.find(0x5000).unwrap().start, 0x5000);
+        // a buffer put back after a failed free counts as added too
+        r.misses().note(0x7000);
+        let b = Arc::new(Buffer::new(0x7000, 0x100, Origin::Runtime, Backing::Foreign, 0));
+        r.restore(b);
+        assert!(!r.misses().known(0x7000));
+        // a handle taken before an addition notes nothing that a later one knows
+        let old = r.misses();
+        r.insert(0xa000, 0x100, Origin::Runtime, 0);
+        old.note(0x7100);
+        r.misses().note(0x7200);
+        assert!(!r.misses().known(0x7100) && r.misses().known(0x7200));
+        // words that share a slot replace each other: never a false "known"
+        let (a, b) = (0x5100u64, 0x5100 + ((MISS_SLOTS as u64) << 4));
+        assert_eq!(Misses::slot(a), Misses::slot(b));
+        let m = r.misses();
+        m.note(a);
+        assert!(m.known(a) && !m.known(b));
+        m.note(b);
+        assert!(m.known(b) && !m.known(a));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::with_resident;
 use crate::cuda_abi::*;
 use crate::layout::{layout_of, KernelRef, Layout};
-use crate::registry::{Buffer, Path, REGISTRY};
+use crate::registry::{Buffer, Misses, Path, Reader, REGISTRY};
 use crate::stats;
 
 pub const MISSING: i32 = CUDA_ERROR_NOT_FOUND;
@@ -32,26 +32,15 @@ pub unsafe fn record_arguments(path: Path, kernel: KernelRef, params: *mut *mut 
         Layout::NoParameters => return true,
         Layout::Unknown => None,
     };
-    let mut reader = None;
-    // the buffer the last pointer fell in: a kernel's parameters name the same few buffers
-    // again and again (a cuBLAS kernel on the H200: ~12 pointers found in ~136 words a launch,
-    // most into the same buffers), and the check saves the map lookup (docs/PERF.md P56)
-    let mut last: Option<Arc<Buffer>> = None;
-    let mut found = 0u64;
+    let mut scan = Scan { recent: Default::default(), next: 0, misses: REGISTRY.misses(), found: 0, reader: None, on_buffer: &mut on_buffer };
+    // most words are small numbers, which the registry's bounds (read once a launch) turn away
+    // in two compares; only this part is inlined into the scan's loop (with the whole check
+    // in it the closure became a call a word: +2,000 instructions a 136-word launch under
+    // callgrind)
+    let (lo, hi) = REGISTRY.bounds();
     let mut visit = |w: u64| {
-        if let Some(b) = last.as_ref().filter(|b| b.contains(w)) {
-            found += 1;
-            on_buffer(b);
-            return;
-        }
-        if !REGISTRY.may_contain(w) {
-            return;
-        }
-        let r = reader.get_or_insert_with(|| REGISTRY.reader());
-        if let Some(b) = r.find(w) {
-            found += 1;
-            on_buffer(b);
-            last = Some(b.clone());
+        if w >= lo && w < hi {
+            scan.in_range(w)
         }
     };
     let readable = if !params.is_null() {
@@ -76,8 +65,50 @@ pub unsafe fn record_arguments(path: Path, kernel: KernelRef, params: *mut *mut 
     } else {
         true
     };
-    stats::pointers_found(path, true, found);
+    stats::pointers_found(path, true, scan.found);
     readable
+}
+
+/// Buffers a launch's scan checks a word against before it looks in the map.
+const RECENT_BUFFERS: usize = 4;
+
+/// One launch's scan of the words inside the registry's bounds. A kernel's parameters name the
+/// same few buffers again and again (a cuBLAS kernel on the H200: ~12 pointers found in ~136
+/// words a launch, into a few buffers, and ~9 more words in range but in no buffer,
+/// docs/PERF.md P57): the buffers found last and the thread's known misses (`Misses`) are
+/// checked before the map, which is looked up (under its read lock, taken once) only for the
+/// rest.
+struct Scan<'a, F: FnMut(&Arc<Buffer>)> {
+    recent: [Option<Arc<Buffer>>; RECENT_BUFFERS],
+    next: usize,
+    misses: Misses,
+    found: u64,
+    reader: Option<Reader<'static>>,
+    on_buffer: &'a mut F,
+}
+
+impl<F: FnMut(&Arc<Buffer>)> Scan<'_, F> {
+    #[inline(never)]
+    fn in_range(&mut self, w: u64) {
+        if let Some(b) = self.recent.iter().flatten().find(|b| b.contains(w)) {
+            self.found += 1;
+            (self.on_buffer)(b);
+            return;
+        }
+        if self.misses.known(w) {
+            return;
+        }
+        let r = self.reader.get_or_insert_with(|| REGISTRY.reader());
+        match r.find(w) {
+            Some(b) => {
+                self.found += 1;
+                (self.on_buffer)(b);
+                self.recent[self.next % RECENT_BUFFERS] = Some(b.clone());
+                self.next += 1;
+            }
+            None => self.misses.note(w),
+        }
+    }
 }
 
 /// One launch: counted by path (or as captured); every buffer its arguments reach resident
