@@ -347,7 +347,7 @@ impl Misses {
     }
 
     /// `word` fell in no buffer when last looked up, and no buffer was added since. (0, the
-    /// empty slot, is never inside the registry's range: `may_contain` turns it away first.)
+    /// empty slot, is never inside the registry's range: the bounds check turns it away first.)
     #[inline]
     pub fn known(&self, word: u64) -> bool {
         MISSES.try_with(|(g, words)| g.get() == self.generation && words[Self::slot(word)].get() == word).unwrap_or(false)
@@ -386,7 +386,8 @@ impl Registry {
     /// True when `word` could be a pointer into some live buffer (cheap, lock-free).
     #[inline]
     pub fn may_contain(&self, word: u64) -> bool {
-        word >= self.lo.load(Ordering::Relaxed) && word < self.hi.load(Ordering::Relaxed)
+        let (lo, hi) = self.bounds();
+        word >= lo && word < hi
     }
 
     /// `[lo, hi)`, the addresses `may_contain` accepts now (for a batch of words).
