@@ -153,7 +153,8 @@ fn gib(b: u64) -> f64 {
     b as f64 / (1u64 << 30) as f64
 }
 
-/// The closing line: what packing saved, when anything was packed.
+/// The closing line: what packing saved, when anything was packed, and by how much the held
+/// memory passed the limit when it did (the restores and packs that found no room under it).
 pub fn saved_line(report: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(report).ok()?;
     let p = &v["packing"];
@@ -164,14 +165,25 @@ pub fn saved_line(report: &str) -> Option<String> {
     let sum = |k: &str| p[k].as_object().map_or(0, |o| o.values().filter_map(|x| x.as_u64()).sum::<u64>());
     let (input, output) = (sum("bytes_in_by_codec"), sum("bytes_out_by_codec"));
     let n = |k: &str| p[k].as_u64().unwrap_or(0);
+    let (peak, limit) = (n("held_peak_bytes"), n("limit_bytes"));
+    let over = if peak > limit {
+        format!(
+            ": over it by {:.2} GiB, {} restores and {} packs found no room under it (README, Limits)",
+            gib(peak - limit),
+            n("restores_over_limit"),
+            n("packs_over_limit")
+        )
+    } else {
+        String::new()
+    };
     Some(format!(
-        "ltshim: physical peak {:.2} GiB (limit {:.2} GiB) for {:.2} GiB allocated at peak; packed {:.2} GiB at {:.2}x in {} packs; {} restores",
-        gib(n("held_peak_bytes")),
-        gib(n("limit_bytes")),
+        "ltshim: physical peak {:.2} GiB (limit {:.2} GiB{over}) for {:.2} GiB allocated at peak; {} packs encoded {:.2} GiB in all at {:.2}x; {} restores",
+        gib(peak),
+        gib(limit),
         gib(v["allocations"]["peak_bytes"].as_u64().unwrap_or(0)),
+        packs,
         gib(input),
         input as f64 / output.max(1) as f64,
-        packs,
         n("restores")
     ))
 }
@@ -184,7 +196,11 @@ mod tests {
     fn the_closing_line_says_what_was_saved_and_nothing_when_nothing_was_packed() {
         let r = r#"{"allocations":{"peak_bytes":4294967296},"packing":{"packs":3,"restores":2,"held_peak_bytes":2147483648,"limit_bytes":2147483648,"bytes_in_by_codec":{"zvc":1073741824},"bytes_out_by_codec":{"zvc":268435456}}}"#;
         let line = saved_line(r).unwrap();
-        assert!(line.contains("peak 2.00 GiB (limit 2.00 GiB) for 4.00 GiB") && line.contains("4.00x in 3 packs; 2 restores"), "{line}");
+        assert!(line.contains("peak 2.00 GiB (limit 2.00 GiB) for 4.00 GiB") && line.contains("3 packs encoded 1.00 GiB in all at 4.00x; 2 restores"), "{line}");
+        let over = r#"{"allocations":{"peak_bytes":4294967296},"packing":{"packs":3,"restores":2,"held_peak_bytes":2684354560,"limit_bytes":2147483648,"restores_over_limit":5,"packs_over_limit":1,"bytes_in_by_codec":{"zvc":1073741824},"bytes_out_by_codec":{"zvc":268435456}}}"#;
+        let line = saved_line(over).unwrap();
+        assert!(line.contains("(limit 2.00 GiB: over it by 0.50 GiB, 5 restores and 1 packs found no room under it"), "{line}");
+        assert!(!saved_line(r).unwrap().contains("over it"), "under the limit nothing is said of it");
         assert!(saved_line(r#"{"packing":{"packs":0}}"#).is_none());
         assert!(saved_line("not json").is_none());
     }
