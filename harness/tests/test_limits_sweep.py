@@ -251,6 +251,18 @@ def test_without_a_metric_speed_is_the_wall_time_ratio():
     assert e["speed_vs_native"] == pytest.approx(0.5) and e["verdict"] == "not compared (no outputs)"
 
 
+def test_speeds_are_taken_again_against_every_native_run_once_the_closing_one_is_in():
+    first = sweep.baseline([run(wall=10.0, metrics={"steps_per_s": 1.0})], "steps_per_s")
+    e = sweep.evaluate(70, 100, [run("ltshim", wall=12.0, metrics={"steps_per_s": 1.5})], first, lambda ok: (None, []))
+    assert e["speed_vs_native"] == pytest.approx(1.5), "a slow first native run makes the library look fast"
+    both = sweep.baseline([run(wall=10.0, metrics={"steps_per_s": 1.0}), run(wall=5.0, metrics={"steps_per_s": 2.0})], "steps_per_s")
+    sweep.speeds(e, both)
+    assert e["speed_vs_native"] == pytest.approx(1.0) and e["wall_vs_native"] == pytest.approx(12.0 / 7.5)
+    failed = sweep.evaluate(60, 90, [run("ltshim", rc=1, wall=1.0)], first, lambda ok: (None, []))
+    sweep.speeds(failed, both)
+    assert failed["speed_vs_native"] is None and failed["wall_vs_native"] is None, "a run that did not complete has no speed"
+
+
 # ---- compare.py end to end, with a stand-in ltshim CLI ---------------------------------------
 
 # `ltshim run --mode M --stats F [--lib L] -- CMD...`: the workload "needs" 60% of its native
@@ -382,6 +394,7 @@ def test_the_sweep_end_to_end_finds_the_lowest_limit_and_survives_failing_runs(t
                      "log_native_1.txt", "log_native_2.txt"]  # native set, the limits, the closing native run
     md = (out / "sweep.md").read_text()
     assert "Lowest limit at which it completed: 70%" in md and "closing native run" in md
+    assert "speeds are against the median of all 2 native runs" in md, md
     assert (out / "sweep.png").stat().st_size > 5000
 
 
