@@ -108,6 +108,14 @@ impl Budget {
         self.held_peak.fetch_max(self.held(), Relaxed);
     }
 
+    /// Takes `bytes` whatever the limit, as the engine's last resort (a restore with no room
+    /// left under the cap): true when the held bytes then pass the limit itself, which taking
+    /// into the reserve for packed copies does not.
+    pub fn take_as_last_resort(&self, part: Part, bytes: u64) -> bool {
+        self.take(part, bytes);
+        self.held() > self.limit()
+    }
+
     pub fn give(&self, part: Part, bytes: u64) {
         saturating_sub(self.counter(part), bytes);
     }
@@ -158,6 +166,17 @@ mod tests {
         assert_eq!(b.room(Part::Packed), 20);
         assert!(b.try_take(Part::Packed, 20), "a copy fits into it");
         assert!(!b.try_take(Part::Packed, 1), "and never past the limit");
+    }
+
+    #[test]
+    fn a_last_resort_take_says_whether_it_passed_the_limit_not_the_reserve() {
+        let b = budget(100);
+        b.reserve.store(20, Relaxed);
+        assert!(b.try_take(Part::Resident, 70));
+        assert!(!b.try_take(Part::Resident, 20), "past the cap of resident bytes");
+        assert!(!b.take_as_last_resort(Part::Resident, 20), "90 of 100: into the reserve, under the limit");
+        assert!(b.take_as_last_resort(Part::Resident, 20), "110 of 100: over it");
+        assert_eq!(b.held_peak.load(Relaxed), 110);
     }
 
     #[test]
