@@ -1114,12 +1114,14 @@ impl Engine {
                 return self.restore_in_pieces(inner, buf, &parts, evict, (t0, started));
             }
         }
-        if !found && inner.budget.take_as_last_resort(Part::Resident, reserved) {
+        if !found {
             // everything else is in use: the program's call needs this buffer, so it comes
-            // back past the reserve and over the limit (said once, counted; one that fitted
-            // into the reserve for packed copies passed nothing and is not counted)
-            crate::warn_once!("a buffer had to be restored over LTSHIM_DEVICE_LIMIT: every other buffer was in use");
-            crate::stats::add(&crate::stats::C.restores_over_limit, 1);
+            // back whatever the limit; said once and counted when it passes the limit itself
+            // (one that fits into the reserve for packed copies passes nothing)
+            if inner.budget.take_as_last_resort(Part::Resident, reserved) {
+                crate::warn_once!("a buffer had to be restored over LTSHIM_DEVICE_LIMIT: every other buffer was in use");
+                crate::stats::add(&crate::stats::C.restores_over_limit, 1);
+            }
         }
         let _scope = WorkScope::enter(inner.ctx);
         let va = buf.start;
