@@ -293,10 +293,9 @@ def run_sweep(args, meta, notes, sampler, cli, lib, bounds):
         base = sweep_mod.baseline(natives, metric)
         for e in entries:
             sweep_mod.speeds(e, base)
-        fmt = lambda b: f"{b['wall_s']:.3g} s, {b['metric_value'] if b['metric_value'] is not None else 'n/a'}"  # noqa: E731
-        notes.append(f"closing native run: wall {closing['wall_s']:.3g} s, {metric or 'wall'} "
-                     f"{closing['metric_value'] if closing['metric_value'] is not None else 'n/a'} (the native runs before the sweep: "
-                     f"{fmt(before)}); speeds are against the median of all {base['runs_ok']} native runs, before and after the sweep ({fmt(base)})")
+        fmt = lambda b: f"wall {b['wall_s']:.3g} s, {metric or 'wall'} {b['metric_value'] if b['metric_value'] is not None else 'n/a'}"  # noqa: E731
+        notes.append(f"closing native run: {fmt(closing)} (the native runs before the sweep: {fmt(before)}); "
+                     f"speeds are against the median of all {base['runs_ok']} native runs, before and after the sweep ({fmt(base)})")
     if natives_disagree(natives):  # the closing run included: the baseline's outputs against a native run made after the sweep
         notes.append(NOT_DETERMINISTIC)
     sweep_mod.write(args.out, meta, base, entries)

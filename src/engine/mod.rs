@@ -1119,8 +1119,7 @@ impl Engine {
             // back whatever the limit; said once and counted when it passes the limit itself
             // (one that fits into the reserve for packed copies passes nothing)
             if inner.budget.take_as_last_resort(Part::Resident, reserved) {
-                crate::warn_once!("a buffer had to be restored over LTSHIM_DEVICE_LIMIT: every other buffer was in use");
-                crate::stats::add(&crate::stats::C.restores_over_limit, 1);
+                restored_over_limit();
             }
         }
         let _scope = WorkScope::enter(inner.ctx);
@@ -1292,8 +1291,7 @@ impl Engine {
             }
         }
         if over {
-            crate::warn_once!("a buffer had to be restored over LTSHIM_DEVICE_LIMIT: every other buffer was in use");
-            crate::stats::add(&crate::stats::C.restores_over_limit, 1);
+            restored_over_limit();
         }
         crate::stats::add(&crate::stats::C.restores_in_pieces, 1);
         self.now_resident(inner, buf, t0);
@@ -1691,6 +1689,12 @@ fn now_packed(budget: &Budget, buf: &Buffer, reused: bool, t0: u64) {
     buf.forget_streams();
     buf.state.store(state::PACKED, Ordering::SeqCst);
     crate::stats::packed(reused, crate::clock::precise_ns() - t0);
+}
+
+/// A restore passed the limit (every other buffer in use, or an opaque call): said once, counted.
+fn restored_over_limit() {
+    crate::warn_once!("a buffer had to be restored over LTSHIM_DEVICE_LIMIT: every other buffer was in use");
+    crate::stats::add(&crate::stats::C.restores_over_limit, 1);
 }
 
 /// Unmaps and releases the pieces of `parts` from the `given`-th on that end at or before the
