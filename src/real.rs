@@ -270,6 +270,7 @@ driver_uses! {
     fn cuCtxPopCurrent_v2(ctx: *mut Handle) -> CUresult;
     fn cuCtxSynchronize() -> CUresult;
     fn cuDeviceTotalMem_v2(bytes: *mut usize, dev: c_int) -> CUresult;
+    fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> CUresult;
     fn cuMemGetAllocationGranularity(granularity: *mut usize, prop: *const CUmemAllocationProp, option: c_int) -> CUresult;
     fn cuEventCreate(event: *mut Handle, flags: c_uint) -> CUresult;
     fn cuEventRecord(event: Handle, stream: Handle) -> CUresult;

@@ -484,10 +484,11 @@ fn write_report_fields(root: &mut Obj<'_>) {
 }
 
 /// A budget's fields as the stats name them.
-const BUDGET_FIELDS: [(&str, fn(&crate::engine::budget::Budget) -> u64); 8] = [
+const BUDGET_FIELDS: [(&str, fn(&crate::engine::budget::Budget) -> u64); 9] = [
     ("limit_bytes", |b| b.limit()),
     ("held_bytes", |b| b.held()),
     ("held_peak_bytes", |b| b.held_peak.load(Relaxed)),
+    ("over_limit_peak_bytes", |b| b.over_peak.load(Relaxed)),
     ("resident_bytes", |b| b.resident.load(Relaxed)),
     ("packed_bytes", |b| b.packed.load(Relaxed)),
     ("packed_original_bytes", |b| b.packed_original.load(Relaxed)),
@@ -501,6 +502,8 @@ fn write_packing(root: &mut Obj<'_>) {
     root.obj("packing", |o| {
         o.key("enabled").push_str(if !engines.is_empty() && engines.iter().all(|e| !e.is_drained()) { "true" } else { "false" });
         o.str("mode", crate::state::config().map_or("", |c| c.mode.as_str()));
+        // (false: no LTSHIM_DEVICE_LIMIT, the limit is the card's room: engine::fit_card)
+        o.key("limit_set").push_str(if crate::state::config().is_some_and(|c| c.device_limit != crate::config::Limit::Card) { "true" } else { "false" });
         // over every device packed (one: its own figures; a peak is each device's own, so
         // their sum may be more than the process held at any one moment), then each
         for (name, field) in BUDGET_FIELDS {

@@ -166,18 +166,22 @@ pub fn saved_line(report: &str) -> Option<String> {
     let (input, output) = (sum("bytes_in_by_codec"), sum("bytes_out_by_codec"));
     let n = |k: &str| p[k].as_u64().unwrap_or(0);
     let (peak, limit) = (n("held_peak_bytes"), n("limit_bytes"));
-    let over = if peak > limit {
+    // (a report from before over_limit_peak_bytes: the peak against the limit at the end)
+    let over_by = p["over_limit_peak_bytes"].as_u64().unwrap_or(peak.saturating_sub(limit));
+    let over = if over_by > 0 {
         format!(
             ": over it by {:.2} GiB, {} restores and {} packs found no room under it (README, Limits)",
-            gib(peak - limit),
+            gib(over_by),
             n("restores_over_limit"),
             n("packs_over_limit")
         )
     } else {
         String::new()
     };
+    // without LTSHIM_DEVICE_LIMIT the limit is what the card has for the library at the end
+    let what = if p["limit_set"].as_bool() == Some(false) { "the card's room" } else { "limit" };
     Some(format!(
-        "ltshim: physical peak {:.2} GiB (limit {:.2} GiB{over}) for {:.2} GiB allocated at peak; {} packs encoded {:.2} GiB in all at {:.2}x; {} restores",
+        "ltshim: physical peak {:.2} GiB ({what} {:.2} GiB{over}) for {:.2} GiB allocated at peak; {} packs encoded {:.2} GiB in all at {:.2}x; {} restores",
         gib(peak),
         gib(limit),
         gib(v["allocations"]["peak_bytes"].as_u64().unwrap_or(0)),
@@ -201,6 +205,11 @@ mod tests {
         let line = saved_line(over).unwrap();
         assert!(line.contains("(limit 2.00 GiB: over it by 0.50 GiB, 5 restores and 1 packs found no room under it"), "{line}");
         assert!(!saved_line(r).unwrap().contains("over it"), "under the limit nothing is said of it");
+        // no limit set: the card's room, learnt again as memory ran short, fell below a peak
+        // that was under it at the time
+        let card = r#"{"allocations":{"peak_bytes":4294967296},"packing":{"limit_set":false,"packs":3,"restores":2,"held_peak_bytes":2684354560,"limit_bytes":2147483648,"over_limit_peak_bytes":0,"bytes_in_by_codec":{"zvc":1073741824},"bytes_out_by_codec":{"zvc":268435456}}}"#;
+        let line = saved_line(card).unwrap();
+        assert!(line.contains("peak 2.50 GiB (the card's room 2.00 GiB) for") && !line.contains("over it"), "{line}");
         assert!(saved_line(r#"{"packing":{"packs":0}}"#).is_none());
         assert!(saved_line("not json").is_none());
     }

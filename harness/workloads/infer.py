@@ -28,6 +28,9 @@ SIZES = {
     "tiny": (256, 2, 4, 2, 688, 32000),
     "1b": (2048, 16, 32, 8, 8192, 128256),
     "3b": (3072, 28, 24, 8, 8192, 128256),
+    # Llama 3 70B's shape with 88 layers: 77.4B parameters, 155 GB in bf16, more than an
+    # H200 holds (150 GB): natively it runs out of memory while it is built
+    "77b": (8192, 88, 64, 8, 28672, 128256),
 }
 PROMPT = ("The quick brown fox jumps over the lazy dog. Compression of GPU memory lets a model "
           "that almost fits run on the card it has, ")

@@ -1,6 +1,6 @@
-//! Working ahead of the program, under an explicit limit, on a thread of ours: so that the
-//! program's own calls find room free and the buffers they need resident, and do no VMM or
-//! codec work themselves.
+//! Working ahead of the program, on a thread of ours, under a set limit or, without one, once
+//! memory first ran short on the card: so that the program's own calls find room free and the
+//! buffers they need resident, and do no VMM or codec work themselves.
 //!
 //! - **Drops ahead** (`LTSHIM_PACK_AHEAD`): `headroom` bytes are kept free by throwing away the
 //!   copies kept beside survivors (buffers the policy keeps resident: `Entry::survivor`), then

@@ -26,6 +26,11 @@ pub struct Budget {
     pub passthrough: AtomicU64,
     pub scratch: AtomicU64,
     pub held_peak: AtomicU64,
+    /// The most the held bytes passed the limit in force at the time (0 when they never did).
+    /// Not `held_peak - limit`: without a set limit the limit is the card's room, learnt
+    /// again as memory runs short (`engine::fit_card`), so a peak under the limit then may be
+    /// above a later one.
+    pub over_peak: AtomicU64,
     /// The bytes under the limit that only packed copies may take.
     pub reserve: AtomicU64,
 }
@@ -54,6 +59,7 @@ impl Budget {
             passthrough: AtomicU64::new(0),
             scratch: AtomicU64::new(0),
             held_peak: AtomicU64::new(0),
+            over_peak: AtomicU64::new(0),
             reserve: AtomicU64::new(0),
         }
     }
@@ -105,7 +111,9 @@ impl Budget {
     /// Takes `bytes` whatever the limit (memory that exists already, e.g. our scratch).
     pub fn take(&self, part: Part, bytes: u64) {
         self.counter(part).fetch_add(bytes, Relaxed);
-        self.held_peak.fetch_max(self.held(), Relaxed);
+        let held = self.held();
+        self.held_peak.fetch_max(held, Relaxed);
+        self.over_peak.fetch_max(held.saturating_sub(self.limit()), Relaxed);
     }
 
     /// Takes `bytes` whatever the limit, as the engine's last resort (a restore with no room
@@ -177,6 +185,11 @@ mod tests {
         assert!(!b.take_as_last_resort(Part::Resident, 20), "90 of 100: into the reserve, under the limit");
         assert!(b.take_as_last_resort(Part::Resident, 20), "110 of 100: over it");
         assert_eq!(b.held_peak.load(Relaxed), 110);
+        assert_eq!(b.over_peak.load(Relaxed), 10);
+        b.give(Part::Resident, 20);
+        b.limit.store(80, Relaxed);
+        b.take(Part::Scratch, 5);
+        assert_eq!(b.over_peak.load(Relaxed), 15, "95 over a limit of 80 since: the most it passed the limit of its time");
     }
 
     #[test]

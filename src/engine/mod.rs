@@ -268,11 +268,8 @@ pub fn get() -> Option<&'static Engine> {
         for peer in crate::hooks::peer::accessors_of(dev) {
             e.peer_access(peer);
         }
-        let explicit = e.budget.explicit.load(Ordering::Relaxed);
-        let (drops, restores) = (config.pack_ahead && explicit, config.restore_ahead && explicit);
-        if drops || restores {
-            e.ahead.store(true, Ordering::Relaxed);
-            ahead::start(e, drops, restores);
+        if e.budget.explicit.load(Ordering::Relaxed) {
+            e.start_ahead();
         }
         if config.idle_ms > 0 {
             idle::start(config.idle_ms, config.cold_ms);
@@ -418,12 +415,17 @@ impl Engine {
         let budget = &BUDGETS[dev as usize];
         budget.limit.store(limit, Ordering::Relaxed);
         budget.explicit.store(explicit, Ordering::Relaxed);
-        if explicit {
-            // room for a victim's copy whenever memory is needed (budget.rs)
-            budget.reserve.store(ahead::headroom(limit), Ordering::Relaxed);
-        }
         let on_double = driver::on_cuda_double();
         let piece = Backend::chunk_bytes(on_double);
+        // room for a victim's copy whenever memory is needed (budget.rs): under a limit its
+        // headroom; on the card, two chunks (the copy of a buffer of one piece, or the first
+        // chunk of one in pieces, whose piece then goes back): without it a full card had no
+        // memory for any copy, and a program that outgrew it ran out of memory with nothing
+        // packed (docs/PERF.md P64)
+        budget.reserve.store(if explicit { ahead::headroom(limit) } else { 2 * piece }, Ordering::Relaxed);
+        if !explicit {
+            fit_card(budget, ctx);
+        }
         // (the GPU kernels are made on a thread of ours once the engine exists: `get`; they
         // count as loading from now, so an allocation that needs room meanwhile waits for them)
         let backend = on_double.then_some(Backend::Cpu);
@@ -581,6 +583,7 @@ impl Engine {
         }
         let _scope = WorkScope::enter(inner.ctx);
         let piece = inner.piece_for(reserved);
+        let mut oom_retries = 0;
         loop {
             match vmm::allocate(reserved, piece, &inner.access) {
                 Ok((va, phys)) => {
@@ -618,7 +621,18 @@ impl Engine {
                     return Some(Ok(va));
                 }
                 Err(e) if e.is_out_of_memory() => {
-                    // the card itself is full (other processes, the context): pack and retry
+                    // the card itself is full (other processes, the context, more than the
+                    // budget knew of): the budget learns the card's room, packs for this
+                    // allocation under it, and retries; a pack past it is the last resort
+                    oom_retries += 1;
+                    if oom_retries <= CARD_RETRIES && !inner.budget.explicit.load(Ordering::Relaxed) {
+                        inner.budget.give(Part::Resident, reserved);
+                        fit_card(inner.budget, inner.ctx);
+                        if self.make_room(&mut inner, reserved, Part::Resident) {
+                            continue;
+                        }
+                        inner.budget.take(Part::Resident, reserved);
+                    }
                     if !self.pack_one(&mut inner, Pass::Any) {
                         inner.budget.give(Part::Resident, reserved);
                         crate::stats::add(&crate::stats::C.packing_oom, 1);
@@ -680,9 +694,18 @@ impl Engine {
     /// good and took the room of buffers that then cycled (the CUDA double's loop of 24
     /// buffers: 19 restores a step, 13 with the pass; the H200's 3B decode: docs/PERF.md).
     fn make_room(&self, inner: &mut Inner, bytes: u64, part: Part) -> bool {
+        let mut fitted = false;
         loop {
             if inner.budget.try_take(part, bytes) {
                 return true;
+            }
+            if !fitted && !inner.budget.explicit.load(Ordering::Relaxed) {
+                // short of room on the card: what the others hold may have changed; and from
+                // now on buffers cycle, so the thread that works ahead starts
+                fitted = true;
+                fit_card(inner.budget, inner.ctx);
+                self.start_ahead();
+                continue;
             }
             if inner.backend.is_none() {
                 // memory is needed now: rather than failing the program's call, wait for the
@@ -1430,6 +1453,20 @@ impl Engine {
 
     /// Under an explicit limit, wakes the thread that works ahead (a restore or an allocation
     /// took room, or a restore on demand means the thread's restores are behind).
+    /// Starts the thread that works ahead, once (`LTSHIM_PACK_AHEAD`, `LTSHIM_RESTORE_AHEAD`):
+    /// under a set limit with the engine; without one when memory first runs short on the
+    /// card, so that a program that fits never has it.
+    fn start_ahead(&self) {
+        let Some(config) = crate::state::config() else { return };
+        let (drops, restores) = (config.pack_ahead, config.restore_ahead);
+        if !(drops || restores) || self.ahead.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if let Some(e) = on_device(self.dev) {
+            ahead::start(e, drops, restores);
+        }
+    }
+
     fn keep_room_ahead(&self) {
         if self.ahead.load(Ordering::Relaxed) {
             ahead::poke(self.dev);
@@ -1692,6 +1729,21 @@ fn now_packed(budget: &Budget, buf: &Buffer, reused: bool, t0: u64) {
 }
 
 /// A restore passed the limit (every other buffer in use, or an opaque call): said once, counted.
+/// How often an allocation the card refused learns the card's room again and packs for it
+/// before it packs past the budget (`Engine::allocate`).
+const CARD_RETRIES: u32 = 4;
+
+/// Without a limit the card is the limit, less what the library does not hold (the context,
+/// the modules libraries load as they go, other processes, the rounding of the pool that holds
+/// packed copies): the bytes held plus the driver's free memory, at most the card. Taken at
+/// start and again whenever memory runs short.
+fn fit_card(budget: &Budget, ctx: Handle) {
+    let _scope = WorkScope::enter(ctx);
+    if let Ok((free, total)) = driver::memory_info() {
+        budget.limit.store((budget.held() + free).min(total), Ordering::Relaxed);
+    }
+}
+
 fn restored_over_limit() {
     crate::warn_once!("a buffer had to be restored over LTSHIM_DEVICE_LIMIT: every other buffer was in use");
     crate::stats::add(&crate::stats::C.restores_over_limit, 1);

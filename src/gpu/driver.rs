@@ -89,6 +89,15 @@ pub fn total_memory(dev: c_int) -> Result<u64> {
     Ok(bytes as u64)
 }
 
+/// The current context's device memory as the driver sees it: (free, total) bytes.
+pub fn memory_info() -> Result<(u64, u64)> {
+    let f = real("cuMemGetInfo_v2", &USES.cuMemGetInfo_v2)?;
+    let (mut free, mut total) = (0usize, 0usize);
+    // SAFETY: valid out-parameters.
+    check("cuMemGetInfo_v2", unsafe { f(&mut free, &mut total) })?;
+    Ok((free as u64, total as u64))
+}
+
 /// Our work's scope on the program's thread: the primary context pushed (and popped on drop,
 /// so the caller's current context is what it was) and the thread's capture mode relaxed (so
 /// that our calls are legal while another thread captures a graph, and restored after).

@@ -1326,11 +1326,36 @@ static int forked(void) {
     return 0;
 }
 
+/* No limit set, the card (CUDADOUBLE_TOTAL_MIB) smaller than what the program allocates: each
+ * compressible buffer is filled and read by a kernel as it is made, as a model's weights are;
+ * when the card is full, cold ones are packed and the allocations go on; then every buffer
+ * reads back exact, twice, in the order they were made. */
+static int card_full(int k_count) {
+    setup();
+    size_t words = 4 * MIB / 4;
+    uint32_t **buf = calloc(k_count, sizeof *buf);
+    for (int k = 0; k < k_count; k++) {
+        int rc = cudaMalloc((void **)&buf[k], words * 4);
+        EXPECT(rc == 0, "allocation %d of %d failed with %d: the card was full and nothing was packed", k, k_count, rc);
+        fill(buf[k], k, words);
+        void *args[] = {&buf[k], &words};
+        CHECK(__cudaLaunchKernel(READSUM_K, ONE, ONE, args, 0, NULL));
+    }
+    printf("did allocated %d\n", k_count);
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < k_count; k++) verify(buf[k], k, words, 0, "beyond the card");
+    printf("did verified %d\n", k_count);
+    for (int k = 0; k < k_count; k++) CHECK(cudaFree(buf[k]));
+    free(buf);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
     const char *what = argc > 1 ? argv[1] : "";
     if (argc > 2) OPS = atoi(argv[2]);
     if (!strcmp(what, "limit")) return limit();
+    if (!strcmp(what, "card_full")) return card_full(argc > 2 ? atoi(argv[2]) : 24);
     if (!strcmp(what, "pointer_table")) return pointer_table(0);
     if (!strcmp(what, "touch_packed")) return pointer_table(1);
     if (!strcmp(what, "corrupt")) return corrupt();

@@ -43,11 +43,21 @@ struct Mem {
 }
 
 static MEM: Mutex<Option<Mem>> = Mutex::new(None);
-const TOTAL: usize = 16 << 30;
+/// The card's memory: 16 GiB, or `CUDADOUBLE_TOTAL_MIB` MiB (a scenario that fills the card
+/// without a limit set, in host memory), of which `CUDADOUBLE_OTHERS_MIB` MiB are taken from
+/// the start by what no hook sees (a real card's context and loaded modules).
+fn total() -> usize {
+    static T: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *T.get_or_init(|| std::env::var("CUDADOUBLE_TOTAL_MIB").ok().and_then(|v| v.parse::<usize>().ok()).map_or(16 << 30, |m| m << 20))
+}
+
+fn others() -> usize {
+    std::env::var("CUDADOUBLE_OTHERS_MIB").ok().and_then(|v| v.parse::<usize>().ok()).map_or(0, |m| m << 20)
+}
 
 fn with_mem<R>(f: impl FnOnce(&mut Mem) -> R) -> R {
     let mut g = MEM.lock().unwrap();
-    let m = g.get_or_insert_with(|| Mem { allocs: HashMap::new(), access: HashMap::new(), physical: HashMap::new(), next_handle: 1, used: 0 });
+    let m = g.get_or_insert_with(|| Mem { allocs: HashMap::new(), access: HashMap::new(), physical: HashMap::new(), next_handle: 1, used: others() });
     f(m)
 }
 
@@ -109,7 +119,7 @@ unsafe fn via_driver(name: &CStr) -> usize {
 #[no_mangle] pub unsafe extern "C" fn cuMemFreeAsync(p: u64, _s: Handle) -> c_int { free(p) }
 #[no_mangle] pub unsafe extern "C" fn cudaMemGetInfo(f: *mut usize, t: *mut usize) -> c_int {
     let used = with_mem(|m| m.used);
-    *f = TOTAL - used; *t = TOTAL; OK
+    *f = total() - used; *t = total(); OK
 }
 #[no_mangle] pub unsafe extern "C" fn cuMemGetInfo_v2(f: *mut usize, t: *mut usize) -> c_int { cudaMemGetInfo(f, t) }
 #[no_mangle] pub unsafe extern "C" fn cudaIpcGetMemHandle(h: *mut c_void, p: *mut c_void) -> c_int {
@@ -174,7 +184,7 @@ pub struct PointerAttributes { kind: c_int, device: c_int, device_pointer: u64, 
 }
 #[no_mangle] pub unsafe extern "C" fn cuMemAddressFree(p: u64, size: usize) -> c_int { libc::munmap(p as *mut c_void, size); OK }
 #[no_mangle] pub unsafe extern "C" fn cuMemCreate(h: *mut u64, size: usize, _prop: *const c_void, _flags: u64) -> c_int {
-    if with_mem(|m| m.used + size > TOTAL) { return 2 }
+    if with_mem(|m| m.used + size > total()) { return 2 }
     let fd = libc::memfd_create(c"cudadouble".as_ptr(), 0);
     if fd < 0 || libc::ftruncate(fd, size as libc::off_t) != 0 { return 2 }
     with_mem(|m| { let id = m.next_handle; m.next_handle += 1; m.physical.insert(id, (fd, size)); m.used += size; *h = id; });
@@ -228,7 +238,7 @@ fn is_ctx(c: Handle) -> bool { (CTX..CTX + DEVICES as usize).contains(&(c as usi
 /// The devices that may access the mapped VMM range starting at `p` (a bit each), for tests.
 #[no_mangle] pub extern "C" fn dbl_access_devices(p: u64) -> u32 { with_mem(|m| m.access.get(&p).copied().unwrap_or(0)) }
 #[no_mangle] pub unsafe extern "C" fn cuCtxSynchronize() -> c_int { OK }
-#[no_mangle] pub unsafe extern "C" fn cuDeviceTotalMem_v2(b: *mut usize, _dev: c_int) -> c_int { *b = TOTAL; OK }
+#[no_mangle] pub unsafe extern "C" fn cuDeviceTotalMem_v2(b: *mut usize, _dev: c_int) -> c_int { *b = total(); OK }
 #[no_mangle] pub unsafe extern "C" fn cuThreadExchangeStreamCaptureMode(_m: *mut c_int) -> c_int { OK }
 /// Streams are synchronous here: an event is complete as soon as it is recorded.
 #[no_mangle] pub unsafe extern "C" fn cuEventCreate(e: *mut Handle, _flags: c_uint) -> c_int { *e = Box::into_raw(Box::new(0u64)) as Handle; OK }
