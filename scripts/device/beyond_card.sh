@@ -5,7 +5,7 @@
 # bf16), each natively once (expected: out of memory) and under `ltshim run --mode lossless`
 # once for each of AHEAD (the working-ahead thread's knobs, LTSHIM_PACK_AHEAD and
 # LTSHIM_RESTORE_AHEAD, both on or both off: "on off on" alternates them), with the library's
-# stats. A step that would start after DEADLINE seconds (480) is left out. Expects
+# stats (SYNTH=0 or INFER=0 leaves either out). A step that would start after DEADLINE seconds (480) is left out. Expects
 # .dev/ltshim and .dev/libltshim.so. ONE file comes back, $OUT/beyond_card.tar.gz; a short
 # table is printed last.
 set -uo pipefail
@@ -29,8 +29,8 @@ lossless() {  # name timeout ahead command...
 }
 BC="python3 harness/workloads/beyond_card.py --passes ${PASSES:-3}"
 INF="python3 harness/workloads/infer.py --params 77b --tokens ${TOKENS:-8} --prompt-len 64"
-step synthetic_native 150 $BC --metrics $W/synthetic_native.json
-i=0; for a in ${AHEAD:-on off on}; do i=$((i+1)); lossless synthetic_${a}_$i ${SYN_TIMEOUT:-240} $a $BC; done
+[ "${SYNTH:-1}" = 1 ] && step synthetic_native 150 $BC --metrics $W/synthetic_native.json
+i=0; [ "${SYNTH:-1}" = 1 ] && for a in ${AHEAD:-on off on}; do i=$((i+1)); lossless synthetic_${a}_$i ${SYN_TIMEOUT:-240} $a $BC; done
 [ "${INFER:-1}" = 1 ] && step infer77_native 150 $INF --metrics $W/infer77_native.json
 i=0; [ "${INFER:-1}" = 1 ] && for a in ${AHEAD:-on off on}; do i=$((i+1)); lossless infer77_${a}_$i ${INF_TIMEOUT:-300} $a $INF --out $W/infer77_${a}_$i.pt; done
 for f in $W/infer77_*.pt; do [ -f $f ] && python3 -c "
@@ -55,5 +55,7 @@ for name in sorted(f[:-5] for f in os.listdir(w) if f.endswith(".json") and not 
     except (OSError, KeyError):
         st = ""
     print(f"{name:24} {res:48} {st}")
+    if "decode_tokens_per_s" in m and st:
+        print(f"{'':24} restores a step: {p['restores_per_step']}")
 PY
 cat $W/summary.txt
