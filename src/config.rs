@@ -42,6 +42,35 @@ pub enum Limit {
     Fraction(f64),
 }
 
+/// `LTSHIM_HOST_COPIES`: the host memory packed copies may move to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HostCopies {
+    Bytes(u64),
+    /// A fraction of the host's physical memory.
+    Fraction(f64),
+}
+
+impl HostCopies {
+    /// In bytes, on this host.
+    pub fn bytes(self) -> u64 {
+        match self {
+            HostCopies::Bytes(b) => b,
+            HostCopies::Fraction(f) => (host_memory_bytes() as f64 * f) as u64,
+        }
+    }
+}
+
+/// The host's physical memory, `MemTotal` of /proc/meminfo (0 when it cannot be read: then
+/// a percentage allows nothing).
+fn host_memory_bytes() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|kb| kb.trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub mode: Mode,
@@ -56,6 +85,7 @@ pub struct Config {
     pub cold_ms: u64,
     pub pack_ahead: bool,
     pub restore_ahead: bool,
+    pub host_copies: HostCopies,
     /// Problems found while parsing; non-empty means passthrough.
     pub errors: Vec<String>,
 }
@@ -75,6 +105,7 @@ impl Default for Config {
             cold_ms: 1000,
             pack_ahead: true,
             restore_ahead: true,
+            host_copies: HostCopies::Fraction(0.25),
             errors: Vec::new(),
         }
     }
@@ -267,6 +298,29 @@ pub const KNOBS: &[Knob] = &[
         apply: |v, c| on_off(v).map(|on| c.restore_ahead = on).is_some(),
     },
     Knob {
+        name: "LTSHIM_HOST_COPIES",
+        default: "25%",
+        accepted: "bytes with an optional unit, a percentage of the host's memory (`25%`), or 0 (never)",
+        doc: "When device memory has no other room (every resident buffer in use or kept by the safety rules, every kept copy gone), packed copies of packed buffers move to pinned host memory, the coldest first, up to this much over every device, instead of the limit being passed or the allocation failing. Such a buffer decodes from host memory over the bus when next used (slower, exact as ever); `host_copies_bytes` in the stats says how much went there.",
+        apply: |v, c| match v.trim() {
+            "0" => {
+                c.host_copies = HostCopies::Bytes(0);
+                true
+            }
+            v => match parse_limit(v) {
+                Some(Limit::Bytes(b)) => {
+                    c.host_copies = HostCopies::Bytes(b);
+                    true
+                }
+                Some(Limit::Fraction(f)) => {
+                    c.host_copies = HostCopies::Fraction(f);
+                    true
+                }
+                _ => false,
+            },
+        },
+    },
+    Knob {
         name: "LTSHIM_COLD_MS",
         default: "1000",
         accepted: "milliseconds, 0 to 86400000",
@@ -365,6 +419,13 @@ impl Config {
             ("LTSHIM_COLD_MS", self.cold_ms.to_string()),
             ("LTSHIM_PACK_AHEAD", if self.pack_ahead { "on" } else { "off" }.to_string()),
             ("LTSHIM_RESTORE_AHEAD", if self.restore_ahead { "on" } else { "off" }.to_string()),
+            (
+                "LTSHIM_HOST_COPIES",
+                match self.host_copies {
+                    HostCopies::Bytes(b) => b.to_string(),
+                    HostCopies::Fraction(f) => format!("{}%", f * 100.0),
+                },
+            ),
         ]
     }
 }
@@ -444,6 +505,21 @@ mod tests {
             let c = Config::from_vars([("LTSHIM_DEVICE_LIMIT", bad)]);
             assert_eq!(c.errors.len(), 1, "{bad:?} must be refused");
             assert!(c.errors[0].contains("LTSHIM_DEVICE_LIMIT") && c.errors[0].contains("percentage"), "{}", c.errors[0]);
+        }
+    }
+
+    #[test]
+    fn host_copies_take_bytes_a_share_of_the_host_or_zero() {
+        assert_eq!(Config::default().host_copies, HostCopies::Fraction(0.25));
+        assert_eq!(Config::from_vars([("LTSHIM_HOST_COPIES", "8GiB")]).host_copies, HostCopies::Bytes(8 << 30));
+        assert_eq!(Config::from_vars([("LTSHIM_HOST_COPIES", "0")]).host_copies.bytes(), 0);
+        let half = Config::from_vars([("LTSHIM_HOST_COPIES", "50%")]).host_copies;
+        assert_eq!(half, HostCopies::Fraction(0.5));
+        assert!(half.bytes() > 0, "this host's memory is known: /proc/meminfo");
+        for bad in ["lots", "150%", "-1"] {
+            let c = Config::from_vars([("LTSHIM_HOST_COPIES", bad)]);
+            assert_eq!(c.errors.len(), 1, "{bad:?} must be refused");
+            assert!(c.errors[0].contains("LTSHIM_HOST_COPIES") && c.errors[0].contains("host's memory"), "{}", c.errors[0]);
         }
     }
 

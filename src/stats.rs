@@ -31,6 +31,7 @@ counters! {
     program_lock_wait_ns,
     wait_ns, vmm_ns, codec_ns, context_syncs,
     checks, checks_changed,
+    copies_moved_to_host, host_move_ns,
 }
 
 /// Why the library did less than it could.
@@ -484,7 +485,7 @@ fn write_report_fields(root: &mut Obj<'_>) {
 }
 
 /// A budget's fields as the stats name them.
-const BUDGET_FIELDS: [(&str, fn(&crate::engine::budget::Budget) -> u64); 9] = [
+const BUDGET_FIELDS: [(&str, fn(&crate::engine::budget::Budget) -> u64); 11] = [
     ("limit_bytes", |b| b.limit()),
     ("held_bytes", |b| b.held()),
     ("held_peak_bytes", |b| b.held_peak.load(Relaxed)),
@@ -494,6 +495,8 @@ const BUDGET_FIELDS: [(&str, fn(&crate::engine::budget::Budget) -> u64); 9] = [
     ("packed_original_bytes", |b| b.packed_original.load(Relaxed)),
     ("passthrough_bytes", |b| b.passthrough.load(Relaxed)),
     ("scratch_bytes", |b| b.scratch.load(Relaxed)),
+    ("host_copies_bytes", |b| b.in_host.load(Relaxed)),
+    ("host_copies_peak_bytes", |b| b.in_host_peak.load(Relaxed)),
 ];
 
 fn write_packing(root: &mut Obj<'_>) {
@@ -535,6 +538,8 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("restores_in_pieces", get(&C.restores_in_pieces));
         o.num("restores_handed_memory", get(&C.restores_handed_memory));
         o.num("restores_corrupt", get(&C.restores_corrupt));
+        o.num("copies_moved_to_host", get(&C.copies_moved_to_host));
+        o.num("host_move_host_ns", get(&C.host_move_ns));
         o.num("out_of_memory_returned", get(&C.packing_oom));
         o.num("pack_host_ns", get(&C.pack_host_ns));
         o.num("restore_host_ns", get(&C.restore_host_ns));

@@ -640,6 +640,31 @@ fn with_no_limit_a_program_that_outgrows_the_card_runs_on() {
 }
 
 #[test]
+fn with_no_other_room_packed_copies_move_to_host_memory_and_the_limit_holds() {
+    // ten buffers of 2 MiB named by one launch, beside four packed ones' copies, pass the
+    // 24 MiB limit with nothing left to pack: without host memory for copies the restores go
+    // over it (the sweep's rows over the limit on the H200, docs/PERF.md P61-P62)
+    let run = |host: &str| run_packing_with(&["host_copies"], &[("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "24MiB"), ("LTSHIM_HOST_COPIES", host)]);
+    let off = run("0");
+    off.assert_ok();
+    assert_eq!(off.did("host_copies_ok"), 1, "every buffer read back exact");
+    let s = off.stats();
+    assert!(n(s, "packing.restores_over_limit") >= 1, "the scenario must pass the limit without host copies: {}", s["packing"]);
+    assert_eq!(n(s, "packing.copies_moved_to_host"), 0, "{}", s["packing"]);
+    let on = run("64MiB");
+    on.assert_ok();
+    assert_eq!(on.did("host_copies_ok"), 1, "every buffer read back exact, those decoded from host memory too");
+    let s = on.stats();
+    assert!(n(s, "packing.copies_moved_to_host") >= 1, "{}", s["packing"]);
+    assert!(n(s, "packing.host_copies_peak_bytes") >= 1 << 20, "{}", s["packing"]);
+    assert!(n(s, "packing.host_copies_peak_bytes") <= 64 << 20, "within LTSHIM_HOST_COPIES: {}", s["packing"]);
+    assert_eq!(n(s, "packing.restores_over_limit"), 0, "{}", s["packing"]);
+    assert_eq!(n(s, "packing.packs_over_limit"), 0, "{}", s["packing"]);
+    assert!(n(s, "packing.held_peak_bytes") <= 24 << 20, "held peak {} over the limit: {}", n(s, "packing.held_peak_bytes"), s["packing"]);
+    assert_eq!(n(s, "packing.host_copies_bytes"), 0, "every buffer was freed, its host copy with it: {}", s["packing"]);
+}
+
+#[test]
 fn a_large_buffer_with_no_room_beside_its_copy_is_restored_piece_by_piece_under_the_limit() {
     let r = run_packing(&["restore_pieces"], "lossless", "24MiB");
     r.assert_ok();

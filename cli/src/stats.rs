@@ -73,6 +73,9 @@ pub fn render(v: &Value) -> String {
         row("  resident / packed copies / stand for", format!("{} / {} / {}", bytes(num(&p["resident_bytes"])), bytes(num(&p["packed_bytes"])), bytes(num(&p["packed_original_bytes"]))));
         row("  packs (kept copy reused) / restores", format!("{} ({}) / {}", num(&p["packs"]), num(&p["packs_reused_copy"]), num(&p["restores"])));
         row("  restores over the limit / corrupt", format!("{} / {}", num(&p["restores_over_limit"]), num(&p["restores_corrupt"])));
+        if p["host_copies_peak_bytes"].is_u64() {
+            row("  copies in host memory now / at peak", format!("{} / {}", bytes(num(&p["host_copies_bytes"])), bytes(num(&p["host_copies_peak_bytes"]))));
+        }
         // (reports older than these fields lack them: no row)
         if let Some(s) = counted(&p["encodes_by_cause"], &p["encoded_bytes_by_cause"], &["first", "changed", "discarded", "to_lossy"]) {
             row("  encodes by cause", s);

@@ -47,9 +47,13 @@ pub fn warm_cache(ordinal: i32) -> Result<Option<String>, GpuError> {
 /// Bytes of a buffer packed as one LT-Block buffer.
 pub const CHUNK: usize = 64 << 20;
 
-/// One chunk's packed bytes, in pool memory.
+/// One chunk's packed bytes, in pool memory, or in pinned host memory once moved there
+/// (`Packer::move_to_host`).
 pub struct PackedChunk {
+    /// Where the kernels read it: pool memory, or the device's mapping of the host memory.
     pub ptr: u64,
+    /// The host address of its pinned memory; 0 while in pool memory.
+    pub host: u64,
     pub len: usize,
     /// Bytes of the buffer this chunk holds.
     pub original: usize,
@@ -84,6 +88,11 @@ impl PackedCopy {
 
     pub fn packed_len(&self) -> u64 {
         self.chunks.iter().map(|c| c.len as u64).sum()
+    }
+
+    /// Its bytes in pinned host memory (the rest is in device memory).
+    pub fn host_len(&self) -> u64 {
+        self.chunks.iter().filter(|c| c.host != 0).map(|c| c.len as u64).sum()
     }
 
     /// Bytes of the buffer it holds.
@@ -337,7 +346,7 @@ impl Packer {
         let ptr = ptr?;
         // SAFETY: both ranges hold packed_len bytes; stream-ordered after the encode.
         d("cuMemcpyDtoDAsync", unsafe { drv::memcpy_dtod_async(ptr, self.out.ptr, packed_len, stream) })?;
-        let mut chunk = PackedChunk { ptr, len: packed_len, original: n, offsets, by_codec: [(0, 0); 8] };
+        let mut chunk = PackedChunk { ptr, host: 0, len: packed_len, original: n, offsets, by_codec: [(0, 0); 8] };
         // verify: decode the copy into the scratch, every block's checksum checked
         if let Err(e) = self.decode_chunks(std::slice::from_ref(&chunk), &[self.out.ptr]) {
             self.free_chunk(&chunk);
@@ -507,19 +516,70 @@ impl Packer {
         Ok(self.read_u64s(self.flag.ptr, 1)?[0] as u32 == 0)
     }
 
+    /// Moves `copy`'s chunks in device memory into pinned host memory, first chunk first (so
+    /// that `truncate` still finds device chunks at its end), until `need` device bytes are
+    /// given back or the next chunk would pass `host_room` bytes of host memory; the device
+    /// bytes given back, which are the driver's again when this returns. A chunk in host
+    /// memory decodes and checks as before: the kernels read it through its mapping, over
+    /// the bus.
+    pub fn move_to_host(&mut self, copy: &mut PackedCopy, need: u64, host_room: u64) -> Result<u64, GpuError> {
+        let (mut freed, mut taken) = (0u64, 0u64);
+        let stream = self.gpu.stream;
+        let mut result = Ok(());
+        for i in 0..copy.chunks.len() {
+            let c = &copy.chunks[i];
+            if freed >= need || taken + c.len as u64 > host_room {
+                break;
+            }
+            if c.host != 0 {
+                continue;
+            }
+            let pinned = match Pinned::new(c.len) {
+                Ok(p) => p,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            // SAFETY: the pinned memory and the chunk both hold c.len bytes; the copy is
+            // stream-ordered after our work that wrote the chunk and before its free.
+            if let Err(e) = d("cuMemcpyDtoHAsync", unsafe { sys::cuMemcpyDtoHAsync_v2(pinned.host as *mut c_void, c.ptr, c.len, stream).result() }) {
+                result = Err(e);
+                break;
+            }
+            let device = PackedChunk { ptr: c.ptr, host: 0, len: c.len, original: 0, offsets: Vec::new(), by_codec: [(0, 0); 8] };
+            self.free_chunk(&device);
+            let c = &mut copy.chunks[i];
+            (c.ptr, c.host) = (pinned.dev, pinned.host as u64);
+            std::mem::forget(pinned); // the chunk owns it now: `free_chunk` frees it
+            freed += c.len as u64;
+            taken += c.len as u64;
+        }
+        // (the copies done and the pool's memory back with the driver)
+        self.sync()?;
+        result.map(|_| freed)
+    }
+
     fn free_chunk(&mut self, c: &PackedChunk) {
+        if c.host != 0 {
+            // host memory is freed at once, not in stream order: our work reading it first
+            let _ = self.sync();
+            // SAFETY: pinned memory of ours (`move_to_host`), freed once, nothing reads it now.
+            let _ = unsafe { drv::free_host(c.host as *mut c_void) };
+            return;
+        }
         let t0 = std::time::Instant::now();
         // SAFETY: pool memory of ours, freed once, in stream order after its last use.
         let _ = unsafe { drv::free_async(c.ptr, self.gpu.stream) };
         self.waits.pool_ns += t0.elapsed().as_nanos() as u64;
     }
 
-    /// Gives the memory of `copy`'s last chunks back until `need` bytes are (or every chunk
-    /// is: the copy is then empty); the bytes given back. The chunks left still decode the
-    /// buffer's first bytes.
+    /// Gives the device memory of `copy`'s last chunks back until `need` bytes are (or every
+    /// chunk in device memory is: chunks in host memory, its first ones, stay); the bytes given
+    /// back. The chunks left still decode the buffer's first bytes.
     pub fn truncate(&mut self, copy: &mut PackedCopy, need: u64) -> u64 {
         let mut freed = 0u64;
-        while freed < need {
+        while freed < need && copy.chunks.last().is_some_and(|c| c.host == 0) {
             let Some(c) = copy.chunks.pop() else { break };
             self.free_chunk(&c);
             freed += c.len as u64;

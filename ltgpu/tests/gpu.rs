@@ -159,3 +159,39 @@ fn a_pack_in_chunks_asks_before_each_chunk_and_a_stopped_one_hands_back_the_chun
     assert!(gpu.download(out.ptr, 2 * chunk as usize).unwrap() == data[..2 * chunk as usize], "the chunks of a stopped pack are not exact");
     packer.discard(part);
 }
+
+#[test]
+fn a_copy_moved_to_host_memory_decodes_checks_and_truncates_as_before() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let mut packer = ltgpu::packer::Packer::new(0).unwrap();
+    // three chunks and a bit of bf16 weights (expf)
+    let n = 3 * ltgpu::packer::CHUNK + 4096;
+    let data = input("weights", ltblock::DType::BF16, 0.5, n);
+    let src = gpu.upload(&data).unwrap();
+    let lossless = GpuEncode { dtype: ltblock::DType::BF16, lossy: false, group: 128, max_rel_l2: 0.01 };
+    let mut copy = packer.pack(src.ptr, n, lossless, u64::MAX).unwrap().expect("packs");
+    let (len, first) = (copy.packed_len(), copy.chunks[0].len as u64);
+    // a host room of one chunk and a bit: the first chunk moves, the second would pass it
+    let moved = packer.move_to_host(&mut copy, u64::MAX, first + 1).unwrap();
+    assert_eq!((moved, copy.host_len()), (first, first), "the first chunk, and only it, moved");
+    assert!(copy.chunks[0].host != 0 && copy.chunks[1..].iter().all(|c| c.host == 0));
+    // the rest, asked for by need
+    let moved = packer.move_to_host(&mut copy, 1, u64::MAX).unwrap();
+    assert_eq!(moved, copy.chunks[1].len as u64, "one chunk meets a need of one byte");
+    assert_eq!(copy.packed_len(), len, "moving changes no byte count");
+    let out = gpu.alloc(n).unwrap();
+    packer.restore(&copy, out.ptr).unwrap();
+    assert!(gpu.download(out.ptr, n).unwrap() == data, "a copy partly in host memory is not exact");
+    let tag = 9;
+    packer.restore_async(&copy, out.ptr, tag).unwrap();
+    let s = settled_tag(&mut packer, tag);
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    assert!(packer.unchanged(&copy, src.ptr).unwrap(), "the check reads the host chunks too");
+    // truncating frees device chunks from the end and stops at the host ones
+    let device = copy.packed_len() - copy.host_len();
+    assert_eq!(packer.truncate(&mut copy, u64::MAX), device);
+    assert_eq!(copy.chunks.len(), 2, "the two chunks in host memory stay");
+    packer.restore(&copy, out.ptr).unwrap();
+    assert!(gpu.download(out.ptr, 2 * ltgpu::packer::CHUNK).unwrap() == data[..2 * ltgpu::packer::CHUNK], "the host chunks left are not exact");
+    packer.discard(copy);
+}

@@ -33,6 +33,10 @@ pub struct Budget {
     pub over_peak: AtomicU64,
     /// The bytes under the limit that only packed copies may take.
     pub reserve: AtomicU64,
+    /// Bytes of packed copies moved to pinned host memory (`Engine::move_copies_to_host`):
+    /// no part of the held bytes, bounded by `LTSHIM_HOST_COPIES` over every device.
+    pub in_host: AtomicU64,
+    pub in_host_peak: AtomicU64,
 }
 
 /// One a device (`engine::MAX_DEVICES`): `LTSHIM_DEVICE_LIMIT` applies to each device the
@@ -61,6 +65,8 @@ impl Budget {
             held_peak: AtomicU64::new(0),
             over_peak: AtomicU64::new(0),
             reserve: AtomicU64::new(0),
+            in_host: AtomicU64::new(0),
+            in_host_peak: AtomicU64::new(0),
         }
     }
 
@@ -137,6 +143,24 @@ impl Budget {
     pub fn give_original(&self, bytes: u64) {
         saturating_sub(&self.packed_original, bytes);
     }
+
+    /// `bytes` of copies moved from device memory (given back to `Part::Packed`) to host memory.
+    pub fn moved_to_host(&self, bytes: u64) {
+        self.give(Part::Packed, bytes);
+        let now = self.in_host.fetch_add(bytes, Relaxed) + bytes;
+        self.in_host_peak.fetch_max(now, Relaxed);
+    }
+
+    /// `device` bytes and `host` bytes of copies were given back.
+    pub fn give_copy(&self, device: u64, host: u64) {
+        self.give(Part::Packed, device);
+        saturating_sub(&self.in_host, host);
+    }
+}
+
+/// Bytes of copies in host memory over every device.
+pub fn in_host_total() -> u64 {
+    BUDGETS.iter().map(|b| b.in_host.load(Relaxed)).sum()
 }
 
 fn saturating_sub(c: &AtomicU64, bytes: u64) {
@@ -190,6 +214,17 @@ mod tests {
         b.limit.store(80, Relaxed);
         b.take(Part::Scratch, 5);
         assert_eq!(b.over_peak.load(Relaxed), 15, "95 over a limit of 80 since: the most it passed the limit of its time");
+    }
+
+    #[test]
+    fn a_copy_moved_to_host_memory_leaves_the_held_bytes_and_comes_off_both_counts_when_given_back() {
+        let b = budget(100);
+        assert!(b.try_take(Part::Packed, 50));
+        b.moved_to_host(30);
+        assert_eq!((b.held(), b.in_host.load(Relaxed)), (20, 30), "host memory is no part of what the limit bounds");
+        assert!(b.try_take(Part::Resident, 80), "the room it left");
+        b.give_copy(20, 30);
+        assert_eq!((b.held(), b.in_host.load(Relaxed), b.in_host_peak.load(Relaxed)), (80, 0, 30));
     }
 
     #[test]

@@ -176,6 +176,9 @@ struct Inner {
     /// Buffers `ahead` restored that no call has named since: (address, its `last_seq`
     /// then). They are not dropped ahead again, and they fill its window.
     ahead_unused: Vec<(u64, u64)>,
+    /// `LTSHIM_HOST_COPIES` in bytes: the most host memory copies may move to, over every
+    /// device (`move_copies_to_host`).
+    host_copies: u64,
 }
 
 impl Inner {
@@ -462,6 +465,7 @@ impl Engine {
                 handoff: None,
                 dropping: false,
                 ahead_unused: Vec::new(),
+                host_copies: config.host_copies.bytes(),
             }),
             drained: AtomicBool::new(false),
             ahead: AtomicBool::new(false),
@@ -660,12 +664,13 @@ impl Engine {
         let _ = driver::synchronize_context();
         inner.budget.give(Part::Resident, unback_all(addr, entry.reserved, entry.piece, entry.phys));
         if let Some(copy) = entry.copy {
-            inner.budget.give(Part::Packed, copy.packed_len());
             if entry.buf.state() == state::PACKED {
                 inner.budget.give_original(entry.buf.size);
             }
-            if let Some(b) = inner.backend.as_mut() {
-                crate::stats::timed_codec(CodecWork::Discard, || b.discard(copy));
+            let budget = inner.budget;
+            match inner.backend.as_mut() {
+                Some(b) => discard_copy(budget, b, copy),
+                None => budget.give_copy(copy.device_len(), copy.host_len()),
             }
         }
         let _ = vmm::free_range(addr, entry.reserved);
@@ -719,6 +724,7 @@ impl Engine {
                 && !self.pack_one(inner, Pass::InRoom)
                 && !self.discard_kept_copy(inner, Kept::Lossless, need)
                 && !self.discard_kept_copy(inner, Kept::Any, need)
+                && !self.move_copies_to_host(inner, need)
                 && !self.pack_one(inner, Pass::OverLimit)
             {
                 return false;
@@ -806,15 +812,16 @@ impl Engine {
             .entries
             .values()
             .filter(|e| !e.phys.is_empty() && e.buf.state() == state::RESIDENT)
+            // (a copy in host memory holds no room: it stays)
             .filter(|e| {
-                e.copy.as_ref().is_some_and(|c| match which {
+                e.copy.as_ref().filter(|c| c.device_len() > 0).is_some_and(|c| match which {
                     Kept::OfWritten => !e.buf.is_clean() && e.seen_changed,
                     Kept::OfSurvivor => e.survivor(),
                     Kept::Lossless => !c.is_lossy(),
                     Kept::Any => true,
                 })
             })
-            .max_by_key(|e| e.copy.as_ref().map_or(0, |c| c.packed_len()))
+            .max_by_key(|e| e.copy.as_ref().map_or(0, |c| c.device_len()))
             .map(|e| e.buf.start)
         else {
             return false;
@@ -833,7 +840,7 @@ impl Engine {
         }
         let copy = entry.copy.take();
         if let (Some(mut copy), Some(b)) = (copy, inner.backend.as_mut()) {
-            if matches!(which, Kept::Lossless | Kept::Any) && need < copy.packed_len() {
+            if matches!(which, Kept::Lossless | Kept::Any) && need < copy.device_len() || copy.host_len() > 0 {
                 let freed = crate::stats::timed_codec(CodecWork::Discard, || b.truncate(&mut copy, need));
                 inner.budget.give(Part::Packed, freed);
                 crate::stats::copy_discarded(which, freed);
@@ -847,6 +854,56 @@ impl Engine {
             discard_copy(inner.budget, b, copy);
         }
         true
+    }
+
+    /// Moves the copies of packed buffers, the coldest first, into pinned host memory until
+    /// `need` bytes of device memory are free of them, within `LTSHIM_HOST_COPIES` over every
+    /// device; false when none moved. The last room there is before the limit is passed or an
+    /// allocation fails: such a buffer decodes from host memory at its restore, over the bus
+    /// (its copy is then kept there, beside it: a later pack of it, unchanged, costs no device
+    /// memory). Only copies of PACKED buffers move: no restore of ours reads them.
+    fn move_copies_to_host(&self, inner: &mut Inner, need: u64) -> bool {
+        let room = inner.host_copies.saturating_sub(budget::in_host_total());
+        if room == 0 || inner.backend.is_none() {
+            return false;
+        }
+        let mut cold: Vec<(u64, u64)> = inner
+            .entries
+            .values()
+            .filter(|e| e.buf.state() == state::PACKED && e.copy.as_ref().is_some_and(|c| c.device_len() > 0))
+            .map(|e| (e.buf.last_seq.load(Ordering::Relaxed), e.buf.start))
+            .collect();
+        cold.sort_unstable();
+        let (t0, mut moved) = (crate::clock::precise_ns(), 0u64);
+        let _scope = WorkScope::enter(inner.ctx);
+        for (_, addr) in cold {
+            if moved >= need.max(1) {
+                break;
+            }
+            let (Some(entry), Some(backend)) = (inner.entries.get_mut(&addr), inner.backend.as_mut()) else { break };
+            let Some(copy) = entry.copy.as_mut() else { continue };
+            match backend.move_to_host(copy, need.max(1) - moved, room - moved) {
+                Ok(0) => break, // the host room left is less than a chunk
+                Ok(n) => {
+                    inner.budget.moved_to_host(n);
+                    crate::stats::add(&crate::stats::C.copies_moved_to_host, 1);
+                    moved += n;
+                }
+                Err(e) => {
+                    // what moved before stays where it is, in host memory or on the device
+                    crate::warn_once!("a packed copy could not move to host memory ({e}): copies stay in device memory");
+                    inner.host_copies = 0;
+                    break;
+                }
+            }
+        }
+        if moved > 0 {
+            crate::warn_once!(
+                "device memory ran out of other room: packed copies moved to host memory (LTSHIM_HOST_COPIES; their buffers decode from there, slower; host_copies_bytes in the stats)"
+            );
+            crate::stats::add(&crate::stats::C.host_move_ns, crate::clock::precise_ns() - t0);
+        }
+        moved > 0
     }
 
     /// Packs the buffer at `addr` if it may be packed now, its new copy bounded as `pass`
@@ -1115,7 +1172,8 @@ impl Engine {
                 if inner.budget.try_take(Part::Resident, reserved) {
                     break true;
                 }
-                if !self.discard_kept_copy(inner, Kept::Any, reserved.saturating_sub(inner.budget.room(Part::Resident))) {
+                let need = reserved.saturating_sub(inner.budget.room(Part::Resident));
+                if !self.discard_kept_copy(inner, Kept::Any, need) && !self.move_copies_to_host(inner, need) {
                     break false;
                 }
             },
@@ -1250,7 +1308,8 @@ impl Engine {
         for k in (0..parts.len()).rev() {
             let (off, len) = parts[k];
             while !inner.budget.try_take(Part::Resident, len) {
-                if !self.discard_kept_copy(inner, Kept::Any, len.saturating_sub(inner.budget.room(Part::Resident))) {
+                let need = len.saturating_sub(inner.budget.room(Part::Resident));
+                if !self.discard_kept_copy(inner, Kept::Any, need) && !self.move_copies_to_host(inner, need) {
                     over |= inner.budget.take_as_last_resort(Part::Resident, len);
                     break;
                 }
@@ -1772,7 +1831,7 @@ fn count_codec_bytes(copy: &PackedCopy) {
 
 /// Gives a packed copy's memory back, and its bytes to the budget.
 fn discard_copy(budget: &Budget, backend: &mut Backend, copy: PackedCopy) {
-    budget.give(Part::Packed, copy.packed_len());
+    budget.give_copy(copy.device_len(), copy.host_len());
     crate::stats::timed_codec(CodecWork::Discard, || backend.discard(copy));
 }
 

@@ -31,6 +31,9 @@ pub struct HostChunk {
     /// Bytes of the buffer it holds.
     pub original: u64,
     pub by_codec: ByCodec,
+    /// Counted as moved to host memory (`Backend::move_to_host`): on the double device memory
+    /// is host memory, so only the count moves, as the GPU's chunk does.
+    pub in_host: bool,
 }
 
 /// A packed copy: LT-Block buffers of consecutive chunks of the buffer, from its start (all
@@ -47,6 +50,19 @@ impl PackedCopy {
             PackedCopy::Host(chunks) => chunks.iter().map(|c| c.bytes.len() as u64).sum(),
             PackedCopy::Device(c) => c.packed_len(),
         }
+    }
+
+    /// Its bytes in host memory (`Backend::move_to_host`).
+    pub fn host_len(&self) -> u64 {
+        match self {
+            PackedCopy::Host(chunks) => chunks.iter().filter(|c| c.in_host).map(|c| c.bytes.len() as u64).sum(),
+            PackedCopy::Device(c) => c.host_len(),
+        }
+    }
+
+    /// Its bytes in device memory: what the budget counts.
+    pub fn device_len(&self) -> u64 {
+        self.packed_len() - self.host_len()
     }
 
     /// Bytes of the buffer it holds, from its start.
@@ -240,7 +256,7 @@ impl Backend {
                                             slot.0 += b.original_len as u64;
                                             slot.1 += b.payload_len as u64 + 32;
                                         }
-                                        chunks.push(HostChunk { bytes, original: n, by_codec });
+                                        chunks.push(HostChunk { bytes, original: n, by_codec, in_host: false });
                                         None
                                     }
                                 }
@@ -348,20 +364,42 @@ impl Backend {
         }
     }
 
-    /// Gives the memory of `copy`'s last chunks back until `need` bytes are (or all of it);
-    /// the bytes given back. What is left still decodes the buffer's first bytes.
+    /// Gives the device memory of `copy`'s last chunks back until `need` bytes are (or all
+    /// of it: chunks moved to host memory, its first ones, stay); the bytes given back. What
+    /// is left still decodes the buffer's first bytes.
     pub fn truncate(&mut self, copy: &mut PackedCopy, need: u64) -> u64 {
         match (self, copy) {
             (Backend::Gpu(p), PackedCopy::Device(c)) => p.truncate(c, need),
             (_, PackedCopy::Host(chunks)) => {
                 let mut freed = 0u64;
-                while freed < need {
+                while freed < need && chunks.last().is_some_and(|c| !c.in_host) {
                     let Some(c) = chunks.pop() else { break };
                     freed += c.bytes.len() as u64;
                 }
                 freed
             }
             (Backend::Cpu, PackedCopy::Device(_)) => 0,
+        }
+    }
+
+    /// Moves `copy`'s chunks in device memory to host memory, first chunk first, until `need`
+    /// device bytes are given back or the next would pass `host_room` bytes; the device bytes
+    /// given back. They decode as before, slower on a GPU (read over the bus).
+    pub fn move_to_host(&mut self, copy: &mut PackedCopy, need: u64, host_room: u64) -> Result<u64, CodecFailure> {
+        match (self, copy) {
+            (Backend::Gpu(p), PackedCopy::Device(c)) => p.move_to_host(c, need, host_room).map_err(gpu_failure),
+            (_, PackedCopy::Host(chunks)) => {
+                let mut freed = 0u64;
+                for c in chunks.iter_mut().filter(|c| !c.in_host) {
+                    if freed >= need || freed + c.bytes.len() as u64 > host_room {
+                        break;
+                    }
+                    c.in_host = true;
+                    freed += c.bytes.len() as u64;
+                }
+                Ok(freed)
+            }
+            (Backend::Cpu, PackedCopy::Device(_)) => Ok(0),
         }
     }
 }

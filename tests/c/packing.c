@@ -638,6 +638,56 @@ static int restore_pieces(void) {
     return 0;
 }
 
+/* readten(p0, ..., p9, n): reads ten buffers in one launch */
+static void readten_kernel(void **args) {
+    size_t n = *(size_t *)args[10];
+    uint32_t x = 0;
+    for (int b = 0; b < 10; b++) {
+        const uint32_t *p = *(const uint32_t **)args[b];
+        for (size_t i = 0; i < n; i++) x ^= p[i];
+    }
+    READSUM = x;
+}
+static const size_t READTEN_SIZES[] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8};
+
+/* Fourteen half-random buffers of 2 MiB (copies of ~1.1 MiB) under a limit of 24 MiB, then
+ * one launch that names ten of them (20 MiB): beside the other four's copies (~4.6 MiB) they
+ * pass the limit, with nothing left to pack (every other buffer is packed, every kept copy
+ * gone). Each buffer reads back exact afterwards, the four from wherever their copies went. */
+static int host_copies(void) {
+    setup();
+    enum { K = 14 };
+    size_t words = 2 * MIB / 4;
+    uint32_t *buf[K], *want[K];
+    for (int k = 0; k < K; k++) {
+        CHECK(cudaMalloc((void **)&buf[k], words * 4));
+        fill_half(buf[k], words, 100 + k);
+        want[k] = malloc(words * 4);
+        uint32_t seed = 100 + k;
+        for (size_t i = 0; i < words; i++) { seed = seed * 1664525u + 1013904223u; want[k][i] = (i & 1) ? seed | 1 : 0; }
+    }
+    Handle readten = dbl_register_kernel(readten_kernel, 11, READTEN_SIZES, 0);
+    /* the two calls before it name buffers of the ten: the other four may go */
+    for (int k = 0; k < 2; k++) {
+        void *one[] = {&buf[k], &words};
+        CHECK(__cudaLaunchKernel(READSUM_K, ONE, ONE, one, 0, NULL));
+    }
+    void *ten[11];
+    for (int b = 0; b < 10; b++) ten[b] = &buf[b];
+    ten[10] = &words;
+    CHECK(__cudaLaunchKernel(readten, ONE, ONE, ten, 0, NULL));
+    uint32_t *h = malloc(words * 4);
+    for (int k = K - 1; k >= 0; k--) {
+        CHECK(cudaMemcpy(h, buf[k], words * 4, 2));
+        EXPECT(memcmp(h, want[k], words * 4) == 0, "buffer %d did not read back exact", k);
+        free(want[k]);
+    }
+    free(h);
+    for (int k = 0; k < K; k++) CHECK(cudaFree(buf[k]));
+    printf("did host_copies_ok 1\n");
+    return 0;
+}
+
 /* ltshim_restore_all packs nothing, also when a restore in pieces finds the card itself full
  * (a direct cuMemCreate leaves room for 9 of the big buffer's 16 pieces): it fails instead. */
 static int restore_all_card_full(void) {
@@ -1373,6 +1423,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "limit_smallest")) return limit_smallest();
     if (!strcmp(what, "limit_large_copy")) return limit_large_copy();
     if (!strcmp(what, "restore_pieces")) return restore_pieces();
+    if (!strcmp(what, "host_copies")) return host_copies();
     if (!strcmp(what, "restore_all_card_full")) return restore_all_card_full();
     if (!strcmp(what, "query_loop")) return query_loop(0);
     if (!strcmp(what, "query_loop_queried")) return query_loop(1);
