@@ -6,7 +6,7 @@ import statistics
 
 FIELDS = ("enabled", "mode", "limit_bytes", "held_bytes", "held_peak_bytes", "resident_bytes", "packed_bytes",
           "packed_original_bytes", "passthrough_bytes", "scratch_bytes", "packs", "restores", "drops_clean",
-          "pack_host_ns", "restore_host_ns", "steps")
+          "pack_host_ns", "restore_host_ns", "steps", "host_copies_peak_bytes")
 
 
 def _num(v):

@@ -152,8 +152,8 @@ def markdown(meta, base, entries):
             lines.append(f"Lowest that completed within the mode's promise: " +
                          (f"{lo_fid['limit_percent']:g}% ({limits_mod.gib(lo_fid['limit_bytes'])})." if lo_fid else "none."))
     lines += ["", f"| limit (% of native peak) | limit | completed | wall | {metric} vs native | wall vs native | outputs | "
-                  "NVML peak (at/under limit) | library held peak (at/under) | packed: original -> packed (ratio) | packs / restores | restores per step (median, max) | failure |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "NVML peak (at/under limit) | library held peak (at/under) | copies in host memory (peak) | packed: original -> packed (ratio) | packs / restores | restores per step (median, max) | failure |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         pk = e.get("packing") or {}
         failure = ""
@@ -166,6 +166,7 @@ def markdown(meta, base, entries):
             f"{e.get('verdict', '').replace('|', '/')} | "
             f"{limits_mod.gib(e.get('nvml_peak_bytes'))} ({_yes(e.get('nvml_under_limit'))}) | "
             f"{limits_mod.gib(e.get('held_peak_bytes'))} ({_yes(e.get('library_under_limit'))}) | "
+            f"{packing.size(pk.get('host_copies_peak_bytes'))} | "
             f"{packing.size(pk.get('packed_original_bytes'))} -> {packing.size(pk.get('packed_bytes'))} ({packing.na(pk.get('ratio'), '{:.2f}x')}) | "
             f"{packing.na(pk.get('packs'))} / {packing.na(pk.get('restores'))} | "
             f"{packing.na(pk.get('restores_per_step_median'), '{:g}')}, {packing.na(pk.get('restores_per_step_max'))} | {failure} |")
