@@ -859,9 +859,9 @@ impl Engine {
     /// Moves the copies of packed buffers, the coldest first, into pinned host memory until
     /// `need` bytes of device memory are free of them, within `LTSHIM_HOST_COPIES` over every
     /// device; false when none moved. The last room there is before the limit is passed or an
-    /// allocation fails: such a buffer decodes from host memory at its restore, over the bus,
-    /// and its copy goes then (`now_resident`). Only copies of PACKED buffers move: no restore
-    /// of ours reads them.
+    /// allocation fails: such a buffer decodes from host memory at its restore, over the bus
+    /// (its copy is then kept there, beside it: a later pack of it, unchanged, costs no device
+    /// memory). Only copies of PACKED buffers move: no restore of ours reads them.
     fn move_copies_to_host(&self, inner: &mut Inner, need: u64) -> bool {
         let room = inner.host_copies.saturating_sub(budget::in_host_total());
         if room == 0 || inner.backend.is_none() {
@@ -1288,16 +1288,6 @@ impl Engine {
         buf.made_clean();
         if let Some(e) = inner.entries.get_mut(&buf.start) {
             e.resident_since = crate::residency::seq_now();
-            // a copy in host memory is not kept beside its buffer, in use again: its next pack
-            // encodes into device memory, so copies come back to the device as room allows
-            // instead of every later restore of it crossing the bus (freeing it waits for the
-            // decode that reads it)
-            if e.copy.as_ref().is_some_and(|c| c.host_len() > 0) {
-                if let (Some(copy), Some(b)) = (e.copy.take(), inner.backend.as_mut()) {
-                    e.next_encode = EncodeCause::Discarded;
-                    discard_copy(inner.budget, b, copy);
-                }
-            }
         }
         buf.state.store(state::RESIDENT, Ordering::SeqCst);
         crate::stats::restored(crate::clock::precise_ns() - t0);
