@@ -60,15 +60,28 @@ impl HostCopies {
     }
 }
 
-/// The host's physical memory, `MemTotal` of /proc/meminfo (0 when it cannot be read: then
-/// a percentage allows nothing).
+/// The host memory this process may have: `MemTotal` of /proc/meminfo, or its memory
+/// cgroup's limit where that is lower (a container's: pinned memory counts against it). 0
+/// when neither can be read: then a percentage allows nothing.
 fn host_memory_bytes() -> u64 {
-    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    info.lines()
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let info = read("/proc/meminfo").unwrap_or_default();
+    let total = info
+        .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.trim().strip_suffix("kB"))
         .and_then(|kb| kb.trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+        .map_or(0, |kb| kb * 1024);
+    // cgroup v2 (the process's own group, as /proc/self/cgroup names it), then v1
+    let own = read("/proc/self/cgroup").and_then(|c| c.lines().find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string())));
+    let v2 = own.and_then(|p| read(&format!("/sys/fs/cgroup{}/memory.max", p.trim_end_matches('/')))).or_else(|| read("/sys/fs/cgroup/memory.max"));
+    let limit = [v2, read("/sys/fs/cgroup/memory/memory.limit_in_bytes")].into_iter().flatten().filter_map(|v| cgroup_limit(&v)).min();
+    limit.map_or(total, |l| if total == 0 { l } else { l.min(total) })
+}
+
+/// A cgroup memory limit file's bytes; None for none (`max`, or v1's near-2^63 "unlimited").
+fn cgroup_limit(v: &str) -> Option<u64> {
+    v.trim().parse::<u64>().ok().filter(|&b| b > 0 && b < 1 << 62)
 }
 
 #[derive(Clone, Debug)]
@@ -300,7 +313,7 @@ pub const KNOBS: &[Knob] = &[
     Knob {
         name: "LTSHIM_HOST_COPIES",
         default: "25%",
-        accepted: "bytes with an optional unit, a percentage of the host's memory (`25%`), or 0 (never)",
+        accepted: "bytes with an optional unit, a percentage of the host's memory (`25%`; of its memory cgroup's limit where that is lower), or 0 (never)",
         doc: "When device memory has no other room (every resident buffer in use or kept by the safety rules, every kept copy gone), packed copies of packed buffers move to pinned host memory, the coldest first, up to this much over every device, instead of the limit being passed or the allocation failing. Such a buffer decodes from host memory over the bus when next used (slower, exact as ever); `host_copies_bytes` in the stats says how much went there.",
         apply: |v, c| match v.trim() {
             "0" => {
@@ -520,6 +533,14 @@ mod tests {
             let c = Config::from_vars([("LTSHIM_HOST_COPIES", bad)]);
             assert_eq!(c.errors.len(), 1, "{bad:?} must be refused");
             assert!(c.errors[0].contains("LTSHIM_HOST_COPIES") && c.errors[0].contains("host's memory"), "{}", c.errors[0]);
+        }
+    }
+
+    #[test]
+    fn a_cgroup_limit_is_a_number_short_of_unlimited() {
+        assert_eq!(cgroup_limit("8589934592\n"), Some(8 << 30));
+        for none in ["max\n", "9223372036854771712", "0", ""] {
+            assert_eq!(cgroup_limit(none), None, "{none:?} is no limit");
         }
     }
 

@@ -665,6 +665,22 @@ fn with_no_other_room_packed_copies_move_to_host_memory_and_the_limit_holds() {
 }
 
 #[test]
+fn when_host_memory_for_copies_runs_out_copies_kept_beside_resident_buffers_give_it_back() {
+    // the second launch brings back buffers whose copies went to host memory, their copies
+    // kept there; the four it leaves out then need host memory for theirs, and 4 MiB is not
+    // enough for both (before 2026-12-03's second session that restore passed the limit)
+    let r = run_packing_with(&["host_room_reclaimed"], &[("LTSHIM_MODE", "lossless"), ("LTSHIM_DEVICE_LIMIT", "24MiB"), ("LTSHIM_HOST_COPIES", "4MiB")]);
+    r.assert_ok();
+    assert_eq!(r.did("host_copies_ok"), 1, "every buffer read back exact after both launches");
+    let s = r.stats();
+    assert!(n(s, "packing.copies_discarded.for_host_room") >= 1, "{}", s["packing"]);
+    assert_eq!(n(s, "packing.restores_over_limit"), 0, "{}", s["packing"]);
+    assert_eq!(n(s, "packing.packs_over_limit"), 0, "{}", s["packing"]);
+    assert!(n(s, "packing.held_peak_bytes") <= 24 << 20, "held peak {} over the limit: {}", n(s, "packing.held_peak_bytes"), s["packing"]);
+    assert!(n(s, "packing.host_copies_peak_bytes") <= 4 << 20, "within LTSHIM_HOST_COPIES: {}", s["packing"]);
+}
+
+#[test]
 fn a_large_buffer_with_no_room_beside_its_copy_is_restored_piece_by_piece_under_the_limit() {
     let r = run_packing(&["restore_pieces"], "lossless", "24MiB");
     r.assert_ok();

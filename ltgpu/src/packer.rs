@@ -521,18 +521,19 @@ impl Packer {
     /// given back or the next chunk would pass `host_room` bytes of host memory; the device
     /// bytes given back, which are the driver's again when this returns. A chunk in host
     /// memory decodes and checks as before: the kernels read it through its mapping, over
-    /// the bus.
+    /// the bus. An error leaves the chunks moved before it in host memory (`host_len` counts
+    /// them).
     pub fn move_to_host(&mut self, copy: &mut PackedCopy, need: u64, host_room: u64) -> Result<u64, GpuError> {
         let (mut freed, mut taken) = (0u64, 0u64);
         let stream = self.gpu.stream;
         let mut result = Ok(());
         for i in 0..copy.chunks.len() {
             let c = &copy.chunks[i];
-            if freed >= need || taken + c.len as u64 > host_room {
-                break;
-            }
             if c.host != 0 {
                 continue;
+            }
+            if freed >= need || taken + c.len as u64 > host_room {
+                break;
             }
             let pinned = match Pinned::new(c.len) {
                 Ok(p) => p,

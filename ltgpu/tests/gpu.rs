@@ -164,9 +164,15 @@ fn a_pack_in_chunks_asks_before_each_chunk_and_a_stopped_one_hands_back_the_chun
 fn a_copy_moved_to_host_memory_decodes_checks_and_truncates_as_before() {
     let Some(gpu) = gpu_or_skip() else { return };
     let mut packer = ltgpu::packer::Packer::new(0).unwrap();
-    // three chunks and a bit of bf16 weights (expf)
+    // three chunks and a bit of bf16 weights (expf), the first chunk random bytes (raw: the
+    // largest chunk)
     let n = 3 * ltgpu::packer::CHUNK + 4096;
-    let data = input("weights", ltblock::DType::BF16, 0.5, n);
+    let mut data = input("weights", ltblock::DType::BF16, 0.5, n);
+    let mut seed = 7u32;
+    for b in &mut data[..ltgpu::packer::CHUNK] {
+        seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+        *b = (seed >> 24) as u8;
+    }
     let src = gpu.upload(&data).unwrap();
     let lossless = GpuEncode { dtype: ltblock::DType::BF16, lossy: false, group: 128, max_rel_l2: 0.01 };
     let mut copy = packer.pack(src.ptr, n, lossless, u64::MAX).unwrap().expect("packs");
@@ -175,9 +181,12 @@ fn a_copy_moved_to_host_memory_decodes_checks_and_truncates_as_before() {
     let moved = packer.move_to_host(&mut copy, u64::MAX, first + 1).unwrap();
     assert_eq!((moved, copy.host_len()), (first, first), "the first chunk, and only it, moved");
     assert!(copy.chunks[0].host != 0 && copy.chunks[1..].iter().all(|c| c.host == 0));
-    // the rest, asked for by need
-    let moved = packer.move_to_host(&mut copy, 1, u64::MAX).unwrap();
-    assert_eq!(moved, copy.chunks[1].len as u64, "one chunk meets a need of one byte");
+    // the rest, asked for by need, with host room for the second chunk only: the first, larger,
+    // is in host memory already and takes none of it
+    let second = copy.chunks[1].len as u64;
+    assert!(second < first, "the raw first chunk is the largest: {first} {second}");
+    let moved = packer.move_to_host(&mut copy, 1, second).unwrap();
+    assert_eq!(moved, second, "one chunk meets a need of one byte");
     assert_eq!(copy.packed_len(), len, "moving changes no byte count");
     let out = gpu.alloc(n).unwrap();
     packer.restore(&copy, out.ptr).unwrap();

@@ -352,11 +352,14 @@ pub enum Kept {
     /// Lossless ones.
     Lossless,
     Any,
+    /// Any holding host memory, the largest there first, whole: room in host memory for the
+    /// copies of packed buffers (`move_copies_to_host`), which hold those buffers' only bytes.
+    ForHostRoom,
 }
 
 impl Kept {
     /// The names the stats report them by (`copies_discarded`).
-    pub const ALL: [(Kept, &'static str); 4] = [(Kept::OfWritten, "of_written"), (Kept::OfSurvivor, "of_survivor"), (Kept::Lossless, "lossless"), (Kept::Any, "any")];
+    pub const ALL: [(Kept, &'static str); 5] = [(Kept::OfWritten, "of_written"), (Kept::OfSurvivor, "of_survivor"), (Kept::Lossless, "lossless"), (Kept::Any, "any"), (Kept::ForHostRoom, "for_host_room")];
 }
 
 /// Why a pack encoded: what left the buffer without a copy that could serve (the stats count
@@ -808,20 +811,21 @@ impl Engine {
     /// larger, and `copy_goes_lossy` would make it lossy at the next pack anyway, an extra
     /// encode to the same bytes.
     fn discard_kept_copy(&self, inner: &mut Inner, which: Kept, need: u64) -> bool {
+        let room_of = |c: &PackedCopy| if let Kept::ForHostRoom = which { c.host_len() } else { c.device_len() };
         let Some(addr) = inner
             .entries
             .values()
             .filter(|e| !e.phys.is_empty() && e.buf.state() == state::RESIDENT)
-            // (a copy in host memory holds no room: it stays)
+            // (the room sought: device memory, but for `ForHostRoom`)
             .filter(|e| {
-                e.copy.as_ref().filter(|c| c.device_len() > 0).is_some_and(|c| match which {
+                e.copy.as_ref().filter(|c| room_of(c) > 0).is_some_and(|c| match which {
                     Kept::OfWritten => !e.buf.is_clean() && e.seen_changed,
                     Kept::OfSurvivor => e.survivor(),
                     Kept::Lossless => !c.is_lossy(),
-                    Kept::Any => true,
+                    Kept::Any | Kept::ForHostRoom => true,
                 })
             })
-            .max_by_key(|e| e.copy.as_ref().map_or(0, |c| c.device_len()))
+            .max_by_key(|e| e.copy.as_ref().map_or(0, room_of))
             .map(|e| e.buf.start)
         else {
             return false;
@@ -840,7 +844,8 @@ impl Engine {
         }
         let copy = entry.copy.take();
         if let (Some(mut copy), Some(b)) = (copy, inner.backend.as_mut()) {
-            if matches!(which, Kept::Lossless | Kept::Any) && need < copy.device_len() || copy.host_len() > 0 {
+            // (a copy with chunks in host memory keeps them: they hold no device memory)
+            if matches!(which, Kept::Lossless | Kept::Any) && (need < copy.device_len() || copy.host_len() > 0) {
                 let freed = crate::stats::timed_codec(CodecWork::Discard, || b.truncate(&mut copy, need));
                 inner.budget.give(Part::Packed, freed);
                 crate::stats::copy_discarded(which, freed);
@@ -863,8 +868,16 @@ impl Engine {
     /// (its copy is then kept there, beside it: a later pack of it, unchanged, costs no device
     /// memory). Only copies of PACKED buffers move: no restore of ours reads them.
     fn move_copies_to_host(&self, inner: &mut Inner, need: u64) -> bool {
-        let room = inner.host_copies.saturating_sub(budget::in_host_total());
-        if room == 0 || inner.backend.is_none() {
+        let need = need.max(1);
+        let host_room = |inner: &Inner| inner.host_copies.saturating_sub(budget::in_host_total());
+        if inner.host_copies == 0 || inner.backend.is_none() {
+            return false;
+        }
+        // host memory held by copies beside resident buffers is room for these: each of those
+        // costs its buffer an encode at its next pack, where a packed buffer's copy is its bytes
+        while host_room(inner) < need && self.discard_kept_copy(inner, Kept::ForHostRoom, need) {}
+        let room = host_room(inner);
+        if room == 0 {
             return false;
         }
         let mut cold: Vec<(u64, u64)> = inner
@@ -877,23 +890,32 @@ impl Engine {
         let (t0, mut moved) = (crate::clock::precise_ns(), 0u64);
         let _scope = WorkScope::enter(inner.ctx);
         for (_, addr) in cold {
-            if moved >= need.max(1) {
+            if moved >= need || moved >= room {
                 break;
             }
             let (Some(entry), Some(backend)) = (inner.entries.get_mut(&addr), inner.backend.as_mut()) else { break };
             let Some(copy) = entry.copy.as_mut() else { continue };
-            match backend.move_to_host(copy, need.max(1) - moved, room - moved) {
-                Ok(0) => break, // the host room left is less than a chunk
-                Ok(n) => {
-                    inner.budget.moved_to_host(n);
-                    crate::stats::add(&crate::stats::C.copies_moved_to_host, 1);
-                    moved += n;
-                }
-                Err(e) => {
-                    // what moved before stays where it is, in host memory or on the device
-                    crate::warn_once!("a packed copy could not move to host memory ({e}): copies stay in device memory");
+            let before = copy.device_len();
+            let result = backend.move_to_host(copy, need - moved, room.saturating_sub(moved));
+            // (counted from the copy itself: a move that failed part way moved its first chunks)
+            let n = before.saturating_sub(copy.device_len());
+            if n > 0 {
+                inner.budget.moved_to_host(n);
+                crate::stats::add(&crate::stats::C.copies_moved_to_host, 1);
+                moved += n;
+            }
+            match result {
+                // (its first chunk in device memory is larger than the host room left: the next
+                // copy's may not be)
+                Ok(_) => {}
+                Err(CodecFailure::OutOfMemory) => {
+                    crate::warn_once!("pinned host memory for a packed copy was refused: copies stay in device memory from now on (LTSHIM_HOST_COPIES)");
                     inner.host_copies = 0;
                     break;
+                }
+                Err(e) => {
+                    self.fail(inner, &format!("moving a packed copy to host memory: {e}"));
+                    return moved > 0;
                 }
             }
         }

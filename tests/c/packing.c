@@ -654,7 +654,7 @@ static const size_t READTEN_SIZES[] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8};
  * one launch that names ten of them (20 MiB): beside the other four's copies (~4.6 MiB) they
  * pass the limit, with nothing left to pack (every other buffer is packed, every kept copy
  * gone). Each buffer reads back exact afterwards, the four from wherever their copies went. */
-static int host_copies(void) {
+static int host_copies(int again) {
     setup();
     enum { K = 14 };
     size_t words = 2 * MIB / 4;
@@ -683,6 +683,21 @@ static int host_copies(void) {
         free(want[k]);
     }
     free(h);
+    /* host_room_reclaimed: then one that names the other ten. Those whose copies went to host
+     * memory come back with their copies kept there; now the first four's copies need the
+     * room, and with little host memory only those kept copies give it */
+    if (again) {
+        for (int b = 0; b < 10; b++) ten[b] = &buf[K - 1 - b];
+        CHECK(__cudaLaunchKernel(readten, ONE, ONE, ten, 0, NULL));
+        for (int k = 0; k < K; k++) {
+            uint32_t seed = 100 + k;
+            int ok = 1;
+            CHECK(cudaMemcpy(h = malloc(words * 4), buf[k], words * 4, 2));
+            for (size_t i = 0; i < words && ok; i++) { seed = seed * 1664525u + 1013904223u; ok = h[i] == ((i & 1) ? seed | 1 : 0); }
+            free(h);
+            EXPECT(ok, "buffer %d did not read back exact after the second launch", k);
+        }
+    }
     for (int k = 0; k < K; k++) CHECK(cudaFree(buf[k]));
     printf("did host_copies_ok 1\n");
     return 0;
@@ -1423,7 +1438,8 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "limit_smallest")) return limit_smallest();
     if (!strcmp(what, "limit_large_copy")) return limit_large_copy();
     if (!strcmp(what, "restore_pieces")) return restore_pieces();
-    if (!strcmp(what, "host_copies")) return host_copies();
+    if (!strcmp(what, "host_copies")) return host_copies(0);
+    if (!strcmp(what, "host_room_reclaimed")) return host_copies(1);
     if (!strcmp(what, "restore_all_card_full")) return restore_all_card_full();
     if (!strcmp(what, "query_loop")) return query_loop(0);
     if (!strcmp(what, "query_loop_queried")) return query_loop(1);
