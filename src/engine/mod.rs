@@ -340,6 +340,11 @@ enum Room {
     Free,
 }
 
+/// Held by an engine while it weighs and fills the host memory for packed copies, which is
+/// bounded over every device (`LTSHIM_HOST_COPIES`): taken under an engine's lock, and no engine
+/// lock is taken under it.
+static HOST_ROOM: Mutex<()> = Mutex::new(());
+
 /// Which kept copies `discard_kept_copy` may take (also why one went, in the stats).
 #[derive(Clone, Copy)]
 #[repr(usize)]
@@ -873,6 +878,8 @@ impl Engine {
         if inner.host_copies == 0 || inner.backend.is_none() {
             return false;
         }
+        // (the room is over every device: one engine at a time weighs it and moves)
+        let host = HOST_ROOM.lock();
         // host memory held by copies beside resident buffers is room for these: each of those
         // costs its buffer an encode at its next pack, where a packed buffer's copy is its bytes
         while host_room(inner) < need && self.discard_kept_copy(inner, Kept::ForHostRoom, need) {}
@@ -914,6 +921,8 @@ impl Engine {
                     break;
                 }
                 Err(e) => {
+                    // (the drain's restores may make room here again)
+                    drop(host);
                     self.fail(inner, &format!("moving a packed copy to host memory: {e}"));
                     return moved > 0;
                 }
