@@ -912,8 +912,8 @@ impl Engine {
                 moved += n;
             }
             match result {
-                // (its first chunk in device memory is larger than the host room left: the next
-                // copy's may not be)
+                // (none moved when its first chunk in device memory is larger than the host room
+                // left: the next copy's may be smaller)
                 Ok(_) => {}
                 Err(CodecFailure::OutOfMemory) => {
                     crate::warn_once!("pinned host memory for a packed copy was refused: copies stay in device memory from now on (LTSHIM_HOST_COPIES)");
