@@ -72,11 +72,34 @@ fn host_memory_bytes() -> u64 {
         .and_then(|v| v.trim().strip_suffix("kB"))
         .and_then(|kb| kb.trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024);
-    // cgroup v2 (the process's own group, as /proc/self/cgroup names it), then v1
-    let own = read("/proc/self/cgroup").and_then(|c| c.lines().find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string())));
-    let v2 = own.and_then(|p| read(&format!("/sys/fs/cgroup{}/memory.max", p.trim_end_matches('/')))).or_else(|| read("/sys/fs/cgroup/memory.max"));
-    let limit = [v2, read("/sys/fs/cgroup/memory/memory.limit_in_bytes")].into_iter().flatten().filter_map(|v| cgroup_limit(&v)).min();
+    let groups = read("/proc/self/cgroup").unwrap_or_default();
+    let limit = cgroup_limit_files(&groups).iter().filter_map(|f| read(f)).filter_map(|v| cgroup_limit(&v)).min();
     limit.map_or(total, |l| if total == 0 { l } else { l.min(total) })
+}
+
+/// The memory limit files that bound this process, from /proc/self/cgroup's text: those of its
+/// group and of every group above it, cgroup v2's (`0::/path`) and v1's (`N:memory:/path`).
+/// Inside a container's namespace the path is `/` and the files are the mount's own.
+fn cgroup_limit_files(groups: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    for line in groups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (dir, file) = match controllers {
+            "" => ("/sys/fs/cgroup", "memory.max"),
+            c if c.split(',').any(|c| c == "memory") => ("/sys/fs/cgroup/memory", "memory.limit_in_bytes"),
+            _ => continue,
+        };
+        let mut path = path.trim().trim_end_matches('/');
+        loop {
+            files.push(format!("{dir}{path}/{file}"));
+            match path.rfind('/') {
+                Some(i) => path = &path[..i],
+                None => break,
+            }
+        }
+    }
+    files
 }
 
 /// A cgroup memory limit file's bytes; None for none (`max`, or v1's near-2^63 "unlimited").
@@ -534,6 +557,15 @@ mod tests {
             assert_eq!(c.errors.len(), 1, "{bad:?} must be refused");
             assert!(c.errors[0].contains("LTSHIM_HOST_COPIES") && c.errors[0].contains("host's memory"), "{}", c.errors[0]);
         }
+    }
+
+    #[test]
+    fn the_cgroup_limits_read_are_those_of_the_group_and_every_group_above_it() {
+        let v2 = cgroup_limit_files("0::/user.slice/job\n");
+        assert_eq!(v2, ["/sys/fs/cgroup/user.slice/job/memory.max", "/sys/fs/cgroup/user.slice/memory.max", "/sys/fs/cgroup/memory.max"]);
+        assert_eq!(cgroup_limit_files("0::/\n"), ["/sys/fs/cgroup/memory.max"]);
+        let v1 = cgroup_limit_files("5:devices:/\n4:memory:/docker/abc\n1:cpu:/\n0::/\n");
+        assert_eq!(v1, ["/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes", "/sys/fs/cgroup/memory/docker/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"]);
     }
 
     #[test]

@@ -526,7 +526,7 @@ impl Packer {
     pub fn move_to_host(&mut self, copy: &mut PackedCopy, need: u64, host_room: u64) -> Result<u64, GpuError> {
         let (mut freed, mut taken) = (0u64, 0u64);
         let stream = self.gpu.stream;
-        let mut result = Ok(());
+        let (mut result, mut queued) = (Ok(()), false);
         for i in 0..copy.chunks.len() {
             let c = &copy.chunks[i];
             if c.host != 0 {
@@ -548,6 +548,7 @@ impl Packer {
                 result = Err(e);
                 break;
             }
+            queued = true;
             let device = PackedChunk { ptr: c.ptr, host: 0, len: c.len, original: 0, offsets: Vec::new(), by_codec: [(0, 0); 8] };
             self.free_chunk(&device);
             let c = &mut copy.chunks[i];
@@ -557,7 +558,9 @@ impl Packer {
             taken += c.len as u64;
         }
         // (the copies done and the pool's memory back with the driver)
-        self.sync()?;
+        if queued {
+            self.sync()?;
+        }
         result.map(|_| freed)
     }
 

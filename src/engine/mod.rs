@@ -878,25 +878,31 @@ impl Engine {
         if inner.host_copies == 0 || inner.backend.is_none() {
             return false;
         }
+        let mut cold: Vec<(u64, u64, u64)> = inner
+            .entries
+            .values()
+            .filter_map(|e| Some((e, e.copy.as_ref()?.device_len())))
+            .filter(|&(e, device)| e.buf.state() == state::PACKED && device > 0)
+            .map(|(e, device)| (e.buf.last_seq.load(Ordering::Relaxed), e.buf.start, device))
+            .collect();
+        cold.sort_unstable();
+        // (what moving every one of them could give)
+        let want = need.min(cold.iter().map(|c| c.2).sum());
+        if want == 0 {
+            return false;
+        }
         // (the room is over every device: one engine at a time weighs it and moves)
         let host = HOST_ROOM.lock();
         // host memory held by copies beside resident buffers is room for these: each of those
         // costs its buffer an encode at its next pack, where a packed buffer's copy is its bytes
-        while host_room(inner) < need && self.discard_kept_copy(inner, Kept::ForHostRoom, need) {}
+        while host_room(inner) < want && self.discard_kept_copy(inner, Kept::ForHostRoom, want) {}
         let room = host_room(inner);
         if room == 0 {
             return false;
         }
-        let mut cold: Vec<(u64, u64)> = inner
-            .entries
-            .values()
-            .filter(|e| e.buf.state() == state::PACKED && e.copy.as_ref().is_some_and(|c| c.device_len() > 0))
-            .map(|e| (e.buf.last_seq.load(Ordering::Relaxed), e.buf.start))
-            .collect();
-        cold.sort_unstable();
         let (t0, mut moved) = (crate::clock::precise_ns(), 0u64);
         let _scope = WorkScope::enter(inner.ctx);
-        for (_, addr) in cold {
+        for (_, addr, _) in cold {
             if moved >= need || moved >= room {
                 break;
             }
@@ -921,7 +927,8 @@ impl Engine {
                     break;
                 }
                 Err(e) => {
-                    // (the drain's restores may make room here again)
+                    // (the drain's restores come here again: with no host room, and the lock free)
+                    inner.host_copies = 0;
                     drop(host);
                     self.fail(inner, &format!("moving a packed copy to host memory: {e}"));
                     return moved > 0;

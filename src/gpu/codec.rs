@@ -387,7 +387,12 @@ impl Backend {
     /// given back. They decode as before, slower on a GPU (read over the bus).
     pub fn move_to_host(&mut self, copy: &mut PackedCopy, need: u64, host_room: u64) -> Result<u64, CodecFailure> {
         match (self, copy) {
-            (Backend::Gpu(p), PackedCopy::Device(c)) => p.move_to_host(c, need, host_room).map_err(gpu_failure),
+            // (pinned memory refused, for lack of it or of mapped pinned memory at all, is the
+            // caller's OutOfMemory: it stops moving, where our other failures drain)
+            (Backend::Gpu(p), PackedCopy::Device(c)) => p.move_to_host(c, need, host_room).map_err(|e| match e {
+                ltgpu::GpuError::Driver { call: "cuMemHostAlloc" | "cuMemHostGetDevicePointer", .. } => CodecFailure::OutOfMemory,
+                other => gpu_failure(other),
+            }),
             (_, PackedCopy::Host(chunks)) => {
                 let mut freed = 0u64;
                 for c in chunks.iter_mut().filter(|c| !c.in_host) {
