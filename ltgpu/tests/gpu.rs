@@ -168,11 +168,7 @@ fn a_copy_moved_to_host_memory_decodes_checks_and_truncates_as_before() {
     // largest chunk)
     let n = 3 * ltgpu::packer::CHUNK + 4096;
     let mut data = input("weights", ltblock::DType::BF16, 0.5, n);
-    let mut seed = 7u32;
-    for b in &mut data[..ltgpu::packer::CHUNK] {
-        seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-        *b = (seed >> 24) as u8;
-    }
+    data[..ltgpu::packer::CHUNK].copy_from_slice(&input("random", ltblock::DType::BF16, 0.0, ltgpu::packer::CHUNK));
     let src = gpu.upload(&data).unwrap();
     let lossless = GpuEncode { dtype: ltblock::DType::BF16, lossy: false, group: 128, max_rel_l2: 0.01 };
     let mut copy = packer.pack(src.ptr, n, lossless, u64::MAX).unwrap().expect("packs");
