@@ -93,6 +93,25 @@ pub fn next_use(last: u64, period: u64, gaps: Gaps, now: u64) -> u64 {
     }
 }
 
+/// Uses from `now` to a buffer's predicted next use: 0 once that is past (late: its next use
+/// is not known, so it may be now), `u64::MAX` for a cold buffer (no period, or idle for more
+/// than twice it: no use is expected). The same coldness as `rank`'s.
+pub fn ahead(last: u64, period: u64, gaps: Gaps, now: u64) -> u64 {
+    if period == 0 || now.saturating_sub(last) > 2 * period {
+        return u64::MAX;
+    }
+    next_use(last, period, gaps, now).saturating_sub(now)
+}
+
+/// A packed buffer's copy goes to host memory instead of an encode of the first victim when
+/// its next use is predicted this many times further off than the victim's
+/// (`engine::Engine::move_far_copies_to_host`). Its restore then crosses the bus (~20x slower
+/// than a decode from device memory), once; the victim's pack would cost an encode and a
+/// verify, free only what its copy saves (a sixth of an fp32 buffer), and come back sooner.
+/// Twice, so that a prediction's error (the gaps are matched within an eighth) never tips a
+/// loop's buffers, which are all about a period off, into host memory.
+pub const FAR: u64 = 2;
+
 /// What the policy knows of an eligible buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
@@ -161,6 +180,17 @@ pub fn victims(mut cands: Vec<Candidate>, now: u64) -> Vec<Candidate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ahead_is_the_distance_to_the_predicted_use_unknown_once_late_and_endless_when_cold() {
+        let none = Gaps::default();
+        // used at 100 with a period of 50: due at 150
+        assert_eq!(ahead(100, 50, none, 120), 30);
+        assert_eq!(ahead(100, 50, none, 150), 0);
+        assert_eq!(ahead(100, 50, none, 170), 0, "late: its next use may be now");
+        assert_eq!(ahead(100, 50, none, 201), u64::MAX, "idle for more than two periods: cold");
+        assert_eq!(ahead(100, 0, none, 101), u64::MAX, "used once: no use expected");
+    }
 
     /// A cache of `capacity` buffers under an access sequence (one use a sequence number),
     /// with eviction by `victims` (or by LRU): the number of misses.

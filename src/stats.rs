@@ -31,7 +31,7 @@ counters! {
     program_lock_wait_ns,
     wait_ns, vmm_ns, codec_ns, context_syncs,
     checks, checks_changed,
-    copies_moved_to_host, host_move_ns,
+    copies_moved_to_host, copies_moved_far, host_move_ns,
 }
 
 /// Why the library did less than it could.
@@ -539,6 +539,7 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("restores_handed_memory", get(&C.restores_handed_memory));
         o.num("restores_corrupt", get(&C.restores_corrupt));
         o.num("copies_moved_to_host", get(&C.copies_moved_to_host));
+        o.num("copies_moved_far", get(&C.copies_moved_far));
         o.num("host_move_host_ns", get(&C.host_move_ns));
         o.num("out_of_memory_returned", get(&C.packing_oom));
         o.num("pack_host_ns", get(&C.pack_host_ns));

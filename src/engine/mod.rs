@@ -345,6 +345,18 @@ enum Room {
 /// lock is taken under it.
 static HOST_ROOM: Mutex<()> = Mutex::new(());
 
+/// Why packed copies move to host memory (`Engine::move_copies_to_host`).
+#[derive(Clone, Copy, Debug)]
+enum ToHost {
+    /// Nothing else gives room: the coldest first (the least recently used), host memory
+    /// held beside resident buffers freed for them.
+    LastRoom,
+    /// Instead of encoding a victim needed within `beyond` uses' time
+    /// (`Engine::move_far_copies_to_host`): those predicted to be needed later, the furthest
+    /// first.
+    Far { beyond: u64 },
+}
+
 /// Which kept copies `discard_kept_copy` may take (also why one went, in the stats).
 #[derive(Clone, Copy)]
 #[repr(usize)]
@@ -728,11 +740,12 @@ impl Engine {
             let need = bytes.saturating_sub(inner.budget.room(part));
             if !self.discard_kept_copy(inner, Kept::OfWritten, need)
                 && !self.discard_kept_copy(inner, Kept::OfSurvivor, need)
+                && !self.move_far_copies_to_host(inner, need)
                 && !self.pack_one(inner, Pass::Fitting)
                 && !self.pack_one(inner, Pass::InRoom)
                 && !self.discard_kept_copy(inner, Kept::Lossless, need)
                 && !self.discard_kept_copy(inner, Kept::Any, need)
-                && !self.move_copies_to_host(inner, need)
+                && !self.move_copies_to_host(inner, need, ToHost::LastRoom)
                 && !self.pack_one(inner, Pass::OverLimit)
             {
                 return false;
@@ -782,8 +795,12 @@ impl Engine {
 
     /// The buffers that may be packed now, in the policy's order.
     fn victims(&self, inner: &Inner) -> Vec<u64> {
-        let now = crate::residency::seq_now();
-        let cands = inner
+        crate::policy::victims(self.candidates(inner), crate::residency::seq_now()).into_iter().map(|c| c.id).collect()
+    }
+
+    /// What the policy knows of each buffer that may be packed now.
+    fn candidates(&self, inner: &Inner) -> Vec<crate::policy::Candidate> {
+        inner
             .entries
             .values()
             .filter(|e| e.eligible())
@@ -795,8 +812,7 @@ impl Engine {
                 gaps: e.buf.gaps(),
                 kept: e.copy_serves(&inner.opts),
             })
-            .collect();
-        crate::policy::victims(cands, now).into_iter().map(|c| c.id).collect()
+            .collect()
     }
 
     /// Frees the largest packed copy of `which` kept beside a resident buffer; false when
@@ -866,24 +882,54 @@ impl Engine {
         true
     }
 
-    /// Moves the copies of packed buffers, the coldest first, into pinned host memory until
-    /// `need` bytes of device memory are free of them, within `LTSHIM_HOST_COPIES` over every
-    /// device; false when none moved. The last room there is before the limit is passed or an
-    /// allocation fails: such a buffer decodes from host memory at its restore, over the bus
-    /// (its copy is then kept there, beside it: a later pack of it, unchanged, costs no device
-    /// memory). Only copies of PACKED buffers move: no restore of ours reads them.
-    fn move_copies_to_host(&self, inner: &mut Inner, need: u64) -> bool {
+    /// Before a buffer needed soon is encoded to make room: the copies of packed buffers whose
+    /// next uses are predicted `policy::FAR` times further off than that victim's go to host
+    /// memory instead, the furthest first; false when none moved. A training step's optimizer
+    /// states are used once a step, and its fp32 buffers pack to ~84%: with their copies in
+    /// device memory, the step's activations and gradients, written between each use, were
+    /// encoded again and again for a sixth of their size each (docs/PERF.md P61, P76: 45 GB of
+    /// encodes a step at 80% of the native peak). A victim whose kept copy serves costs no
+    /// encode (a weight dropped again), and a cold one is the best there is: neither moves
+    /// anything here, so read-mostly workloads keep their copies in device memory.
+    fn move_far_copies_to_host(&self, inner: &mut Inner, need: u64) -> bool {
+        if inner.host_copies == 0 || !self.may_pack(inner) {
+            return false;
+        }
+        let now = crate::residency::seq_now();
+        let Some(v) = crate::policy::victims(self.candidates(inner), now).into_iter().next() else { return false };
+        let ahead = crate::policy::ahead(v.last_seq, v.period, v.gaps, now);
+        if v.kept || ahead == 0 || ahead == u64::MAX {
+            return false;
+        }
+        self.move_copies_to_host(inner, need, ToHost::Far { beyond: ahead.saturating_mul(crate::policy::FAR) })
+    }
+
+    /// Moves the copies of packed buffers `how` picks into pinned host memory until `need`
+    /// bytes of device memory are free of them, within `LTSHIM_HOST_COPIES` over every device;
+    /// false when none moved. Such a buffer decodes from host memory at its restore, over the
+    /// bus (its copy is then kept there, beside it: a later pack of it, unchanged, costs no
+    /// device memory). Only copies of PACKED buffers move: no restore of ours reads them.
+    fn move_copies_to_host(&self, inner: &mut Inner, need: u64, how: ToHost) -> bool {
         let need = need.max(1);
         let host_room = |inner: &Inner| inner.host_copies.saturating_sub(budget::in_host_total());
         if inner.host_copies == 0 || inner.backend.is_none() {
             return false;
         }
+        let now = crate::residency::seq_now();
+        // (the order to move them in, smaller first)
+        let order = |b: &Buffer| match how {
+            ToHost::LastRoom => Some(b.last_seq.load(Ordering::Relaxed)),
+            ToHost::Far { beyond } => {
+                let ahead = crate::policy::ahead(b.last_seq.load(Ordering::Relaxed), b.period.load(Ordering::Relaxed), b.gaps(), now);
+                (ahead > beyond).then_some(u64::MAX - ahead)
+            }
+        };
         let mut cold: Vec<(u64, u64, u64)> = inner
             .entries
             .values()
             .filter_map(|e| Some((e, e.copy.as_ref()?.device_len())))
             .filter(|&(e, device)| e.buf.state() == state::PACKED && device > 0)
-            .map(|(e, device)| (e.buf.last_seq.load(Ordering::Relaxed), e.buf.start, device))
+            .filter_map(|(e, device)| Some((order(&e.buf)?, e.buf.start, device)))
             .collect();
         cold.sort_unstable();
         // (what moving every one of them could give)
@@ -894,8 +940,11 @@ impl Engine {
         // (the room is over every device: one engine at a time weighs it and moves)
         let host = HOST_ROOM.lock();
         // host memory held by copies beside resident buffers is room for these: each of those
-        // costs its buffer an encode at its next pack, where a packed buffer's copy is its bytes
-        while host_room(inner) < want && self.discard_kept_copy(inner, Kept::ForHostRoom, want) {}
+        // costs its buffer an encode at its next pack, where a packed buffer's copy is its
+        // bytes (when nothing else gives room: a move instead of an encode is not worth one)
+        if let ToHost::LastRoom = how {
+            while host_room(inner) < want && self.discard_kept_copy(inner, Kept::ForHostRoom, want) {}
+        }
         let room = host_room(inner);
         if room == 0 {
             return false;
@@ -915,6 +964,9 @@ impl Engine {
             if n > 0 {
                 inner.budget.moved_to_host(n);
                 crate::stats::add(&crate::stats::C.copies_moved_to_host, 1);
+                if let ToHost::Far { .. } = how {
+                    crate::stats::add(&crate::stats::C.copies_moved_far, 1);
+                }
                 moved += n;
             }
             match result {
@@ -936,9 +988,14 @@ impl Engine {
             }
         }
         if moved > 0 {
-            crate::warn_once!(
-                "device memory ran out of other room: packed copies moved to host memory (LTSHIM_HOST_COPIES; their buffers decode from there, slower; host_copies_bytes in the stats)"
-            );
+            match how {
+                ToHost::LastRoom => crate::warn_once!(
+                    "device memory ran out of other room: packed copies moved to host memory (LTSHIM_HOST_COPIES; their buffers decode from there, slower; host_copies_bytes in the stats)"
+                ),
+                ToHost::Far { .. } => crate::warn_once!(
+                    "packed copies of buffers not needed for a while moved to host memory rather than encoding buffers needed sooner (LTSHIM_HOST_COPIES; host_copies_bytes in the stats)"
+                ),
+            }
             crate::stats::add(&crate::stats::C.host_move_ns, crate::clock::precise_ns() - t0);
         }
         moved > 0
@@ -1211,7 +1268,7 @@ impl Engine {
                     break true;
                 }
                 let need = reserved.saturating_sub(inner.budget.room(Part::Resident));
-                if !self.discard_kept_copy(inner, Kept::Any, need) && !self.move_copies_to_host(inner, need) {
+                if !self.discard_kept_copy(inner, Kept::Any, need) && !self.move_copies_to_host(inner, need, ToHost::LastRoom) {
                     break false;
                 }
             },
@@ -1347,7 +1404,7 @@ impl Engine {
             let (off, len) = parts[k];
             while !inner.budget.try_take(Part::Resident, len) {
                 let need = len.saturating_sub(inner.budget.room(Part::Resident));
-                if !self.discard_kept_copy(inner, Kept::Any, need) && !self.move_copies_to_host(inner, need) {
+                if !self.discard_kept_copy(inner, Kept::Any, need) && !self.move_copies_to_host(inner, need, ToHost::LastRoom) {
                     over |= inner.budget.take_as_last_resort(Part::Resident, len);
                     break;
                 }
