@@ -337,7 +337,7 @@ pub const KNOBS: &[Knob] = &[
         name: "LTSHIM_HOST_COPIES",
         default: "25%",
         accepted: "bytes with an optional unit, a percentage of the host's memory (`25%`; of its memory cgroup's limit where that is lower), or 0 (never)",
-        doc: "When device memory has no other room (every resident buffer in use or kept by the safety rules, every kept copy gone), packed copies of packed buffers move to pinned host memory, the coldest first, up to this much over every device, instead of the limit being passed or the allocation failing. Such a buffer decodes from host memory over the bus when next used (slower, exact as ever); `host_copies_bytes` in the stats says how much went there.",
+        doc: "Packed copies of packed buffers may move to pinned host memory, up to this much over every device: the copies of buffers predicted to be needed much later than the buffer that would otherwise be encoded to make room (a training step's optimizer states), and, when device memory has no other room (every resident buffer in use or kept by the safety rules, every kept copy gone), the coldest, instead of the limit being passed or the allocation failing. Such a buffer decodes from host memory over the bus when next used (slower, exact as ever); `host_copies_bytes` in the stats says how much went there.",
         apply: |v, c| match v.trim() {
             "0" => {
                 c.host_copies = HostCopies::Bytes(0);

@@ -540,6 +540,9 @@ fn write_packing(root: &mut Obj<'_>) {
         o.num("restores_corrupt", get(&C.restores_corrupt));
         o.num("copies_moved_to_host", get(&C.copies_moved_to_host));
         o.num("copies_moved_far", get(&C.copies_moved_far));
+        let (pinned, pinned_peak) = ltgpu::packer::pinned_host_bytes();
+        o.num("host_pinned_bytes", pinned);
+        o.num("host_pinned_peak_bytes", pinned_peak);
         o.num("host_move_host_ns", get(&C.host_move_ns));
         o.num("out_of_memory_returned", get(&C.packing_oom));
         o.num("pack_host_ns", get(&C.pack_host_ns));

@@ -18,6 +18,7 @@
 //! it is reported at the next poll rather than before the program's call). The caller makes
 //! the stream wait for the program's streams before a pack (`stream()`).
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cudarc::driver::{result as drv, sys};
 
@@ -120,6 +121,7 @@ struct InFlight {
 struct Pinned {
     host: *mut u8,
     dev: u64,
+    len: usize,
 }
 
 impl Pinned {
@@ -133,7 +135,8 @@ impl Pinned {
             let _ = unsafe { drv::free_host(host as *mut c_void) };
             return Err(e);
         }
-        Ok(Pinned { host, dev })
+        PINNED.add(len as u64);
+        Ok(Pinned { host, dev, len })
     }
 }
 
@@ -141,7 +144,41 @@ impl Drop for Pinned {
     fn drop(&mut self) {
         // SAFETY: allocated by cuMemHostAlloc, freed once.
         let _ = unsafe { drv::free_host(self.host as *mut c_void) };
+        PINNED.sub(self.len as u64);
     }
+}
+
+/// Pinned host memory held by every packer of the process (slabs of packed copies in host
+/// memory, in use or kept for reuse, and the restore rings), now and at its peak.
+struct PinnedBytes {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl PinnedBytes {
+    fn add(&self, n: u64) {
+        let now = self.now.fetch_add(n, Ordering::Relaxed) + n;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+    fn sub(&self, n: u64) {
+        let _ = self.now.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
+    }
+}
+
+static PINNED: PinnedBytes = PinnedBytes { now: AtomicU64::new(0), peak: AtomicU64::new(0) };
+
+/// Pinned host memory the packers hold now and held at most (bytes): the chunks of copies in
+/// host memory rounded up to their slabs, the slabs kept for reuse, the restore rings.
+pub fn pinned_host_bytes() -> (u64, u64) {
+    (PINNED.now.load(Ordering::Relaxed), PINNED.peak.load(Ordering::Relaxed))
+}
+
+/// Host slabs come in multiples of this, so that a chunk of about the same size finds one.
+const SLAB_ROUND: usize = 2 << 20;
+
+/// A slab of `cap` bytes may hold a chunk of `len`: no more than an eighth and a rounding over.
+fn slab_fits(cap: usize, len: usize) -> bool {
+    cap >= len && cap <= len + len / 8 + SLAB_ROUND
 }
 
 /// What `poll` found of the restores that completed.
@@ -176,6 +213,13 @@ pub struct Packer {
     waits: Waits,
     /// Timing events around a synchronous decode's kernel, made when `time_kernels` asks.
     timing: Option<[sys::CUevent; 2]>,
+    /// The pinned slabs of chunks in host memory, by the address the device reads them at.
+    slabs: std::collections::HashMap<u64, Pinned>,
+    /// Slabs of chunks freed, kept for the next moves: a pinned allocation and its free cost
+    /// milliseconds a chunk (a move took 37 ms on the H200, docs/PERF.md P80) and a free must
+    /// wait for our stream, where a slab reused is stream-ordered after our kernels that read
+    /// it last (on our stream, as the copy that fills it again).
+    spare_slabs: Vec<Pinned>,
 }
 
 /// Where the host time of the packer's synchronous calls went, so far (`Packer::waits`).
@@ -229,6 +273,8 @@ impl Packer {
             flag: gpu.alloc(16)?,
             waits: Waits::default(),
             timing: None,
+            slabs: Default::default(),
+            spare_slabs: Vec::new(),
             gpu,
             unchanged,
             pool,
@@ -535,16 +581,18 @@ impl Packer {
             if freed >= need || taken + c.len as u64 > host_room {
                 break;
             }
-            let pinned = match Pinned::new(c.len) {
+            let pinned = match self.take_slab(c.len, host_room - taken) {
                 Ok(p) => p,
                 Err(e) => {
                     result = Err(e);
                     break;
                 }
             };
-            // SAFETY: the pinned memory and the chunk both hold c.len bytes; the copy is
-            // stream-ordered after our work that wrote the chunk and before its free.
+            // SAFETY: the pinned memory holds at least c.len bytes, as the chunk; the copy is
+            // stream-ordered after our work that wrote the chunk and before its free (and after
+            // our kernels that read the slab's last chunk, if it held one).
             if let Err(e) = d("cuMemcpyDtoHAsync", unsafe { sys::cuMemcpyDtoHAsync_v2(pinned.host as *mut c_void, c.ptr, c.len, stream).result() }) {
+                self.spare_slabs.push(pinned);
                 result = Err(e);
                 break;
             }
@@ -553,7 +601,7 @@ impl Packer {
             self.free_chunk(&device);
             let c = &mut copy.chunks[i];
             (c.ptr, c.host) = (pinned.dev, pinned.host as u64);
-            std::mem::forget(pinned); // the chunk owns it now: `free_chunk` frees it
+            self.slabs.insert(pinned.dev, pinned); // until `free_chunk` gives it back
             freed += c.len as u64;
             taken += c.len as u64;
         }
@@ -564,12 +612,39 @@ impl Packer {
         result.map(|_| freed)
     }
 
+    /// Pinned bytes kept for the next moves (slabs of chunks freed).
+    pub fn spare_host_bytes(&self) -> u64 {
+        self.spare_slabs.iter().map(|p| p.len as u64).sum()
+    }
+
+    /// A pinned slab for a chunk of `len` bytes: a spare one that fits, or a new one, after
+    /// the spare slabs beyond what `room` leaves beside it have been freed (so that what the
+    /// packers hold stays within the host room the engine allows: `LTSHIM_HOST_COPIES`).
+    fn take_slab(&mut self, len: usize, room: u64) -> Result<Pinned, GpuError> {
+        let best = self.spare_slabs.iter().enumerate().filter(|(_, p)| slab_fits(p.len, len)).min_by_key(|(_, p)| p.len).map(|(i, _)| i);
+        if let Some(i) = best {
+            return Ok(self.spare_slabs.swap_remove(i));
+        }
+        let cap = len.div_ceil(SLAB_ROUND) * SLAB_ROUND;
+        let keep = room.saturating_sub(cap as u64);
+        if self.spare_host_bytes() > keep {
+            // host memory is freed at once, not in stream order: our work reading it first
+            self.sync()?;
+            self.spare_slabs.sort_unstable_by_key(|p| p.len);
+            while self.spare_host_bytes() > keep {
+                self.spare_slabs.pop(); // the largest first
+            }
+        }
+        Pinned::new(cap)
+    }
+
     fn free_chunk(&mut self, c: &PackedChunk) {
         if c.host != 0 {
-            // host memory is freed at once, not in stream order: our work reading it first
-            let _ = self.sync();
-            // SAFETY: pinned memory of ours (`move_to_host`), freed once, nothing reads it now.
-            let _ = unsafe { drv::free_host(c.host as *mut c_void) };
+            // kept for the next move (our kernels that read it are ahead of that move's copy
+            // on our stream)
+            if let Some(p) = self.slabs.remove(&c.ptr) {
+                self.spare_slabs.push(p);
+            }
             return;
         }
         let t0 = std::time::Instant::now();
@@ -641,5 +716,20 @@ impl Drop for Packer {
         }
         // SAFETY: the pool is ours; every allocation from it is freed by then or dies with it.
         let _ = unsafe { drv::mem_pool::destroy(self.pool) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spare_slab_takes_a_chunk_no_larger_and_not_much_smaller() {
+        let mib = 1 << 20;
+        assert!(slab_fits(64 * mib, 64 * mib));
+        assert!(!slab_fits(64 * mib, 64 * mib + 1), "too small");
+        assert!(slab_fits(64 * mib, 57 * mib), "within an eighth and a rounding");
+        assert!(!slab_fits(64 * mib, 50 * mib), "a fifth of it would be idle");
+        assert!(slab_fits(2 * mib, 1), "one rounding over a tiny chunk");
     }
 }

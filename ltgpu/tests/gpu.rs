@@ -199,4 +199,17 @@ fn a_copy_moved_to_host_memory_decodes_checks_and_truncates_as_before() {
     packer.restore(&copy, out.ptr).unwrap();
     assert!(gpu.download(out.ptr, 2 * ltgpu::packer::CHUNK).unwrap() == data[..2 * ltgpu::packer::CHUNK], "the host chunks left are not exact");
     packer.discard(copy);
+    // the host chunks' pinned slabs are kept, and the next move takes them again: a copy of
+    // other bytes lands in slabs that held this one's, and decodes exactly
+    let spare = packer.spare_host_bytes();
+    assert!(spare >= first + second, "the freed chunks' slabs are kept: {spare}");
+    let other = input("weights", ltblock::DType::BF16, 0.25, n);
+    let src2 = gpu.upload(&other).unwrap();
+    let mut copy = packer.pack(src2.ptr, n, lossless, u64::MAX).unwrap().expect("packs");
+    packer.move_to_host(&mut copy, u64::MAX, u64::MAX).unwrap();
+    assert!(copy.chunks.iter().all(|c| c.host != 0), "every chunk moved");
+    assert!(packer.spare_host_bytes() < spare, "no spare slab was taken again: {} of {spare}", packer.spare_host_bytes());
+    packer.restore(&copy, out.ptr).unwrap();
+    assert!(gpu.download(out.ptr, n).unwrap() == other, "a copy in reused slabs is not exact");
+    packer.discard(copy);
 }
