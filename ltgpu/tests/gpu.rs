@@ -213,3 +213,42 @@ fn a_copy_moved_to_host_memory_decodes_checks_and_truncates_as_before() {
     assert!(gpu.download(out.ptr, n).unwrap() == other, "a copy in reused slabs is not exact");
     packer.discard(copy);
 }
+
+#[test]
+fn a_gib_decodes_exactly_from_host_memory_and_says_how_fast_against_device_memory() {
+    // (the speeds are printed for docs/PERF.md: a restore of a copy in host memory reads it
+    // through its mapping, over the bus)
+    let Some(gpu) = gpu_or_skip() else { return };
+    let mut packer = ltgpu::packer::Packer::new(0).unwrap();
+    let n = 1 << 30;
+    let data = input("weights", ltblock::DType::BF16, 0.0, n);
+    let src = gpu.upload(&data).unwrap();
+    let lossless = GpuEncode { dtype: ltblock::DType::BF16, lossy: false, group: 128, max_rel_l2: 0.01 };
+    let mut copy = packer.pack(src.ptr, n, lossless, u64::MAX).unwrap().expect("packs");
+    let out = gpu.alloc(n).unwrap();
+    packer.time_kernels(true);
+    let timed = |packer: &mut ltgpu::packer::Packer, copy: &ltgpu::packer::PackedCopy| {
+        packer.restore(copy, out.ptr).unwrap(); // warm
+        let before = packer.waits().decode_kernel_ns;
+        for _ in 0..3 {
+            packer.restore(copy, out.ptr).unwrap();
+        }
+        (packer.waits().decode_kernel_ns - before) as f64 / 3.0
+    };
+    let device_ns = timed(&mut packer, &copy);
+    packer.move_to_host(&mut copy, u64::MAX, u64::MAX).unwrap();
+    assert_eq!(copy.host_len(), copy.packed_len(), "the whole copy moved");
+    let host_ns = timed(&mut packer, &copy);
+    assert!(gpu.download(out.ptr, n).unwrap() == data, "the decode from host memory is not exact");
+    let packed = copy.packed_len() as f64;
+    println!(
+        "decode of 1 GiB of bf16 weights ({:.1}% packed): from device memory {:.2} ms ({:.0} GB/s of output), from host memory {:.2} ms ({:.0} GB/s of output, {:.1} GB/s read over the bus)",
+        100.0 * packed / n as f64,
+        device_ns / 1e6,
+        n as f64 / device_ns,
+        host_ns / 1e6,
+        n as f64 / host_ns,
+        packed / host_ns
+    );
+    packer.discard(copy);
+}
