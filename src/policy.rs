@@ -112,6 +112,12 @@ pub fn ahead(last: u64, period: u64, gaps: Gaps, now: u64) -> u64 {
 /// loop's buffers, which are all about a period off, into host memory.
 pub const FAR: u64 = 2;
 
+/// ... and when that victim's last copy was at least this fraction of it: a pack that frees
+/// more than half of a buffer on the device is cheaper than a copy's round trip over the bus
+/// (on the H200 sparse_mlp ran 10-25% slower with its weights' copies moved for activations that
+/// zvc packs to ~11%, docs/PERF.md P80-P81; training's fp32 buffers pack to ~84%).
+pub const FAR_SHRINKS_TO: f32 = 0.5;
+
 /// What the policy knows of an eligible buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {

@@ -79,6 +79,9 @@ struct Entry {
     /// it, every step, beyond the bound `LTSHIM_INT8_MAX_ERR` measured once: on the H200 a
     /// training run in lossy mode ended with a NaN loss that way (docs/PERF.md P29).
     lossy_barred: bool,
+    /// Its last whole copy's size over its own (0 until one is made): what packing it again
+    /// is likely to free (`move_far_copies_to_host`).
+    shrinks_to: f32,
 }
 
 impl Entry {
@@ -114,6 +117,13 @@ impl Entry {
         match self.copy.as_mut() {
             Some(kept) => kept.append(copy),
             None => self.copy = Some(copy),
+        }
+    }
+
+    /// Remembers what its copy, now whole, shrank it to.
+    fn note_shrink(&mut self) {
+        if let Some(c) = self.copy.as_ref().filter(|_| self.copy_whole()) {
+            self.shrinks_to = c.packed_len() as f32 / self.buf.size.max(1) as f32;
         }
     }
 
@@ -638,6 +648,7 @@ impl Engine {
                             next_encode: EncodeCause::First,
                             decoded_lossy: false,
                             lossy_barred: false,
+                            shrinks_to: 0.0,
                         },
                     );
                     self.keep_room_ahead();
@@ -890,7 +901,10 @@ impl Engine {
     /// encoded again and again for a sixth of their size each (docs/PERF.md P61, P76: 45 GB of
     /// encodes a step at 80% of the native peak). A victim whose kept copy serves costs no
     /// encode (a weight dropped again), and a cold one is the best there is: neither moves
-    /// anything here, so read-mostly workloads keep their copies in device memory.
+    /// anything here, so read-mostly workloads keep their copies in device memory; nor does one
+    /// whose last copy was under `policy::FAR_SHRINKS_TO` of it (or that has had none yet): its
+    /// pack frees more than half of it for GPU work, where a move costs a round trip over the
+    /// bus (sparse activations: zvc packs them to ~11%).
     fn move_far_copies_to_host(&self, inner: &mut Inner, need: u64) -> bool {
         if inner.host_copies == 0 || !self.may_pack(inner) {
             return false;
@@ -898,7 +912,8 @@ impl Engine {
         let now = crate::residency::seq_now();
         let Some(v) = crate::policy::victims(self.candidates(inner), now).into_iter().next() else { return false };
         let ahead = crate::policy::ahead(v.last_seq, v.period, v.gaps, now);
-        if v.kept || ahead == 0 || ahead == u64::MAX {
+        let shrinks_to = inner.entries.get(&v.id).map_or(0.0, |e| e.shrinks_to);
+        if v.kept || ahead == 0 || ahead == u64::MAX || shrinks_to < crate::policy::FAR_SHRINKS_TO {
             return false;
         }
         self.move_copies_to_host(inner, need, ToHost::Far { beyond: ahead.saturating_mul(crate::policy::FAR) })
@@ -1163,6 +1178,7 @@ impl Engine {
                 }
                 crate::stats::encoded(entry.next_encode, len);
                 entry.extend_copy(copy);
+                entry.note_shrink();
                 entry.copy_tried_lossy = opts.lossy;
             } else {
                 // not packed: pieces that went back come back with the bytes the copies hold
@@ -1511,6 +1527,7 @@ impl Engine {
                     count_codec_bytes(&copy);
                     crate::stats::encoded(EncodeCause::Discarded, buf.size - from);
                     entry.extend_copy(copy);
+                    entry.note_shrink();
                     entry.copy_tried_lossy = false;
                 }
                 end => {
