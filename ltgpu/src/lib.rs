@@ -44,6 +44,9 @@ pub enum GpuError {
     Driver { call: &'static str, error: String },
     /// A decoded block failed its checks on the GPU.
     Block { block: usize, status: u32 },
+    /// Pinned host memory mapped for the device was refused (none left, or none such on this
+    /// system): the driver call and its status. The caller may go on without it.
+    PinnedRefused { call: &'static str, error: String },
 }
 
 impl std::fmt::Display for GpuError {
@@ -53,6 +56,7 @@ impl std::fmt::Display for GpuError {
             GpuError::Compile { log, options } => write!(f, "NVRTC failed with options {options:?}:\n{log}"),
             GpuError::Nvrtc(e) => write!(f, "NVRTC: {e}"),
             GpuError::Driver { call, error } => write!(f, "{call} failed: {error}"),
+            GpuError::PinnedRefused { call, error } => write!(f, "pinned host memory was refused: {call} failed: {error}"),
             GpuError::Block { block, status } => write!(f, "block {block} failed on the GPU (status {status}: {})", status_name(*status)),
         }
     }

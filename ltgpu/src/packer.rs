@@ -126,14 +126,15 @@ struct Pinned {
 
 impl Pinned {
     fn new(len: usize) -> Result<Pinned, GpuError> {
+        let refused = |call: &'static str, e: sys::CUresult| GpuError::PinnedRefused { call, error: format!("{e:?}") };
         // SAFETY: a plain pinned allocation, mapped into the device's address space.
-        let host = d("cuMemHostAlloc", unsafe { drv::malloc_host(len, sys::CU_MEMHOSTALLOC_DEVICEMAP | sys::CU_MEMHOSTALLOC_PORTABLE) })? as *mut u8;
+        let host = unsafe { drv::malloc_host(len, sys::CU_MEMHOSTALLOC_DEVICEMAP | sys::CU_MEMHOSTALLOC_PORTABLE) }.map_err(|e| refused("cuMemHostAlloc", e.0))? as *mut u8;
         let mut dev = 0;
         // SAFETY: host was just allocated with DEVICEMAP.
-        if let Err(e) = d("cuMemHostGetDevicePointer", unsafe { sys::cuMemHostGetDevicePointer_v2(&mut dev, host as *mut c_void, 0).result() }) {
+        if let Err(e) = unsafe { sys::cuMemHostGetDevicePointer_v2(&mut dev, host as *mut c_void, 0).result() } {
             // SAFETY: ours, freed once.
             let _ = unsafe { drv::free_host(host as *mut c_void) };
-            return Err(e);
+            return Err(refused("cuMemHostGetDevicePointer", e.0));
         }
         PINNED.add(len as u64);
         Ok(Pinned { host, dev, len })

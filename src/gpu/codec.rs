@@ -390,7 +390,7 @@ impl Backend {
             // (pinned memory refused, for lack of it or of mapped pinned memory at all, is the
             // caller's OutOfMemory: it stops moving, where our other failures drain)
             (Backend::Gpu(p), PackedCopy::Device(c)) => p.move_to_host(c, need, host_room).map_err(|e| match e {
-                ltgpu::GpuError::Driver { call: "cuMemHostAlloc" | "cuMemHostGetDevicePointer", .. } => CodecFailure::OutOfMemory,
+                ltgpu::GpuError::PinnedRefused { .. } => CodecFailure::OutOfMemory,
                 other => gpu_failure(other),
             }),
             (_, PackedCopy::Host(chunks)) => {
