@@ -55,6 +55,8 @@ pub struct PackedChunk {
     pub ptr: u64,
     /// The host address of its pinned memory; 0 while in pool memory.
     pub host: u64,
+    /// The size of the pinned slab holding it (at least `len`); 0 while in pool memory.
+    pub slab: usize,
     pub len: usize,
     /// Bytes of the buffer this chunk holds.
     pub original: usize,
@@ -94,6 +96,12 @@ impl PackedCopy {
     /// Its bytes in pinned host memory (the rest is in device memory).
     pub fn host_len(&self) -> u64 {
         self.chunks.iter().filter(|c| c.host != 0).map(|c| c.len as u64).sum()
+    }
+
+    /// The pinned memory its chunks in host memory hold: their slabs, a little more than
+    /// `host_len`.
+    pub fn host_pinned(&self) -> u64 {
+        self.chunks.iter().map(|c| c.slab as u64).sum()
     }
 
     /// Bytes of the buffer it holds.
@@ -174,12 +182,26 @@ pub fn pinned_host_bytes() -> (u64, u64) {
     (PINNED.now.load(Ordering::Relaxed), PINNED.peak.load(Ordering::Relaxed))
 }
 
-/// Host slabs come in multiples of this, so that a chunk of about the same size finds one.
-const SLAB_ROUND: usize = 2 << 20;
+/// A slab for a chunk of `len` bytes comes in multiples of this: a sixteenth of the power of
+/// two at or above it, at least 64 KiB (so that a chunk of about the same size finds one, and a
+/// slab is at most ~6% larger than its first chunk, where a fixed 2 MiB made a 220 KiB chunk's
+/// slab 9 times its size).
+fn slab_round(len: usize) -> usize {
+    (len.next_power_of_two() / 16).max(64 << 10)
+}
 
 /// A slab of `cap` bytes may hold a chunk of `len`: no more than an eighth and a rounding over.
 fn slab_fits(cap: usize, len: usize) -> bool {
-    cap >= len && cap <= len + len / 8 + SLAB_ROUND
+    cap >= len && cap <= len + len / 8 + slab_round(len)
+}
+
+/// Spare slabs over every packer (bytes): pinned memory that holds no copy, which the engine
+/// counts against `LTSHIM_HOST_COPIES` for every device but the packer's own (which reuses it).
+static SPARE: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes of spare slabs over every packer.
+pub fn spare_host_total() -> u64 {
+    SPARE.load(Ordering::Relaxed)
 }
 
 /// What `poll` found of the restores that completed.
@@ -393,7 +415,7 @@ impl Packer {
         let ptr = ptr?;
         // SAFETY: both ranges hold packed_len bytes; stream-ordered after the encode.
         d("cuMemcpyDtoDAsync", unsafe { drv::memcpy_dtod_async(ptr, self.out.ptr, packed_len, stream) })?;
-        let mut chunk = PackedChunk { ptr, host: 0, len: packed_len, original: n, offsets, by_codec: [(0, 0); 8] };
+        let mut chunk = PackedChunk { ptr, host: 0, slab: 0, len: packed_len, original: n, offsets, by_codec: [(0, 0); 8] };
         // verify: decode the copy into the scratch, every block's checksum checked
         if let Err(e) = self.decode_chunks(std::slice::from_ref(&chunk), &[self.out.ptr]) {
             self.free_chunk(&chunk);
@@ -565,11 +587,11 @@ impl Packer {
 
     /// Moves `copy`'s chunks in device memory into pinned host memory, first chunk first (so
     /// that `truncate` still finds device chunks at its end), until `need` device bytes are
-    /// given back or the next chunk would pass `host_room` bytes of host memory; the device
-    /// bytes given back, which are the driver's again when this returns. A chunk in host
-    /// memory decodes and checks as before: the kernels read it through its mapping, over
-    /// the bus. An error leaves the chunks moved before it in host memory (`host_len` counts
-    /// them).
+    /// given back or the next chunk's slab would pass `host_room` bytes of pinned memory (this
+    /// packer's spare slabs count as room: they are reused first); the device bytes given
+    /// back, which are the driver's again when this returns. A chunk in host memory decodes and
+    /// checks as before: the kernels read it through its mapping, over the bus. An error leaves
+    /// the chunks moved before it in host memory (`host_len` counts them).
     pub fn move_to_host(&mut self, copy: &mut PackedCopy, need: u64, host_room: u64) -> Result<u64, GpuError> {
         let (mut freed, mut taken) = (0u64, 0u64);
         let stream = self.gpu.stream;
@@ -583,7 +605,8 @@ impl Packer {
                 break;
             }
             let pinned = match self.take_slab(c.len, host_room - taken) {
-                Ok(p) => p,
+                Ok(Some(p)) => p,
+                Ok(None) => break, // its slab would pass the room
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -593,18 +616,18 @@ impl Packer {
             // stream-ordered after our work that wrote the chunk and before its free (and after
             // our kernels that read the slab's last chunk, if it held one).
             if let Err(e) = d("cuMemcpyDtoHAsync", unsafe { sys::cuMemcpyDtoHAsync_v2(pinned.host as *mut c_void, c.ptr, c.len, stream).result() }) {
-                self.spare_slabs.push(pinned);
+                self.put_spare(pinned);
                 result = Err(e);
                 break;
             }
             queued = true;
-            let device = PackedChunk { ptr: c.ptr, host: 0, len: c.len, original: 0, offsets: Vec::new(), by_codec: [(0, 0); 8] };
+            let device = PackedChunk { ptr: c.ptr, host: 0, slab: 0, len: c.len, original: 0, offsets: Vec::new(), by_codec: [(0, 0); 8] };
             self.free_chunk(&device);
             let c = &mut copy.chunks[i];
-            (c.ptr, c.host) = (pinned.dev, pinned.host as u64);
-            self.slabs.insert(pinned.dev, pinned); // until `free_chunk` gives it back
+            (c.ptr, c.host, c.slab) = (pinned.dev, pinned.host as u64, pinned.len);
             freed += c.len as u64;
-            taken += c.len as u64;
+            taken += pinned.len as u64;
+            self.slabs.insert(pinned.dev, pinned); // until `free_chunk` gives it back
         }
         // (the copies done and the pool's memory back with the driver)
         if queued {
@@ -618,25 +641,53 @@ impl Packer {
         self.spare_slabs.iter().map(|p| p.len as u64).sum()
     }
 
-    /// A pinned slab for a chunk of `len` bytes: a spare one that fits, or a new one, after
-    /// the spare slabs beyond what `room` leaves beside it have been freed (so that what the
-    /// packers hold stays within the host room the engine allows: `LTSHIM_HOST_COPIES`).
-    fn take_slab(&mut self, len: usize, room: u64) -> Result<Pinned, GpuError> {
+    fn put_spare(&mut self, p: Pinned) {
+        SPARE.fetch_add(p.len as u64, Ordering::Relaxed);
+        self.spare_slabs.push(p);
+    }
+
+    fn take_spare(&mut self, i: usize) -> Pinned {
+        let p = self.spare_slabs.swap_remove(i);
+        let _ = SPARE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(p.len as u64)));
+        p
+    }
+
+    /// A pinned slab for a chunk of `len` bytes: a spare one that fits, or a new one within
+    /// `room` beside the spares kept (those that cannot hold this chunk are freed first, then
+    /// the others, until it fits); None when even with no spare left its slab would pass it.
+    fn take_slab(&mut self, len: usize, room: u64) -> Result<Option<Pinned>, GpuError> {
         let best = self.spare_slabs.iter().enumerate().filter(|(_, p)| slab_fits(p.len, len)).min_by_key(|(_, p)| p.len).map(|(i, _)| i);
         if let Some(i) = best {
-            return Ok(self.spare_slabs.swap_remove(i));
+            return Ok(Some(self.take_spare(i)));
         }
-        let cap = len.div_ceil(SLAB_ROUND) * SLAB_ROUND;
-        let keep = room.saturating_sub(cap as u64);
-        if self.spare_host_bytes() > keep {
+        let cap = len.div_ceil(slab_round(len)) * slab_round(len);
+        if cap as u64 > room {
+            return Ok(None);
+        }
+        if self.spare_host_bytes() > room - cap as u64 {
             // host memory is freed at once, not in stream order: our work reading it first
             self.sync()?;
-            self.spare_slabs.sort_unstable_by_key(|p| p.len);
-            while self.spare_host_bytes() > keep {
-                self.spare_slabs.pop(); // the largest first
+            // (the ones too small for this chunk first: they fit fewer chunks to come)
+            self.spare_slabs.sort_unstable_by_key(|p| std::cmp::Reverse((p.len >= len, p.len)));
+            while self.spare_host_bytes() > room - cap as u64 {
+                let last = self.spare_slabs.len() - 1;
+                drop(self.take_spare(last));
             }
         }
-        Pinned::new(cap)
+        Pinned::new(cap).map(Some)
+    }
+
+    /// Frees every spare slab (host copies are off, or the engine drains): none waits for a
+    /// next move that will not come.
+    pub fn free_spare_slabs(&mut self) {
+        if self.spare_slabs.is_empty() {
+            return;
+        }
+        // host memory is freed at once, not in stream order: our work reading it first
+        let _ = self.sync();
+        while let Some(i) = self.spare_slabs.len().checked_sub(1) {
+            drop(self.take_spare(i));
+        }
     }
 
     fn free_chunk(&mut self, c: &PackedChunk) {
@@ -644,7 +695,7 @@ impl Packer {
             // kept for the next move (our kernels that read it are ahead of that move's copy
             // on our stream)
             if let Some(p) = self.slabs.remove(&c.ptr) {
-                self.spare_slabs.push(p);
+                self.put_spare(p);
             }
             return;
         }
@@ -709,6 +760,7 @@ fn unsafe_zeroed_props() -> sys::CUmemPoolProps {
 /// release threshold (zero is the default), so a discarded copy stops counting at once.
 impl Drop for Packer {
     fn drop(&mut self) {
+        self.free_spare_slabs();
         let _ = self.sync();
         self.time_kernels(false);
         for e in self.spare_events.drain(..).chain(self.in_flight.drain(..).map(|f| f.event)) {
@@ -729,8 +781,19 @@ mod tests {
         let mib = 1 << 20;
         assert!(slab_fits(64 * mib, 64 * mib));
         assert!(!slab_fits(64 * mib, 64 * mib + 1), "too small");
-        assert!(slab_fits(64 * mib, 57 * mib), "within an eighth and a rounding");
+        assert!(slab_fits(64 * mib, 55 * mib), "within an eighth and a rounding");
         assert!(!slab_fits(64 * mib, 50 * mib), "a fifth of it would be idle");
-        assert!(slab_fits(2 * mib, 1), "one rounding over a tiny chunk");
+        assert!(slab_fits(64 << 10, 1), "one rounding over a tiny chunk");
+        assert!(!slab_fits(2 * mib, 220 << 10), "a small chunk does not take a 2 MiB slab");
+    }
+
+    #[test]
+    fn a_new_slab_is_at_most_a_sixteenth_of_a_power_of_two_over_its_chunk() {
+        for len in [1usize, 64 << 10, 220 << 10, (2 << 20) + 1, 43 << 20, 64 << 20] {
+            let r = slab_round(len);
+            let cap = len.div_ceil(r) * r;
+            assert!(cap >= len && cap - len < r && (r == 64 << 10 || r * 16 == len.next_power_of_two()), "{len}: {cap}");
+            assert!(slab_fits(cap, len), "{len}: its own slab fits it");
+        }
     }
 }

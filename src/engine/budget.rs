@@ -33,8 +33,9 @@ pub struct Budget {
     pub over_peak: AtomicU64,
     /// The bytes under the limit that only packed copies may take.
     pub reserve: AtomicU64,
-    /// Bytes of packed copies moved to pinned host memory (`Engine::move_copies_to_host`):
-    /// no part of the held bytes, bounded by `LTSHIM_HOST_COPIES` over every device.
+    /// Host memory held by packed copies moved there (`Engine::move_copies_to_host`; on the GPU
+    /// their chunks' pinned slabs, up to ~6% over the chunks): no part of the held bytes,
+    /// bounded with the packers' spare slabs by `LTSHIM_HOST_COPIES` over every device.
     pub in_host: AtomicU64,
     pub in_host_peak: AtomicU64,
 }
@@ -144,10 +145,11 @@ impl Budget {
         saturating_sub(&self.packed_original, bytes);
     }
 
-    /// `bytes` of copies moved from device memory (given back to `Part::Packed`) to host memory.
-    pub fn moved_to_host(&self, bytes: u64) {
-        self.give(Part::Packed, bytes);
-        let now = self.in_host.fetch_add(bytes, Relaxed) + bytes;
+    /// `device` bytes of copies moved from device memory (given back to `Part::Packed`) to
+    /// host memory, where they hold `host` bytes (on the GPU their pinned slabs, a little more).
+    pub fn moved_to_host(&self, device: u64, host: u64) {
+        self.give(Part::Packed, device);
+        let now = self.in_host.fetch_add(host, Relaxed) + host;
         self.in_host_peak.fetch_max(now, Relaxed);
     }
 
@@ -220,7 +222,7 @@ mod tests {
     fn a_copy_moved_to_host_memory_leaves_the_held_bytes_and_comes_off_both_counts_when_given_back() {
         let b = budget(100);
         assert!(b.try_take(Part::Packed, 50));
-        b.moved_to_host(30);
+        b.moved_to_host(30, 30);
         assert_eq!((b.held(), b.in_host.load(Relaxed)), (20, 30), "host memory is no part of what the limit bounds");
         assert!(b.try_take(Part::Resident, 80), "the room it left");
         b.give_copy(20, 30);

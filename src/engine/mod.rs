@@ -701,7 +701,7 @@ impl Engine {
             let budget = inner.budget;
             match inner.backend.as_mut() {
                 Some(b) => discard_copy(budget, b, copy),
-                None => budget.give_copy(copy.device_len(), copy.host_len()),
+                None => budget.give_copy(copy.device_len(), copy.host_held()),
             }
         }
         let _ = vmm::free_range(addr, entry.reserved);
@@ -781,15 +781,7 @@ impl Engine {
         if !self.may_pack(inner) {
             return false;
         }
-        let mut victims = self.victims(inner);
-        if inner.wanted != 0 {
-            // among the first few, one whose memory the restore under way can take as it is
-            let near = victims.len().min(SAME_SIZE_LOOKAHEAD);
-            if let Some(i) = victims[..near].iter().position(|a| inner.entries.get(a).is_some_and(|e| e.reserved == inner.wanted)) {
-                let v = victims.remove(i);
-                victims.insert(0, v);
-            }
-        }
+        let mut victims = self.victims_for_room(inner);
         if let Pass::InRoom | Pass::OverLimit = pass {
             victims.sort_by_key(|a| inner.entries.get(a).map_or(u64::MAX, |e| e.buf.size));
         }
@@ -807,6 +799,20 @@ impl Engine {
     /// The buffers that may be packed now, in the policy's order.
     fn victims(&self, inner: &Inner) -> Vec<u64> {
         crate::policy::victims(self.candidates(inner), crate::residency::seq_now()).into_iter().map(|c| c.id).collect()
+    }
+
+    /// `victims`, but for one among the first few whose memory the restore under way can take
+    /// as it is, which goes first.
+    fn victims_for_room(&self, inner: &Inner) -> Vec<u64> {
+        let mut victims = self.victims(inner);
+        if inner.wanted != 0 {
+            let near = victims.len().min(SAME_SIZE_LOOKAHEAD);
+            if let Some(i) = victims[..near].iter().position(|a| inner.entries.get(a).is_some_and(|e| e.reserved == inner.wanted)) {
+                let v = victims.remove(i);
+                victims.insert(0, v);
+            }
+        }
+        victims
     }
 
     /// What the policy knows of each buffer that may be packed now.
@@ -843,7 +849,7 @@ impl Engine {
     /// larger, and `copy_goes_lossy` would make it lossy at the next pack anyway, an extra
     /// encode to the same bytes.
     fn discard_kept_copy(&self, inner: &mut Inner, which: Kept, need: u64) -> bool {
-        let room_of = |c: &PackedCopy| if let Kept::ForHostRoom = which { c.host_len() } else { c.device_len() };
+        let room_of = |c: &PackedCopy| if let Kept::ForHostRoom = which { c.host_held() } else { c.device_len() };
         let Some(addr) = inner
             .entries
             .values()
@@ -910,10 +916,11 @@ impl Engine {
             return false;
         }
         let now = crate::residency::seq_now();
-        let Some(v) = crate::policy::victims(self.candidates(inner), now).into_iter().next() else { return false };
-        let ahead = crate::policy::ahead(v.last_seq, v.period, v.gaps, now);
-        let shrinks_to = inner.entries.get(&v.id).map_or(0.0, |e| e.shrinks_to);
-        if v.kept || ahead == 0 || ahead == u64::MAX || shrinks_to < crate::policy::FAR_SHRINKS_TO {
+        // (the victim `pack_one` would take first)
+        let Some(v) = self.victims_for_room(inner).first().and_then(|a| inner.entries.get(a)) else { return false };
+        let b = &v.buf;
+        let ahead = crate::policy::ahead(b.last_seq.load(Ordering::Relaxed), b.period.load(Ordering::Relaxed), b.gaps(), now);
+        if v.copy_serves(&inner.opts) || ahead == 0 || ahead == u64::MAX || v.shrinks_to < crate::policy::FAR_SHRINKS_TO {
             return false;
         }
         self.move_copies_to_host(inner, need, ToHost::Far { beyond: ahead.saturating_mul(crate::policy::FAR) })
@@ -926,7 +933,13 @@ impl Engine {
     /// device memory). Only copies of PACKED buffers move: no restore of ours reads them.
     fn move_copies_to_host(&self, inner: &mut Inner, need: u64, how: ToHost) -> bool {
         let need = need.max(1);
-        let host_room = |inner: &Inner| inner.host_copies.saturating_sub(budget::in_host_total());
+        // (the pinned memory of copies in host memory, over every device, and the spare slabs
+        // of the others: this device's own are reused by its moves first)
+        let host_room = |inner: &Inner| {
+            let own = inner.backend.as_ref().map_or(0, |b| b.spare_host_bytes());
+            let others = ltgpu::packer::spare_host_total().saturating_sub(own);
+            inner.host_copies.saturating_sub(budget::in_host_total() + others)
+        };
         if inner.host_copies == 0 || inner.backend.is_none() {
             return false;
         }
@@ -964,20 +977,22 @@ impl Engine {
         if room == 0 {
             return false;
         }
-        let (t0, mut moved) = (crate::clock::precise_ns(), 0u64);
+        let (t0, mut moved, mut held) = (crate::clock::precise_ns(), 0u64, 0u64);
         let _scope = WorkScope::enter(inner.ctx);
         for (_, addr, _) in cold {
-            if moved >= need || moved >= room {
+            if moved >= need || held >= room {
                 break;
             }
             let (Some(entry), Some(backend)) = (inner.entries.get_mut(&addr), inner.backend.as_mut()) else { break };
             let Some(copy) = entry.copy.as_mut() else { continue };
-            let before = copy.device_len();
-            let result = backend.move_to_host(copy, need - moved, room.saturating_sub(moved));
+            let (before, held_before) = (copy.device_len(), copy.host_held());
+            let result = backend.move_to_host(copy, need - moved, room - held);
             // (counted from the copy itself: a move that failed part way moved its first chunks)
             let n = before.saturating_sub(copy.device_len());
             if n > 0 {
-                inner.budget.moved_to_host(n);
+                let h = copy.host_held().saturating_sub(held_before);
+                inner.budget.moved_to_host(n, h);
+                held += h;
                 crate::stats::add(&crate::stats::C.copies_moved_to_host, 1);
                 if let ToHost::Far { .. } = how {
                     crate::stats::add(&crate::stats::C.copies_moved_far, 1);
@@ -991,6 +1006,7 @@ impl Engine {
                 Err(CodecFailure::OutOfMemory) => {
                     crate::warn_once!("pinned host memory for a packed copy was refused: copies stay in device memory from now on (LTSHIM_HOST_COPIES)");
                     inner.host_copies = 0;
+                    backend.free_spare_slabs();
                     break;
                 }
                 Err(e) => {
@@ -1614,6 +1630,9 @@ impl Engine {
                 tracing::error!("the buffer at {:#x} could not be restored while draining", b.start);
             }
         }
+        if let Some(backend) = inner.backend.as_mut() {
+            backend.free_spare_slabs(); // (no more moves)
+        }
     }
 
     /// Packing off for good (a panic elsewhere in the library): every buffer made resident.
@@ -1943,7 +1962,7 @@ fn count_codec_bytes(copy: &PackedCopy) {
 
 /// Gives a packed copy's memory back, and its bytes to the budget.
 fn discard_copy(budget: &Budget, backend: &mut Backend, copy: PackedCopy) {
-    budget.give_copy(copy.device_len(), copy.host_len());
+    budget.give_copy(copy.device_len(), copy.host_held());
     crate::stats::timed_codec(CodecWork::Discard, || backend.discard(copy));
 }
 

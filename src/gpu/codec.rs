@@ -60,6 +60,15 @@ impl PackedCopy {
         }
     }
 
+    /// The host memory its chunks there hold (on the GPU their pinned slabs, a little more
+    /// than `host_len`): what `LTSHIM_HOST_COPIES` bounds.
+    pub fn host_held(&self) -> u64 {
+        match self {
+            PackedCopy::Host(_) => self.host_len(),
+            PackedCopy::Device(c) => c.host_pinned(),
+        }
+    }
+
     /// Its bytes in device memory: what the budget counts.
     pub fn device_len(&self) -> u64 {
         self.packed_len() - self.host_len()
@@ -379,6 +388,21 @@ impl Backend {
                 freed
             }
             (Backend::Cpu, PackedCopy::Device(_)) => 0,
+        }
+    }
+
+    /// Pinned memory kept for the next moves (spare slabs; none on the CPU reference).
+    pub fn spare_host_bytes(&self) -> u64 {
+        match self {
+            Backend::Gpu(p) => p.spare_host_bytes(),
+            Backend::Cpu => 0,
+        }
+    }
+
+    /// Frees the spare slabs (no more moves will use them).
+    pub fn free_spare_slabs(&mut self) {
+        if let Backend::Gpu(p) = self {
+            p.free_spare_slabs();
         }
     }
 
