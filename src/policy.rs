@@ -114,8 +114,8 @@ pub const FAR: u64 = 2;
 
 /// ... and when that victim's last copy was at least this fraction of it: a pack that frees
 /// more than half of a buffer on the device is cheaper than a copy's round trip over the bus
-/// (on the H200 sparse_mlp ran 10-25% slower with its weights' copies moved for activations that
-/// zvc packs to ~11%, docs/PERF.md P80-P81; training's fp32 buffers pack to ~84%).
+/// (sparse_mlp's activations, which zvc packs to ~11%; training's fp32 buffers pack to ~84%).
+/// Measured: not shown either way (sparse_mlp's single runs, docs/PERF.md P80-P83).
 pub const FAR_SHRINKS_TO: f32 = 0.5;
 
 /// What the policy knows of an eligible buffer.

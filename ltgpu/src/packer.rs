@@ -190,6 +190,11 @@ fn slab_round(len: usize) -> usize {
     (len.next_power_of_two() / 16).max(64 << 10)
 }
 
+/// The size of a new slab for a chunk of `len` bytes.
+pub fn slab_for(len: usize) -> usize {
+    len.div_ceil(slab_round(len)) * slab_round(len)
+}
+
 /// A slab of `cap` bytes may hold a chunk of `len`: no more than an eighth and a rounding over.
 fn slab_fits(cap: usize, len: usize) -> bool {
     cap >= len && cap <= len + len / 8 + slab_round(len)
@@ -660,7 +665,7 @@ impl Packer {
         if let Some(i) = best {
             return Ok(Some(self.take_spare(i)));
         }
-        let cap = len.div_ceil(slab_round(len)) * slab_round(len);
+        let cap = slab_for(len);
         if cap as u64 > room {
             return Ok(None);
         }
@@ -790,8 +795,7 @@ mod tests {
     #[test]
     fn a_new_slab_is_at_most_a_sixteenth_of_a_power_of_two_over_its_chunk() {
         for len in [1usize, 64 << 10, 220 << 10, (2 << 20) + 1, 43 << 20, 64 << 20] {
-            let r = slab_round(len);
-            let cap = len.div_ceil(r) * r;
+            let (r, cap) = (slab_round(len), slab_for(len));
             assert!(cap >= len && cap - len < r && (r == 64 << 10 || r * 16 == len.next_power_of_two()), "{len}: {cap}");
             assert!(slab_fits(cap, len), "{len}: its own slab fits it");
         }

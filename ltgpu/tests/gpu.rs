@@ -173,15 +173,18 @@ fn a_copy_moved_to_host_memory_decodes_checks_and_truncates_as_before() {
     let lossless = GpuEncode { dtype: ltblock::DType::BF16, lossy: false, group: 128, max_rel_l2: 0.01 };
     let mut copy = packer.pack(src.ptr, n, lossless, u64::MAX).unwrap().expect("packs");
     let (len, first) = (copy.packed_len(), copy.chunks[0].len as u64);
-    // a host room of one chunk and a bit: the first chunk moves, the second would pass it
-    let moved = packer.move_to_host(&mut copy, u64::MAX, first + 1).unwrap();
-    assert_eq!((moved, copy.host_len()), (first, first), "the first chunk, and only it, moved");
+    // the host room counts pinned slabs, each a little larger than its chunk
+    let slab = |l: u64| ltgpu::packer::slab_for(l as usize) as u64;
+    // a host room of the first chunk's slab and a bit: the first chunk moves, the second would
+    // pass it
+    let moved = packer.move_to_host(&mut copy, u64::MAX, slab(first) + 1).unwrap();
+    assert_eq!((moved, copy.host_len(), copy.host_pinned()), (first, first, slab(first)), "the first chunk, and only it, moved");
     assert!(copy.chunks[0].host != 0 && copy.chunks[1..].iter().all(|c| c.host == 0));
-    // the rest, asked for by need, with host room for the second chunk only: the first, larger,
-    // is in host memory already and takes none of it
+    // the rest, asked for by need, with host room for the second chunk's slab only: the first,
+    // larger, is in host memory already and takes none of it
     let second = copy.chunks[1].len as u64;
     assert!(second < first, "the raw first chunk is the largest: {first} {second}");
-    let moved = packer.move_to_host(&mut copy, 1, second).unwrap();
+    let moved = packer.move_to_host(&mut copy, 1, slab(second)).unwrap();
     assert_eq!(moved, second, "one chunk meets a need of one byte");
     assert_eq!(copy.packed_len(), len, "moving changes no byte count");
     let out = gpu.alloc(n).unwrap();
