@@ -105,9 +105,10 @@ pub fn ahead(last: u64, period: u64, gaps: Gaps, now: u64) -> u64 {
 
 /// A packed buffer's copy goes to host memory instead of an encode of the first victim when
 /// its next use is predicted this many times further off than the victim's
-/// (`engine::Engine::move_far_copies_to_host`). Its restore then crosses the bus (~20x slower
-/// than a decode from device memory), once; the victim's pack would cost an encode and a
-/// verify, free only what its copy saves (a sixth of an fp32 buffer), and come back sooner.
+/// (`engine::Engine::move_far_copies_to_host`). Its restores then cross the bus while the copy
+/// stays there (18x slower than a decode from device memory, docs/PERF.md P82); the victim's
+/// pack would cost an encode and a verify, free only what its copy saves (a sixth of an fp32
+/// buffer), and come back sooner.
 /// Twice, so that a prediction's error (the gaps are matched within an eighth) never tips a
 /// loop's buffers, which are all about a period off, into host memory.
 pub const FAR: u64 = 2;

@@ -184,8 +184,8 @@ pub fn pinned_host_bytes() -> (u64, u64) {
 
 /// A slab for a chunk of `len` bytes comes in multiples of this: a sixteenth of the power of
 /// two at or above it, at least 64 KiB (so that a chunk of about the same size finds one, and a
-/// slab is at most ~6% larger than its first chunk, where a fixed 2 MiB made a 220 KiB chunk's
-/// slab 9 times its size).
+/// slab is less than an eighth larger than its first chunk, 64 KiB for the smallest, where a
+/// fixed 2 MiB made a 220 KiB chunk's slab 9 times its size).
 fn slab_round(len: usize) -> usize {
     (len.next_power_of_two() / 16).max(64 << 10)
 }

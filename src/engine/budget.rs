@@ -34,8 +34,9 @@ pub struct Budget {
     /// The bytes under the limit that only packed copies may take.
     pub reserve: AtomicU64,
     /// Host memory held by packed copies moved there (`Engine::move_copies_to_host`; on the GPU
-    /// their chunks' pinned slabs, up to ~6% over the chunks): no part of the held bytes,
-    /// bounded with the packers' spare slabs by `LTSHIM_HOST_COPIES` over every device.
+    /// their chunks' pinned slabs, a little larger than the chunks: `ltgpu::packer::slab_for`):
+    /// no part of the held bytes, bounded with the packers' spare slabs by `LTSHIM_HOST_COPIES`
+    /// over every device.
     pub in_host: AtomicU64,
     pub in_host_peak: AtomicU64,
 }
