@@ -920,10 +920,8 @@ impl Engine {
         let Some(v) = self.victims_for_room(inner).first().and_then(|a| inner.entries.get(a)) else { return false };
         let b = &v.buf;
         let ahead = crate::policy::ahead(b.last_seq.load(Ordering::Relaxed), b.period.load(Ordering::Relaxed), b.gaps(), now);
-        if v.copy_serves(&inner.opts) || ahead == 0 || ahead == u64::MAX || v.shrinks_to < crate::policy::FAR_SHRINKS_TO {
-            return false;
-        }
-        self.move_copies_to_host(inner, need, ToHost::Far { beyond: ahead.saturating_mul(crate::policy::FAR) })
+        let Some(beyond) = crate::policy::far_beyond(v.copy_serves(&inner.opts), ahead, v.shrinks_to) else { return false };
+        self.move_copies_to_host(inner, need, ToHost::Far { beyond })
     }
 
     /// Moves the copies of packed buffers `how` picks into pinned host memory until `need`
