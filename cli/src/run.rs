@@ -181,9 +181,11 @@ pub fn saved_line(report: &str) -> Option<String> {
     // without LTSHIM_DEVICE_LIMIT the limit is what the card has for the library at the end
     let what = if p["limit_set"].as_bool() == Some(false) { "the card's room" } else { "limit" };
     // the device's saving was partly host memory's cost: said, not hidden
-    let host = match n("host_copies_peak_bytes") {
-        0 => String::new(),
-        b => format!(", {:.2} GiB of copies moved to host memory at peak (LTSHIM_HOST_COPIES)", gib(b)),
+    let host = match (n("host_copies_peak_bytes"), n("host_pinned_peak_bytes")) {
+        (0, _) => String::new(),
+        // (the spare slabs kept for the next moves held more at some point)
+        (b, pinned) if pinned > b => format!(", {:.2} GiB of copies moved to host memory at peak ({:.2} GiB pinned; LTSHIM_HOST_COPIES)", gib(b), gib(pinned)),
+        (b, _) => format!(", {:.2} GiB of copies moved to host memory at peak (LTSHIM_HOST_COPIES)", gib(b)),
     };
     Some(format!(
         "ltshim: physical peak {:.2} GiB ({what} {:.2} GiB{over}) for {:.2} GiB allocated at peak; {} packs encoded {:.2} GiB in all at {:.2}x; {} restores{host}",
@@ -219,6 +221,9 @@ mod tests {
         let host = r#"{"allocations":{"peak_bytes":4294967296},"packing":{"packs":3,"restores":2,"held_peak_bytes":2147483648,"limit_bytes":2147483648,"host_copies_peak_bytes":536870912,"bytes_in_by_codec":{"zvc":1073741824},"bytes_out_by_codec":{"zvc":268435456}}}"#;
         let line = saved_line(host).unwrap();
         assert!(line.ends_with("2 restores, 0.50 GiB of copies moved to host memory at peak (LTSHIM_HOST_COPIES)"), "{line}");
+        let pinned = host.replace(r#""host_copies_peak_bytes":536870912"#, r#""host_copies_peak_bytes":536870912,"host_pinned_peak_bytes":805306368"#);
+        let line = saved_line(&pinned).unwrap();
+        assert!(line.ends_with("0.50 GiB of copies moved to host memory at peak (0.75 GiB pinned; LTSHIM_HOST_COPIES)"), "{line}");
         assert!(saved_line(r#"{"packing":{"packs":0}}"#).is_none());
         assert!(saved_line("not json").is_none());
     }

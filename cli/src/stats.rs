@@ -76,6 +76,9 @@ pub fn render(v: &Value) -> String {
         if p["host_copies_peak_bytes"].is_u64() {
             row("  copies in host memory now / at peak", format!("{} / {}", bytes(num(&p["host_copies_bytes"])), bytes(num(&p["host_copies_peak_bytes"]))));
         }
+        if p["host_pinned_peak_bytes"].is_u64() {
+            row("  pinned host memory now / at peak", format!("{} / {} ({} copies moved ahead of encodes)", bytes(num(&p["host_pinned_bytes"])), bytes(num(&p["host_pinned_peak_bytes"])), num(&p["copies_moved_far"])));
+        }
         // (reports older than these fields lack them: no row)
         if let Some(s) = counted(&p["encodes_by_cause"], &p["encoded_bytes_by_cause"], &["first", "changed", "discarded", "to_lossy"]) {
             row("  encodes by cause", s);
