@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A/B of two builds under limits, in one call of at most ~9 minutes: each row's workload runs
 # natively once (its outputs and metrics the reference), then under build A (.dev/base) and
-# build B (.dev) in the order A B (B A for every other row), each with its stats; every ltshim
-# run's outputs are compared with native's (torch.equal on every tensor). ROWS lists
+# build B (.dev) in the order A B (B A for every other row), each with its stats, in MODE
+# (lossless); every ltshim run's outputs are compared with native's (torch.equal on every
+# tensor: a lossy row that is not exact says False, and its metrics file holds what it gives). ROWS lists
 # workload:limit-bytes:metric[:extra args, commas for spaces]; a row that would start after
 # DEADLINE seconds (480) is left out. ONE file comes back, $OUT/far_ab.tar.gz; a table last.
 # Expects .dev/ltshim + .dev/libltshim.so (B) and .dev/base/ltshim + .dev/base/libltshim.so (A).
@@ -21,7 +22,7 @@ for row in $ROWS; do
   order="base/ltshim ltshim"; [ $((i % 2)) = 0 ] && order="ltshim base/ltshim"
   for b in $order; do
     k=$([ $b = ltshim ] && echo B || echo A)
-    LTSHIM_STATS=$W/${tag}_$k.stats.json timeout 200 .dev/$b run --mode lossless --device-limit $lim -- \
+    LTSHIM_STATS=$W/${tag}_$k.stats.json timeout 200 .dev/$b run --mode ${MODE:-lossless} --device-limit $lim -- \
       python3 harness/workloads/$wl.py $extra --out $W/${tag}_$k.pt --metrics $W/${tag}_$k.json > $W/${tag}_$k.log 2>&1
     echo "$tag $k exit $?" >> $W/summary.txt
   done
