@@ -266,6 +266,11 @@ impl Buffer {
         crate::policy::next_gap(self.period.load(Ordering::Relaxed), self.gaps())
     }
 
+    /// Uses from `now` to its predicted next use (`crate::policy::ahead`).
+    pub fn ahead(&self, now: u64) -> u64 {
+        crate::policy::ahead(self.last_seq.load(Ordering::Relaxed), self.period.load(Ordering::Relaxed), self.gaps(), now)
+    }
+
     /// Remembers that `stream` used it (lock-free; a full set overflows to "many").
     pub fn used_on(&self, stream: u64) {
         for slot in &self.streams {

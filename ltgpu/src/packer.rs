@@ -157,8 +157,7 @@ impl Drop for Pinned {
     }
 }
 
-/// Pinned host memory held by every packer of the process (slabs of packed copies in host
-/// memory, in use or kept for reuse, and the restore rings), now and at its peak.
+/// A count of pinned host bytes over every packer, now and at its peak.
 struct PinnedBytes {
     now: AtomicU64,
     peak: AtomicU64,
@@ -174,6 +173,8 @@ impl PinnedBytes {
     }
 }
 
+/// Pinned host memory held by every packer of the process (slabs of packed copies in host
+/// memory, in use or kept for reuse, and the restore rings).
 static PINNED: PinnedBytes = PinnedBytes { now: AtomicU64::new(0), peak: AtomicU64::new(0) };
 
 /// Pinned host memory the packers hold now and held at most (bytes): the chunks of copies in
@@ -202,11 +203,11 @@ fn slab_fits(cap: usize, len: usize) -> bool {
 
 /// Spare slabs over every packer (bytes): pinned memory that holds no copy, which the engine
 /// counts against `LTSHIM_HOST_COPIES` for every device but the packer's own (which reuses it).
-static SPARE: AtomicU64 = AtomicU64::new(0);
+static SPARE: PinnedBytes = PinnedBytes { now: AtomicU64::new(0), peak: AtomicU64::new(0) };
 
 /// Bytes of spare slabs over every packer.
 pub fn spare_host_total() -> u64 {
-    SPARE.load(Ordering::Relaxed)
+    SPARE.now.load(Ordering::Relaxed)
 }
 
 /// What `poll` found of the restores that completed.
@@ -647,13 +648,13 @@ impl Packer {
     }
 
     fn put_spare(&mut self, p: Pinned) {
-        SPARE.fetch_add(p.len as u64, Ordering::Relaxed);
+        SPARE.add(p.len as u64);
         self.spare_slabs.push(p);
     }
 
     fn take_spare(&mut self, i: usize) -> Pinned {
         let p = self.spare_slabs.swap_remove(i);
-        let _ = SPARE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(p.len as u64)));
+        SPARE.sub(p.len as u64);
         p
     }
 

@@ -918,9 +918,7 @@ impl Engine {
         let now = crate::residency::seq_now();
         // (the victim `pack_one` would take first)
         let Some(v) = self.victims_for_room(inner).first().and_then(|a| inner.entries.get(a)) else { return false };
-        let b = &v.buf;
-        let ahead = crate::policy::ahead(b.last_seq.load(Ordering::Relaxed), b.period.load(Ordering::Relaxed), b.gaps(), now);
-        let Some(beyond) = crate::policy::far_beyond(v.copy_serves(&inner.opts), ahead, v.shrinks_to) else { return false };
+        let Some(beyond) = crate::policy::far_beyond(v.copy_serves(&inner.opts), v.buf.ahead(now), v.shrinks_to) else { return false };
         self.move_copies_to_host(inner, need, ToHost::Far { beyond })
     }
 
@@ -946,7 +944,7 @@ impl Engine {
         let order = |b: &Buffer| match how {
             ToHost::LastRoom => Some(b.last_seq.load(Ordering::Relaxed)),
             ToHost::Far { beyond } => {
-                let ahead = crate::policy::ahead(b.last_seq.load(Ordering::Relaxed), b.period.load(Ordering::Relaxed), b.gaps(), now);
+                let ahead = b.ahead(now);
                 (ahead > beyond).then_some(u64::MAX - ahead)
             }
         };
