@@ -106,30 +106,72 @@ struct ExpfShared {
 // frequencies, n >= 2), then limited to EXPF_L and given back by frequency, into ln[] and
 // base[] (ltblock expf::{minimum_redundancy, limit_lengths, code_lengths}: the same lengths).
 // All lanes of one warp call; returns false (on every lane) when the lengths cannot be limited.
-// The tree's two passes are sequential (lane 0); the rest is spread over the warp, which the
-// sequential version (one thread, 1,800 instructions a block while the CTA waited: a seventh of
-// the encode, docs/PERF.md P27) did with loops over the leaves: the leaves at depth d are
-// 2 I(d-1) - I(d) for I(d) internal nodes at depth d (each internal node has two children), so
-// the length counts come from the internal depths, lane d counting I(d).
+// The CTA waits while one warp does this, and a trained f16 block has 120-155 symbols (normal
+// weights ~92), so each pass is cut to what cannot be spread (docs/PERF.md P84):
+// - the tree's merge stays sequential (lane 0), but each step loads its four candidates (two
+//   internal nodes, two leaves) at once, so a step waits for shared memory once, not twice;
+// - the internal nodes' depths come by pointer jumping over the warp (at most eight rounds for
+//   at most 255 nodes), not by a walk down the n - 1 parent links one load after another;
+// - the leaves at depth d are 2 I(d-1) - I(d) for I(d) internal nodes at depth d (each internal
+//   node has two children): I(d) for d < EXPF_L from byte counters summed over the warp;
+// - the limit's rounds that split a leaf of length EXPF_L - 1 run as one step (each moves one
+//   leaf from EXPF_L - 1 to EXPF_L, as the CPU's rounds do one at a time).
 __device__ bool expf_huffman(u32* a, const u8* hs, u32 n, u8* ln, u32* base) {
+    static_assert(EXPF_L <= 12, "I(d) for d < EXPF_L fits three words of byte counters");
     u32 lane = threadIdx.x % 32;
     if (lane == 0) {
         a[0] += a[1];
         u32 root = 0, leaf = 2;
         for (u32 next = 1; next < n - 1; next++) {
-            if (leaf >= n || a[root] < a[leaf]) { a[next] = a[root]; a[root++] = next; }
-            else a[next] = a[leaf++];
-            if (leaf >= n || (root < next && a[root] < a[leaf])) { a[next] += a[root]; a[root++] = next; }
-            else a[next] += a[leaf++];
+            // root < next on entry, so a[root] is a finished node; a[root + 1] is one only when
+            // root + 1 < next (ok1); leaves at and past `leaf` are never written (leaf > next)
+            u32 r0 = a[root], r1 = a[root + 1], l0 = a[min(leaf, 255u)], l1 = a[min(leaf + 1, 255u)];
+            u32 f, rc = r0, lc = l0;
+            bool rok = true;
+            if (leaf >= n || r0 < l0) { f = r0; a[root] = next; root++; rc = r1; rok = root < next; }
+            else { f = l0; leaf++; lc = l1; }
+            if (leaf >= n || (rok && rc < lc)) { f += rc; a[root] = next; root++; }
+            else { f += lc; leaf++; }
+            a[next] = f;
         }
-        a[n - 2] = 0;  // a[0..n-1): the internal nodes' depths
-        for (int next = (int)n - 3; next >= 0; next--) a[next] = a[a[next]] + 1;
     }
     __syncwarp();
+    // depths: a[i] (i < n - 2) is node i's parent, n - 2 the root; lane holds nodes lane + 32k
+    const u32 m = n - 1, R = n - 2;
+    u32 par[8], dep[8];
+#pragma unroll
+    for (u32 k = 0; k < 8; k++) {
+        u32 i = lane + 32 * k;
+        par[k] = i < R ? a[i] : R;
+        dep[k] = i < R ? 1 : 0;
+    }
+    __syncwarp();  // every parent read before the first round writes
+    for (;;) {
+        bool more = false;
+#pragma unroll
+        for (u32 k = 0; k < 8; k++) more |= lane + 32 * k < m && par[k] != R;
+        if (!__any_sync(FULL_MASK, more)) break;
+#pragma unroll
+        for (u32 k = 0; k < 8; k++) if (lane + 32 * k < m) a[lane + 32 * k] = dep[k] << 16 | par[k];
+        __syncwarp();
+#pragma unroll
+        for (u32 k = 0; k < 8; k++)
+            if (lane + 32 * k < m) { u32 q = a[par[k]]; dep[k] += q >> 16; par[k] = q & 0xffffu; }
+        __syncwarp();
+    }
+    u32 c[3] = {0, 0, 0};  // I(d) for d < 12, a byte each (I(d) <= n - 1 <= 255)
+#pragma unroll
+    for (u32 k = 0; k < 8; k++) {
+        u32 d = dep[k], inc = 1u << (8 * (d % 4));
+        bool in = lane + 32 * k < m;
+#pragma unroll
+        for (u32 w = 0; w < 3; w++) c[w] += in && d - 4 * w < 4 ? inc : 0;
+    }
+#pragma unroll
+    for (u32 w = 0; w < 3; w++)
+        for (u32 off = 16; off > 0; off >>= 1) c[w] += __shfl_xor_sync(FULL_MASK, c[w], off);
     // lane d <= EXPF_L: I(d), then bl[d], the leaves of length d (those deeper: EXPF_L)
-    u32 internal = 0;
-    if (lane < EXPF_L)
-        for (u32 i = 0; i < n - 1; i++) internal += a[i] == lane;
+    u32 internal = lane < EXPF_L ? ((lane < 4 ? c[0] : lane < 8 ? c[1] : c[2]) >> (8 * (lane % 4))) & 0xffu : 0;
     u32 above = __shfl_up_sync(FULL_MASK, internal, 1);
     u32 bl = lane >= 1 && lane < EXPF_L ? 2 * above - internal : 0;
     u32 shorter = bl;
@@ -138,15 +180,18 @@ __device__ bool expf_huffman(u32* a, const u8* hs, u32 n, u8* ln, u32* base) {
     auto weight = [&](u32 b) { return lane >= 1 && lane <= EXPF_L ? b << (EXPF_L - lane) : 0u; };
     u32 total = weight(bl);
     for (u32 off = 16; off > 0; off >>= 1) total += __shfl_xor_sync(FULL_MASK, total, off);
-    while (total > (1u << EXPF_L)) {  // uniform: each round moves one leaf up, as the CPU does
+    while (total > (1u << EXPF_L)) {  // uniform: as the CPU's rounds, k of them at once
         if (__shfl_sync(FULL_MASK, bl, EXPF_L) == 0) return false;
-        if (lane == EXPF_L) bl--;
         u32 has = __ballot_sync(FULL_MASK, lane >= 1 && lane < EXPF_L && bl > 0);
         if (has == 0) return false;
         u32 d = 31 - __clz(has);
-        if (lane == d) bl--;
-        if (lane == d + 1) bl += 2;
-        total--;
+        // a round at d = EXPF_L - 1 leaves the rounds after it at d again (one leaf fewer there,
+        // one more at EXPF_L), so they run together while leaves and excess last
+        u32 k = d == EXPF_L - 1 ? min(__shfl_sync(FULL_MASK, bl, d), total - (1u << EXPF_L)) : 1;
+        if (lane == EXPF_L) bl -= k;
+        if (lane == d) bl -= k;
+        if (lane == d + 1) bl += 2 * k;
+        total -= k;
     }
     // base[d]: where codes of length d start; cum: the leaves of length <= d
     u32 w = weight(bl), start = w, cum = bl;

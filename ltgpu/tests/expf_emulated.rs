@@ -49,7 +49,7 @@ use ltgpu::selfcheck::Rng;
 /// all 256 exponents.
 fn blocks() -> Vec<(DType, Vec<u8>)> {
     let mut out = Vec::new();
-    let cases: [(DType, usize, &str); 17] = [
+    let cases: [(DType, usize, &str); 20] = [
         (DType::BF16, 65536, "weights"),
         (DType::F16, 65536, "weights"),
         (DType::F32, 65536, "weights"),
@@ -67,6 +67,9 @@ fn blocks() -> Vec<(DType, Vec<u8>)> {
         (DType::F32, 65536, "everyexp"),
         (DType::BF16, 65536, "skewed"),
         (DType::F32, 65536 - 36, "skewed"),
+        (DType::F16, 65536, "skewed"),
+        (DType::F16, 65536, "wide"),
+        (DType::BF16, 65536 - 2, "wide"),
     ];
     for (dtype, len, kind) in cases {
         let w = dtype.width();
@@ -79,6 +82,17 @@ fn blocks() -> Vec<(DType, Vec<u8>)> {
                     let e = 100 + ((i + 1).trailing_zeros() as u32).min(40);
                     let b = if w == 4 { (e << 23) | (rng.next() as u32 & 0x807f_ffff) } else { (e << 7) | (rng.next() as u32 & 0x807f) };
                     b.to_le_bytes()[..w].to_vec()
+                })
+                .chain(std::iter::repeat(0).take(len % w))
+                .collect()
+        } else if kind == "wide" {
+            // every high byte, skewed toward 0 (256 u^3): as many symbols as a block can have,
+            // most of them rare, so the tree is wide and deep (a trained f16 block has 120-155)
+            (0..len / w)
+                .flat_map(|_| {
+                    let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+                    let hi = ((256.0 * u * u * u) as u32).min(255);
+                    ((hi << 8) | (rng.next() as u32 & 0xff)).to_le_bytes()[..2].to_vec()
                 })
                 .chain(std::iter::repeat(0).take(len % w))
                 .collect()

@@ -2,8 +2,8 @@
 # Issue 12's kernel speed on the GPU machine, in one call of at most ~8 minutes: an A/B of two
 # `ltshim` builds on the lossless rows (1 GiB inputs, copy bandwidth measured in the same run,
 # every block checked against the CPU reference inside bench), alternating A B A B; Nsight
-# Compute on B's expf encode and decode of NCU_ROWS (default "bf16 weights, lossless"); B on the trained weights (`--input`, repeated to
-# 1 GiB); B's GPU tests; compute-sanitizer memcheck, racecheck and synccheck on B.
+# Compute on B's expf encode and decode of NCU_ROWS (default "bf16 weights, lossless"); A and B on the trained weights (`--input`,
+# repeated to 1 GiB) in the same rounds; B's GPU tests; compute-sanitizer memcheck, racecheck and synccheck on B.
 # Expects, built on the dev machine and carried:
 #   .dev/base/ltshim       the build to compare against (A; BASE=0 leaves the A/B out)
 #   .dev/ltshim            the build under test (B)
@@ -21,19 +21,20 @@ for b in .dev/ltshim .dev/ltgpu_gpu_tests; do [ -x $b ] || { echo "expf_speed.sh
 : > $W/exit_codes.txt
 # the kernels into each build's cache first, so no timed run pays NVRTC
 for b in $BUILDS; do t=${b//\//_}; timeout 120 .dev/$b bench --size 2 --rows "bf16 weights, lossless" > $W/warm_$t.txt 2>&1; echo "warm_$t $?" >> $W/exit_codes.txt; done
+TW=""
+[ -d .dev/tw ] && TW="--input .dev/tw/silero_vad_bf16.safetensors --input .dev/tw/silero_vad_f16.safetensors --input .dev/tw/silero_vad_f32.npy"
 for r in $(seq 1 ${ROUNDS:-2}); do
   for b in $BUILDS; do
     t=${b//\//_}
     echo "== $b round $r"
     timeout 120 .dev/$b bench --size ${SIZE:-1024} --rows lossless --json $W/${t}_$r.json > $W/${t}_$r.txt 2>&1
     echo "${t}_$r $?" >> $W/exit_codes.txt
+    if [ -n "$TW" ]; then  # the trained weights (repeated to the input size), each build each round
+      timeout 120 .dev/$b bench --size ${SIZE:-1024} --rows silero $TW --json $W/trained_${t}_$r.json > $W/trained_${t}_$r.txt 2>&1
+      echo "trained_${t}_$r $?" >> $W/exit_codes.txt
+    fi
   done
 done
-if [ -d .dev/tw ]; then
-  echo "== trained weights"
-  timeout 120 .dev/ltshim bench --size ${SIZE:-1024} --rows silero --input .dev/tw/silero_vad_bf16.safetensors --input .dev/tw/silero_vad_f16.safetensors --input .dev/tw/silero_vad_f32.npy --json $W/trained.json > $W/trained.txt 2>&1
-  echo "trained $?" >> $W/exit_codes.txt
-fi
 for k in $([ "${NCU:-1}" = 1 ] && echo pack decode); do
   echo "== ncu ltb_${k}_blocks (${NCU_ROWS:-bf16 weights, lossless})"
   timeout 120 ncu -k ltb_${k}_blocks --launch-skip 1 -c 1 --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats --section SchedulerStats --section SourceCounters \
@@ -54,7 +55,7 @@ python3 - "$W" <<'PY'
 import json, re, sys, glob
 w = sys.argv[1]
 print("exit codes:", dict(l.split() for l in open(f"{w}/exit_codes.txt")))
-for f in sorted(glob.glob(f"{w}/*_[12].json")) + sorted(glob.glob(f"{w}/trained.json")):
+for f in sorted(glob.glob(f"{w}/*_[0-9].json")):
     try: d = json.load(open(f))
     except Exception as e: print(f, "unreadable:", e); continue
     print(f"{f.split('/')[-1]}: copy {d['copy_gbps_read_plus_write']:.0f} GB/s")

@@ -41,6 +41,7 @@ inline void __syncwarp() { (void)exchange(0u); }
 template <class T> T __shfl_up_sync(unsigned, T v, int off) { auto c = exchange(tobits(v)); int l = threadIdx.x % 32; return l - off >= 0 ? frombits<T>(c[l - off]) : v; }
 inline unsigned __ballot_sync(unsigned, int p) { auto c = exchange(p != 0); unsigned r = 0; for (int i = 0; i < 32; i++) r |= (c[i] ? 1u : 0u) << i; return r; }
 inline bool __all_sync(unsigned, int p) { return __ballot_sync(0, p) == 0xffffffffu; }
+inline bool __any_sync(unsigned, int p) { return __ballot_sync(0, p) != 0u; }
 inline unsigned __match_any_sync(unsigned, unsigned v) { auto c = exchange(v); unsigned r = 0; for (int i = 0; i < 32; i++) r |= (c[i] == v ? 1u : 0u) << i; return r; }
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 inline unsigned atomicOr(unsigned* p, unsigned v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
