@@ -73,27 +73,32 @@ __device__ __forceinline__ u32 expf_stream_count(u32 n, u32 t) {
 // free until zvc's compaction, which never runs for an expf block):
 //   phase 1: per-warp histograms, 8 x 128 words (two 16-bit counts a word, s at word s % 128,
 //            half s / 128: a warp counts at most 4096 + 7 elements);
-//   after:   cnt[256] | hf[256] (Huffman work; then ce[s] = code << 4 | length) |
-//            hs[256] (u8, sorted symbols) | ln[256] (u8) | tb[256] (stream byte offsets)
+//   after:   keys[256] (the present symbols' sort keys) | hf[256] (Huffman work; then
+//            ce[s] = code << 4 | length) | hs[256] (u8, sorted symbols) | ln[256] (u8) |
+//            tb[256] (stream byte offsets) | warp_count[8] | len_count[8][EXPF_L + 1]
 #define EXPF_REGION_WORDS 1024
 struct ExpfTables {
     u32* hist;
-    u32* cnt;
+    u32* keys;
     u32* hf;
     u32* ce;
     u8* hs;
     u8* ln;
     u32* tb;
+    u32* warp_count;
+    u32* len_count;
 };
 __device__ __forceinline__ ExpfTables expf_tables(u32* region) {
     ExpfTables x;
     x.hist = region;
-    x.cnt = region;
+    x.keys = region;
     x.hf = region + 256;
     x.ce = region + 256;
     x.hs = (u8*)(region + 512);
     x.ln = (u8*)(region + 576);
     x.tb = region + 640;
+    x.warp_count = region + 896;
+    x.len_count = region + 904;  // to 904 + 8 * 13 = 1008 <= EXPF_REGION_WORDS
     return x;
 }
 
@@ -108,8 +113,8 @@ struct ExpfShared {
 // All lanes of one warp call; returns false (on every lane) when the lengths cannot be limited.
 // The CTA waits while one warp does this, and a trained f16 block has 120-155 symbols (normal
 // weights ~92), so each pass is cut to what cannot be spread (docs/PERF.md P84):
-// - the tree's merge stays sequential (lane 0), but each step loads its four candidates (two
-//   internal nodes, two leaves) at once, so a step waits for shared memory once, not twice;
+// - the tree's merge stays sequential (lane 0), but the heads of its two queues are kept in
+//   registers and loaded a place ahead, so a step waits for no load;
 // - the internal nodes' depths come by pointer jumping over the warp (at most eight rounds for
 //   at most 255 nodes), not by a walk down the n - 1 parent links one load after another;
 // - the leaves at depth d are 2 I(d-1) - I(d) for I(d) internal nodes at depth d (each internal
@@ -120,49 +125,62 @@ __device__ bool expf_huffman(u32* a, const u8* hs, u32 n, u8* ln, u32* base) {
     static_assert(EXPF_L <= 12, "I(d) for d < EXPF_L fits three words of byte counters");
     u32 lane = threadIdx.x % 32;
     if (lane == 0) {
+        // The two queues' heads in registers (frequencies are at most 32768, so NONE marks an
+        // empty place): r0, r1 the next unconsumed internal nodes root, root + 1 (finished ones
+        // only: nodes below next), l0, l1 the leaves leaf, leaf + 1. A pick shifts its queue and
+        // loads the place behind, which no pick of this step waits for; the new node joins the
+        // internal queue from its register. Leaves at and past `leaf` are never written (leaf
+        // > next), so their loads need no order; "leaf >= n ||" and "root < next &&" of the
+        // CPU's picks are the NONE compares.
+        const u32 NONE = 0xffffffffu;
         a[0] += a[1];
         u32 root = 0, leaf = 2;
+        u32 r0 = a[0], r1 = NONE, l0 = n > 2 ? a[2] : NONE, l1 = n > 3 ? a[3] : NONE;
         for (u32 next = 1; next < n - 1; next++) {
-            // root < next on entry, so a[root] is a finished node; a[root + 1] is one only when
-            // root + 1 < next (ok1); leaves at and past `leaf` are never written (leaf > next)
-            u32 r0 = a[root], r1 = a[root + 1], l0 = a[min(leaf, 255u)], l1 = a[min(leaf + 1, 255u)];
-            u32 f, rc = r0, lc = l0;
-            bool rok = true;
-            if (leaf >= n || r0 < l0) { f = r0; a[root] = next; root++; rc = r1; rok = root < next; }
-            else { f = l0; leaf++; lc = l1; }
-            if (leaf >= n || (rok && rc < lc)) { f += rc; a[root] = next; root++; }
-            else { f += lc; leaf++; }
+            u32 f = 0;
+#pragma unroll
+            for (u32 pick = 0; pick < 2; pick++) {
+                if (r0 < l0) {
+                    f += r0; a[root] = next; root++;
+                    r0 = r1; r1 = root + 1 < next ? a[root + 1] : NONE;
+                } else {
+                    f += l0; leaf++;
+                    l0 = l1; l1 = leaf + 1 < n ? a[leaf + 1] : NONE;
+                }
+            }
             a[next] = f;
+            if (root == next) r0 = f;
+            else if (root + 1 == next) r1 = f;
         }
     }
     __syncwarp();
-    // depths: a[i] (i < n - 2) is node i's parent, n - 2 the root; lane holds nodes lane + 32k
+    // depths: a[i] (i < n - 2) is node i's parent, n - 2 the root; lane holds nodes lane + 32k,
+    // each as depth << 16 | parent (one register a node: the kernel runs at its register cap)
     const u32 m = n - 1, R = n - 2;
-    u32 par[8], dep[8];
+    u32 pd[8];
 #pragma unroll
     for (u32 k = 0; k < 8; k++) {
         u32 i = lane + 32 * k;
-        par[k] = i < R ? a[i] : R;
-        dep[k] = i < R ? 1 : 0;
+        pd[k] = i < R ? 1u << 16 | a[i] : R;
     }
     __syncwarp();  // every parent read before the first round writes
     for (;;) {
         bool more = false;
 #pragma unroll
-        for (u32 k = 0; k < 8; k++) more |= lane + 32 * k < m && par[k] != R;
+        for (u32 k = 0; k < 8; k++) more |= lane + 32 * k < m && (pd[k] & 0xffffu) != R;
         if (!__any_sync(FULL_MASK, more)) break;
 #pragma unroll
-        for (u32 k = 0; k < 8; k++) if (lane + 32 * k < m) a[lane + 32 * k] = dep[k] << 16 | par[k];
+        for (u32 k = 0; k < 8; k++) if (lane + 32 * k < m) a[lane + 32 * k] = pd[k];
         __syncwarp();
 #pragma unroll
         for (u32 k = 0; k < 8; k++)
-            if (lane + 32 * k < m) { u32 q = a[par[k]]; dep[k] += q >> 16; par[k] = q & 0xffffu; }
+            if (lane + 32 * k < m) { u32 q = a[pd[k] & 0xffffu]; pd[k] = ((pd[k] & 0xffff0000u) + (q & 0xffff0000u)) | (q & 0xffffu); }
         __syncwarp();
     }
     u32 c[3] = {0, 0, 0};  // I(d) for d < 12, a byte each (I(d) <= n - 1 <= 255)
 #pragma unroll
     for (u32 k = 0; k < 8; k++) {
-        u32 d = dep[k], inc = 1u << (8 * (d % 4));
+        u32 d = pd[k] >> 16, inc = 1u << (8 * (d % 4));
         bool in = lane + 32 * k < m;
 #pragma unroll
         for (u32 w = 0; w < 3; w++) c[w] += in && d - 4 * w < 4 ? inc : 0;
@@ -311,17 +329,30 @@ __device__ u32 expf_analyse(u32 len, const u8* stage, u32* region, ExpfShared& x
     // absent: its rank among the present symbols is the number of smaller non-zero keys, which
     // (key - 1 < mine - 1) counts with one compare (an absent key wraps past every present one)
     u32 key = c ? (c << 8) | s : 0;
-    x.cnt[s] = key;
     x.ln[s] = 0;
+    // the present keys packed to the front of x.keys (a thread's place: the present symbols
+    // below it, in its warp by ballot and in the warps before by their counts), so that a
+    // rank compares against the present keys only (f16's symbols hold two mantissa bits and
+    // the sign, so they spread over ~200 values of which a trained block uses 120-155)
+    u32 lane = threadIdx.x % 32, below = (1u << lane) - 1;
+    u32 have = __ballot_sync(FULL_MASK, c != 0);
+    if (lane == 0) x.warp_count[warp] = __popc(have);
+    for (u32 i = threadIdx.x; i < LTB_WARPS * (EXPF_L + 1); i += LTB_THREADS) x.len_count[i] = 0;
     u32 lo_inv = c ? 256 - s : 0, hi1 = c ? s + 1 : 0, present = c ? 1 : 0;
     block_reduce3(lo_inv, hi1, present, max_u32, max_u32, add_u32, scratch);  // synchronises
     u32 lo = 256 - lo_inv, hi = hi1 - 1;
+    auto before_warp = [&](const u32* counts, u32 stride) {
+        u32 r = 0;
+        for (u32 wp = 0; wp < warp; wp++) r += counts[wp * stride];
+        return r;
+    };
+    if (c) x.keys[before_warp(x.warp_count, 1) + __popc(have & below)] = key;
+    if (threadIdx.x < 3) x.keys[present + threadIdx.x] = 0;  // to a whole uint4
+    __syncthreads();
     if (c) {  // rank by (count, symbol) among the present symbols, four keys a load
-        // (f16's symbols hold two mantissa bits and the sign, so a block has ~4x bf16's: a
-        // loop of one key a step was a large part of its encode)
         u32 rank = 0, mine = key - 1;
-        for (u32 o = lo / 4; o <= hi / 4; o++) {
-            uint4 k = ((const uint4*)x.cnt)[o];
+        for (u32 o = 0; o < (present + 3) / 4; o++) {
+            uint4 k = ((const uint4*)x.keys)[o];
             rank += (k.x - 1 < mine) + (k.y - 1 < mine) + (k.z - 1 < mine) + (k.w - 1 < mine);
         }
         x.hf[rank] = c;
@@ -338,15 +369,15 @@ __device__ u32 expf_analyse(u32 len, const u8* stage, u32* region, ExpfShared& x
         if (threadIdx.x == 0) { xs.lo = lo; xs.nsyms = hi - lo + 1; xs.ok = ok; }
     }
     __syncthreads();
-    // canonical codes: base of the length, plus the rank among shorter-numbered symbols of it
+    // canonical codes: base of the length, plus the rank among the lower symbols of that
+    // length (in the warp: those of its lanes below with the same length; before it: the
+    // warps' counts of each length)
     u32 l = x.ln[s];
+    u32 same = __match_any_sync(FULL_MASK, l);
+    if (l && (same & below) == 0) x.len_count[warp * (EXPF_L + 1) + l] = __popc(same);
+    __syncthreads();
     if (l) {
-        // the symbols below s with length l, four lengths a word (absent symbols have length
-        // 0, so the words from lo's on hold nothing else to count)
-        u32 r = 0, want = l * 0x01010101u;
-        for (u32 o = lo / 4; o < s / 4; o++) r += __popc(__vcmpeq4(((const u32*)x.ln)[o], want)) / 8;
-        u32 below = (1u << (8 * (s % 4))) - 1;  // the bytes of s's own word before it
-        r += __popc(__vcmpeq4(((const u32*)x.ln)[s / 4], want) & below) / 8;
+        u32 r = before_warp(x.len_count + l, EXPF_L + 1) + __popc(same & below);
         x.ce[s] = (((xs.base[l] >> (EXPF_L - l)) + r) << 4) | l;
     }
     __syncthreads();
