@@ -111,8 +111,8 @@ struct ExpfShared {
 // frequencies, n >= 2), then limited to EXPF_L and given back by frequency, into ln[] and
 // base[] (ltblock expf::{minimum_redundancy, limit_lengths, code_lengths}: the same lengths).
 // All lanes of one warp call; returns false (on every lane) when the lengths cannot be limited.
-// The CTA waits while one warp does this, and a trained f16 block has 120-155 symbols (normal
-// weights ~92), so each pass is cut to what cannot be spread (docs/PERF.md P84):
+// The CTA waits while one warp does this, and a trained f16 block has 116-155 symbols (normal
+// weights ~92), so each pass is cut to what cannot be spread (docs/PERF.md P84-P85):
 // - the tree's merge stays sequential (lane 0), but the heads of its two queues are kept in
 //   registers and loaded a place ahead, so a step waits for no load;
 // - the internal nodes' depths come by pointer jumping over the warp (at most eight rounds for
@@ -333,7 +333,7 @@ __device__ u32 expf_analyse(u32 len, const u8* stage, u32* region, ExpfShared& x
     // the present keys packed to the front of x.keys (a thread's place: the present symbols
     // below it, in its warp by ballot and in the warps before by their counts), so that a
     // rank compares against the present keys only (f16's symbols hold two mantissa bits and
-    // the sign, so they spread over ~200 values of which a trained block uses 120-155)
+    // the sign, so they spread over ~200 values of which a trained block uses 116-155)
     u32 lane = threadIdx.x % 32, below = (1u << lane) - 1;
     u32 have = __ballot_sync(FULL_MASK, c != 0);
     if (lane == 0) x.warp_count[warp] = __popc(have);

@@ -87,7 +87,7 @@ fn blocks() -> Vec<(DType, Vec<u8>)> {
                 .collect()
         } else if kind == "wide" {
             // every high byte, skewed toward 0 (256 u^3): as many symbols as a block can have,
-            // most of them rare, so the tree is wide and deep (a trained f16 block has 120-155)
+            // most of them rare, so the tree is wide and deep (a trained f16 block has 116-155)
             (0..len / w)
                 .flat_map(|_| {
                     let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
