@@ -156,7 +156,8 @@ __device__ bool expf_huffman(u32* a, const u8* hs, u32 n, u8* ln, u32* base) {
     __syncwarp();
     // depths: a[i] (i < n - 2) is node i's parent, n - 2 the root; lane holds nodes lane + 32k,
     // each as depth << 16 | parent (one register a node: the kernel runs at its register cap)
-    const u32 m = n - 1, R = n - 2;
+    // (slots: the warp's nodes a lane, uniform, so a block of few symbols does only its own)
+    const u32 m = n - 1, R = n - 2, slots = (m + 31) / 32;
     u32 pd[8];
 #pragma unroll
     for (u32 k = 0; k < 8; k++) {
@@ -167,14 +168,19 @@ __device__ bool expf_huffman(u32* a, const u8* hs, u32 n, u8* ln, u32* base) {
     for (;;) {
         bool more = false;
 #pragma unroll
-        for (u32 k = 0; k < 8; k++) more |= lane + 32 * k < m && (pd[k] & 0xffffu) != R;
+        for (u32 k = 0; k < 8; k++) more |= k < slots && lane + 32 * k < m && (pd[k] & 0xffffu) != R;
         if (!__any_sync(FULL_MASK, more)) break;
 #pragma unroll
-        for (u32 k = 0; k < 8; k++) if (lane + 32 * k < m) a[lane + 32 * k] = pd[k];
+        for (u32 k = 0; k < 8; k++) {
+            if (k == slots) break;
+            if (lane + 32 * k < m) a[lane + 32 * k] = pd[k];
+        }
         __syncwarp();
 #pragma unroll
-        for (u32 k = 0; k < 8; k++)
+        for (u32 k = 0; k < 8; k++) {
+            if (k == slots) break;
             if (lane + 32 * k < m) { u32 q = a[pd[k] & 0xffffu]; pd[k] = ((pd[k] & 0xffff0000u) + (q & 0xffff0000u)) | (q & 0xffffu); }
+        }
         __syncwarp();
     }
     u32 c[3] = {0, 0, 0};  // I(d) for d < 12, a byte each (I(d) <= n - 1 <= 255)
