@@ -122,10 +122,15 @@ pub const FAR_SHRINKS_TO: f32 = 0.5;
 /// Beyond how many uses from now a packed buffer's next use must be for its copy to go to host
 /// memory instead of the first victim's pack (`FAR`, `FAR_SHRINKS_TO`); None when that pack is
 /// the better way: the victim's kept copy serves (`kept`: dropping it costs nothing), it is
-/// cold or late (`ahead` 0 or `u64::MAX`: no use of it is predicted), or its last copy was under
-/// `FAR_SHRINKS_TO` of it (`shrinks_to`; 0 when it has had none).
-pub fn far_beyond(kept: bool, ahead: u64, shrinks_to: f32) -> Option<u64> {
-    (!kept && ahead != 0 && ahead != u64::MAX && shrinks_to >= FAR_SHRINKS_TO).then(|| ahead.saturating_mul(FAR))
+/// clean (`clean`: nothing wrote it since its restore, so the copy its encode makes serves its
+/// later drops: one encode on the device, where a move costs a read over the bus at every
+/// restore of the moved buffer for as long as its copy stays in host memory; the 3B decode in
+/// lossy mode moved the copies of its weights rather than make a weight's copy int8g, and ran
+/// at 0.77x of native for it, docs/PERF.md P88), it is cold or late (`ahead` 0 or `u64::MAX`:
+/// no use of it is predicted), or its last copy was under `FAR_SHRINKS_TO` of it (`shrinks_to`;
+/// 0 when it has had none).
+pub fn far_beyond(kept: bool, clean: bool, ahead: u64, shrinks_to: f32) -> Option<u64> {
+    (!kept && !clean && ahead != 0 && ahead != u64::MAX && shrinks_to >= FAR_SHRINKS_TO).then(|| ahead.saturating_mul(FAR))
 }
 
 /// What the policy knows of an eligible buffer.
@@ -210,12 +215,13 @@ mod tests {
 
     #[test]
     fn copies_go_far_only_ahead_of_an_encode_of_a_periodic_victim_that_shrinks_little() {
-        assert_eq!(far_beyond(false, 30, 0.84), Some(60), "an fp32 activation needed in 30 uses");
-        assert_eq!(far_beyond(true, 30, 0.84), None, "its kept copy serves: dropping it is free");
-        assert_eq!(far_beyond(false, 0, 0.84), None, "late: it may be needed now");
-        assert_eq!(far_beyond(false, u64::MAX, 0.84), None, "cold: the best victim there is");
-        assert_eq!(far_beyond(false, 30, 0.11), None, "zvc frees most of it on the device");
-        assert_eq!(far_beyond(false, 30, 0.0), None, "no copy yet: how much it frees is not known");
+        assert_eq!(far_beyond(false, false, 30, 0.84), Some(60), "an fp32 activation needed in 30 uses");
+        assert_eq!(far_beyond(true, false, 30, 0.84), None, "its kept copy serves: dropping it is free");
+        assert_eq!(far_beyond(false, true, 30, 0.66), None, "a weight: its new copy serves from then on");
+        assert_eq!(far_beyond(false, false, 0, 0.84), None, "late: it may be needed now");
+        assert_eq!(far_beyond(false, false, u64::MAX, 0.84), None, "cold: the best victim there is");
+        assert_eq!(far_beyond(false, false, 30, 0.11), None, "zvc frees most of it on the device");
+        assert_eq!(far_beyond(false, false, 30, 0.0), None, "no copy yet: how much it frees is not known");
     }
 
     /// A cache of `capacity` buffers under an access sequence (one use a sequence number),

@@ -5,6 +5,9 @@
 # or with LIMIT_BYTES set (LTSHIM_DEVICE_LIMIT for the library's runs; the natives run
 # unlimited). infer.py directly, TOKENS (32) tokens; the prompt's logits after generation
 # compared with the first native run's (bit-exact, or cosine and top-1). TAG names the run.
+# A kind ending in _base (lossy_base) runs that mode under build A, .dev/base/ltshim: an A/B
+# of two builds in the same rotation; one ending in _h0 (lossy_h0) runs it with
+# LTSHIM_HOST_COPIES=0 (no packed copy in host memory).
 # ONE file comes back, $OUT/infer_rounds_$TAG.tar.gz; a table is printed last.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; TAG=${TAG:-nolimit}; W=/tmp/infer_rounds_$TAG; rm -rf $W; mkdir -p $W
@@ -13,7 +16,12 @@ cd "$(dirname "$0")/../.."
 CORES=${CORES:-2-9}
 read -r -a kinds <<< "${KINDS:-native lossless lossy}"
 n=${#kinds[@]}
-timeout 120 .dev/ltshim run -- true > /dev/null 2>&1  # the kernels into the cache
+for b in .dev/ltshim .dev/base/ltshim; do [ -x $b ] && timeout 120 $b run -- true > /dev/null 2>&1; done  # the kernels into the cache
+# WARMUP (1) native runs first, not counted: the first process of a call ran slowest in every
+# call of P89 (0.49-0.66x for the kind that rotation put first), whatever the kind
+for r in $(seq 1 ${WARMUP:-1}); do
+  timeout ${RUN_TIMEOUT:-120} taskset -c $CORES python3 harness/workloads/infer.py --params 3b --tokens ${TOKENS:-32} > $W/warmup_$r.txt 2>&1
+done
 for r in $(seq 1 ${ROUNDS:-5}); do
   for j in $(seq 0 $((n - 1))); do
     k=${kinds[$(( (r + j) % n ))]}
@@ -23,7 +31,9 @@ for r in $(seq 1 ${ROUNDS:-5}); do
       timeout ${RUN_TIMEOUT:-120} taskset -c $CORES python3 $args > $W/run_${k}_$r.txt 2>&1
     else
       lim=(); [ -n "${LIMIT_BYTES:-}" ] && lim=(--device-limit $LIMIT_BYTES)
-      LTSHIM_STATS=$W/stats_${k}_$r.json timeout ${RUN_TIMEOUT:-120} taskset -c $CORES .dev/ltshim run --mode $k "${lim[@]}" -- python3 $args > $W/run_${k}_$r.txt 2>&1
+      mode=${k%_base}; bin=.dev/ltshim; [ $mode != $k ] && bin=.dev/base/ltshim
+      host=(); [ ${mode%_h0} != $mode ] && { mode=${mode%_h0}; host=(LTSHIM_HOST_COPIES=0); }
+      env "${host[@]}" LTSHIM_STATS=$W/stats_${k}_$r.json timeout ${RUN_TIMEOUT:-120} taskset -c $CORES $bin run --mode $mode "${lim[@]}" -- python3 $args > $W/run_${k}_$r.txt 2>&1
     fi
     echo "$k $r $? $a $(date +%s.%N)" >> $W/walls.txt
   done

@@ -906,8 +906,10 @@ impl Engine {
     /// device memory, the step's activations and gradients, written between each use, were
     /// encoded again and again for a sixth of their size each (docs/PERF.md P61, P76: 45 GB of
     /// encodes a step at 80% of the native peak). A victim whose kept copy serves costs no
-    /// encode (a weight dropped again), and a cold one is the best there is: neither moves
-    /// anything here, so read-mostly workloads keep their copies in device memory; nor does one
+    /// encode (a weight dropped again), a clean one's encode makes a copy that serves from then
+    /// on (a weight whose copy goes lossy, or was shortened), and a cold one is the best there
+    /// is: none of them moves anything here, so read-mostly workloads keep their copies in
+    /// device memory; nor does one
     /// whose last copy was under `policy::FAR_SHRINKS_TO` of it (or that has had none yet): its
     /// pack frees more than half of it for GPU work, where a move costs a round trip over the
     /// bus (sparse activations: zvc packs them to ~11%).
@@ -918,7 +920,7 @@ impl Engine {
         let now = crate::residency::seq_now();
         // (the victim `pack_one` would take first)
         let Some(v) = self.victims_for_room(inner).first().and_then(|a| inner.entries.get(a)) else { return false };
-        let Some(beyond) = crate::policy::far_beyond(v.copy_serves(&inner.opts), v.buf.ahead(now), v.shrinks_to) else { return false };
+        let Some(beyond) = crate::policy::far_beyond(v.copy_serves(&inner.opts), v.buf.is_clean(), v.buf.ahead(now), v.shrinks_to) else { return false };
         self.move_copies_to_host(inner, need, ToHost::Far { beyond })
     }
 
